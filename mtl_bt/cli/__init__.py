@@ -1,0 +1,53 @@
+"""The ``mtl-bt`` command line."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from mtl_bt import __version__
+from mtl_bt.errors import UserError
+
+
+class _Group(click.Group):
+    """Prints user errors as one line (exit 2) and bugs with a hint (exit 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted; finished artefacts were kept.", err=True)
+            ctx.exit(130)
+        except Exception:
+            traceback.print_exc()
+            click.echo(
+                "Unexpected error (a bug in mtl-bt or a plugin): the traceback is above; "
+                "please report it.",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="mtl-bt")
+def main() -> None:
+    """Multi-task learning for Backtrader strategies."""
+
+
+def _add_commands() -> None:
+    from mtl_bt.cli import plugins_cmd
+
+    main.add_command(plugins_cmd.plugins)
+
+
+_add_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The run configuration (TOML), validated on load.
+
+Every section forbids unknown keys, so a typo is an error naming the key and
+its section. Plugin-specific options (``options`` tables) are passed to the
+plugin, which validates them itself.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mtl_bt.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where bars come from."""
+
+    source: str = Field("sample", description="source plugin: sample, csv, yfinance, ccxt")
+    symbols: list[str] = Field(
+        default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT", "AVAX/USDT", "DOT/USDT"],
+        min_length=1,
+        description="symbols to load; one model serves them all",
+    )
+    timeframe: str | None = Field("1h", description="bar size, e.g. 1h, 1d (None: source default)")
+    since: str | None = Field(None, description="first bar (ISO date/time, UTC)")
+    until: str | None = Field(None, description="last bar (ISO date/time, UTC), exclusive")
+    cache: bool = Field(True, description="use the on-disk Parquet cache")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="source options: path, tz, exchange, api_url, market"
+    )
+
+
+class FeaturesConfig(_Section):
+    """Causal features computed from OHLCV."""
+
+    names: list[str] | None = Field(None, description="feature plugins to use (None: all built-ins)")
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-feature parameters, e.g. {sma = {window = 20}}"
+    )
+    scaler: Literal["standard", "robust"] = Field(
+        "standard", description="scaler fitted on each fold's training slice only"
+    )
+
+
+class TaskConfig(_Section):
+    """One task plugin, instantiated at one or more horizons."""
+
+    name: str = Field(description="task plugin: return, direction, volatility, volume")
+    horizons: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(h < 1 for h in value) or len(set(value)) != len(value):
+            raise ValueError("horizons must be distinct integers >= 1")
+        return value
+
+
+class SequenceConfig(_Section):
+    encoder: Literal["none", "gru", "conv"] = Field("none", description="shared input stage")
+    lookback: int = Field(16, ge=2, le=512, description="feature rows per sample when encoder != none")
+    hidden: int = Field(32, ge=1, le=4096)
+
+
+class ModelConfig(_Section):
+    architecture: str = Field("shared_bottom", description="architecture plugin")
+    hidden: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    asset_embedding: int = Field(0, ge=0, le=256, description="asset embedding size (0: off)")
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+    options: dict[str, Any] = Field(default_factory=dict, description="architecture options")
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, value: list[int]) -> list[int]:
+        if any(h < 1 for h in value):
+            raise ValueError("hidden widths must be >= 1")
+        return value
+
+
+class WeightingConfig(_Section):
+    name: str = Field("equal", description="weighting plugin")
+    options: dict[str, Any] = Field(default_factory=dict, description="scheme options")
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(256, ge=1, le=1_000_000)
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0, le=1.0)
+    grad_clip: float = Field(1.0, gt=0)
+    patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="end of train window used to validate")
+    seed: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch threads (None: torch default)")
+
+
+class WalkForwardConfig(_Section):
+    scheme: Literal["expanding", "rolling"] = "expanding"
+    train_bars: int = Field(2000, ge=10, description="first (expanding) or every (rolling) train window")
+    test_bars: int = Field(500, ge=1)
+    step_bars: int | None = Field(None, ge=1, description="fold step (None: test_bars)")
+    embargo_bars: int = Field(0, ge=0, description="extra gap after the purge")
+    max_folds: int | None = Field(None, ge=1)
+
+
+class BacktestConfig(_Section):
+    cash: float = Field(100_000.0, gt=0)
+    commission: float = Field(0.001, ge=0, lt=0.1, description="fraction of traded value")
+    slippage: float = Field(0.0005, ge=0, lt=0.1, description="fraction of price")
+    signal: str = Field("agree_voltarget", description="signal-rule plugin")
+    signal_options: dict[str, Any] = Field(default_factory=dict)
+    rebalance: Literal["bar", "horizon"] = Field("horizon", description="rebalance every bar or every h bars")
+    max_gross_leverage: float = Field(1.0, gt=0, le=10)
+    max_weight: float = Field(0.5, gt=0, le=10, description="per-asset cap on |weight|")
+    allow_short: bool = True
+    risk_free: float = Field(0.0, ge=0, lt=1, description="annual risk-free rate for Sharpe/Sortino")
+
+
+class ReportConfig(_Section):
+    plots: bool = True
+    html: bool = True
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    tasks: list[TaskConfig] = Field(
+        default_factory=lambda: [
+            TaskConfig(name="return"),
+            TaskConfig(name="direction"),
+            TaskConfig(name="volatility"),
+            TaskConfig(name="volume"),
+        ],
+        min_length=1,
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    weighting: WeightingConfig = Field(default_factory=WeightingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    def task_names(self) -> list[str]:
+        return [f"{t.name}@{h}" for t in self.tasks for h in t.horizons]
+
+    def max_horizon(self) -> int:
+        return max(h for t in self.tasks for h in t.horizons)
+
+
+def _format(error: ValidationError, where: str) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            section = ".".join(str(p) for p in item["loc"][:-1]) or "top level"
+            lines.append(f"unknown key {loc!r} in section [{section}]")
+        else:
+            lines.append(f"{loc}: {item['msg']}")
+    return f"invalid config {where}: " + "; ".join(lines)
+
+
+def from_dict(data: dict[str, Any], where: str = "") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, where)) from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings (values parsed as TOML, else strings)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=5")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value.strip())
+    return data
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read and validate a TOML config (``None``: all defaults)."""
+    data: dict[str, Any] = {}
+    where = "(defaults)"
+    if path is not None:
+        path = Path(path)
+        where = f"in {path}"
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return from_dict(apply_overrides(data, overrides or []), where)
+
+
+def dumps(config: Config) -> str:
+    """The resolved config as TOML (written next to every run's artefacts)."""
+    return _to_toml(config.model_dump(mode="json", exclude_none=True))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _to_toml(data: dict[str, Any]) -> str:
+    out: list[str] = []
+    for section, body in data.items():
+        if isinstance(body, list):
+            for item in body:
+                out.append(f"[[{section}]]")
+                out.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in item.items())
+                out.append("")
+            continue
+        out.append(f"[{section}]")
+        out.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in body.items())
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,22 @@
+"""Exception types. `UserError` subclasses are the user's to fix: the CLI prints
+their message and exits with code 2, no traceback."""
+
+
+class UserError(Exception):
+    """Bad input, config or environment; the message says what to do."""
+
+
+class PluginError(UserError):
+    """A plugin failed to load, register or validate."""
+
+
+class ConfigError(UserError):
+    """A config file or value is invalid."""
+
+
+class DataError(UserError):
+    """Market data is missing, malformed or inconsistent."""
+
+
+class CheckpointError(UserError):
+    """A model file is corrupt or does not match the data/config."""

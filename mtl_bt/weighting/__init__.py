@@ -1,0 +1,5 @@
+"""Loss-weighting schemes."""
+
+from mtl_bt.weighting.base import Weighting
+
+__all__ = ["Weighting"]

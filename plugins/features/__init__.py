@@ -1,0 +1,8 @@
+"""Built-in features (entry point `builtin_features`)."""
+
+from mtl_bt import hookimpl
+
+
+@hookimpl
+def register_features(register):
+    pass

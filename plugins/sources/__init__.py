@@ -1,0 +1,8 @@
+"""Built-in sources (entry point `builtin_sources`)."""
+
+from mtl_bt import hookimpl
+
+
+@hookimpl
+def register_sources(register):
+    pass

@@ -1,0 +1,1 @@
+"""Backtrader strategies. Installed as ``mtl_bt.strategies``."""
