@@ -42,9 +42,12 @@ def main() -> None:
 
 
 def _add_commands() -> None:
-    from mtl_bt.cli import plugins_cmd
+    from mtl_bt.cli import backtest_cmd, data_cmd, plugins_cmd, run_cmd, train_cmd
 
     main.add_command(plugins_cmd.plugins)
+    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd):
+        for command in module.commands:
+            main.add_command(command)
 
 
 _add_commands()

@@ -14,8 +14,10 @@ from mtl_bt.tasks.base import TaskSpec
 class MTLModel(nn.Module):
     """Base class of every architecture plugin.
 
-    Built as ``cls(in_features, tasks, **options)``; ``forward(x)`` returns
-    ``{task_name: raw_output}`` with shape ``(batch,)`` per task. Gradient-level
+    Built as ``cls(in_features, tasks, **options)``; ``forward(x, asset=None)``
+    returns ``{task_name: raw_output}`` with shape ``(batch,)`` per task. ``x``
+    is ``(batch, features)`` or ``(batch, lookback, features)`` with a sequence
+    encoder; ``asset`` holds integer asset ids when an asset embedding is used. Gradient-level
     weightings need the shared parameters apart from the task-specific ones.
     """
 
@@ -29,7 +31,9 @@ class MTLModel(nn.Module):
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover
+    def forward(
+        self, x: torch.Tensor, asset: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -1,0 +1,5 @@
+"""CLI commands (filled by the feature that owns them)."""
+
+import click
+
+commands: list[click.Command] = []
