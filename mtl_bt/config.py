@@ -41,7 +41,9 @@ class DataConfig(_Section):
 class FeaturesConfig(_Section):
     """Causal features computed from OHLCV."""
 
-    names: list[str] | None = Field(None, description="feature plugins to use (None: all built-ins)")
+    names: list[str] | None = Field(
+        None, description="feature plugins to use (None: all built-ins)"
+    )
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-feature parameters, e.g. {sma = {window = 20}}"
     )
@@ -54,8 +56,10 @@ class TaskConfig(_Section):
     """One task plugin, instantiated at one or more horizons."""
 
     name: str = Field(description="task plugin: return, direction, volatility, volume")
-    horizons: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
+    horizons: list[int] = Field(
+        default_factory=lambda: [1], min_length=1, description="bars ahead; one task instance each"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="task options, e.g. loss")
 
     @field_validator("horizons")
     @classmethod
@@ -67,16 +71,22 @@ class TaskConfig(_Section):
 
 class SequenceConfig(_Section):
     encoder: Literal["none", "gru", "conv"] = Field("none", description="shared input stage")
-    lookback: int = Field(16, ge=2, le=512, description="feature rows per sample when encoder != none")
-    hidden: int = Field(32, ge=1, le=4096)
+    lookback: int = Field(
+        16, ge=2, le=512, description="feature rows per sample when encoder != none"
+    )
+    hidden: int = Field(32, ge=1, le=4096, description="width of the GRU/conv encoder")
 
 
 class ModelConfig(_Section):
     architecture: str = Field("shared_bottom", description="architecture plugin")
-    hidden: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    hidden: list[int] = Field(
+        default_factory=lambda: [64, 32], min_length=1, description="layer widths"
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout probability")
     asset_embedding: int = Field(0, ge=0, le=256, description="asset embedding size (0: off)")
-    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+    sequence: SequenceConfig = Field(
+        default_factory=SequenceConfig, description="optional lookback-window input stage"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="architecture options")
 
     @field_validator("hidden")
@@ -93,42 +103,63 @@ class WeightingConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    epochs: int = Field(20, ge=1, le=10_000)
-    batch_size: int = Field(256, ge=1, le=1_000_000)
-    lr: float = Field(1e-3, gt=0, le=1.0)
-    weight_decay: float = Field(1e-4, ge=0, le=1.0)
-    grad_clip: float = Field(1.0, gt=0)
+    epochs: int = Field(20, ge=1, le=10_000, description="maximum epochs per fold")
+    batch_size: int = Field(256, ge=1, le=1_000_000, description="rows per mini-batch")
+    lr: float = Field(1e-3, gt=0, le=1.0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0, le=1.0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="max gradient norm (all trainable parameters)")
     patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="end of train window used to validate")
-    seed: int = Field(0, ge=0)
+    val_fraction: float = Field(
+        0.15, gt=0, lt=0.5, description="end of train window used to validate"
+    )
+    seed: int = Field(0, ge=0, description="seed of fold 0 (fold k uses seed + k)")
     threads: int | None = Field(None, ge=1, description="torch threads (None: torch default)")
 
 
 class WalkForwardConfig(_Section):
-    scheme: Literal["expanding", "rolling"] = "expanding"
-    train_bars: int = Field(2000, ge=10, description="first (expanding) or every (rolling) train window")
-    test_bars: int = Field(500, ge=1)
+    scheme: Literal["expanding", "rolling"] = Field(
+        "expanding", description="expanding: train from the start; rolling: last train_bars"
+    )
+    train_bars: int = Field(
+        2000, ge=10, description="first (expanding) or every (rolling) train window"
+    )
+    test_bars: int = Field(500, ge=1, description="out-of-sample bars per fold")
     step_bars: int | None = Field(None, ge=1, description="fold step (None: test_bars)")
     embargo_bars: int = Field(0, ge=0, description="extra gap after the purge")
-    max_folds: int | None = Field(None, ge=1)
+    max_folds: int | None = Field(None, ge=1, description="stop after this many folds (None: all)")
 
 
 class BacktestConfig(_Section):
-    cash: float = Field(100_000.0, gt=0)
+    cash: float = Field(100_000.0, gt=0, description="starting cash")
     commission: float = Field(0.001, ge=0, lt=0.1, description="fraction of traded value")
     slippage: float = Field(0.0005, ge=0, lt=0.1, description="fraction of price")
     signal: str = Field("agree_voltarget", description="signal-rule plugin")
-    signal_options: dict[str, Any] = Field(default_factory=dict)
-    rebalance: Literal["bar", "horizon"] = Field("horizon", description="rebalance every bar or every h bars")
-    max_gross_leverage: float = Field(1.0, gt=0, le=10)
+    signal_options: dict[str, Any] = Field(
+        default_factory=dict, description="signal-rule options, e.g. target_vol"
+    )
+    rebalance: Literal["bar", "horizon"] = Field(
+        "horizon", description="rebalance every bar or every h bars"
+    )
+    max_gross_leverage: float = Field(1.0, gt=0, le=10, description="cap on sum of |weights|")
     max_weight: float = Field(0.5, gt=0, le=10, description="per-asset cap on |weight|")
-    allow_short: bool = True
-    risk_free: float = Field(0.0, ge=0, lt=1, description="annual risk-free rate for Sharpe/Sortino")
+    allow_short: bool = Field(True, description="allow short positions")
+    risk_free: float = Field(
+        0.0, ge=0, lt=1, description="annual risk-free rate for Sharpe/Sortino"
+    )
+    mode: Literal["live", "precomputed"] = Field(
+        "live", description="live: one forward pass per bar; precomputed: all bars before the run"
+    )
+    calendar: Literal["auto", "24/7", "exchange"] = Field(
+        "auto", description="annualisation calendar (auto: 24/7 if the data has weekend bars)"
+    )
+    min_trade_weight: float = Field(
+        0.01, ge=0, lt=1, description="no-trade band: skip same-side weight changes below this"
+    )
 
 
 class ReportConfig(_Section):
-    plots: bool = True
-    html: bool = True
+    plots: bool = Field(True, description="draw the report plots (plots/*.png)")
+    html: bool = Field(True, description="write the self-contained report.html")
 
 
 class Config(_Section):
