@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,16 @@ class Source:
     """
 
     name: str = ""
+    #: fetched over the network: the loader caches it on disk (local sources: False)
+    cacheable: bool = False
+    #: bar size used when the config leaves ``timeframe`` unset (None: the data's own)
+    default_timeframe: str | None = None
+    #: set by the loader when a progress bar is shown; call with the bars just fetched
+    on_progress: Callable[[int], None] | None = None
+
+    def cache_namespace(self, options: dict[str, Any]) -> str:
+        """The "exchange" part of the cache key for these options (e.g. ``"bybit-spot"``)."""
+        return "default"
 
     def fetch(
         self,
@@ -34,3 +45,28 @@ class Source:
         **options: Any,
     ) -> dict[str, pd.DataFrame]:
         raise NotImplementedError
+
+
+def check_options(source: str, options: dict[str, Any], allowed: dict[str, str]) -> None:
+    """Refuse options a source does not know (a typo must not be silently ignored).
+
+    ``allowed`` maps option name -> one-line help, shown in the error.
+    """
+    from mtl_bt.errors import ConfigError
+
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        known = "; ".join(f"{k}: {v}" for k, v in allowed.items()) or "none"
+        raise ConfigError(f"source {source!r} does not take option(s) {unknown}. Options: {known}")
+
+
+def clip(frame: pd.DataFrame, since: Any = None, until: Any = None) -> pd.DataFrame:
+    """Bars with ``since <= time < until`` (either bound may be None; naive means UTC)."""
+    from mtl_bt.data.timeframe import parse_time
+
+    since, until = parse_time(since, "since"), parse_time(until, "until")
+    if since is not None:
+        frame = frame[frame.index >= since]
+    if until is not None:
+        frame = frame[frame.index < until]
+    return frame

@@ -1,0 +1,192 @@
+"""``load_frames``: config in, validated canonical frames out (through the source plugin and cache)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mtl_bt import registry
+from mtl_bt.data.cache import Cache, CacheKey
+from mtl_bt.data.source import Source, clip
+from mtl_bt.data.timeframe import (
+    drop_forming,
+    normalise_timeframe,
+    parse_time,
+    parse_timeframe,
+    utc_now,
+)
+from mtl_bt.data.validate import normalise
+from mtl_bt.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from mtl_bt.config import DataConfig
+
+
+def make_source(name: str) -> Source:
+    """Build the source plugin ``name`` (clear error listing the sources if unknown)."""
+    source = registry.create("source", name)
+    if not callable(getattr(source, "fetch", None)):
+        raise DataError(f"source plugin {name!r} returned {source!r}, which has no fetch() method")
+    return source
+
+
+def _progress_bar(enabled: bool, symbol: str, since, until, timeframe: str | None):
+    """A tqdm bar (bars fetched) when asked (only when stderr is a terminal); else None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    total = None
+    if since is not None and timeframe is not None:
+        end = until if until is not None else utc_now()
+        total = max(0, int((end - since) / parse_timeframe(timeframe)))
+    return tqdm(total=total, desc=symbol, unit="bar", leave=False, file=sys.stderr)
+
+
+class _Fetcher:
+    """Fetches one symbol through a source, with or without the cache."""
+
+    def __init__(
+        self,
+        source: Source,
+        name: str,
+        options: dict[str, Any],
+        cache: Cache | None,
+        now: Callable[[], pd.Timestamp],
+    ) -> None:
+        self.source, self.name, self.options, self.cache, self.now = (
+            source,
+            name,
+            options,
+            cache,
+            now,
+        )
+
+    def fetch(self, symbol: str, timeframe: str | None, since, until) -> pd.DataFrame:
+        frames = self.source.fetch(
+            [symbol], timeframe=timeframe, since=since, until=until, **self.options
+        )
+        if not isinstance(frames, dict) or symbol not in frames:
+            raise DataError(f"source {self.name!r} returned no frame for symbol {symbol!r}")
+        return frames[symbol]
+
+    def cached(self, symbol: str, timeframe: str, since, until) -> pd.DataFrame:
+        """Serve from the cache; fetch only what lies outside the covered range, then merge."""
+        assert self.cache is not None
+        key = CacheKey(self.name, self.source.cache_namespace(self.options), symbol, timeframe)
+        now = self.now()
+        entry = self.cache.load(key)
+        # bars starting before the horizon have closed (start + timeframe <= now)
+        horizon = now - parse_timeframe(timeframe) + pd.Timedelta(1, "us")
+        want_end = horizon if until is None else min(until, horizon)
+        if entry is None:
+            fresh = drop_forming(self.fetch(symbol, timeframe, since, until), timeframe, now)
+            fresh = clip(fresh, since, until)
+            if len(fresh) or since is not None:
+                start = since if since is not None else fresh.index[0]
+                end = (
+                    max(want_end, fresh.index[-1] + pd.Timedelta(1, "us"))
+                    if len(fresh)
+                    else want_end
+                )
+                if end > start:
+                    self.cache.store(key, fresh, start, end)
+            return fresh
+        start, end = entry.start, entry.end
+        want_start = since if since is not None else start
+        parts = [entry.frame]
+        if want_start < start:
+            parts.append(self.fetch(symbol, timeframe, want_start, start))
+        if want_end > end:
+            parts.append(drop_forming(self.fetch(symbol, timeframe, end, until), timeframe, now))
+        if len(parts) > 1:
+            merged = pd.concat(parts)
+            merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+            merged = normalise(merged, symbol=symbol, source=self.name, timeframe=timeframe)
+            self.cache.store(key, merged, min(start, want_start), max(end, want_end))
+        else:
+            merged = entry.frame
+        return clip(merged, want_start, until)
+
+
+def load_frames(
+    cfg: DataConfig,
+    *,
+    no_cache: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    now: Callable[[], pd.Timestamp] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Fetch ``cfg.symbols`` through the source plugin ``cfg.source``: cached, validated,
+    canonical frames keyed by symbol in ``cfg.symbols`` order.
+
+    ``since`` is inclusive, ``until`` exclusive. Network sources are cached unless
+    ``no_cache`` or ``cfg.cache`` is false; local sources (sample, csv) never are.
+    """
+    symbols = list(cfg.symbols)
+    duplicates = sorted({s for s in symbols if symbols.count(s) > 1})
+    if duplicates:
+        raise ConfigError(f"data.symbols lists {duplicates} more than once")
+    since = parse_time(cfg.since, "data.since")
+    until = parse_time(cfg.until, "data.until")
+    if since is not None and until is not None and since >= until:
+        raise ConfigError(f"data.since ({since}) must be before data.until ({until})")
+    source = make_source(cfg.source)
+    timeframe = normalise_timeframe(cfg.timeframe or getattr(source, "default_timeframe", None))
+    options = dict(cfg.options)
+    remote = bool(getattr(source, "cacheable", False))  # fetched over the network
+    use_cache = cfg.cache and not no_cache and remote
+    if use_cache and timeframe is None:
+        use_cache = False
+    fetcher = _Fetcher(
+        source, cfg.source, options, Cache(cache_dir) if use_cache else None, now or utc_now
+    )
+
+    out: dict[str, pd.DataFrame] = {}
+    progress = progress and remote and sys.stderr.isatty()
+    if not use_cache and not progress:  # one call for all symbols (yfinance batches them)
+        raw = source.fetch(symbols, timeframe=timeframe, since=since, until=until, **options)
+        missing = [s for s in symbols if s not in raw]
+        if missing:
+            raise DataError(f"source {cfg.source!r} returned no data for {missing}")
+    else:
+        raw = {}
+        for symbol in symbols:
+            bar = _progress_bar(progress, symbol, since, until, timeframe)
+            if bar is not None:
+                source.on_progress = bar.update
+            try:
+                if use_cache:
+                    raw[symbol] = fetcher.cached(symbol, timeframe, since, until)
+                else:
+                    raw[symbol] = fetcher.fetch(symbol, timeframe, since, until)
+            finally:
+                if bar is not None:
+                    bar.close()
+                    source.on_progress = None
+    for symbol in symbols:
+        frame = raw[symbol]
+        frame = normalise(frame, symbol=symbol, source=cfg.source, timeframe=timeframe)
+        if remote:  # a bar that has not closed yet would change under the model's feet
+            frame = drop_forming(frame, frame.attrs.get("timeframe"), fetcher.now())
+        frame = clip(frame, since, until)
+        if frame.empty:
+            raise DataError(
+                f"source {cfg.source!r}: no bars for symbol {symbol!r}"
+                + (
+                    f" between {since} and {until}"
+                    if since is not None or until is not None
+                    else ""
+                )
+            )
+        frame.attrs = {
+            "symbol": symbol,
+            "timeframe": frame.attrs.get("timeframe") or timeframe,
+            "source": cfg.source,
+        }
+        out[symbol] = frame
+    return out

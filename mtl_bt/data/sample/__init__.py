@@ -1,0 +1,1 @@
+"""Real market data bundled with mtl-bt (see PROVENANCE.md)."""
