@@ -22,6 +22,10 @@ class _Group(click.Group):
             ctx.exit(2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            # the reader went away (e.g. `mtl-bt data info | head`): not an error
+            sys.stderr.close()
+            ctx.exit(0)
         except KeyboardInterrupt:
             click.echo("Interrupted; finished artefacts were kept.", err=True)
             ctx.exit(130)

@@ -37,7 +37,9 @@ class Task:
 
     def __init__(self, horizon: int = 1, **options: Any) -> None:
         if not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"task {self.kind!r}: horizon must be an integer >= 1, got {horizon!r}")
+            raise ValueError(
+                f"task {self.kind!r}: horizon must be an integer >= 1, got {horizon!r}"
+            )
         self.horizon = horizon
         self.options = options
 
@@ -48,6 +50,12 @@ class Task:
     @property
     def spec(self) -> TaskSpec:
         return TaskSpec(self.name, self.kind, self.horizon, 1, self.level, dict(self.options))
+
+    @property
+    def lookback(self) -> int:
+        """Bars before t the target also uses (e.g. a trailing normaliser); the
+        first ``lookback`` target rows are NaN. 0: the target uses bars t..t+h."""
+        return 0
 
     def build_target(self, frame: pd.DataFrame) -> pd.Series:
         raise NotImplementedError

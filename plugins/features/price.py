@@ -1,0 +1,162 @@
+"""Price features (the reference ten): returns, trend ratios, volatility, oscillators.
+
+All are causal: row t uses bars <= t only (positive lags, trailing windows,
+recursive ``ewm(adjust=False)`` averages, which are prefix-invariant: a value
+never changes when later bars arrive). Ratios are taken in logs so they are
+symmetric and scale-free. Recursive averages are defined from row 0 but are
+dominated by their seed at first, so their warm-up lasts until the seed's
+weight (1 - alpha)^n drops below 5%.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from mtl_bt.errors import ConfigError
+from mtl_bt.features import ops
+from mtl_bt.features.base import feature, positive, window
+from mtl_bt.features.base import windows as window_list
+
+#: the warm-up of a recursive average ends when its seed weighs less than this
+SEED_WEIGHT = 0.05
+
+
+def ema_warmup(alpha: float) -> int:
+    """Bars until an ``ewm(alpha, adjust=False)`` seed weighs < 5%."""
+    if alpha >= 1.0:
+        return 0
+    return math.ceil(math.log(SEED_WEIGHT) / math.log(1.0 - alpha))
+
+
+def span_alpha(span: int) -> float:
+    return 2.0 / (span + 1.0)
+
+
+def _win(name: str, value: object, minimum: int = 1) -> int:
+    """Validate the integer ``window`` parameter of feature ``name``."""
+    return window(name, "window", value, minimum)
+
+
+def _out(frame: pd.DataFrame, **columns: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(columns, index=frame.index)
+
+
+# -- log returns -----------------------------------------------------------------
+
+
+def _ret_windows(value: list[int] | tuple[int, ...]) -> list[int]:
+    return window_list("log_return", "windows", value)
+
+
+@feature(
+    warmup=lambda windows=(1, 5, 10): max(_ret_windows(windows)),
+    columns=lambda windows=(1, 5, 10): [f"log_return_{w}" for w in _ret_windows(windows)],
+)
+def log_return(
+    frame: pd.DataFrame, windows: list[int] | tuple[int, ...] = (1, 5, 10)
+) -> pd.DataFrame:
+    """log(close[t] / close[t-w]) for each window w."""
+    lc = np.log(ops.column(frame, "close"))
+    return _out(frame, **{f"log_return_{w}": lc - ops.lag(lc, w) for w in _ret_windows(windows)})
+
+
+# -- trend ratios ----------------------------------------------------------------
+
+
+@feature(warmup=lambda window=20: _win("close_sma", window) - 1)
+def close_sma(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
+    """log(close / SMA(close, window))."""
+    close = ops.column(frame, "close")
+    return _out(frame, close_sma=np.log(close / ops.rolling_mean(close, _win("close_sma", window))))
+
+
+def _ema_warmup(span: int = 20) -> int:
+    return ema_warmup(span_alpha(window("close_ema", "span", span)))
+
+
+@feature(warmup=_ema_warmup)
+def close_ema(frame: pd.DataFrame, span: int = 20) -> pd.DataFrame:
+    """log(close / EMA(close, span)), recursive EMA with alpha = 2/(span+1)."""
+    close = ops.column(frame, "close")
+    ema = ops.ewm_mean(close, span_alpha(window("close_ema", "span", span)))
+    return _out(frame, close_ema=ops.mask_head(np.log(close / ema), _ema_warmup(span)))
+
+
+# -- volatility and momentum -------------------------------------------------------
+
+
+@feature(warmup=lambda window=20: _win("volatility", window, 2))
+def volatility(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
+    """Rolling std (ddof=1) of 1-bar log returns: per-bar volatility, not annualised."""
+    r = ops.diff(np.log(ops.column(frame, "close")))
+    return _out(frame, volatility=ops.rolling_std(r, _win("volatility", window, 2), ddof=1))
+
+
+@feature(warmup=lambda window=20: _win("momentum", window))
+def momentum(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
+    """log(close[t] / close[t-window]): the longer-horizon trend."""
+    lc = np.log(ops.column(frame, "close"))
+    return _out(frame, momentum=lc - ops.lag(lc, _win("momentum", window)))
+
+
+# -- oscillators -------------------------------------------------------------------
+
+
+def _rsi_warmup(window: int = 14) -> int:
+    return 1 + ema_warmup(1.0 / _win("rsi", window))
+
+
+@feature(warmup=_rsi_warmup)
+def rsi(frame: pd.DataFrame, window: int = 14) -> pd.DataFrame:
+    """Wilder's RSI in [0, 100]: recursive averages (alpha = 1/window) of gains and
+    losses. No losses -> 100; no gains and no losses (flat price) -> 50."""
+    w = _win("rsi", window)
+    delta = ops.diff(ops.column(frame, "close"))
+    gain = ops.ewm_mean(np.where(delta > 0, delta, np.where(np.isnan(delta), np.nan, 0.0)), 1.0 / w)
+    loss = ops.ewm_mean(
+        np.where(delta < 0, -delta, np.where(np.isnan(delta), np.nan, 0.0)), 1.0 / w
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = 100.0 - 100.0 / (1.0 + gain / loss)
+    value = np.where(loss > 0, value, np.where(gain > 0, 100.0, 50.0))
+    return _out(frame, rsi=ops.mask_head(value, _rsi_warmup(w)))
+
+
+def _macd_warmup(fast: int = 12, slow: int = 26) -> int:
+    f = window("macd", "fast", fast)
+    s = window("macd", "slow", slow)
+    if f >= s:
+        raise ConfigError(f"features.params.macd: fast = {f} must be < slow = {s}")
+    return ema_warmup(span_alpha(s))
+
+
+@feature(warmup=_macd_warmup)
+def macd(frame: pd.DataFrame, fast: int = 12, slow: int = 26) -> pd.DataFrame:
+    """(EMA_fast - EMA_slow) / close: the MACD line relative to price."""
+    warm = _macd_warmup(fast, slow)
+    close = ops.column(frame, "close")
+    line = ops.ewm_mean(close, span_alpha(fast)) - ops.ewm_mean(close, span_alpha(slow))
+    return _out(frame, macd=ops.mask_head(line / close, warm))
+
+
+def _bollinger_warmup(window: int = 20, k: float = 2.0) -> int:
+    positive("bollinger", "k", k)
+    return _win("bollinger", window, 2) - 1
+
+
+@feature(warmup=_bollinger_warmup)
+def bollinger(frame: pd.DataFrame, window: int = 20, k: float = 2.0) -> pd.DataFrame:
+    """(close - SMA) / (k * std): 0 at the middle band, +-1 at the bands.
+
+    std is the population std (ddof=0), as in Bollinger's definition; a flat
+    window (std ~ 0) gives 0.
+    """
+    _bollinger_warmup(window, k)
+    close = ops.column(frame, "close")
+    mid = ops.rolling_mean(close, window)
+    sd = ops.rolling_std(close, window, ddof=0)
+    pos = ops.safe_div(close - mid, float(k) * sd, 1e-12 * close, 0.0)
+    return _out(frame, bollinger=pos)
