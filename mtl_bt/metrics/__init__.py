@@ -1,0 +1,1 @@
+"""Evaluation metrics: trading performance (performance.py) and prediction quality."""
