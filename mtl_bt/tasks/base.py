@@ -66,5 +66,12 @@ class Task:
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return output
 
+    def initial_output(self, target: torch.Tensor) -> float | None:
+        """The constant raw output that minimises the loss on ``target`` (finite
+        training targets). The trainer starts the task's head bias there, so a
+        head whose target sits far from 0 (log-vol near -5) does not spend its
+        first epochs learning a constant. None: leave the head as initialised."""
+        return None
+
     def metrics(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
         raise NotImplementedError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
@@ -35,6 +37,10 @@ class DirectionTask(Task):
 
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output)
+
+    def initial_output(self, target: torch.Tensor) -> float:
+        p = float(target.double().mean().clamp(1e-3, 1 - 1e-3))
+        return math.log(p / (1 - p))
 
     def metrics(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
         return {

@@ -48,6 +48,11 @@ class ReturnTask(Task):
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return output * self._scale
 
+    def initial_output(self, target: torch.Tensor) -> float | None:
+        if self._loss != "mse":
+            return None  # the Huber minimiser is not the mean; keep the default start
+        return float(target.double().mean()) / self._scale
+
     def metrics(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
         return {
             "ic": pm.ic(prediction, target),

@@ -42,6 +42,9 @@ class VolatilityTask(Task):
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return torch.exp(output)
 
+    def initial_output(self, target: torch.Tensor) -> float:
+        return float(torch.log(torch.clamp(target, min=self._floor)).mean())
+
     def metrics(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
         p = np.maximum(np.asarray(prediction, dtype="float64"), self._floor)
         t = np.maximum(np.asarray(target, dtype="float64"), self._floor)

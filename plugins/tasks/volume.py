@@ -86,6 +86,9 @@ class VolumeTask(Task):
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(output, as_target(output, target, self.name))
 
+    def initial_output(self, target: torch.Tensor) -> float:
+        return float(target.double().mean())
+
     def metrics(self, prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
         return {
             "ic": pm.ic(prediction, target),

@@ -1,0 +1,189 @@
+"""Inference from a checkpoint: per bar (Backtrader) and vectorised (whole frames).
+
+``predict`` is called every bar with one row per asset, so it stays off pandas:
+the saved scaler is turned into two float32 tensors once (``x * a + b``), and
+the call is one batched forward pass under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mtl_bt import checkpoint as ckpt_mod
+from mtl_bt import registry
+from mtl_bt.checkpoint import Checkpoint
+from mtl_bt.errors import CheckpointError
+
+
+def scaler_affine(scaler: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)`` with ``scaler.transform(x) == x * a + b`` for a per-column affine scaler.
+
+    Uses the scaler's ``center_``/``scale_`` when it has them; otherwise reads
+    the map off by transforming rows of zeros and ones.
+    """
+    center, scale = getattr(scaler, "center_", None), getattr(scaler, "scale_", None)
+    if center is not None and scale is not None and len(center) == n_features:
+        a = 1.0 / np.asarray(scale, dtype=np.float64)
+        b = -np.asarray(center, dtype=np.float64) * a
+    else:
+        b = _transform(scaler, np.zeros((1, n_features), dtype=np.float64))
+        a = _transform(scaler, np.ones((1, n_features), dtype=np.float64)) - b
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise CheckpointError("the saved scaler is not finite (a constant feature?)")
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def scale_array(scaler: Any, x: np.ndarray) -> np.ndarray:
+    """``x`` (..., F) scaled as float32 exactly as ``Predictor.predict`` scales it."""
+    a, b = scaler_affine(scaler, x.shape[-1])
+    out = x.astype(np.float32) * a + b
+    clip = getattr(scaler, "clip", None)
+    return np.clip(out, -clip, clip) if clip else out
+
+
+def _transform(scaler: Any, x: np.ndarray) -> np.ndarray:
+    columns = getattr(scaler, "columns", None)
+    if columns is not None and len(columns) == x.shape[1]:
+        out = scaler.transform(pd.DataFrame(x, columns=list(columns)))
+    else:
+        out = scaler.transform(x)
+    return np.asarray(out, dtype=np.float64).reshape(x.shape)[0]
+
+
+class Predictor:
+    """A trained fold model ready for inference."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        from mtl_bt.features import FeatureSpec, Scaler
+
+        self.checkpoint = checkpoint
+        where = f"checkpoint {checkpoint.path}" if checkpoint.path else "checkpoint"
+        self.feature_spec = FeatureSpec.from_dict(checkpoint.feature_spec)
+        self.feature_columns: list[str] = list(checkpoint.feature_columns)
+        self.symbols: list[str] = list(checkpoint.symbols)
+        self.lookback: int = int(checkpoint.lookback)
+        self.fold: dict[str, Any] = dict(checkpoint.fold)
+        from mtl_bt.tasks import task_from_spec
+
+        self.tasks = [task_from_spec(spec) for spec in checkpoint.tasks]
+        self.task_names: list[str] = [t.name for t in self.tasks]
+        if self.task_names != checkpoint.task_names:
+            raise CheckpointError(
+                f"{where}: tasks rebuilt as {self.task_names}, saved as {checkpoint.task_names}"
+            )
+        self.horizons: dict[str, int] = {t.name: t.horizon for t in self.tasks}
+        model = registry.get("architecture", checkpoint.architecture)(**checkpoint.init_kwargs)
+        try:
+            model.load_state_dict(checkpoint.state_dict, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{where}: weights do not fit the architecture: {exc}") from None
+        model.eval()
+        self.model = model
+        self.scaler = Scaler.from_dict(checkpoint.scaler)
+        a, b = scaler_affine(self.scaler, len(self.feature_columns))
+        self._a = torch.from_numpy(a)
+        self._b = torch.from_numpy(b)
+        clip = getattr(self.scaler, "clip", None)
+        self._clip = float(clip) if clip else None
+        self._asset_ids = {s: i for i, s in enumerate(self.symbols)}
+        width = len(self.feature_columns)
+        self._shape = (self.lookback, width) if self.lookback > 1 else (width,)
+
+    @classmethod
+    def from_checkpoint(cls, source: str | os.PathLike[str] | Checkpoint) -> Predictor:
+        if not isinstance(source, Checkpoint):
+            source = ckpt_mod.load(source)
+        return cls(source)
+
+    # -- features ----------------------------------------------------------
+    def features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Raw causal features of one symbol's bars (NaN during the warm-up)."""
+        from mtl_bt.features import compute
+
+        return compute(frame, self.feature_spec)[self.feature_columns]
+
+    def asset_ids(self, symbols: list[str]) -> np.ndarray:
+        """Asset ids in the training order; unknown symbols are an error."""
+        unknown = [s for s in symbols if s not in self._asset_ids]
+        if unknown:
+            raise CheckpointError(
+                f"symbols {unknown} were not in this model's training set {self.symbols}"
+            )
+        return np.array([self._asset_ids[s] for s in symbols], dtype=np.int64)
+
+    # -- inference ---------------------------------------------------------
+    def predict(self, x: np.ndarray, asset_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Transformed predictions per task for raw features ``x``.
+
+        ``x``: (n, F), or (n, lookback, F) with a sequence encoder; rows oldest
+        first in a window. ``asset_ids``: (n,) integer ids (see ``asset_ids``).
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self._shape or x.ndim != len(self._shape) + 1:
+            want = ", ".join(map(str, self._shape))
+            raise ValueError(f"x must have shape (n, {want}), got {x.shape}")
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        asset = (
+            None if asset_ids is None else torch.from_numpy(np.asarray(asset_ids, dtype=np.int64))
+        )
+        with torch.inference_mode():
+            z = torch.addcmul(self._b, xt, self._a)
+            if self._clip is not None:
+                z = z.clamp(-self._clip, self._clip)
+            out = self.model(z, asset)
+            return {t.name: t.transform(out[t.name]).numpy().astype(np.float64) for t in self.tasks}
+
+    def predict_frame(self, features_by_symbol: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """Predictions for every row of every symbol: columns datetime, symbol, tasks.
+
+        Rows without complete features (warm-up) or, with a sequence encoder,
+        without ``lookback`` complete rows before them get NaN predictions.
+        """
+        frames = []
+        for symbol, feats in features_by_symbol.items():
+            values = feats[self.feature_columns].to_numpy(np.float32)
+            n = len(values)
+            ok = np.isfinite(values).all(axis=1)
+            if self.lookback > 1:
+                # a window is complete when its last `lookback` rows are all finite
+                run = np.convolve(ok.astype(np.int64), np.ones(self.lookback, dtype=np.int64))[:n]
+                ok = run == self.lookback
+            rows = np.flatnonzero(ok)
+            out = {name: np.full(n, np.nan) for name in self.task_names}
+            if len(rows):
+                if self.lookback > 1:
+                    x = values[rows[:, None] + np.arange(1 - self.lookback, 1)[None, :]]
+                else:
+                    x = values[rows]
+                ids = np.full(len(rows), self._asset_ids.get(symbol, -1), dtype=np.int64)
+                asset = None
+                if symbol in self._asset_ids:
+                    asset = ids
+                elif self._uses_asset():
+                    self.asset_ids([symbol])  # raises naming the symbol
+                for start in range(0, len(rows), 8192):
+                    chunk = slice(start, start + 8192)
+                    pred = self.predict(x[chunk], None if asset is None else asset[chunk])
+                    for name, v in pred.items():
+                        out[name][rows[chunk]] = v
+            frame = pd.DataFrame(out, index=feats.index)
+            frame.insert(0, "symbol", symbol)
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=["datetime", "symbol", *self.task_names])
+        result = pd.concat(frames)
+        result.index.name = "datetime"
+        return (
+            result.reset_index()
+            .sort_values(["datetime", "symbol"], kind="stable")
+            .reset_index(drop=True)
+        )
+
+    def _uses_asset(self) -> bool:
+        return bool(self.checkpoint.init_kwargs.get("asset_embedding") or 0)
