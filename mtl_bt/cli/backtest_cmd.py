@@ -1,5 +1,120 @@
-"""CLI commands (filled by the feature that owns them)."""
+"""``mtl-bt backtest``: trade trained checkpoints inside Backtrader and write the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
-commands: list[click.Command] = []
+from mtl_bt.errors import CheckpointError, DataError
+
+
+def swap_data(symbols: list[str], files: tuple[str, ...]) -> dict[str, Path]:
+    """Map each --data file to the configured symbol whose file name is its stem."""
+    from mtl_bt.data import symbol_filename
+
+    by_stem = {symbol_filename(s): s for s in symbols}
+    out: dict[str, Path] = {}
+    for item in files:
+        path = Path(item)
+        stem = path.name.split(".")[0]
+        if stem not in by_stem:
+            raise DataError(
+                f"--data {path}: file stem {stem!r} matches no configured symbol; name the file "
+                f"after one of {sorted(by_stem)} (e.g. {next(iter(sorted(by_stem)))}.csv) or add "
+                "the symbol to data.symbols"
+            )
+        symbol = by_stem[stem]
+        if symbol in out:
+            raise DataError(f"--data gives two files for {symbol}: {out[symbol]} and {path}")
+        out[symbol] = path
+    return out
+
+
+def check_config_matches(cfg, predictors) -> None:
+    """The config's features and tasks must be the model's: clear error before the run."""
+    from mtl_bt.features import FeatureSpec
+
+    first = predictors[0]
+    problems = []
+    if list(cfg.task_names()) != list(first.task_names):
+        problems.append(f"tasks: config {cfg.task_names()}, model {list(first.task_names)}")
+    try:
+        columns = FeatureSpec.from_config(cfg.features).columns()
+    except Exception as exc:  # noqa: BLE001 - reported as a mismatch below
+        columns = [f"<invalid features config: {exc}>"]
+    if list(columns) != list(first.feature_columns):
+        have, want = set(first.feature_columns), set(columns)
+        problems.append(
+            f"features: model only {sorted(have - want)}, config only {sorted(want - have)}"
+            if have != want
+            else "features: same columns in a different order"
+        )
+    if problems:
+        raise CheckpointError(
+            "the model does not match the config (" + "; ".join(problems) + "). Use the config "
+            "the model was trained with (its train dir has config.toml)"
+        )
+
+
+@click.command("backtest")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="checkpoint file or train output dir (all fold checkpoints, in order); repeatable",
+)
+@click.option(
+    "--data",
+    "data_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV/Parquet bars replacing a configured symbol (file stem = symbol, '/' -> '_')",
+)
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output dir"
+)
+@click.option("--set", "overrides", multiple=True, help="config override KEY=VALUE (repeatable)")
+@click.option(
+    "--baseline", type=click.Choice(["buy_and_hold"]), default=None, help="run a baseline"
+)
+@click.option("--quiet", is_flag=True, help="no progress bar or summary")
+def backtest(config_path, models, data_files, out_dir, overrides, baseline, quiet) -> None:
+    """Backtest trained models on the configured data; write metrics.json, returns.csv,
+    orders.csv and trades.csv to --out."""
+    from mtl_bt import config as config_mod
+    from mtl_bt.backtesting.runner import load_predictors, run_backtest, write_outputs
+    from mtl_bt.data import load_frames, read_frame
+
+    cfg = config_mod.load(config_path, list(overrides))
+    symbols = list(cfg.data.symbols)
+    swapped = swap_data(symbols, data_files)
+    predictors = load_predictors(list(models))
+    check_config_matches(cfg, predictors)
+    frames = {}
+    rest = [s for s in symbols if s not in swapped]
+    if rest:
+        loaded = load_frames(cfg.data.model_copy(update={"symbols": rest}), progress=not quiet)
+        frames.update(loaded)
+    for symbol, path in swapped.items():
+        frames[symbol] = read_frame(path, symbol=symbol, timeframe=cfg.data.timeframe)
+    frames = {s: frames[s] for s in symbols}
+    result = run_backtest(frames, predictors, cfg.backtest, baseline=baseline, progress=not quiet)
+    paths = write_outputs(result, out_dir)
+    if not quiet:
+        m = result.metrics
+
+        def fmt(v):
+            return "n/a" if v is None else f"{v:.3f}"
+
+        click.echo(
+            f"{len(result.returns)} bars, {m['num_trades']} trades: sharpe {fmt(m['sharpe'])}, "
+            f"sortino {fmt(m['sortino'])}, max drawdown {fmt(m['max_drawdown'])}, "
+            f"cagr {fmt(m['cagr'])}; wrote {Path(paths['metrics']).parent}"
+        )
+
+
+commands: list[click.Command] = [backtest]

@@ -1,0 +1,20 @@
+"""Backtrader integration: fast feeds, portfolio analyzer, runner, outputs, calendars.
+
+Public API: ``run_backtest``, ``run_buy_and_hold``, ``write_outputs``,
+``BacktestResult``, ``frame_feed``, ``periods_per_year`` (see docs/backtesting.md).
+"""
+
+from mtl_bt.backtesting.calendar import periods_per_year
+from mtl_bt.backtesting.feeds import FrameFeed, frame_feed
+from mtl_bt.backtesting.outputs import write_outputs
+from mtl_bt.backtesting.runner import BacktestResult, run_backtest, run_buy_and_hold
+
+__all__ = [
+    "BacktestResult",
+    "FrameFeed",
+    "frame_feed",
+    "periods_per_year",
+    "run_backtest",
+    "run_buy_and_hold",
+    "write_outputs",
+]

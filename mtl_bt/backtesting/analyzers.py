@@ -1,0 +1,186 @@
+"""PortfolioAnalyzer: the raw per-bar record every metric is computed from.
+
+Why not Backtrader's built-in analyzers: SharpeRatio defaults to yearly
+returns with a 1% risk-free rate (and returns None on short runs), DrawDown
+reports percent, there is no Sortino or profit factor, and TradeAnalyzer's
+pnl does not split a position flip into two trades. This analyzer only
+records; ``mtl_bt.metrics.performance`` computes (pure numpy, tested against
+independent references).
+
+Recorded per bar (every strategy step): UTC date number, broker value, gross
+exposure, traded notional, and per asset the "asset equity" = cumulative cash
+flow from trading the asset (fills and commission) + position x close. The
+per-bar change of an asset's equity divided by the previous portfolio value is
+its contribution to the portfolio return; contributions sum to the portfolio
+return exactly (tested). Orders (all final states: completed, rejected,
+margin, canceled, expired) and closed trades (FIFO-free average-cost
+round trips from flat to flat, flips split in two) are kept too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+
+_FINAL = {
+    bt.Order.Completed: "completed",
+    bt.Order.Canceled: "canceled",
+    bt.Order.Margin: "margin",
+    bt.Order.Rejected: "rejected",
+    bt.Order.Expired: "expired",
+}
+
+
+class _Trade:
+    __slots__ = ("size", "avg", "entry", "comm", "pnl", "peak", "exit_value", "exit_qty")
+
+    def __init__(self, size: float, price: float, dt: float, comm: float) -> None:
+        self.size = size
+        self.avg = price
+        self.entry = dt
+        self.comm = comm
+        self.pnl = 0.0
+        self.peak = size
+        self.exit_value = 0.0
+        self.exit_qty = 0.0
+
+
+class PortfolioAnalyzer(bt.Analyzer):
+    """Per-bar portfolio record, orders and closed trades (see module docstring)."""
+
+    def start(self) -> None:
+        self.datas_ = list(self.strategy.datas)
+        self.index = {id(d): i for i, d in enumerate(self.datas_)}
+        n = len(self.datas_)
+        self.names = [getattr(d, "_name", "") or f"data{i}" for i, d in enumerate(self.datas_)]
+        self.pos = np.zeros(n)
+        self.cashflow = np.zeros(n)
+        self.start_value = self.strategy.broker.getvalue()
+        self._traded = 0.0
+        self._traded_asset = np.zeros(n)
+        self.dt: list[float] = []
+        self.value: list[float] = []
+        self.equity: list[np.ndarray] = []
+        self.positions: list[np.ndarray] = []
+        self.traded: list[float] = []
+        self.traded_asset: list[np.ndarray] = []
+        self.gross: list[float] = []
+        self.orders: list[dict[str, Any]] = []
+        self.trades: list[dict[str, Any]] = []
+        self._open: list[_Trade | None] = [None] * n
+
+    # -- events ----------------------------------------------------------
+    def notify_order(self, order: bt.Order) -> None:
+        status = order.status
+        if status == bt.Order.Partial:
+            return
+        label = _FINAL.get(status)
+        if label is None:
+            return
+        a = self.index.get(id(order.data))
+        if a is None:  # pragma: no cover - order on a data that is not ours
+            return
+        if status == bt.Order.Completed:
+            size = float(order.executed.size)
+            price = float(order.executed.price)
+            comm = float(order.executed.comm)
+            dt = float(order.executed.dt)
+            self.pos[a] += size
+            if abs(self.pos[a]) < 1e-12 * max(1.0, abs(size)):
+                self.pos[a] = 0.0
+            self.cashflow[a] -= size * price + comm
+            self._traded += abs(size * price)
+            self._traded_asset[a] += abs(size * price)
+            self._fill(a, size, price, comm, dt)
+        else:
+            size = float(order.created.size)
+            price = float(order.created.price or order.data.close[0])
+            dt = float(self.strategy.datetime[0])
+        self.orders.append(
+            {
+                "datetime": dt,
+                "symbol": self.names[a],
+                "side": "buy" if order.isbuy() else "sell",
+                "size": abs(size),
+                "price": price,
+                "status": label,
+                "commission": float(order.executed.comm) if status == bt.Order.Completed else 0.0,
+            }
+        )
+
+    def _fill(self, a: int, size: float, price: float, comm: float, dt: float) -> None:
+        """Average-cost trade book: a trade runs from flat to flat; a flip closes and reopens."""
+        trade = self._open[a]
+        if trade is None:
+            self._open[a] = _Trade(size, price, dt, comm)
+            return
+        if np.sign(size) == np.sign(trade.size):
+            total = abs(trade.size) + abs(size)
+            trade.avg = (trade.avg * abs(trade.size) + price * abs(size)) / total
+            trade.size += size
+            trade.comm += comm
+            if abs(trade.size) > abs(trade.peak):
+                trade.peak = trade.size
+            return
+        closing = min(abs(size), abs(trade.size))
+        frac = closing / abs(size)
+        direction = np.sign(trade.size)
+        trade.pnl += closing * (price - trade.avg) * direction
+        trade.comm += comm * frac
+        trade.exit_value += closing * price
+        trade.exit_qty += closing
+        trade.size -= direction * closing
+        if abs(trade.size) <= 1e-9 * abs(trade.peak):
+            self.trades.append(
+                {
+                    "symbol": self.names[a],
+                    "entry_time": trade.entry,
+                    "exit_time": dt,
+                    "entry_price": trade.avg,
+                    "exit_price": trade.exit_value / trade.exit_qty,
+                    "size": trade.peak,
+                    "pnl": trade.pnl,
+                    "pnl_net": trade.pnl - trade.comm,
+                    "commission": trade.comm,
+                }
+            )
+            self._open[a] = None
+            rest = abs(size) - closing
+            if rest > 1e-12 * abs(size):
+                self._open[a] = _Trade(np.sign(size) * rest, price, dt, comm * (1.0 - frac))
+
+    # -- per bar ---------------------------------------------------------
+    def prenext(self) -> None:
+        self.next()
+
+    def next(self) -> None:
+        closes = np.array([d.close[0] if len(d) else 0.0 for d in self.datas_])
+        value = self.strategy.broker.getvalue()
+        held = self.pos * closes
+        self.dt.append(float(self.strategy.datetime[0]))
+        self.value.append(value)
+        self.equity.append(self.cashflow + held)
+        self.positions.append(held)
+        self.traded.append(self._traded)
+        self.traded_asset.append(self._traded_asset.copy())
+        self.gross.append(float(np.abs(held).sum()) / value if value > 0 else np.nan)
+        self._traded = 0.0
+        self._traded_asset[:] = 0.0
+
+    def get_analysis(self) -> dict[str, Any]:
+        n = len(self.datas_)
+        return {
+            "names": list(self.names),
+            "start_value": self.start_value,
+            "dt": np.asarray(self.dt),
+            "value": np.asarray(self.value),
+            "equity": np.asarray(self.equity).reshape(-1, n),
+            "positions": np.asarray(self.positions).reshape(-1, n),
+            "traded": np.asarray(self.traded),
+            "traded_asset": np.asarray(self.traded_asset).reshape(-1, n),
+            "gross": np.asarray(self.gross),
+            "orders": list(self.orders),
+            "trades": list(self.trades),
+        }

@@ -1,0 +1,124 @@
+"""Bar size and trading calendar -> periods per year (for annualising metrics).
+
+Annualising hourly 24/7 crypto with 252 (a pitfall of the reference chapter)
+understates its volatility by sqrt(8760/1638); here the calendar decides:
+- ``"24/7"``: 365 days a year, 24 hours a day (crypto).
+- ``"exchange"``: 252 sessions a year of 6.5 hours (US stocks); 52 weeks, 12 months.
+- ``"auto"``: 24/7 when the data has any Saturday or Sunday bar, else exchange.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Calendar = Literal["auto", "24/7", "exchange"]
+
+_UNIT_SECONDS = {
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "t": 60,
+    "h": 3600,
+    "d": 86400,
+    "b": 86400,
+    "w": 7 * 86400,
+    "mo": 30 * 86400,
+    "me": 30 * 86400,
+    "ms": 30 * 86400,
+}
+_DAY = 86400.0
+_TIMEFRAME = re.compile(r"^\s*(\d*)\s*([a-zA-Z]+)\s*$")
+
+
+def timeframe_seconds(timeframe: str) -> float:
+    """Seconds per bar of a timeframe string: '1h', '15m', '1d', '1w', '1mo' (ccxt '1M')."""
+    match = _TIMEFRAME.match(str(timeframe))
+    if not match:
+        raise ValueError(f"cannot read timeframe {timeframe!r}; expected e.g. 1h, 15m, 1d, 1w")
+    count = int(match.group(1) or 1)
+    unit = match.group(2)
+    key = "mo" if unit == "M" else unit.lower()
+    if key not in _UNIT_SECONDS:
+        raise ValueError(f"unknown unit in timeframe {timeframe!r}; use s, m, h, d, w or mo")
+    if count < 1:
+        raise ValueError(f"timeframe {timeframe!r} must be positive")
+    return float(count * _UNIT_SECONDS[key])
+
+
+def index_seconds(index: pd.DatetimeIndex) -> float:
+    """Most common spacing of the index in seconds (weekend/holiday gaps do not count)."""
+    if len(index) < 2:
+        raise ValueError("need at least 2 bars to infer the bar size")
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert(None)
+    ns = idx.as_unit("ns").asi8
+    diffs = np.diff(ns).astype(np.float64) / 1e9
+    diffs = diffs[diffs > 0]
+    if diffs.size == 0:
+        raise ValueError("index has no positive spacing")
+    values, counts = np.unique(np.round(diffs, 3), return_counts=True)
+    return float(values[np.argmax(counts)])
+
+
+def has_weekend_bars(index: pd.DatetimeIndex) -> bool:
+    """True when any bar falls on a Saturday or Sunday (UTC): a 24/7 market."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC")
+    return bool((idx.day_of_week >= 5).any())
+
+
+def periods_per_year(
+    index_or_timeframe: pd.DatetimeIndex | str, calendar: Calendar = "auto"
+) -> float:
+    """Bars per year for the bar size and calendar: 252 daily stocks, 365 daily crypto,
+    8760 hourly crypto, 1638 hourly stocks (252 * 6.5), 52 weekly, 12 monthly.
+
+    ``calendar="auto"`` needs an index (it looks for weekend bars); with a bare
+    timeframe string pass "24/7" or "exchange".
+    """
+    if calendar not in ("auto", "24/7", "exchange"):
+        raise ValueError(f"calendar must be 'auto', '24/7' or 'exchange', not {calendar!r}")
+    if isinstance(index_or_timeframe, str):
+        seconds = timeframe_seconds(index_or_timeframe)
+        if calendar == "auto":
+            raise ValueError(
+                "calendar='auto' needs the bars' index to look for weekend bars; "
+                "pass calendar='24/7' or 'exchange' with a timeframe string"
+            )
+    else:
+        index = pd.DatetimeIndex(index_or_timeframe)
+        seconds = index_seconds(index)
+        if calendar == "auto":
+            calendar = "24/7" if has_weekend_bars(index) else "exchange"
+    if calendar == "24/7":
+        return 365.0 * _DAY / seconds
+    if seconds < _DAY:
+        return 252.0 * 6.5 * 3600.0 / seconds
+    if seconds < 7 * _DAY:
+        return 252.0 * _DAY / seconds
+    if seconds < 28 * _DAY:
+        return 52.0 * 7 * _DAY / seconds
+    return 12.0 * 30 * _DAY / seconds
+
+
+def bt_timeframe(seconds: float) -> tuple[int, int]:
+    """(backtrader TimeFrame, compression) for a bar size, so bt analyzers annualise right."""
+    import backtrader as bt
+
+    s = int(round(seconds))
+    if s >= 28 * 86400:
+        return bt.TimeFrame.Months, max(1, round(s / (30 * 86400)))
+    if s >= 7 * 86400 and s % (7 * 86400) == 0:
+        return bt.TimeFrame.Weeks, s // (7 * 86400)
+    if s >= 86400 and s % 86400 == 0:
+        return bt.TimeFrame.Days, s // 86400
+    if s >= 60 and s % 60 == 0:
+        return bt.TimeFrame.Minutes, s // 60
+    return bt.TimeFrame.Seconds, max(1, s)
