@@ -172,7 +172,9 @@ class Registry:
                 f"non-callable factory {entry.factory!r}; register a class or function"
             )
         if not isinstance(entry.description, str):
-            raise PluginError(f"{where}: description of {entry.kind} {entry.name!r} must be a string")
+            raise PluginError(
+                f"{where}: description of {entry.kind} {entry.name!r} must be a string"
+            )
         existing = self._entries[entry.kind].get(entry.name)
         if existing is not None:
             raise PluginError(
