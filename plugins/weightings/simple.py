@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mtl_bt.errors import ConfigError
 from mtl_bt.weighting.base import Weighting
+from mtl_bt.weighting.options import parse_options
 
 
 class Equal(Weighting):
-    """Every task weighted 1: the plain sum of task losses."""
+    """Every task weighted 1: the plain sum of task losses. Takes no options."""
+
+    name = "equal"
+
+    def __init__(self, task_names: Sequence[str], **options: Any) -> None:
+        parse_options(self.name, options, {})
+        super().__init__(task_names)
 
 
 class Fixed(Weighting):
     """User-chosen constant weights, ``weights = {task: w}`` (tasks left out get 0)."""
 
-    def __init__(self, task_names: Sequence[str], weights: Mapping[str, float] | None = None) -> None:
+    name = "fixed"
+
+    def __init__(
+        self, task_names: Sequence[str], weights: Mapping[str, float] | None = None, **options: Any
+    ) -> None:
+        parse_options(self.name, options, {})
         super().__init__(task_names)
-        if not weights:
-            raise ConfigError("weighting 'fixed' needs weights = {task = weight, ...}")
+        if not weights or not isinstance(weights, Mapping):
+            raise ConfigError(
+                "weighting 'fixed' needs weights = {task = weight, ...} "
+                f"(a finite number >= 0 per task; tasks are {self.task_names})"
+            )
         unknown = sorted(set(weights) - set(self.task_names))
         if unknown:
             raise ConfigError(
@@ -27,9 +43,15 @@ class Fixed(Weighting):
                 f"tasks are {self.task_names}"
             )
         for name, value in weights.items():
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ConfigError(
-                    f"weighting 'fixed': weights.{name} = {value!r} must be a finite number >= 0"
+                    f"weighting 'fixed': weights.{name} = {value!r} is out of range; "
+                    "allowed: a finite number >= 0"
                 )
         if not any(weights.values()):
             raise ConfigError("weighting 'fixed': at least one weight must be > 0")
