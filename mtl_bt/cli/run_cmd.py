@@ -1,5 +1,218 @@
-"""CLI commands (filled by the feature that owns them)."""
+"""``mtl-bt run``, ``mtl-bt compare`` and ``mtl-bt demo``."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import click
 
-commands: list[click.Command] = []
+from mtl_bt.errors import ConfigError
+
+SHIPPED = {"crypto": "crypto_demo.toml", "stocks": "stocks_demo.toml"}
+
+
+def _say(quiet: bool):
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    return say
+
+
+def shipped_config(name: str) -> Path:
+    """Path of a config shipped inside the package (``crypto`` or ``stocks``)."""
+    if name not in SHIPPED:
+        raise ConfigError(f"unknown shipped config {name!r}; choose one of {sorted(SHIPPED)}")
+    return Path(str(resources.files("mtl_bt.configs").joinpath(SHIPPED[name])))
+
+
+def _load(config: str, overrides: tuple[str, ...]):
+    from mtl_bt import config as config_mod
+
+    path = shipped_config(config) if config in SHIPPED and not Path(config).exists() else config
+    return config_mod.load(path, list(overrides))
+
+
+def metrics_text(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    """Plain-text metrics table printed at the end of a run."""
+    from mtl_bt.report.document import fmt
+    from mtl_bt.report.run_report import METRICS
+
+    port = metrics.get("portfolio", {})
+    base = (baseline or {}).get("portfolio", {})
+    lines = [f"{'metric':<18}{'MTL strategy':>15}" + (f"{'buy & hold':>15}" if base else "")]
+    for key, label in METRICS:
+        line = f"{label:<18}{fmt(port.get(key)):>15}"
+        if base:
+            line += f"{fmt(base.get(key)):>15}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _command_line() -> str:
+    return "mtl-bt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _run(config: Any, out: str, quiet: bool, no_cache: bool, title: str | None = None) -> None:
+    from mtl_bt import pipeline
+
+    say = _say(quiet)
+    t0 = time.perf_counter()
+    result = pipeline.run(config, out, no_cache=no_cache, progress=not quiet, log=say)
+    click.echo(metrics_text(result.metrics, result.buy_and_hold))
+    out_path = Path(out)
+    report = out_path / ("report.html" if config.report.html else "report.md")
+    click.echo(f"\nReport: {report}  ({time.perf_counter() - t0:.0f}s; artefacts in {out_path}/)")
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override a config key, e.g. --set training.epochs=5 (repeatable)",
+)
+@click.option("--quiet", is_flag=True, help="no progress bars or messages")
+@click.option("--no-cache", is_flag=True, help="fetch data again, ignoring the on-disk cache")
+def run(config: str, out: str, overrides: tuple[str, ...], quiet: bool, no_cache: bool) -> None:
+    """Data -> walk-forward training -> out-of-sample backtest -> report, all into OUT.
+
+    CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config).
+    """
+    _run(_load(config, overrides), out, quiet, no_cache)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--architectures", default=None, help="comma-separated, e.g. shared_bottom,mmoe")
+@click.option("--weightings", default=None, help="comma-separated, e.g. equal,uncertainty")
+@click.option(
+    "--seeds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="seeds per variant (training.seed, +1, ...)",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 4096),
+    help="parallel jobs (default: number of cores)",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local worker processes or a Ray cluster",
+)
+@click.option("--address", default=None, help="Ray cluster address (default: start Ray locally)")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override a config key (repeatable)",
+)
+@click.option("--quiet", is_flag=True, help="no progress bars or messages")
+@click.option("--no-cache", is_flag=True, help="fetch data again, ignoring the on-disk cache")
+def compare(
+    config: str,
+    out: str,
+    architectures: str | None,
+    weightings: str | None,
+    seeds: int,
+    workers: int | None,
+    executor: str,
+    address: str | None,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    no_cache: bool,
+) -> None:
+    """MTL variants vs the single-task baseline and buy-and-hold, mean +- std over seeds.
+
+    CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config). Re-running with
+    the same OUT skips the jobs that already finished.
+    """
+    from mtl_bt.compare.runner import compare as run_compare
+    from mtl_bt.compare.variants import split_names
+
+    cfg = _load(config, overrides)
+    say = _say(quiet)
+    result = run_compare(
+        cfg,
+        out,
+        architectures=split_names(architectures),
+        weightings=split_names(weightings),
+        seeds=seeds,
+        workers=workers,
+        executor=executor,
+        address=address,
+        no_cache=no_cache,
+        progress=not quiet,
+        command=_command_line(),
+        log=say,
+    )
+    from mtl_bt.compare.table import performance_view, significance_view
+    from mtl_bt.report.document import table_markdown
+
+    click.echo(table_markdown(performance_view(result.table)))
+    click.echo("")
+    click.echo(table_markdown(significance_view(result.table)))
+    click.echo(f"\nComparison: {Path(out) / 'comparison.md'}")
+    if result.failed:
+        click.echo(
+            f"\n{len(result.failed)} of {len(result.jobs)} jobs failed "
+            "(the others were written; re-run to retry only the failed ones):",
+            err=True,
+        )
+        for job in result.failed:
+            click.echo(
+                f"  {job.name}: {job.error}  (details: {job.out_dir / 'error.txt'})", err=True
+            )
+        raise SystemExit(1)
+
+
+@click.command()
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="output folder (default: runs/demo_<config>)",
+)
+@click.option(
+    "--config",
+    "config",
+    default="crypto",
+    show_default=True,
+    help="shipped config (crypto: BTC, ETH, SOL, AVAX, DOT hourly 2024; stocks: "
+    "AAPL, IBM, MSFT, GOOG, FB daily) or a TOML file",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override a config key (repeatable)",
+)
+@click.option("--quiet", is_flag=True, help="no progress bars or messages")
+def demo(out: str | None, config: str, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Run the bundled demo end to end and print its metrics (under a minute on 2 cores)."""
+    cfg = _load(config, overrides)
+    label = config if config in SHIPPED else Path(config).stem
+    out = out or os.path.join("runs", f"demo_{label}")
+    _run(cfg, out, quiet, no_cache=False)
+
+
+commands: list[click.Command] = [run, compare, demo]

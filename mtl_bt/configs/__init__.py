@@ -1,0 +1,1 @@
+"""Configs shipped inside the package (`mtl-bt demo --config crypto|stocks`)."""

@@ -1,0 +1,1 @@
+"""Run and comparison reports: plots, report.md and self-contained report.html."""

@@ -1,0 +1,122 @@
+"""Out-of-sample task metrics from ``predictions.parquet`` (one definition for reports and tables).
+
+Columns expected: ``datetime, symbol, fold, <task>..., target_<task>...`` with task names
+``kind@h``; predictions are the transformed outputs (see COMMON semantics). Metrics per kind:
+
+- return, volume: ``ic`` (Pearson correlation of prediction and target), ``rank_ic`` (Spearman).
+- direction: ``auc`` (probability a random up-bar scores above a random down-bar), ``accuracy``.
+- volatility: ``qlike`` = mean(s2/h - log(s2/h) - 1) with s2 the realised and h the predicted
+  per-bar variance (Patton 2011; 0 is perfect, lower is better, robust to noisy proxies) and
+  ``log_corr`` (correlation of log predicted and log realised volatility).
+
+Correlations are pooled over all symbols and bars of the slice (time-series + cross-section).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: which metric summarises each task kind in comparison tables (higher is better unless noted)
+HEADLINE: dict[str, str] = {
+    "return": "ic",
+    "direction": "auc",
+    "volatility": "qlike",
+    "volume": "ic",
+}
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks of ties (what Spearman's correlation uses)."""
+    return pd.Series(x).rank(method="average").to_numpy()
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < 3 or np.std(x) < 1e-15 or np.std(y) < 1e-15:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _auc(score: np.ndarray, label: np.ndarray) -> float:
+    pos, neg = int(label.sum()), int((~label).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = _ranks(score)
+    return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _direction_labels(target: np.ndarray) -> np.ndarray:
+    values = np.unique(target)
+    if np.all(np.isin(values, (0.0, 1.0))):
+        return target > 0.5
+    return target > 0
+
+
+def task_metrics(kind: str, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Metrics of one task kind on aligned, finite prediction/target arrays."""
+    pred = np.asarray(pred, dtype=float)
+    target = np.asarray(target, dtype=float)
+    ok = np.isfinite(pred) & np.isfinite(target)
+    pred, target = pred[ok], target[ok]
+    out: dict[str, float] = {"n": float(pred.size)}
+    if kind in ("return", "volume"):
+        out["ic"] = _corr(pred, target)
+        out["rank_ic"] = _corr(_ranks(pred), _ranks(target)) if pred.size else np.nan
+    elif kind == "direction":
+        label = _direction_labels(target)
+        out["auc"] = _auc(pred, label)
+        out["accuracy"] = float(((pred > 0.5) == label).mean()) if pred.size else float("nan")
+    elif kind == "volatility":
+        pos = (pred > 0) & (target > 0)
+        p, t = pred[pos], target[pos]
+        if p.size:
+            ratio = t**2 / p**2
+            out["qlike"] = float(np.mean(ratio - np.log(ratio) - 1.0))
+            out["log_corr"] = _corr(np.log(p), np.log(t))
+        else:
+            out["qlike"] = out["log_corr"] = float("nan")
+    return out
+
+
+def task_columns(predictions: pd.DataFrame) -> list[str]:
+    """Task names that have both a prediction and a ``target_`` column."""
+    return [
+        c
+        for c in predictions.columns
+        if "@" in str(c) and not str(c).startswith("target_") and f"target_{c}" in predictions
+    ]
+
+
+def oos_metrics(predictions: pd.DataFrame, by_fold: bool = True) -> pd.DataFrame:
+    """Long table ``fold, task, metric, value`` (fold = "all" rows pool every fold)."""
+    rows: list[dict[str, object]] = []
+    if predictions is None or predictions.empty:
+        return pd.DataFrame(columns=["fold", "task", "metric", "value"])
+    groups: list[tuple[object, pd.DataFrame]] = [("all", predictions)]
+    if by_fold and "fold" in predictions:
+        groups += list(predictions.groupby("fold", sort=True))
+    for fold, frame in groups:
+        for task in task_columns(predictions):
+            kind = task.split("@", 1)[0]
+            values = task_metrics(kind, frame[task].to_numpy(), frame[f"target_{task}"].to_numpy())
+            for metric, value in values.items():
+                rows.append({"fold": fold, "task": task, "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=["fold", "task", "metric", "value"])
+
+
+def headline(metrics: pd.DataFrame) -> dict[str, float]:
+    """``{"<task> <metric>": value}`` for the pooled (fold == "all") metrics of every task."""
+    out: dict[str, float] = {}
+    if metrics is None or metrics.empty:
+        return out
+    pooled = metrics[metrics["fold"].astype(str) == "all"]
+    for task, sub in pooled.groupby("task", sort=False):
+        kind = str(task).split("@", 1)[0]
+        names = {"return": ["ic", "rank_ic"], "volume": ["ic", "rank_ic"]}.get(
+            kind, [HEADLINE.get(kind, "")]
+        )
+        for metric in names:
+            hit = sub[sub["metric"] == metric]
+            if not hit.empty:
+                out[f"{task} {metric}"] = float(hit["value"].iloc[0])
+    return out

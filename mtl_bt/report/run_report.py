@@ -1,0 +1,237 @@
+"""The report of one run, built only from the artefact files in its folder.
+
+Reading files (not in-memory objects) means ``mtl-bt run`` and a later re-render show exactly
+what was saved; a report can never contain a number that is not on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtl_bt.report import plots
+from mtl_bt.report.document import (
+    Code,
+    Document,
+    Heading,
+    Image,
+    Paragraph,
+    Table,
+    to_html,
+    to_markdown,
+)
+from mtl_bt.report.io import write_csv, write_text
+from mtl_bt.report.oos import oos_metrics
+
+#: portfolio metrics shown in tables, in order, with their labels
+METRICS: list[tuple[str, str]] = [
+    ("sharpe", "Sharpe"),
+    ("sortino", "Sortino"),
+    ("max_drawdown", "Max drawdown"),
+    ("profit_factor", "Profit factor"),
+    ("win_rate", "Win rate"),
+    ("cagr", "CAGR"),
+    ("annual_volatility", "Annual volatility"),
+    ("calmar", "Calmar"),
+    ("num_trades", "Trades"),
+    ("exposure", "Exposure"),
+    ("turnover", "Turnover"),
+]
+
+STRATEGY = "MTL strategy"
+BUY_AND_HOLD = "buy & hold (equal weight)"
+
+
+def read_returns(path: Path) -> pd.Series | None:
+    """``returns.csv`` (datetime, portfolio_return) as a Series indexed by UTC datetime."""
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path)
+    if frame.empty:
+        return pd.Series(dtype=float)
+    index = pd.to_datetime(frame.iloc[:, 0], utc=True)
+    return pd.Series(frame.iloc[:, 1].to_numpy(dtype=float), index=index, name="return")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def metrics_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Rows = metrics, one column per strategy (``columns``: name -> portfolio metrics)."""
+    rows = []
+    for key, label in METRICS:
+        rows.append({"metric": label, **{name: m.get(key) for name, m in columns.items()}})
+    return pd.DataFrame(rows)
+
+
+def per_asset_table(per_asset: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    keys = ["sharpe", "max_drawdown", "profit_factor", "num_trades", "exposure", "turnover"]
+    rows = []
+    for symbol, m in per_asset.items():
+        rows.append({"symbol": symbol, **{k: m.get(k) for k in keys}})
+    return pd.DataFrame(rows)
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    parts = []
+    if summary.get("tasks"):
+        parts.append("tasks " + ", ".join(f"`{t}`" for t in summary["tasks"]))
+    if summary.get("folds_done") is not None:
+        parts.append(f"{summary['folds_done']} walk-forward fold(s)")
+    if summary.get("purge") is not None:
+        parts.append(f"purge {summary['purge']} bar(s)")
+    if summary.get("bars_on_axis") is not None:
+        parts.append(f"{summary['bars_on_axis']} bars on the time axis after warm-up")
+    return "; ".join(parts).capitalize() + "." if parts else ""
+
+
+def data_ranges_table(data: dict[str, Any]) -> pd.DataFrame:
+    rows = [{"symbol": s, **info} for s, info in data.get("symbols", {}).items()]
+    return pd.DataFrame(rows)
+
+
+def write_run_report(
+    run_dir: str | Path, title: str | None = None, *, plots_on: bool = True, html: bool = True
+) -> dict[str, Path]:
+    """Plots, report.md and report.html for a finished run folder; returns what was written."""
+    run_dir = Path(run_dir)
+    plot_dir = run_dir / "plots"
+    metrics = read_json(run_dir / "metrics.json") or {}
+    ppy = float(metrics.get("periods_per_year") or 252)
+    strategy = read_returns(run_dir / "returns.csv")
+    bh_dir = run_dir / "baselines" / "buy_and_hold"
+    buy_hold = read_returns(bh_dir / "returns.csv")
+    bh_metrics = (read_json(bh_dir / "metrics.json") or {}).get("portfolio")
+    curves = {STRATEGY: strategy}
+    if buy_hold is not None and strategy is not None and len(strategy):
+        curves[BUY_AND_HOLD] = buy_hold.reindex(strategy.index).fillna(0.0)
+    data = read_json(run_dir / "data.json") or {}
+    train_log = (
+        pd.read_csv(run_dir / "train_log.csv") if (run_dir / "train_log.csv").exists() else None
+    )
+    pred_path = run_dir / "predictions.parquet"
+    predictions = pd.read_parquet(pred_path) if pred_path.exists() else None
+    fold_metrics = oos_metrics(predictions) if predictions is not None else None
+    if fold_metrics is not None and not fold_metrics.empty:
+        write_csv(run_dir / "oos_metrics.csv", fold_metrics)
+
+    written: dict[str, Path] = {}
+    doc = Document(title or f"mtl-bt run report: {run_dir.name}")
+    doc.add(
+        Paragraph(
+            "Out-of-sample backtest: every bar is traded with the model of the walk-forward fold "
+            "whose training window ended before it; buy & hold covers the same bars."
+        )
+    )
+    summary = data.get("summary") or {}
+    if summary:
+        doc.add(Paragraph(_summary_line(summary)))
+    doc.add(Heading("Portfolio metrics"))
+    columns = {STRATEGY: metrics.get("portfolio", {})}
+    if bh_metrics:
+        columns[BUY_AND_HOLD] = bh_metrics
+    doc.add(Table(metrics_table(columns), caption=f"Annualised with {ppy:g} periods per year."))
+    if metrics.get("per_asset"):
+        doc.add(Heading("Per asset", 3))
+        doc.add(Table(per_asset_table(metrics["per_asset"])))
+
+    figures = (
+        _figures(plot_dir, curves, ppy, fold_metrics, train_log, predictions) if plots_on else []
+    )
+    if fold_metrics is not None and not fold_metrics.empty:
+        doc.add(Heading("Out-of-sample task metrics"))
+        pooled = fold_metrics[fold_metrics["fold"].astype(str) == "all"]
+        wide = pooled.pivot_table(index="task", columns="metric", values="value", sort=False)
+        doc.add(
+            Table(
+                wide.reset_index(),
+                caption="Pooled over all folds and symbols (definitions in docs/run.md#metrics).",
+            )
+        )
+    doc.add(Heading("Plots"))
+    for name, path, caption in figures:
+        if path is not None:
+            written[name] = path
+            doc.add(Image(path, caption))
+    if data.get("symbols"):
+        doc.add(Heading("Data"))
+        doc.add(Table(data_ranges_table(data)))
+    if data.get("folds"):
+        doc.add(Heading("Walk-forward folds", 3))
+        doc.add(Table(pd.DataFrame(data["folds"])))
+    config_path = run_dir / "config.toml"
+    if config_path.exists():
+        doc.add(Heading("Configuration (resolved)"))
+        doc.add(Code(config_path.read_text(), "toml"))
+    written["report.md"] = write_text(run_dir / "report.md", to_markdown(doc, run_dir))
+    if html:
+        written["report.html"] = write_text(run_dir / "report.html", to_html(doc))
+    return written
+
+
+def _figures(
+    plot_dir: Path,
+    curves: dict[str, pd.Series | None],
+    ppy: float,
+    fold_metrics: pd.DataFrame | None,
+    train_log: pd.DataFrame | None,
+    predictions: pd.DataFrame | None,
+) -> list[tuple[str, Path | None, str]]:
+    strategy = curves.get(STRATEGY)
+    figures: list[tuple[str, Path | None, str]] = []
+    if strategy is not None and len(strategy):
+        figures.append(
+            (
+                "equity",
+                plots.plot_equity(
+                    curves, plot_dir / "equity.png", "Equity: strategy vs buy & hold"
+                ),
+                "Equity curves (growth of 1), strategy vs baselines",
+            )
+        )
+        figures.append(
+            ("drawdown", plots.plot_drawdown(curves, plot_dir / "drawdown.png"), "Drawdown")
+        )
+        figures.append(
+            (
+                "rolling_sharpe",
+                plots.plot_rolling_sharpe(curves, plot_dir / "rolling_sharpe.png", ppy),
+                "Rolling Sharpe",
+            )
+        )
+    if fold_metrics is not None and not fold_metrics.empty:
+        by_fold = fold_metrics[
+            (fold_metrics["fold"].astype(str) != "all") & (fold_metrics["metric"] != "n")
+        ]
+        figures.append(
+            (
+                "fold_metrics",
+                plots.plot_fold_metrics(
+                    by_fold.astype({"fold": int}), plot_dir / "fold_metrics.png"
+                ),
+                "Out-of-sample task metrics by fold",
+            )
+        )
+    if train_log is not None:
+        figures.append(
+            (
+                "task_weights",
+                plots.plot_task_weights(train_log, plot_dir / "task_weights.png"),
+                "Task weights over epochs",
+            )
+        )
+    if predictions is not None:
+        vol_tasks = [c for c in predictions.columns if str(c).startswith("volatility@")]
+        if vol_tasks:
+            figures.append(
+                (
+                    "volatility",
+                    plots.plot_volatility(predictions, vol_tasks[0], plot_dir / "volatility.png"),
+                    f"Predicted vs realised volatility ({vol_tasks[0]})",
+                )
+            )
+    return figures
