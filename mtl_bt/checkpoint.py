@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtl_bt.atomic import atomic_write
 from mtl_bt.errors import CheckpointError
 
 FORMAT = "mtl-bt-checkpoint"
@@ -113,17 +113,7 @@ def save(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` to ``path`` atomically (temporary file + os.replace)."""
     path = Path(path)
     payload = plain(checkpoint.to_payload())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     checkpoint.path = path
     return path
 

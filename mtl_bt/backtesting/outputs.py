@@ -54,7 +54,7 @@ def _iso(index: pd.Series | pd.DatetimeIndex) -> list[str]:
 
 def write_outputs(result: BacktestResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """metrics.json, returns.csv, orders.csv, trades.csv in ``out_dir`` (each written atomically)."""
-    from mtl_bt.data.io import atomic_write
+    from mtl_bt.atomic import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

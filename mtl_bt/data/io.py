@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from mtl_bt.atomic import atomic_write
 from mtl_bt.data.source import COLUMNS, INDEX_NAME
 from mtl_bt.data.timeframe import parse_times
 from mtl_bt.data.validate import normalise
@@ -36,27 +35,6 @@ def file_format(path: str | os.PathLike[str]) -> str:
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     raise DataError(f"file {path}: unknown format; use a .csv, .csv.gz or .parquet file")
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it over ``path``.
-
-    A crash or exception midway leaves any old ``path`` untouched and no temp file behind.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
 
 
 def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

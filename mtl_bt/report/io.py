@@ -8,35 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mtl_bt.atomic import atomic_write, write_bytes, write_text
 
-def _atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_bytes(data))
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+__all__ = ["atomic_write", "write_bytes", "write_csv", "write_json", "write_parquet", "write_text"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,8 +37,8 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 def write_csv(path: str | Path, frame: pd.DataFrame, **kwargs: Any) -> Path:
     kwargs.setdefault("index", False)
-    return _atomic(path, lambda tmp: frame.to_csv(tmp, **kwargs))
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, **kwargs))
 
 
 def write_parquet(path: str | Path, frame: pd.DataFrame) -> Path:
-    return _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import torch
 
 from mtl_bt import checkpoint as ckpt
 from mtl_bt import registry
+from mtl_bt.atomic import atomic_write, write_text
 from mtl_bt.config import Config, TaskConfig, WeightingConfig, dumps
 from mtl_bt.errors import ConfigError, DataError
 from mtl_bt.predictor import scale_array
@@ -174,19 +174,6 @@ def prepare_fold(ds: Dataset, split: Split, scaler_kind: str) -> FoldData:
     return FoldData(fit_rows, val_rows, test_rows, scaler, scaled)
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda p: p.write_text(text))
 
 
 def train_fold(
@@ -413,9 +400,9 @@ def _result(preds, logs, metrics, folds, paths, names, ds, out, t0, splits) -> T
 
 def write_outputs(out: Path, result: TrainResult) -> None:
     """Write the tables of ``result`` into ``out`` (each file atomically)."""
-    _atomic(out / "train_log.csv", lambda p: result.train_log.to_csv(p, index=False))
-    _atomic(out / "fold_metrics.csv", lambda p: result.fold_metrics.to_csv(p, index=False))
-    _atomic(out / "predictions.parquet", lambda p: result.predictions.to_parquet(p, index=False))
+    atomic_write(out / "train_log.csv", lambda p: result.train_log.to_csv(p, index=False))
+    atomic_write(out / "fold_metrics.csv", lambda p: result.fold_metrics.to_csv(p, index=False))
+    atomic_write(out / "predictions.parquet", lambda p: result.predictions.to_parquet(p, index=False))
     doc = {"summary": result.summary, "folds": result.folds}
     write_text(out / "folds.json", json.dumps(doc, indent=2, default=_json_default) + "\n")
 
