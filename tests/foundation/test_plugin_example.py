@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,47 +61,19 @@ def test_example_plugin_can_be_disabled(installed_example):
     assert "example_inverse_loss" not in {e["name"] for e in json.loads(out)}
 
 
-TRAIN_STEP = r"""
-import torch
-from torch import nn
-from mtl_bt import registry
-from mtl_bt.models import MTLModel
-from mtl_bt.tasks import TaskSpec
-
-class Tiny(MTLModel):
-    def __init__(self, in_features, tasks):
-        super().__init__(in_features, tasks)
-        self.body = nn.Linear(in_features, 8)
-        self.heads = nn.ModuleDict({t.name: nn.Linear(8, 1) for t in tasks})
-    def forward(self, x, asset=None):
-        h = torch.relu(self.body(x))
-        return {n: head(h).squeeze(-1) for n, head in self.heads.items()}
-    def shared_parameters(self):
-        return list(self.body.parameters())
-
-torch.manual_seed(0)
-specs = [TaskSpec("a@1", "a", 1), TaskSpec("b@1", "b", 1)]
-model = Tiny(4, specs)
-weighting = registry.create("weighting", "example_inverse_loss", ["a@1", "b@1"])
-opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-x = torch.randn(64, 4)
-y = {"a@1": x[:, 0] * 3.0, "b@1": x[:, 1] * 0.1}
-before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-losses = {n: ((out - y[n]) ** 2).mean() for n, out in model(x).items()}
-opt.zero_grad()
-total = weighting.backward(losses, model)
-opt.step()
-w = weighting.weights()
-assert abs(sum(w.values()) - 2.0) < 1e-5, w
-assert w["b@1"] > w["a@1"], w  # the smaller loss gets the larger weight
-assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
-print("STEP_OK", float(total))
-"""
-
-
-def test_example_plugin_takes_part_in_a_training_step(installed_example):
-    out = subprocess.run(
-        [sys.executable, "-c", TRAIN_STEP],
+def test_example_plugin_drives_real_walk_forward_training(installed_example, tmp_path):
+    """`mtl-bt train` with the third-party weighting named in the config."""
+    tiny = ROOT / "tests" / "e2e" / "tiny.toml"
+    out = tmp_path / "train"
+    subprocess.run(
+        [str(BIN / "mtl-bt"), "train", str(tiny), "--out", str(out), "--quiet",
+         "--set", 'weighting.name="example_inverse_loss"', "--set", "walk_forward.max_folds=1"],
         env=installed_example, check=True, capture_output=True, text=True,
-    ).stdout
-    assert "STEP_OK" in out
+    )
+    log = pd.read_csv(out / "train_log.csv")
+    weights = log[[c for c in log.columns if c.startswith("weight_")]]
+    assert len(weights.columns) == 3
+    # inverse-loss weights are not all 1 and sum to K on every logged epoch
+    assert np.allclose(weights.sum(axis=1), 3.0, atol=1e-4)
+    assert (weights.max(axis=1) - weights.min(axis=1) > 1e-3).all()
+    assert "example_inverse_loss" in (out / "config.toml").read_text()
