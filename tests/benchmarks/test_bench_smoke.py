@@ -1,0 +1,148 @@
+"""The benchmark harness runs at toy sizes and returns well-formed results.
+
+Benchmarks are not tests: nothing here checks a time or a ratio against a goal.
+These tests prove each harness function really runs the real components
+(trained checkpoint, Backtrader runs, trainer, weighting schemes, the pipeline)
+and that what it returns, and the page written from it, hang together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import bench_backtest, bench_scale, bench_training, report, weighting
+from benchmarks.common import alternate, machine_info
+
+
+def _finite_positive(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    pred, info = bench_backtest.train_model(tmp_path_factory.mktemp("model"), bars=1500, epochs=1)
+    assert info["epochs_run"] == 1 and info["checkpoint_bytes"] > 0
+    return pred
+
+
+@pytest.fixture(scope="module")
+def backtest_rows(predictor):
+    return bench_backtest.measure(predictor, [(2, 160, 1)], log=lambda _m: None)
+
+
+def test_alternate_rotates_and_times_every_run():
+    order: list[str] = []
+    runs = {k: (lambda k=k: order.append(k) or k) for k in "abc"}
+    times, last = alternate(runs, repeats=3)
+    assert order == list("abcbcacab")
+    assert last == {"a": "a", "b": "b", "c": "c"}
+    assert all(len(v) == 3 and all(t >= 0 for t in v) for v in times.values())
+
+
+def test_backtest_rows_are_well_formed(backtest_rows):
+    (row,) = backtest_rows
+    assert (row["assets"], row["bars"], row["repeats"]) == (2, 160, 1)
+    assert set(row["seconds"]) == set(bench_backtest.VARIANTS)
+    assert all(_finite_positive(v) for v in row["seconds"].values())
+    for k in ("mtl_live", "mtl_precomputed", "empty_fast", "same_orders"):
+        assert row[f"ratio_{k}"] == pytest.approx(
+            row["seconds"][k] / row["seconds"]["empty_pandas"]
+        )
+    live, pre = row["mtl_live_counts"], row["mtl_precomputed_counts"]
+    # the strategy decided on bars and traded; both modes give the same orders
+    assert live["decisions"] > 0 and live["orders"] > 0
+    assert live == pre
+    # the replay strategy placed exactly the MTL run's orders
+    assert row["same_orders_orders"] == live["submitted"] >= live["orders"]
+    assert row["empty_bars"] == 160
+
+
+def test_profile_parts_cover_the_run(predictor):
+    prof = bench_backtest.profile_live(predictor, 2, 120)
+    assert prof["total_seconds"] > 0
+    assert all(v >= 0 for v in prof["parts"].values())
+    assert sum(prof["parts"].values()) == pytest.approx(prof["total_seconds"], rel=0.05)
+    assert prof["parts"]["inference (Predictor.predict)"] > 0
+    micro = bench_backtest.inference_micro(predictor, calls=25)
+    assert _finite_positive(micro["predict_1_row_us"])
+    assert _finite_positive(micro["model_forward_1_row_us"])
+
+
+def test_training_harness_runs_both_loops_on_the_same_rows():
+    prep = bench_training.prepare(n_assets=2, bars=1500)
+    n = len(prep["train"])
+    assert n > 0 and len(prep["val"]) == 0
+    assert bench_training.run_trainer(prep, 1) == bench_training.run_hand(prep, 1) == n
+    out = bench_training.measure(n_assets=2, bars=1500, epochs=1, repeats=1, log=lambda _m: None)
+    assert out["rows"] == n
+    assert all(_finite_positive(v) for v in out["samples_per_second"].values())
+    assert out["overhead"] == pytest.approx(
+        out["seconds"]["trainer"] / out["seconds"]["hand_loop"] - 1.0
+    )
+
+
+def test_weighting_collects_every_registered_scheme():
+    from mtl_bt import registry
+
+    out = weighting.measure(repeats=2, warmup=1, methods=("loop",), log=lambda _m: None)
+    res = out["methods"]["loop"]
+    assert set(res["seconds_per_step"]) == set(registry.names("weighting"))
+    assert res["ratio"]["equal"] == 1.0
+    assert all(_finite_positive(v) for v in res["seconds_per_step"].values())
+    assert set(out["gradient_level"]) <= set(registry.names("weighting"))
+
+
+def test_scale_child_runs_the_pipeline_and_restores_patches():
+    import mtl_bt.features
+    import mtl_bt.training.pipeline
+
+    compute, fit = mtl_bt.features.compute, mtl_bt.training.pipeline.fit
+    row = bench_scale.child(
+        {"label": "t", "kind": "synthetic", "assets": 1, "bars": 1700, "epochs": 1, "report": False}
+    )
+    assert mtl_bt.features.compute is compute and mtl_bt.training.pipeline.fit is fit
+    assert row["folds"] >= 1 and row["train_rows"] > 0
+    st = row["stages"]
+    assert st["training"] > 0 and st["features"] > 0 and st["inference"] > 0
+    assert sum(st.values()) == pytest.approx(row["wall_seconds"])
+    assert row["peak_rss_mb"] >= row["rss_before_run_mb"] > 0
+
+
+def test_page_and_json_from_real_results(backtest_rows, predictor, tmp_path):
+    results = {
+        "generated": "now",
+        "quick": True,
+        "only": ["backtest"],
+        "threads": 1,
+        "machine": machine_info(),
+        "errors": {},
+        "total_seconds": 1.0,
+        "backtest": {
+            "model": {
+                "how": "x",
+                "architecture": "shared_bottom",
+                "hidden": [8],
+                "tasks": predictor.task_names,
+                "features": len(predictor.feature_columns),
+                "train_assets": 2,
+                "train_bars_per_asset": 1500,
+                "epochs_run": 1,
+                "train_seconds": 1.0,
+                "checkpoint_bytes": 1,
+            },
+            "rows": backtest_rows,
+        },
+        "nan_value": float("nan"),
+    }
+    page = report.markdown(results, None)
+    ratio = backtest_rows[0]["ratio_mtl_live"]
+    assert "## 1. Backtest overhead" in page and f"**{ratio:.2f}**" in page
+    assert "2 x 160" in page
+    path = tmp_path / "r.json"
+    report.write_json(path, results)
+    back = json.loads(path.read_text())  # strict JSON: NaN became null
+    assert back["nan_value"] is None
+    assert back["backtest"]["rows"][0]["seconds"] == backtest_rows[0]["seconds"]
