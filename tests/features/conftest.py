@@ -7,7 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "crypto_1h"
+import mtl_bt.data.sample
+
+# the package ships its own copy of the real data (works without ../shared)
+SHARED = Path(mtl_bt.data.sample.__file__).parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "AVAX/USDT", "DOT/USDT"]
 
 
@@ -37,7 +40,7 @@ def crypto_frames() -> dict[str, pd.DataFrame]:
 
 def _read_stock(symbol: str) -> pd.DataFrame:
     """One daily stock from the shared WIKI sample (unadjusted OHLCV)."""
-    raw = pd.read_csv(SHARED.parent / "stocks_daily_wiki.csv.gz")
+    raw = pd.read_csv(SHARED / "stocks_daily_wiki.csv.gz")
     raw = raw[raw["Ticker"] == symbol]
     index = pd.DatetimeIndex(pd.to_datetime(raw["Date"], utc=True), name="datetime")
     cols = ["Open", "High", "Low", "Close", "Volume"]

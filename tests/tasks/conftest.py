@@ -7,7 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "crypto_1h"
+import mtl_bt.data.sample
+
+# the package ships its own copy of the real data (works without ../shared)
+SHARED = Path(mtl_bt.data.sample.__file__).parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "AVAX/USDT", "DOT/USDT"]
 
 
