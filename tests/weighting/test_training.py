@@ -57,12 +57,7 @@ def data():
 
 
 def _model(in_features: int, specs):
-    names = registry.names("architecture")
-    if "shared_bottom" in names:
-        return registry.create("architecture", "shared_bottom", in_features, specs)
-    from conftest import TinyMTL  # pragma: no cover - only before architectures land
-
-    return TinyMTL(in_features, specs)  # pragma: no cover
+    return registry.create("architecture", "shared_bottom", in_features, specs)
 
 
 def _losses(out, y):
