@@ -62,22 +62,23 @@ ANALYSIS = [
     "FrameFeed' with the baseline).",
     "Live mode with few assets is dominated by per-bar model inference: a batch of 1-5 "
     "rows costs about as much as a batch of 50 (see the per-call table), because the time "
-    "goes to torch's per-module call overhead and per-task tensor->numpy conversions, not "
-    "to arithmetic. Suggested fix (predictor/model owners): run the eval-mode model "
-    "through `torch.jit.trace` once at `Predictor` init (the 'traced forward' column shows "
-    "the saving on the forward pass) and transform the heads' outputs in one "
-    "`torch.stack(...).numpy()` instead of one conversion per task. With one asset per-bar "
-    "inference alone costs more than the empty baseline's whole bar, so <= 1.25 is "
-    "out of reach for live mode there; precomputed mode removes it (use it for research "
-    "backtests; live mode exists for parity with trading).",
+    "goes to torch's per-op dispatch and per-module call overhead of the eager model, not "
+    "to arithmetic. The only measured way around it, `torch.jit.trace` (the 'traced "
+    "forward' column), is deprecated in torch 2.13 (it raises a `DeprecationWarning` "
+    "pointing to `torch.compile`/`torch.export`, whose compile time and guards do not pay "
+    "off for a forward pass of a few microseconds of arithmetic), so it is not used. With "
+    "one asset, per-bar inference alone costs more than the empty baseline's whole bar, so "
+    "<= 1.25 is out of reach for live mode there; precomputed mode removes it (use it for "
+    "research backtests; live mode exists for parity with trading).",
     "Precomputed mode removes inference but not the rest of our per-bar Python: the "
     "strategy's loop over the feeds (`len(d)`, row lookup), the signal rule (about 15 "
-    "small-array numpy calls in `agree_voltarget.weights` + `cap_weights`), `_rebalance` "
-    "(a `getposition` per asset), `PortfolioAnalyzer.next` and the result tables. Its gap "
-    "to 'same orders' in the per-bar table is that cost. Suggested fix (strategy owner): in "
-    "precomputed mode also apply the signal rule once to whole (bars x assets) prediction "
-    "arrays before the run (the rules are vectorised over assets already; the gross-leverage "
-    "cap needs a per-row version) and keep only the order diffing per bar.",
+    "small-array numpy calls in `agree_voltarget.weights` + `cap_weights`, ~30 us a bar), "
+    "`_rebalance` (a `getposition` per asset), `PortfolioAnalyzer.next` and the result "
+    "tables. Its gap to 'same orders' in the per-bar table is that cost. Applying the signal "
+    "rule to whole (bars x assets) arrays before the run would remove the rule's share, but "
+    "a rule sees the cross-section of the assets due on a bar (the gross-leverage cap, and "
+    "third-party rules may rank assets), so it is not separable per asset over time without "
+    "a new rule capability; not done.",
     "With many assets the per-bar work is batched and the ratio falls toward the 'same "
     "orders' floor: Backtrader's broker (order creation, fills, notifications) and "
     "engine dominate, then the strategy's per-bar Python loop over the feeds and the "
@@ -94,6 +95,24 @@ FIXED = [
     "and trade even when the lookup hit; now `lookup[d] if d in lookup else _num2ts(d)`. "
     "A profile of 50 assets x 400 bars showed it at ~5% of the whole live backtest "
     "(12,520 calls, 1.4 s under cProfile); it grows with the number of orders.",
+]
+
+#: optimisations that were measured side by side and not kept (numbers from those A/B runs)
+TRIED = [
+    "One `torch.stack(heads).numpy()` conversion in `Predictor.predict` instead of one "
+    "`.numpy()` per task (suggested by an earlier profile): measured slower, 100 -> 112 us "
+    "per call for 1 row and 116 -> 130 us for 50 rows (median of 7 alternating blocks of "
+    "2,000 calls, identical outputs); the extra `stack` op costs more than three "
+    "conversions save. Reverted.",
+    "`gc.freeze()` around `cerebro.run` (so full collections skip the ~390k objects torch, "
+    "pandas and the model leave behind): 5 assets x 10,000 bars, precomputed, 4 "
+    "alternating repeats: median 9.74 s plain vs 9.18 s frozen (-6%), single runs spread "
+    "8.2-10.6 s; within the noise, not kept.",
+    "A broker whose orders define `__copy__` (Backtrader clones every order about three "
+    "times; the default `copy.copy` path probes `__setstate__` through `Order.__getattr__`): "
+    "8.9 -> 5.1 us per clone, about 11 us per order against ~36 us to create the order and "
+    "the broker's fill and notification work: about 2% of a 50-asset run. Not worth a "
+    "broker subclass every user would also have to use.",
 ]
 
 
@@ -171,6 +190,7 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     )
     results["analysis"] = ANALYSIS
     results["fixed"] = FIXED
+    results["tried"] = TRIED
     results["load_average_at_end"] = loadavg()
     results["total_seconds"] = time.perf_counter() - t_start
     return results
@@ -198,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         results = json.loads(Path(args.from_json).read_text())
-        results["analysis"], results["fixed"] = ANALYSIS, FIXED
+        results["analysis"], results["fixed"], results["tried"] = ANALYSIS, FIXED, TRIED
     else:
         results = run_all(args)
     write(results, args)

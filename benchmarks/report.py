@@ -591,6 +591,8 @@ def _dominates_section(results: dict[str, Any]) -> list[str]:
 
 def _fixed_section(results: dict[str, Any]) -> list[str]:
     fixed = results.get("fixed") or []
-    if not fixed:
-        return []
-    return ["## What was fixed", "", *[f"- {f}" for f in fixed], ""]
+    out = ["## What was fixed", "", *[f"- {f}" for f in fixed], ""] if fixed else []
+    tried = results.get("tried") or []
+    if tried:
+        out += ["## Tried, measured, not kept", "", *[f"- {t}" for t in tried], ""]
+    return out
