@@ -146,3 +146,18 @@ def test_page_and_json_from_real_results(backtest_rows, predictor, tmp_path):
     back = json.loads(path.read_text())  # strict JSON: NaN became null
     assert back["nan_value"] is None
     assert back["backtest"]["rows"][0]["seconds"] == backtest_rows[0]["seconds"]
+
+
+def test_page_lists_what_was_fixed_and_what_was_tried():
+    """Both lists reach the page, each under its own heading, even when one is empty."""
+    from benchmarks.__main__ import FIXED, TRIED
+
+    base = {"generated": "now", "quick": True, "only": [], "threads": 1, "errors": {}}
+    base["total_seconds"] = 1.0
+    base["machine"] = machine_info()
+    page = report.markdown({**base, "fixed": FIXED, "tried": TRIED}, None)
+    fixed_at, tried_at = page.index("## What was fixed"), page.index("## Tried, measured, not kept")
+    assert fixed_at < tried_at
+    assert all(f"- {t}" in page[tried_at:] for t in TRIED)
+    only_tried = report.markdown({**base, "fixed": [], "tried": TRIED[:1]}, None)
+    assert "## What was fixed" not in only_tried and f"- {TRIED[0]}" in only_tried
