@@ -246,7 +246,9 @@ class CcxtSource(Source):
         end_ms = now_ms if until is None else min(int(until.value // 1_000_000), now_ms)
         what = f"fetch_ohlcv {market} {tf}"
         bars: dict[int, list[float]] = {}
-        if since is None:  # no start: the latest page only
+        if since is None and until is not None:  # an end but no start: the page ending there
+            since = pd.Timestamp(end_ms - s["limit"] * step, unit="ms", tz="UTC")
+        if since is None:  # neither: the latest page only
             page = self._call(s, exchange, what, exchange.fetch_ohlcv, market, tf, None, s["limit"])
             for row in page:
                 bars[int(row[0])] = row
@@ -255,28 +257,33 @@ class CcxtSource(Source):
             cursor = -(-int(since.value // 1_000_000) // step) * step  # ceil to a bar
             while cursor < end_ms:
                 window_end = min(cursor + s["limit"] * step, end_ms) - 1
-                page = self._call(
-                    s,
-                    exchange,
-                    what,
-                    exchange.fetch_ohlcv,
-                    market,
-                    tf,
-                    cursor,
-                    s["limit"],
-                    {"until": window_end},
-                )
-                fresh = [row for row in page if cursor <= int(row[0]) <= window_end]
-                for row in fresh:
-                    bars[int(row[0])] = row
-                self._report(len(fresh))
-                newest = max((int(row[0]) for row in fresh), default=None)
-                if len(page) >= s["limit"] and newest is not None:
-                    cursor = max(newest + step, cursor + step)  # capped page: continue after it
-                else:
-                    cursor = window_end + 1  # the whole window came back (short = real gaps)
+                self._window(s, exchange, what, market, tf, step, cursor, window_end, bars)
+                cursor = window_end + 1
         closed = [bars[t] for t in sorted(bars) if t + step <= now_ms and t < end_ms]
         return closed
+
+    def _window(self, s, exchange, what, market, tf, step, lo, hi, bars) -> None:
+        """Every bar in ``[lo, hi]`` (ms, inclusive) into ``bars``, whatever a full page kept.
+
+        A page of ``limit`` rows may have been cut: exchanges that answer oldest-first
+        drop the newest bars (continue after the newest one returned), Bybit answers
+        with the newest bars of the window and drops the oldest (fetch what lies before
+        the oldest one returned). A short page is the whole window (gaps are real).
+        """
+        while lo <= hi:
+            page = self._call(
+                s, exchange, what, exchange.fetch_ohlcv, market, tf, lo, s["limit"], {"until": hi}
+            )
+            fresh = [row for row in page if lo <= int(row[0]) <= hi]
+            self._report(sum(int(row[0]) not in bars for row in fresh))
+            for row in fresh:
+                bars[int(row[0])] = row  # keyed by time: overlapping pages count once
+            if len(page) < s["limit"] or not fresh:
+                return
+            stamps = [int(row[0]) for row in fresh]
+            if min(stamps) > lo:  # the oldest bars were cut: fetch them (a smaller window)
+                self._window(s, exchange, what, market, tf, step, lo, min(stamps) - 1, bars)
+            lo = max(stamps) + step
 
     def _report(self, n: int) -> None:
         if self.on_progress is not None and n:

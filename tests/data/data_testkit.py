@@ -121,6 +121,8 @@ class BybitState:
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     #: when set, every successful kline request gets exactly this body (a recorded response)
     replay: dict | None = None
+    #: bars past a request's ``end`` that the server also returns (consecutive pages overlap)
+    overlap: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def kline_requests(self) -> list[dict[str, str]]:
@@ -130,7 +132,7 @@ class BybitState:
 def _kline(state: BybitState, query: dict[str, str]) -> dict:
     step = int(query.get("interval", "60")) * 60_000
     now_ms = state.now.value // 1_000_000
-    end = min(int(query.get("end", now_ms)), now_ms)
+    end = min(int(query.get("end", now_ms)) + state.overlap * step, now_ms)
     limit = min(int(query.get("limit", 200)), 1000)
     first = max(int(query.get("start", 0)), state.listing.value // 1_000_000)
     first = -(-first // step) * step

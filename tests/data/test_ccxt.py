@@ -85,6 +85,34 @@ def test_overlapping_pages_are_deduplicated(bybit):
     assert frame.index.equals(_expected(since, until).index)
 
 
+def test_pages_that_overlap_give_each_bar_once(bybit):
+    """The server answers past each window's end, so consecutive pages share bars."""
+    url, state = bybit
+    state.overlap = 2
+    since = pd.Timestamp("2024-02-01", tz="UTC")
+    until = pd.Timestamp("2024-02-02", tz="UTC")
+    frame = _source().fetch(
+        ["BTC/USDT"], timeframe="1h", since=since, until=until, api_url=url, limit=5
+    )["BTC/USDT"]
+    requests = state.kline_requests()
+    served = [(int(r["start"]), int(r["end"]) + 2 * HOUR_MS) for r in requests]
+    assert any(nxt[0] <= prev[1] for prev, nxt in zip(served, served[1:], strict=False))
+    assert frame.index.is_unique
+    assert frame.index.equals(_expected(since, until).index)
+
+
+def test_until_without_since_fetches_the_page_before_until(bybit):
+    """An end far in the past still returns bars: the `limit` bars before `until`."""
+    url, state = bybit
+    until = pd.Timestamp("2024-01-10", tz="UTC")
+    frame = _source().fetch(["BTC/USDT"], timeframe="1h", until=until, api_url=url, limit=50)[
+        "BTC/USDT"
+    ]
+    assert len(frame) == 50
+    assert frame.index[-1] == until - pd.Timedelta(hours=1)
+    assert frame.index.equals(_expected(until - pd.Timedelta(hours=50), until).index)
+
+
 @pytest.mark.parametrize("failure", ["429", "10006"])
 def test_rate_limit_then_success_is_retried(bybit, failure):
     url, state = bybit
