@@ -34,3 +34,10 @@ def test_builtin_entry_points_are_documented():
     text = (DOCS / "plugins.md").read_text()
     for hook in KINDS.values():
         assert f"builtin_{hook.removeprefix('register_')}" in text
+
+
+def test_plugin_guide_shows_the_whole_example_plugin():
+    """The guide's listing is the tested example file, not an abridged copy."""
+    guide = (DOCS / "plugins.md").read_text()
+    example = (DOCS.parent / "examples" / "plugin_example" / "mtl_bt_example.py").read_text()
+    assert f"```python\n{example}```" in guide
