@@ -66,6 +66,7 @@ class Predictor:
         where = f"checkpoint {checkpoint.path}" if checkpoint.path else "checkpoint"
         self.feature_spec = FeatureSpec.from_dict(checkpoint.feature_spec)
         self.feature_columns: list[str] = list(checkpoint.feature_columns)
+        self._check_features(checkpoint, where)
         self.symbols: list[str] = list(checkpoint.symbols)
         self.lookback: int = int(checkpoint.lookback)
         self.fold: dict[str, Any] = dict(checkpoint.fold)
@@ -94,6 +95,30 @@ class Predictor:
         self._asset_ids = {s: i for i, s in enumerate(self.symbols)}
         width = len(self.feature_columns)
         self._shape = (self.lookback, width) if self.lookback > 1 else (width,)
+
+    def _check_features(self, checkpoint: Checkpoint, where: str) -> None:
+        """The saved feature spec, columns, scaler and model input must describe one model."""
+        computed = self.feature_spec.columns()
+        missing = [c for c in self.feature_columns if c not in computed]
+        if missing:
+            raise CheckpointError(
+                f"{where} is inconsistent: its feature spec does not compute {missing} "
+                f"(it computes {computed}); the file was edited or mixes two runs. Retrain"
+            )
+        width = len(self.feature_columns)
+        center = (checkpoint.scaler or {}).get("center")
+        scaler_width = len(center) if isinstance(center, list | tuple) else None
+        if scaler_width is not None and scaler_width != width:
+            raise CheckpointError(
+                f"{where} is inconsistent: its scaler was fitted on {scaler_width} features, "
+                f"but it lists {width} feature columns. Retrain"
+            )
+        in_features = checkpoint.init_kwargs.get("in_features")
+        if in_features is not None and int(in_features) != width:
+            raise CheckpointError(
+                f"{where} is inconsistent: the model takes {in_features} inputs, "
+                f"but it lists {width} feature columns. Retrain"
+            )
 
     @classmethod
     def from_checkpoint(cls, source: str | os.PathLike[str] | Checkpoint) -> Predictor:

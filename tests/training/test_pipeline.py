@@ -178,6 +178,28 @@ def test_checkpoint_predictor_round_trip(run):
     )
 
 
+@pytest.mark.parametrize("edit", ["spec", "columns", "scaler"])
+def test_inconsistent_checkpoint_is_refused_on_load(run, tmp_path, edit):
+    """An edited or mixed-up file fails at load, naming the file, not later mid-backtest."""
+    out = run[3]
+    good = ckpt.load(out / "checkpoints" / "fold_001.pt")
+    payload = good.to_payload()
+    if edit == "spec":  # the spec no longer computes a saved column
+        params = payload["feature_spec"]["params"]
+        name = next(k for k, v in params.items() if "windows" in v)
+        params[name]["windows"] = [2, 3]
+    elif edit == "columns":  # one column more than the scaler and the model take
+        payload["feature_columns"] = [*payload["feature_columns"], payload["feature_columns"][0]]
+    else:  # a scaler from a run with fewer features
+        payload["scaler"]["center"] = payload["scaler"]["center"][:-1]
+        payload["scaler"]["scale"] = payload["scaler"]["scale"][:-1]
+    path = tmp_path / f"{edit}.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {path} is inconsistent"):
+        Predictor.from_checkpoint(path)
+    Predictor.from_checkpoint(out / "checkpoints" / "fold_001.pt")  # the original loads
+
+
 def test_single_task_baseline(run):
     cfg = tiny_config(weighting={"name": "fixed", "options": {"weights": {"return@1": 1.0}}})
     one = single_task(cfg, "volatility")
