@@ -66,7 +66,38 @@ class _Fetcher:
             now,
         )
 
+        #: frames fetched ahead in one batched call, keyed by (symbol, since, until)
+        self._ahead: dict[tuple[str, Any, Any], pd.DataFrame] = {}
+        #: cache entries read ahead (None: nothing cached), so each file is read once
+        self._entries: dict[str, Any] = {}
+
+    def _key(self, symbol: str, timeframe: str) -> CacheKey:
+        return CacheKey(self.name, self.source.cache_namespace(self.options), symbol, timeframe)
+
+    def fetch_cold(self, symbols: list[str], timeframe: str, since, until) -> None:
+        """Fetch every symbol with nothing cached in ONE source call (yfinance batches
+        tickers into one download); ``cached`` then uses these frames."""
+        assert self.cache is not None
+        cold = []
+        for symbol in symbols:
+            self._entries[symbol] = self.cache.load(self._key(symbol, timeframe))
+            if self._entries[symbol] is None:
+                cold.append(symbol)
+        if len(cold) < 2:
+            return
+        frames = self.source.fetch(
+            cold, timeframe=timeframe, since=since, until=until, **self.options
+        )
+        if not isinstance(frames, dict):
+            raise DataError(f"source {self.name!r} returned {type(frames).__name__}, not a dict")
+        for symbol in cold:
+            if symbol in frames:
+                self._ahead[(symbol, since, until)] = frames[symbol]
+
     def fetch(self, symbol: str, timeframe: str | None, since, until) -> pd.DataFrame:
+        ahead = self._ahead.pop((symbol, since, until), None)
+        if ahead is not None:
+            return ahead
         frames = self.source.fetch(
             [symbol], timeframe=timeframe, since=since, until=until, **self.options
         )
@@ -77,9 +108,9 @@ class _Fetcher:
     def cached(self, symbol: str, timeframe: str, since, until) -> pd.DataFrame:
         """Serve from the cache; fetch only what lies outside the covered range, then merge."""
         assert self.cache is not None
-        key = CacheKey(self.name, self.source.cache_namespace(self.options), symbol, timeframe)
+        key = self._key(symbol, timeframe)
         now = self.now()
-        entry = self.cache.load(key)
+        entry = self._entries.pop(symbol) if symbol in self._entries else self.cache.load(key)
         # bars starting before the horizon have closed (start + timeframe <= now)
         horizon = now - parse_timeframe(timeframe) + pd.Timedelta(1, "us")
         want_end = horizon if until is None else min(until, horizon)
@@ -155,6 +186,8 @@ def load_frames(
             raise DataError(f"source {cfg.source!r} returned no data for {missing}")
     else:
         raw = {}
+        if use_cache and not progress:
+            fetcher.fetch_cold(symbols, timeframe, since, until)
         for symbol in symbols:
             bar = _progress_bar(progress, symbol, since, until, timeframe)
             if bar is not None:
