@@ -391,7 +391,12 @@ class MTLStrategy(bt.Strategy):
         if self.preds is not None:
             # rows of (n_rows, n_tasks) matrices -> one (k, n_tasks) array -> column views
             m = np.array([self._pred_mat[a][r] for a, r in zip(assets, rows, strict=True)])
-            return {t: m[:, j] for j, t in enumerate(self.task_names)}
+            preds = {t: m[:, j] for j, t in enumerate(self.task_names)}
+            if self.p.record:  # as in live mode: the predictions this bar's decision used
+                self.predictions_log.append(
+                    (self.datetime[0], list(assets), {t: np.array(v) for t, v in preds.items()})
+                )
+            return preds
         if self.p.live_features:
             x = np.stack([self._live_rows(a) for a in assets])
         elif self.lookback == 1:

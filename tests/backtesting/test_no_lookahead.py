@@ -73,14 +73,9 @@ def test_live_features_recomputed_each_bar_give_the_same_orders(frames, predicto
     _same_orders(base.orders, live.orders, tol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["live", "precomputed"])
-def test_perturbed_future_leaves_earlier_orders_unchanged(
-    frames, predictors, mode, live_run, precomputed_run
-):
-    cfg = BacktestConfig(mode=mode)
-    base = live_run if mode == "live" else precomputed_run
-    cut = frames["AAA"].index[380]
-    rng = np.random.default_rng(7)
+def _perturb_after(frames: dict, cut: pd.Timestamp, seed: int = 7) -> dict:
+    """Every bar after ``cut`` multiplied by random noise (prices and volume)."""
+    rng = np.random.default_rng(seed)
     noisy = {}
     for s, f in frames.items():
         g = f.copy()
@@ -91,18 +86,62 @@ def test_perturbed_future_leaves_earlier_orders_unchanged(
         g.loc[after, "volume"] = g.loc[after, "volume"] * np.exp(rng.normal(0, 0.5, after.sum()))
         g.attrs = dict(f.attrs)
         noisy[s] = g
-    pert = run_backtest(noisy, predictors, cfg)
-    before_a = base.orders[base.orders["datetime"] <= cut].reset_index(drop=True)
-    before_b = pert.orders[pert.orders["datetime"] <= cut].reset_index(drop=True)
-    assert len(before_a) > 10
-    pd.testing.assert_frame_equal(before_a, before_b)  # exactly equal, sizes included
+    return noisy
+
+
+def _created(strat, upto: float) -> list[tuple]:
+    """(creation time, symbol, side, signed size) of every order created at or before ``upto``,
+    whatever became of it (filled after ``upto``, rejected, ...)."""
+    return [
+        (o.created.dt, o.data._name, "buy" if o.isbuy() else "sell", o.created.size)
+        for o in strat.broker.orders
+        if o.created.dt <= upto
+    ]
+
+
+@pytest.mark.parametrize("mode", ["live", "precomputed"])
+def test_perturbed_future_leaves_every_decision_up_to_t_unchanged(frames, predictors, mode):
+    """Noise on every bar after T: each bar's predictions up to and including T, and every
+    order created up to and including T (sizes too), are exactly unchanged. Every-bar
+    rebalancing without a no-trade band, so a changed prediction cannot hide in the band;
+    the predictions themselves are compared bit for bit anyway."""
+    from mtl_bt.backtesting.feeds import bt_datenums
+
+    cfg = BacktestConfig(mode=mode, rebalance="bar", min_trade_weight=0.0)
+    cut = frames["AAA"].index[380]
+    t_num = float(bt_datenums(pd.DatetimeIndex([cut]))[0])
+    base = run_backtest(frames, predictors, cfg, record=True)
+    pert = run_backtest(_perturb_after(frames, cut), predictors, cfg, record=True)
+
+    log_a = [e for e in base.strategy.predictions_log if e[0] <= t_num]
+    log_b = [e for e in pert.strategy.predictions_log if e[0] <= t_num]
+    assert len(log_a) > 50 and log_a[-1][0] == t_num  # the decision ON bar T is compared too
+    assert len(log_a) == len(log_b)
+    for (dt1, as1, p1), (dt2, as2, p2) in zip(log_a, log_b, strict=True):
+        assert dt1 == dt2 and as1 == as2 and set(p1) == set(p2)
+        for task in p1:
+            np.testing.assert_array_equal(p1[task], p2[task])
+
+    made_a, made_b = _created(base.strategy, t_num), _created(pert.strategy, t_num)
+    assert len(made_a) > 10 and any(o[0] == t_num for o in made_a)
+    assert made_a == made_b  # exactly: times, symbols, sides and sizes
+
+    filled_a = base.orders[base.orders["datetime"] <= cut].reset_index(drop=True)
+    filled_b = pert.orders[pert.orders["datetime"] <= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(filled_a, filled_b)
     pd.testing.assert_series_equal(base.returns[:cut], pert.returns[:cut])
-    # the perturbation does reach the later part (the test can fail)
-    assert (
-        not base.orders[base.orders["datetime"] > cut]
-        .reset_index(drop=True)
-        .equals(pert.orders[pert.orders["datetime"] > cut].reset_index(drop=True))
+
+    # the perturbation does reach the model after T (the test can fail)
+    later_a = [e for e in base.strategy.predictions_log if e[0] > t_num]
+    later_b = [e for e in pert.strategy.predictions_log if e[0] > t_num]
+    assert later_a and later_b
+    assert any(
+        not np.array_equal(a[2][t], b[2][t])
+        for a, b in zip(later_a, later_b, strict=False)
+        for t in a[2]
+        if len(a[2][t]) == len(b[2][t])
     )
+    assert _created(base.strategy, np.inf) != _created(pert.strategy, np.inf)
 
 
 def test_walk_forward_never_uses_a_model_on_its_training_window(predictors, live_run):

@@ -115,3 +115,37 @@ def test_cli_errors_are_clear(tmp_path, cli_setup):
         ["backtest", str(config), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
     )
     assert res.exit_code == 2 and "not found" in res.output
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ('["log_return","rsi"]', "features: model only ['volatility'], config only []"),
+        ('["rsi","log_return","volatility"]', "features: same columns in a different order"),
+    ],
+    ids=["missing", "reordered"],
+)
+def test_cli_feature_mismatch_is_a_clear_error_before_the_run(tmp_path, cli_setup, names, expected):
+    """The config's feature list is not the model's: exit 2 naming the features, nothing run."""
+    train_dir, config, files = cli_setup
+    out = tmp_path / "o"
+    res = CliRunner().invoke(
+        main,
+        [
+            "backtest",
+            str(config),
+            "--model",
+            str(train_dir),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            f"features.names={names}",
+            *sum((["--data", f] for f in files), []),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())  # the one-line error may be wrapped
+    assert "does not match the config" in text and expected in text
+    assert "tasks:" not in text  # only the features differ
+    assert not out.exists()  # the error comes before the run writes anything

@@ -208,15 +208,81 @@ def test_bad_input_errors_before_the_run(frames, predictors):
 
 
 def test_stale_asset_is_not_traded(predictors):
-    """A weekday-only asset next to a 24/7 one: orders fill only on its own bars."""
+    """A weekday-only asset next to a 24/7 one: on a weekend step the stock's feed did not
+    move, so it is neither counted, nor decided, nor ordered on its stale Friday bar."""
+    from mtl_bt.backtesting.feeds import bt_datenums
+
     crypto = garch_bars(520, seed=1, freq="1D", symbol="AAA")
     stock = garch_bars(372, seed=2, freq="B", symbol="BBB")
-    res = run_backtest({"AAA": crypto, "BBB": stock}, predictors, BacktestConfig(rebalance="bar"))
+    res = run_backtest(
+        {"AAA": crypto, "BBB": stock}, predictors, BacktestConfig(rebalance="bar"), record=True
+    )
+    strat = res.strategy
+    b = strat.symbols.index("BBB")
+    # the per-asset bar counter (which drives the horizon holding) counts the stock's own bars
+    assert strat._bars[b] == len(stock) and strat._bars[1 - b] == len(crypto)
+    stock_nums = set(bt_datenums(stock.index).tolist())
+    # the model is asked about the stock only on steps where the stock has a new bar
+    # (the log's time is the strategy clock, which moves on weekends with the crypto feed)
+    asked = [dt for dt, assets, _ in strat.predictions_log if b in assets]
+    assert len(asked) > 50
+    assert set(asked) <= stock_nums
+    weekend = [dt for dt, _, _ in strat.predictions_log if dt not in stock_nums]
+    assert weekend, "no weekend step was decided: the test would be vacuous"
+    # every stock order was created on a stock bar, and at most one per bar (a stale re-decision
+    # on Saturday would repeat Friday's still pending order with Friday's creation time)
+    created = [o.created.dt for o in strat.broker.orders if o.data._name == "BBB"]
+    assert len(created) > 10
+    stock_index = set(stock.index)
+    for dt in created:
+        assert pd.Timestamp(bt.num2date(dt)).tz_localize("UTC") in stock_index
+    assert len(created) == len(set(created))
     o = res.orders[(res.orders["symbol"] == "BBB") & (res.orders["status"] == "completed")]
     assert len(o) > 0
     assert set(o["datetime"]) <= set(stock.index)
     assert (pd.DatetimeIndex(o["datetime"]).day_of_week < 5).all()
     assert res.periods_per_year == 365.0  # auto: weekend bars exist in the portfolio
+
+
+@pytest.mark.parametrize("mode", ["live", "precomputed"])
+def test_no_decision_or_order_before_the_features_are_complete(frames, predictors, mode):
+    """The data starts inside fold 0's test window, so the model is usable from the first bar
+    but the features are not: the warm-up alone must hold each asset back (BBB starts later)."""
+    from mtl_bt.backtesting.feeds import bt_datenums
+
+    test_start = pd.Timestamp(predictors[0].fold["test_start"])
+    starts = {"AAA": test_start, "BBB": test_start + pd.Timedelta(days=15)}
+    data = {s: f[f.index >= starts[s]] for s, f in frames.items()}
+    first_ok = {}
+    for s, f in data.items():
+        assert f.index[0] > pd.Timestamp(predictors[0].fold["train_end"])  # model usable
+        complete = np.isfinite(predictors[0].features(f).to_numpy()).all(axis=1)
+        row = int(np.argmax(complete))
+        assert complete[row] and row > 10  # a real warm-up inside the usable window
+        first_ok[s] = float(bt_datenums(f.index[row : row + 1])[0])
+    res = run_backtest(data, predictors, BacktestConfig(mode=mode, rebalance="bar"), record=True)
+    strat = res.strategy
+
+    # the model is never asked about an incomplete feature row, and is asked as soon as it can
+    asked: dict[str, list[float]] = {s: [] for s in data}
+    for dt, assets, _ in strat.predictions_log:
+        for a in assets:
+            asked[strat.symbols[a]].append(dt)
+    for s in data:
+        assert asked[s] and min(asked[s]) == first_ok[s], s
+    assert strat.first_decision == min(first_ok.values())
+    # no order exists before an asset's first complete bar; its fills come strictly after it
+    created = {s: [] for s in data}
+    for o in strat.broker.orders:
+        created[o.data._name].append(o.created.dt)
+    for s in data:
+        assert created[s] and min(created[s]) >= first_ok[s], s
+        fills = res.orders.loc[res.orders["symbol"] == s, "datetime"]
+        assert fills.min() > pd.Timestamp(bt.num2date(first_ok[s])).tz_localize("UTC"), s
+    # the metrics start at the first decision, not on the warm-up bars
+    assert res.returns.index[0] == pd.Timestamp(bt.num2date(strat.first_decision)).tz_localize(
+        "UTC"
+    )
 
 
 def test_plain_backtrader_with_explicit_feed(frames, predictors):
