@@ -269,8 +269,17 @@ class MTLModel(nn.Module):
                     seen.setdefault(id(p), p)
         return list(seen.values())
 
-    def last_shared_layer(self) -> nn.Parameter:
-        """Weight of the last shared layer (GradNorm measures gradient norms here)."""
+    def last_shared_layer(self) -> nn.Parameter | list[nn.Parameter]:
+        """Weight of the last shared layer (GradNorm measures gradient norms here).
+
+        Every task's loss must reach it, on common elements, so the tasks'
+        gradient norms there are comparable. One parameter, or a list of them
+        when the last shared layer is split over several tensors (e.g. one per
+        cross-stitch column); GradNorm then takes the norm of all their gradients
+        together. Every returned tensor is one of ``shared_parameters()``.
+        Raise ``NotImplementedError`` (or a ``ConfigError`` saying why) when the
+        model has no shared layer.
+        """
         raise NotImplementedError
 
     def regularization(self) -> torch.Tensor | None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
-from mtl_bt.models.layers import mlp
+from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
 
 
@@ -56,6 +56,15 @@ class CrossStitch(MTLModel):
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.heads[name]]
 
-    def last_shared_layer(self) -> nn.Parameter:
-        """The last cross-stitch unit: row k carries task k's gradient into the shared columns."""
-        return self.stitches[-1]
+    def last_shared_layer(self) -> list[nn.Parameter]:
+        """The weight of every column's last Linear (one per task, in task order).
+
+        Every task reads every column's last layer through the last stitch unit
+        (``x_i = sum_j alpha_ij h_j``), so each task's gradient lands on all of
+        these weights and their gradient norms are comparable across tasks. The
+        last stitch unit itself would not do: task i's gradient only reaches its
+        row i, so no two tasks would share an element of it. (With
+        ``alpha_self = 1`` the units start at the identity and a task reaches
+        only its own column until the off-diagonal entries move off zero.)
+        """
+        return [linears(self.columns[n][-1])[-1].weight for n in self.task_names]

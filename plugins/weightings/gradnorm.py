@@ -19,7 +19,8 @@ class GradNorm(Weighting):
     gradient norm at the last shared layer tracks its relative training rate.
 
     Per step: the model gets the gradient of ``sum_k w_k L_k`` with the CURRENT
-    w; then, with ``g_k = ||d L_k / d W||`` (W = ``model.last_shared_layer()``),
+    w; then, with ``g_k = ||d L_k / d W||`` (W = ``model.last_shared_layer()``; when
+    that is a list of tensors, the norm of all their gradients concatenated),
     ``G_k = w_k g_k``, ``r_k = (L_k / L_k(0)) / mean_j(L_j / L_j(0))`` and the
     detached target ``T_k = mean(G) r_k^alpha``, w takes one Adam step (its own
     optimizer, learning rate ``lr``) on ``sum_k |G_k - T_k|``, is floored at
@@ -59,14 +60,16 @@ class GradNorm(Weighting):
         stacked = torch.stack([losses[n].reshape(()) for n in self.task_names])
         return (self.w.detach().to(stacked.dtype) * stacked).sum()
 
-    def _layer(self, model: MTLModel) -> torch.Tensor:
+    def _layer(self, model: MTLModel) -> list[torch.Tensor]:
+        """``model.last_shared_layer()`` as a list (it may be one tensor or several)."""
         try:
-            return model.last_shared_layer()
+            layer = model.last_shared_layer()
         except NotImplementedError:
             raise ConfigError(
                 f"weighting 'gradnorm' needs the model's last shared layer, and "
                 f"{type(model).__name__} has none; use another weighting (e.g. uncertainty, dwa)"
             ) from None
+        return [layer] if isinstance(layer, torch.Tensor) else list(layer)
 
     def backward(self, losses: dict[str, torch.Tensor], model: MTLModel) -> torch.Tensor:
         layer = self._layer(model)
@@ -74,9 +77,10 @@ class GradNorm(Weighting):
         norms = torch.zeros(self.k, dtype=torch.float64)
         for i, loss in enumerate(loss_list):
             if loss.requires_grad:
-                (grad,) = torch.autograd.grad(loss, layer, retain_graph=True, allow_unused=True)
-                if grad is not None:
-                    norms[i] = grad.detach().double().norm()
+                grads = torch.autograd.grad(loss, layer, retain_graph=True, allow_unused=True)
+                found = [g.detach().double().norm() for g in grads if g is not None]
+                if found:  # the norm of all the layer's gradients taken together
+                    norms[i] = torch.linalg.vector_norm(torch.stack(found))
         total = self.combine(losses)
         if total.requires_grad:
             total.backward()

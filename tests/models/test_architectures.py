@@ -4,6 +4,7 @@ determinism, batch of one, learning, and the plain-data rebuild round trip."""
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 import torch
@@ -144,6 +145,11 @@ def test_rebuild_from_plain_data_round_trip(arch, stage, kit):
     assert model.describe() == {"architecture": arch, "init_kwargs": model.init_kwargs}
 
 
+def _as_list(layer) -> list[torch.Tensor]:
+    """``last_shared_layer()`` is one parameter or a list of them."""
+    return [layer] if isinstance(layer, torch.Tensor) else list(layer)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_last_shared_layer_is_a_shared_parameter(arch, kit):
     for stage in ("plain", "gru"):
@@ -152,10 +158,48 @@ def test_last_shared_layer_is_a_shared_parameter(arch, kit):
             with pytest.raises(ConfigError, match="no shared layer"):
                 model.last_shared_layer()
             continue
-        weight = model.last_shared_layer()
-        assert any(weight is p for p in model.shared_parameters())
-        if stage == "gru" and arch != "soft_sharing":
-            assert not any(weight is p for p in model.input_stage.parameters())
+        weights = _as_list(model.last_shared_layer())
+        assert weights
+        for weight in weights:
+            assert any(weight is p for p in model.shared_parameters())
+            if stage == "gru" and arch != "soft_sharing":
+                assert not any(weight is p for p in model.input_stage.parameters())
+
+
+@pytest.mark.parametrize("arch", registry.names("architecture"))
+def test_every_pair_of_tasks_meets_on_the_last_shared_layer(arch, kit):
+    """GradNorm compares the tasks' gradient norms on ``last_shared_layer()``: that
+    only means something if every task's gradient lands there, on common elements
+    (not, say, on one row each of a K x K matrix)."""
+    checked = 0
+    for stage in STAGES:
+        model = kit.make(arch, stage, dropout=0.0).eval()
+        try:
+            params = _as_list(model.last_shared_layer())
+        except ConfigError:  # soft_sharing without a shared input stage has none
+            continue
+        assert params, f"{arch}/{stage}: last_shared_layer() is empty"
+        x, asset = kit.inputs(stage, batch=32)
+        out = model(x, asset)
+        hit = {}
+        for name in NAMES:
+            loss = (out[name] - 0.3).pow(2).mean()
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            flat = torch.cat(
+                [
+                    (torch.zeros_like(p) if g is None else g).flatten()
+                    for p, g in zip(params, grads, strict=True)
+                ]
+            )
+            hit[name] = flat != 0
+            assert hit[name].any(), f"{arch}/{stage}: {name} has no gradient there"
+        for a, b in itertools.combinations(NAMES, 2):
+            assert (hit[a] & hit[b]).any(), (
+                f"{arch}/{stage}: the gradients of {a} and {b} on last_shared_layer() "
+                "never touch the same element"
+            )
+        checked += 1
+    assert checked, f"{arch}: no input stage gives a last shared layer"
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from mtl_bt import checkpoint as ckpt
 from mtl_bt.cli import main
-from mtl_bt.training import pipeline
+from mtl_bt.training import pipeline, trainer
 
 CONFIG = """
 [data]
@@ -93,6 +94,51 @@ def test_cli_train_writes_everything(config_file, tmp_path):
     assert res.exit_code == 0, res.output
     assert res.output == ""  # --quiet
     _check_outputs(out)
+
+
+class _TerminalStderr:
+    """The current ``sys.stderr`` (CliRunner's capture), claiming to be a terminal."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def isatty(self) -> bool:
+        return True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class _TerminalSys:
+    """Stands in for the ``sys`` module the trainer reads ``sys.stderr`` from."""
+
+    @property
+    def stderr(self):
+        return _TerminalStderr(sys.stderr)
+
+    def __getattr__(self, name):
+        return getattr(sys, name)
+
+
+#: what tqdm draws for a fold: "fold 0:  50%|#####     | 1/2 [00:00<...]"
+FOLD_BAR = re.compile(r"fold (\d+): +\d+%\|.*?\| \d+/2 \[")
+
+
+def test_fold_progress_bar_on_a_terminal_and_quiet_hides_it(config_file, tmp_path, monkeypatch):
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", str(config_file), "--out", str(tmp_path / "pipe")])
+    assert res.exit_code == 0, res.output
+    assert "fold 0: test" in res.stderr  # the per-fold lines, but no bar: not a terminal
+    assert not FOLD_BAR.search(res.stderr)
+    monkeypatch.setattr(trainer, "sys", _TerminalSys())
+    res = runner.invoke(main, ["train", str(config_file), "--out", str(tmp_path / "shown")])
+    assert res.exit_code == 0, res.output
+    assert sorted(set(FOLD_BAR.findall(res.stderr))) == ["0", "1"]  # one bar per fold
+    res = runner.invoke(
+        main, ["train", str(config_file), "--out", str(tmp_path / "quiet"), "--quiet"]
+    )
+    assert res.exit_code == 0, res.output
+    assert not FOLD_BAR.search(res.stderr) and res.output == ""
 
 
 def test_cli_errors_are_one_line_exit_2(config_file, tmp_path):

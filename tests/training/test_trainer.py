@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from mtl_bt import registry
 from mtl_bt.tasks.base import Task
+from mtl_bt.training import trainer
 from mtl_bt.training.trainer import (
     Batches,
     TrainingError,
@@ -129,15 +130,29 @@ def test_hooks_log_rows_and_learning():
         assert r["weight_reg@1"] == 1.0
 
 
-def test_weighting_parameters_are_trained_and_clipped():
+def test_weighting_parameters_are_trained_and_clipped(monkeypatch):
     names = [t.name for t in TASKS]
     weighting = registry.get("weighting", "uncertainty")(names)
     weighting.reset()
     before = [p.detach().clone() for p in weighting.parameters()]
     assert before, "uncertainty weighting has learnable parameters"
-    _fit(epochs=2, weighting=weighting)
+    clipped: list[list[torch.Tensor]] = []
+    real_clip = trainer.clip_grad_norm
+
+    def recording_clip(params, max_norm):
+        clipped.append(list(params))
+        return real_clip(params, max_norm)
+
+    monkeypatch.setattr(trainer, "clip_grad_norm", recording_clip)
+    model, *_ = _fit(epochs=2, weighting=weighting)
     after = weighting.parameters()
     assert any(not torch.equal(b, a.detach()) for b, a in zip(before, after, strict=True))
+    # every step clips the model's and the weighting's parameters together, in one norm
+    assert clipped, "the trainer never clipped"
+    for params in clipped:
+        ids = {id(p) for p in params}
+        assert all(id(p) in ids for p in weighting.parameters()), "weighting params not clipped"
+        assert all(id(p) in ids for p in model.parameters() if p.requires_grad)
 
 
 def test_clip_grad_norm_matches_torch():

@@ -193,6 +193,56 @@ def test_gradnorm_needs_a_last_shared_layer(tools):
         GradNorm(TWO).backward(tools.make_losses(model), model)
 
 
+def _recorded_norms(weighting, losses, model):
+    """The gradient norms ``GradNorm.backward`` hands to ``update``."""
+    seen = []
+    real = weighting.update
+    weighting.update = lambda norms, losses: (seen.append(norms.clone()), real(norms, losses))
+    weighting.backward(losses, model)
+    return seen[0]
+
+
+def test_gradnorm_takes_one_norm_over_a_list_of_layer_tensors(tools):
+    class SplitLayer(tools.TinyMTL):
+        def last_shared_layer(self):
+            return [self.trunk[0].weight, self.trunk[2].weight]
+
+    model = tools.make_model(TWO, cls=SplitLayer)
+    layer = model.last_shared_layer()
+    losses = tools.make_losses(model)
+    expected = []
+    for name in TWO:
+        grads = torch.autograd.grad(losses[name], layer, retain_graph=True)
+        expected.append(float(torch.cat([g.flatten() for g in grads]).double().norm()))
+    norms = _recorded_norms(GradNorm(TWO), losses, model)
+    assert norms.tolist() == pytest.approx(expected, rel=1e-6)
+    # one tensor in a list gives exactly the norm it gives on its own
+    single = tools.make_model(TWO)
+    losses = tools.make_losses(single)
+    alone = _recorded_norms(GradNorm(TWO), losses, single)
+
+    class Listed(tools.TinyMTL):
+        def last_shared_layer(self):
+            return [self.trunk[2].weight]
+
+    again = tools.make_model(TWO, cls=Listed)
+    assert torch.equal(_recorded_norms(GradNorm(TWO), tools.make_losses(again), again), alone)
+
+
+def test_gradnorm_on_cross_stitch_sees_every_task(tools):
+    from mtl_bt import registry
+
+    names = ["return@1", "direction@1", "volatility@5"]
+    torch.manual_seed(0)
+    model = registry.get("architecture", "cross_stitch")(5, tools.specs(names), hidden=[8, 6])
+    x, y = torch.randn(32, 5), torch.randn(32)
+    out = model(x)
+    losses = {n: ((out[n] - y) ** 2).mean() for n in names}
+    norms = _recorded_norms(GradNorm(names), losses, model)
+    assert (norms > 0).all() and torch.isfinite(norms).all()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 # -- curriculum -----------------------------------------------------------------
 def test_curriculum_schedule_and_ramp(tools):
     w = tools.build(
