@@ -8,16 +8,37 @@ plugin, which validates them itself.
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from mtl_bt.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf/nan are refused for every float: "cash = inf" would pass a "> 0" check and crash later
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _rule(text: str) -> PydanticCustomError:
+    """An error about several keys of one section (the message names the keys)."""
+    return PydanticCustomError("config_rule", "{rule}", {"rule": text})
+
+
+_TIME_HINT = (
+    "use ISO format (UTC unless an offset is given), e.g. 2024-01-01 or 2024-01-01T12:00:00Z"
+)
 
 
 class DataConfig(_Section):
@@ -29,13 +50,68 @@ class DataConfig(_Section):
         min_length=1,
         description="symbols to load; one model serves them all",
     )
-    timeframe: str | None = Field("1h", description="bar size, e.g. 1h, 1d (None: source default)")
+    timeframe: str | None = Field(
+        "1h", description='bar size, e.g. 15m, 1h, 4h, 1d, 1w ("" or None: source default)'
+    )
     since: str | None = Field(None, description="first bar (ISO date/time, UTC)")
-    until: str | None = Field(None, description="last bar (ISO date/time, UTC), exclusive")
+    until: str | None = Field(
+        None, description="end of the data (ISO date/time, UTC), exclusive; after since"
+    )
     cache: bool = Field(True, description="use the on-disk Parquet cache")
     options: dict[str, Any] = Field(
         default_factory=dict, description="source options: path, tz, exchange, api_url, market"
     )
+
+    @field_validator("symbols")
+    @classmethod
+    def _named(cls, value: list[str]) -> list[str]:
+        for i, symbol in enumerate(value):
+            if not symbol.strip():
+                raise ValueError(
+                    f"entry {i} is {symbol!r}; every symbol must be a non-blank name, e.g. BTC/USDT"
+                )
+        return value
+
+    @field_validator("timeframe")
+    @classmethod
+    def _bar_size(cls, value: str | None) -> str | None:
+        from mtl_bt.data.timeframe import parse_timeframe
+
+        if value is not None and value.strip():
+            try:
+                parse_timeframe(value)
+            except ConfigError:
+                raise ValueError(
+                    f"{value!r} is not a bar size; use a number and a unit (s, m or min, h, d, w), "
+                    'e.g. 1m, 15m, 1h, 4h, 1d, 1w (months are not supported; "": source default)'
+                ) from None
+        return value
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> Any:
+        from mtl_bt.data.timeframe import parse_time
+
+        if isinstance(value, date):  # a TOML date/datetime literal: kept as an ISO string
+            value = value.isoformat()
+        if isinstance(value, str):
+            try:
+                parse_time(value)
+            except ConfigError:
+                raise ValueError(f"{value!r} is not a date/time; {_TIME_HINT}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DataConfig:
+        from mtl_bt.data.timeframe import parse_time
+
+        since, until = parse_time(self.since), parse_time(self.until)
+        if since is not None and until is not None and until <= since:
+            raise _rule(
+                f"data.until ({self.until!r}) must be later than data.since ({self.since!r}); "
+                "since is the first bar, until is exclusive"
+            )
+        return self
 
 
 class FeaturesConfig(_Section):
@@ -72,9 +148,33 @@ class TaskConfig(_Section):
 class SequenceConfig(_Section):
     encoder: Literal["none", "gru", "conv"] = Field("none", description="shared input stage")
     lookback: int = Field(
-        16, ge=2, le=512, description="feature rows per sample when encoder != none"
+        16, ge=2, le=512, description="feature rows per sample; set only with encoder gru/conv"
     )
-    hidden: int = Field(32, ge=1, le=4096, description="width of the GRU/conv encoder")
+    hidden: int = Field(
+        32, ge=1, le=4096, description="width of the GRU/conv encoder; set only with an encoder"
+    )
+
+    @model_validator(mode="after")
+    def _used(self) -> SequenceConfig:
+        unused = sorted({"lookback", "hidden"} & self.model_fields_set)
+        if self.encoder == "none" and unused:
+            keys = " and ".join(f"model.sequence.{k}" for k in unused)
+            raise _rule(
+                f"{keys} {'is' if len(unused) == 1 else 'are'} only used with a sequence encoder, "
+                'but model.sequence.encoder is "none"; set encoder = "gru" or "conv", '
+                "or remove the key"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # without an encoder lookback/hidden are unused; leaving them out keeps a written
+        # config.toml loadable (the check above refuses them when given explicitly)
+        data = handler(self)
+        if self.encoder == "none":
+            data.pop("lookback", None)
+            data.pop("hidden", None)
+        return data
 
 
 class ModelConfig(_Section):
@@ -126,6 +226,11 @@ class WalkForwardConfig(_Section):
     test_bars: int = Field(500, ge=1, description="out-of-sample bars per fold")
     step_bars: int | None = Field(None, ge=1, description="fold step (None: test_bars)")
     embargo_bars: int = Field(0, ge=0, description="extra gap after the purge")
+    purge_bars: int | None = Field(
+        None,
+        ge=1,
+        description="bars between train and test (None: the largest task horizon; never less)",
+    )
     max_folds: int | None = Field(None, ge=1, description="stop after this many folds (None: all)")
 
 
@@ -188,15 +293,29 @@ class Config(_Section):
         return max(h for t in self.tasks for h in t.horizons)
 
 
+_MESSAGES = {"finite_number": "must be a finite number (inf and nan are not allowed)"}
+
+
+def _section_of(loc: tuple[Any, ...]) -> str:
+    """``("data", "symbols", 0)`` -> ``"data"``: the section holding the key."""
+    parts = list(loc)
+    while parts and isinstance(parts[-1], int):
+        parts.pop()
+    return ".".join(str(p) for p in parts[:-1]) or "top level"
+
+
 def _format(error: ValidationError, where: str) -> str:
     lines = []
     for item in error.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
-            section = ".".join(str(p) for p in item["loc"][:-1]) or "top level"
-            lines.append(f"unknown key {loc!r} in section [{section}]")
+            lines.append(f"unknown key {loc!r} in section [{_section_of(item['loc'])}]")
+        elif item["type"] == "config_rule":  # the message names the keys
+            section = ".".join(str(p) for p in item["loc"]) or "top level"
+            lines.append(f"in section [{section}]: {item['msg']}")
         else:
-            lines.append(f"{loc}: {item['msg']}")
+            msg = _MESSAGES.get(item["type"]) or item["msg"].removeprefix("Value error, ")
+            lines.append(f"{loc!r} in section [{_section_of(item['loc'])}]: {msg}")
     return f"invalid config {where}: " + "; ".join(lines)
 
 

@@ -179,9 +179,9 @@ def write_comparison(
         Paragraph(
             f"Seeds {seeds}. Mean ± std over seeds (sample std; one seed shows the mean only). "
             "Every variant trains on the same data with the same walk-forward folds; all numbers "
-            "are out of sample. `single_task[arch]` is the return-only model of the same "
-            "architecture and widths; buy_and_hold holds the assets in equal weights over the same "
-            "out-of-sample bars."
+            "are out of sample. `single_task[arch]` is the return-only model (at the horizon the "
+            "signal trades) of the same architecture and widths; buy_and_hold holds the assets in "
+            "equal weights over the same out-of-sample bars."
         )
     )
     doc.add(Heading("Portfolio metrics"))

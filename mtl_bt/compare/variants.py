@@ -4,6 +4,10 @@ Every MTL variant is paired with the single-task (return-only) model of the *sam
 architecture and hidden sizes, trained on the same data, folds and seeds, so the paired Sharpe
 difference isolates "more tasks" from "a different network". Equal-weight buy-and-hold needs no
 training and is computed once by the driver.
+
+The single-task model keeps the one return horizon the signal rule trades (``traded_return``),
+so the backtest finds its head; its config sets ``walk_forward.purge_bars`` to the base
+config's largest task horizon, so its walk-forward splits are identical to the MTL variants'.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Literal
 
 from mtl_bt import registry
 from mtl_bt.config import Config
-from mtl_bt.errors import ConfigError
+from mtl_bt.errors import ConfigError, UserError
 
 SINGLE_TASK = "single_task"
 BUY_AND_HOLD = "buy_and_hold"
@@ -35,7 +39,10 @@ class Variant:
         model = base.model.model_copy(update={"architecture": self.architecture})
         cfg = base.model_copy(update={"model": model}, deep=True)
         if self.kind == SINGLE_TASK:
-            cfg = single_task(cfg, "return")
+            cfg = single_task(cfg, traded_return(base))
+            if cfg.walk_forward.purge_bars is None:  # the MTL folds: purged by its horizon
+                wf = cfg.walk_forward.model_copy(update={"purge_bars": base.max_horizon()})
+                cfg = cfg.model_copy(update={"walk_forward": wf})
         else:
             weighting = base.weighting.model_copy(update={"name": self.weighting})
             if self.weighting != base.weighting.name:
@@ -56,6 +63,44 @@ def mtl_name(architecture: str, weighting: str) -> str:
 
 def single_task_name(architecture: str) -> str:
     return f"{SINGLE_TASK}[{architecture}]"
+
+
+def traded_return(base: Config) -> str:
+    """The return task the signal rule trades with ``base``'s tasks, e.g. ``"return@24"``.
+
+    Asks the rule itself (``heads(task_names)["return"]``); a rule without ``heads`` trades
+    its ``horizon`` option, else the smallest return horizon (as the built-in rules do).
+    """
+    bt = base.backtest
+    names = base.task_names()
+    try:
+        rule = registry.create("signal", bt.signal, **bt.signal_options)
+    except TypeError as exc:
+        raise ConfigError(
+            f"[backtest] signal_options rejected by the signal {bt.signal!r}: {exc}"
+        ) from None
+    heads = getattr(rule, "heads", None)
+    if callable(heads):
+        try:
+            task = heads(names).get("return")
+        except UserError as exc:
+            raise ConfigError(f"the signal rule cannot trade the configured tasks: {exc}") from None
+        if task is None or task not in names:
+            raise ConfigError(
+                f"signal {bt.signal!r} trades no configured return task (heads {heads(names)}); "
+                f"tasks are {names}"
+            )
+        return str(task)
+    horizons = sorted(h for t in base.tasks if t.name == "return" for h in t.horizons)
+    horizon = bt.signal_options.get("horizon")
+    if horizon is None:
+        return f"return@{horizons[0]}"
+    if horizon not in horizons:
+        raise ConfigError(
+            f"signal_options.horizon = {horizon} has no return@{horizon} task; "
+            f"return horizons are {horizons}"
+        )
+    return f"return@{horizon}"
 
 
 def split_names(text: str | None) -> list[str]:
@@ -86,6 +131,7 @@ def build_variants(
         raise ConfigError(
             f"compare needs at least two tasks for the MTL variants; configured: {base.task_names()}"
         )
+    traded_return(base)  # the signal's return head exists (the single-task model keeps it)
     variants = [Variant(mtl_name(a, w), "mtl", a, w) for a in archs for w in weights]
     variants += [Variant(single_task_name(a), SINGLE_TASK, a, "equal") for a in archs]
     return variants

@@ -174,8 +174,6 @@ def prepare_fold(ds: Dataset, split: Split, scaler_kind: str) -> FoldData:
     return FoldData(fit_rows, val_rows, test_rows, scaler, scaled)
 
 
-
-
 def train_fold(
     config: Config,
     comp: Components,
@@ -217,15 +215,38 @@ def train_fold(
     return model, result, fd
 
 
-def splits_for(config: Config, ds: Dataset) -> list[Split]:
-    """The configured walk-forward folds over the dataset's time axis."""
+def resolve_purge(ds: Dataset, purge: int | None = None) -> int:
+    """The purge of the folds: ``purge`` (``walk_forward.purge_bars``), else ``ds.horizon``.
+
+    A purge shorter than the dataset's own largest horizon would let targets peek into the
+    next slice, so it is refused.
+    """
+    bars = purge
+    if bars is None:
+        return ds.horizon
+    if bars < ds.horizon:
+        raise ConfigError(
+            f"walk-forward purge {bars} is shorter than the largest task horizon {ds.horizon}: "
+            "targets would overlap the next slice"
+        )
+    return int(bars)
+
+
+def splits_for(config: Config, ds: Dataset, purge: int | None = None) -> list[Split]:
+    """The configured walk-forward folds over the dataset's time axis.
+
+    ``purge`` (else ``walk_forward.purge_bars``) replaces the default purge, the dataset's
+    largest task horizon; it may only be larger. ``mtl-bt compare`` gives the single-task
+    baseline the MTL config's largest horizon here, so every variant shares the folds.
+    """
     tr, wf = config.training, config.walk_forward
+    purge = wf.purge_bars if purge is None else purge
     return walk_forward_splits(
         len(ds.axis),
         train_bars=wf.train_bars,
         test_bars=wf.test_bars,
         step_bars=wf.step_bars,
-        purge=ds.horizon,
+        purge=resolve_purge(ds, purge),
         embargo=wf.embargo_bars,
         val_fraction=tr.val_fraction,
         scheme=wf.scheme,
@@ -241,18 +262,20 @@ def train_walk_forward(
     progress: bool = False,
     *,
     log: Callable[[str], None] | None = None,
+    purge: int | None = None,
 ) -> TrainResult:
     """Train one model per walk-forward fold; return (and write) OOS predictions etc.
 
     ``frames``: ``{symbol: canonical frame}`` (``mtl_bt.data.load_frames``).
     With ``out_dir``: checkpoints/fold_XXX.pt, train_log.csv, predictions.parquet,
     fold_metrics.csv, folds.json, config.toml (see docs/training.md).
+    ``purge``: fold purge in bars instead of the largest task horizon (see ``splits_for``).
     """
     threads = torch.get_num_threads()
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     try:
-        return _train_walk_forward(config, frames, out_dir, progress, log)
+        return _train_walk_forward(config, frames, out_dir, progress, log, purge)
     finally:
         torch.set_num_threads(threads)
 
@@ -263,11 +286,12 @@ def _train_walk_forward(
     out_dir: str | os.PathLike[str] | None,
     progress: bool,
     log: Callable[[str], None] | None,
+    purge: int | None = None,
 ) -> TrainResult:
     t0 = time.perf_counter()
     comp = build_components(config)
     ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
-    splits = splits_for(config, ds)
+    splits = splits_for(config, ds, purge)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -375,7 +399,7 @@ def _result(preds, logs, metrics, folds, paths, names, ds, out, t0, splits) -> T
         "symbols": ds.symbols,
         "tasks": names,
         "feature_columns": ds.feature_columns,
-        "purge": ds.horizon,
+        "purge": splits[0].purge if splits else ds.horizon,
         "lookback": ds.lookback,
         "bars_on_axis": len(ds.axis),
         "warmup_rows_dropped": ds.warmup,
@@ -402,7 +426,9 @@ def write_outputs(out: Path, result: TrainResult) -> None:
     """Write the tables of ``result`` into ``out`` (each file atomically)."""
     atomic_write(out / "train_log.csv", lambda p: result.train_log.to_csv(p, index=False))
     atomic_write(out / "fold_metrics.csv", lambda p: result.fold_metrics.to_csv(p, index=False))
-    atomic_write(out / "predictions.parquet", lambda p: result.predictions.to_parquet(p, index=False))
+    atomic_write(
+        out / "predictions.parquet", lambda p: result.predictions.to_parquet(p, index=False)
+    )
     doc = {"summary": result.summary, "folds": result.folds}
     write_text(out / "folds.json", json.dumps(doc, indent=2, default=_json_default) + "\n")
 

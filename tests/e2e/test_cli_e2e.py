@@ -143,6 +143,58 @@ def test_compare_rerun_skips_finished_jobs(compared: tuple[Path, object]) -> Non
     assert (out / "comparison.csv").read_text() == before
 
 
+def test_compare_multi_horizon_single_task_trades_the_signal_horizon(tmp_path: Path) -> None:
+    """Tasks at several horizons, the signal trading the middle one: the single-task baseline
+    keeps return@2 (not the first horizon, whose model would lack the traded head), is purged
+    by the MTL model's largest horizon (4), so both get the same folds, and the comparison has
+    the paired Sharpe difference."""
+    from mtl_bt.config import TaskConfig, dumps, load
+
+    base = load(TINY)
+    cfg = base.model_copy(
+        update={
+            "tasks": [
+                TaskConfig(name="return", horizons=[1, 2, 4]),
+                TaskConfig(name="direction", horizons=[2, 4]),
+                TaskConfig(name="volatility", horizons=[4]),
+            ],
+            "training": base.training.model_copy(update={"epochs": 1}),
+            "walk_forward": base.walk_forward.model_copy(update={"max_folds": 1}),
+            "backtest": base.backtest.model_copy(update={"signal_options": {"horizon": 2}}),
+            "report": base.report.model_copy(update={"plots": False}),
+        }
+    )
+    path = tmp_path / "multi_horizon_tiny.toml"
+    path.write_text(dumps(cfg))
+    out = tmp_path / "cmp"
+    result = _invoke("compare", str(path), "--out", str(out), "--workers", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    runs = out / "runs"
+    mtl, single = (
+        runs / "shared_bottom+equal" / "seed_0",
+        runs / "single_task[shared_bottom]" / "seed_0",
+    )
+    for folder in (mtl, single):
+        assert (folder / "job.json").is_file() and not (folder / "error.txt").exists()
+    assert load(single / "config.toml").task_names() == ["return@2"]
+    docs = {f: json.loads((f / "folds.json").read_text()) for f in (mtl, single)}
+    assert docs[single]["summary"]["purge"] == docs[mtl]["summary"]["purge"] == 4
+    bounds = {
+        f: [
+            {k: fold[k] for k in fold if k.endswith(("_start", "_end")) or k == "purge"}
+            for fold in doc["folds"]
+        ]
+        for f, doc in docs.items()
+    }
+    assert bounds[single] and bounds[single] == bounds[mtl]
+    rows = pd.read_csv(out / "comparison.csv").set_index("variant")
+    assert rows.loc["single_task[shared_bottom]", "seeds_ok"] == 1
+    row = rows.loc["shared_bottom+equal"]
+    assert row["seeds_ok"] == 1
+    assert pd.notna(row["sharpe_diff"])
+    assert row["sharpe_diff_low"] <= row["sharpe_diff"] <= row["sharpe_diff_high"]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
     reason="ray is not installed (pip install 'mtl-bt[ray]'); the Ray executor cannot be tested",
@@ -188,17 +240,23 @@ def test_demo_command_with_a_config_file(tmp_path: Path) -> None:
     assert "Sharpe" in result.output and (tmp_path / "d" / "report.html").is_file()
 
 
+def _python_block(path: Path) -> str:
+    return path.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+
+
 def test_readme_backtrader_snippet_runs(first_run: Path, tmp_path: Path, monkeypatch) -> None:
-    """The plain-Backtrader snippet of docs/quickstart_snippet.md works on a run's checkpoints."""
-    text = (HERE.parents[1] / "docs" / "quickstart_snippet.md").read_text()
-    code = text.split("```python\n", 1)[1].split("```", 1)[0]
-    assert len(code.strip().splitlines()) <= 16
-    code = code.replace('since="2024-01-01"', 'since="2024-01-01", until="2024-02-10"')
+    """The plain-Backtrader snippet of README.md runs as written on a run's checkpoints."""
+    root = HERE.parents[1]
+    code = _python_block(root / "README.md")
+    assert code == _python_block(root / "docs" / "quickstart_snippet.md")  # the two copies agree
+    lines = [line for line in code.splitlines() if line.strip()]
+    assert len(lines) <= 12, f"README snippet has {len(lines)} non-blank lines"
+    assert "addstrategy(MTLStrategy, predictor=" in code and "cerebro.run()" in code
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "demo_crypto").symlink_to(first_run)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
-    exec(compile(code, "quickstart_snippet.md", "exec"), namespace)
+    exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["cerebro"].broker.getvalue() != 10_000.0  # it traded
 
 
