@@ -304,7 +304,8 @@ def _section_of(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in parts[:-1]) or "top level"
 
 
-def _format(error: ValidationError, where: str) -> str:
+def format_validation_error(error: ValidationError, where: str) -> str:
+    """One line naming each bad key, its section and what is allowed."""
     lines = []
     for item in error.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
@@ -323,7 +324,7 @@ def from_dict(data: dict[str, Any], where: str = "") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, where)) from None
+        raise ConfigError(format_validation_error(exc, where)) from None
 
 
 def _parse_value(text: str) -> Any:

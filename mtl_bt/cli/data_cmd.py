@@ -57,7 +57,9 @@ def _source_options(func):
 
 
 def _config(source, symbols, timeframe, since, until, path, exchange, market, api_url, extra):
-    from mtl_bt.config import DataConfig
+    from pydantic import ValidationError
+
+    from mtl_bt.config import Config, format_validation_error
 
     options: dict[str, Any] = {}
     for key, value in (
@@ -80,7 +82,7 @@ def _config(source, symbols, timeframe, since, until, path, exchange, market, ap
 
         symbols = (*CRYPTO, *STOCKS)
     try:
-        return DataConfig(
+        request = dict(
             source=source,
             symbols=list(symbols),
             timeframe=timeframe,
@@ -88,8 +90,9 @@ def _config(source, symbols, timeframe, since, until, path, exchange, market, ap
             until=until,
             options=options,
         )
-    except Exception as exc:  # pydantic validation
-        raise ConfigError(f"invalid data request: {exc}") from None
+        return Config.model_validate({"data": request}).data  # errors name data.<key>
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "(mtl-bt data options)")) from None
 
 
 def _load(cfg, no_cache: bool, cache_dir: str | None, progress: bool):

@@ -141,3 +141,16 @@ def test_fetch_from_ccxt_loopback_then_clear_cache(bybit, tmp_path):
     assert result.exit_code == 0 and "removed 1 cached file(s)" in result.output
     _run(*args)
     assert len(state.kline_requests()) == 2
+
+
+def test_bad_request_options_name_the_key_before_any_fetch(tmp_path):
+    """Options are checked like config keys: exit 2, one line naming data.<key>."""
+    for args, key in (
+        (["--since", "2024-99-01"], "'data.since'"),
+        (["--since", "2024-02-01", "--until", "2024-01-01"], "data.until"),
+        (["--timeframe", "7x"], "'data.timeframe'"),
+    ):
+        res = _run("info", "--symbol", "AAPL", *args)
+        assert res.exit_code == 2, (args, res.output)
+        assert "invalid config (mtl-bt data options)" in res.output and key in res.output
+        assert "Traceback" not in res.output and "pydantic" not in res.output
