@@ -13,6 +13,12 @@ def _mapped(folder: str) -> list[str]:
 
 
 setup(
-    packages=find_packages(include=["mtl_bt", "mtl_bt.*"]) + _mapped("plugins") + _mapped("strategies"),
-    package_dir={"mtl_bt": "mtl_bt", "mtl_bt.plugins": "plugins", "mtl_bt.strategies": "strategies"},
+    packages=find_packages(include=["mtl_bt", "mtl_bt.*"])
+    + _mapped("plugins")
+    + _mapped("strategies"),
+    package_dir={
+        "mtl_bt": "mtl_bt",
+        "mtl_bt.plugins": "plugins",
+        "mtl_bt.strategies": "strategies",
+    },
 )

@@ -28,8 +28,19 @@ def installed_example(tmp_path_factory) -> dict[str, str]:
     for name in ("pyproject.toml", "mtl_bt_example.py"):
         (src / name).write_text((EXAMPLE / name).read_text())
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(target), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(src),
+        ],
         check=True,
     )
     env = dict(os.environ)
@@ -42,7 +53,10 @@ def installed_example(tmp_path_factory) -> dict[str, str]:
 def test_example_plugin_is_listed_with_its_distribution(installed_example):
     out = subprocess.run(
         [str(BIN / "mtl-bt"), "plugins", "--json"],
-        env=installed_example, check=True, capture_output=True, text=True,
+        env=installed_example,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     entries = {(e["kind"], e["name"]): e for e in json.loads(out)}
     mine = entries[("weighting", "example_inverse_loss")]
@@ -56,7 +70,10 @@ def test_example_plugin_can_be_disabled(installed_example):
     env = dict(installed_example, MTL_BT_DISABLE_PLUGINS="example")
     out = subprocess.run(
         [str(BIN / "mtl-bt"), "plugins", "--json"],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     assert "example_inverse_loss" not in {e["name"] for e in json.loads(out)}
 
@@ -66,9 +83,22 @@ def test_example_plugin_drives_real_walk_forward_training(installed_example, tmp
     tiny = ROOT / "tests" / "e2e" / "tiny.toml"
     out = tmp_path / "train"
     subprocess.run(
-        [str(BIN / "mtl-bt"), "train", str(tiny), "--out", str(out), "--quiet",
-         "--set", 'weighting.name="example_inverse_loss"', "--set", "walk_forward.max_folds=1"],
-        env=installed_example, check=True, capture_output=True, text=True,
+        [
+            str(BIN / "mtl-bt"),
+            "train",
+            str(tiny),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            'weighting.name="example_inverse_loss"',
+            "--set",
+            "walk_forward.max_folds=1",
+        ],
+        env=installed_example,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     log = pd.read_csv(out / "train_log.csv")
     weights = log[[c for c in log.columns if c.startswith("weight_")]]

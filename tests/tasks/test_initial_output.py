@@ -31,7 +31,10 @@ def test_trainer_starts_heads_at_the_constant_optimum():
     from mtl_bt.models import build_model
     from mtl_bt.training.trainer import _start_heads_at_constant_optimum
 
-    tasks = [registry.get("task", "volatility")(horizon=1), registry.get("task", "direction")(horizon=1)]
+    tasks = [
+        registry.get("task", "volatility")(horizon=1),
+        registry.get("task", "direction")(horizon=1),
+    ]
     model = build_model(ModelConfig(hidden=[8]), 4, [t.spec for t in tasks])
 
     class Train:
