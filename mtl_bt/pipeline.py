@@ -141,8 +141,13 @@ def run(
     report: bool = True,
     buy_and_hold: bool = True,
     log: Callable[[str], None] | None = None,
+    trained: Any = None,
 ) -> RunResult:
-    """Run the whole job into ``out_dir``; ``frames`` skips loading (compare shares one load)."""
+    """Run the whole job into ``out_dir``; ``frames`` skips loading (compare shares one load).
+
+    ``trained``: a ``TrainResult`` already written into ``out_dir`` (compare trains each fold
+    in its own job and joins them with ``merge_trained``); training is then skipped.
+    """
     from mtl_bt.backtesting import write_outputs
     from mtl_bt.backtesting.runner import metrics_document
     from mtl_bt.report.oos import oos_metrics
@@ -161,12 +166,15 @@ def run(
     seconds["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    say(
-        f"training {config.model.architecture} + {config.weighting.name} on "
-        f"{len(frames)} symbol(s), tasks {', '.join(config.task_names())}"
-    )
-    with torch_threads(config.training.threads):
-        train = train_walk_forward(config, frames, out_dir=out, progress=progress, log=say)
+    if trained is None:
+        say(
+            f"training {config.model.architecture} + {config.weighting.name} on "
+            f"{len(frames)} symbol(s), tasks {', '.join(config.task_names())}"
+        )
+        with torch_threads(config.training.threads):
+            train = train_walk_forward(config, frames, out_dir=out, progress=progress, log=say)
+    else:
+        train = trained
     seconds["train"] = time.perf_counter() - t
     say(f"trained {len(train.checkpoints)} fold model(s) in {seconds['train']:.1f}s")
     write_csv(out / "oos_metrics.csv", oos_metrics(train.predictions))

@@ -1,26 +1,31 @@
-"""The compare driver: load data once, run (variant x seed) jobs, write the comparison.
+"""The compare driver: load data once, run the jobs, write the comparison.
 
-Layout of ``out/``::
+Every (variant, seed) is one run: one training job per walk-forward fold (all folds of all
+runs in parallel), then one backtest job that joins its folds. Layout of ``out/``::
 
     config.toml, data.json                 base config and data ranges
-    runs/<variant>/seed_<k>/               one job each (metrics.json, returns.csv, ..., job.json)
+    runs/<variant>/seed_<k>/               one run (metrics.json, returns.csv, ..., job.json)
+    runs/<variant>/seed_<k>/folds/fold_<i>/  its fold training jobs (checkpoint, tables, job.json)
     baselines/buy_and_hold/                equal-weight buy-and-hold over the out-of-sample bars
     comparison.csv, comparison.md, comparison.html, plots/*.png
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from mtl_bt import pipeline
 from mtl_bt.compare import table as tables
-from mtl_bt.compare.executor import Job, JobResult, run_jobs
+from mtl_bt.compare.executor import ERROR_FILE, MARKER, Job, JobResult, run_jobs
 from mtl_bt.compare.variants import BUY_AND_HOLD, Variant, build_variants
 from mtl_bt.config import Config, dumps
 from mtl_bt.report import plots
@@ -36,7 +41,8 @@ from mtl_bt.report.document import (
 )
 from mtl_bt.report.io import write_csv, write_json, write_text
 
-JOB_FN = "mtl_bt.compare.jobs:run_variant"
+FOLD_FN = "mtl_bt.compare.jobs:train_fold"
+BACKTEST_FN = "mtl_bt.compare.jobs:backtest_run"
 
 
 @dataclass
@@ -51,20 +57,85 @@ class CompareResult:
         return [j for j in self.jobs if not j.ok]
 
 
-def make_jobs(base: Config, variants: list[Variant], seeds: list[int], out: Path) -> list[Job]:
-    jobs = []
+@dataclass
+class RunPlan:
+    """One (variant, seed): its fold training jobs, then its backtest job."""
+
+    name: str
+    out_dir: Path
+    config: dict[str, Any]
+    fold_jobs: list[Job]
+    error: str | None = None  # the config cannot be planned (e.g. a rejected option)
+    trace: str = ""
+
+    def backtest_job(self) -> Job:
+        """Joins the fold jobs' files (shared with the workers, not parameters)."""
+        return Job(
+            name=self.name,
+            fn=BACKTEST_FN,
+            params={
+                "config": self.config,
+                "fold_jobs": [j.name for j in self.fold_jobs],
+                "fold_digests": [j.digest() for j in self.fold_jobs],
+            },
+            out_dir=self.out_dir,
+        )
+
+
+def plan_runs(
+    base: Config, variants: list[Variant], seeds: list[int], out: Path, frames: Any
+) -> list[RunPlan]:
+    """The jobs of every (variant, seed): one training job per walk-forward fold.
+
+    The folds are counted on the data without training (they are the same for every
+    variant and seed); a config that cannot even be planned becomes a failed run.
+    """
+    from mtl_bt.errors import UserError
+    from mtl_bt.training.pipeline import fold_numbers
+
+    plans = []
+    counted: dict[str, list[int] | tuple[str, str]] = {}
     for variant in variants:
         for seed in seeds:
             cfg = variant.config(base, seed)
-            jobs.append(
+            dumped = cfg.model_dump(mode="json")
+            key = json.dumps({k: v for k, v in dumped.items() if k != "training"}, sort_keys=True)
+            if key not in counted:
+                try:
+                    counted[key] = fold_numbers(cfg, frames)
+                except UserError as exc:
+                    counted[key] = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            folds = counted[key]
+            name = f"{variant.name}/seed_{seed}"
+            run_dir = out / "runs" / variant.name / f"seed_{seed}"
+            fold_jobs = [
                 Job(
-                    name=f"{variant.name}/seed_{seed}",
-                    fn=JOB_FN,
-                    params={"config": cfg.model_dump(mode="json")},
-                    out_dir=out / "runs" / variant.name / f"seed_{seed}",
+                    name=f"{name}/fold_{k:03d}",
+                    fn=FOLD_FN,
+                    params={"config": dumped, "fold": k},
+                    out_dir=run_dir / "folds" / f"fold_{k:03d}",
                 )
-            )
-    return jobs
+                for k in (folds if isinstance(folds, list) else [])
+            ]
+            error, trace = folds if isinstance(folds, tuple) else (None, "")
+            plans.append(RunPlan(name, run_dir, dumped, fold_jobs, error, trace))
+    return plans
+
+
+def _fold_files(job: Job) -> dict[str, bytes]:
+    """A finished fold job's files (what its backtest job joins)."""
+    return {
+        p.relative_to(job.out_dir).as_posix(): p.read_bytes()
+        for p in sorted(job.out_dir.rglob("*"))
+        if p.is_file() and p.name not in (MARKER, ERROR_FILE)
+    }
+
+
+def _fail_run(plan: RunPlan, error: str, trace: str = "") -> JobResult:
+    """Record a run that could not be backtested (its planning or a fold failed)."""
+    write_text(plan.out_dir / ERROR_FILE, f"{error}\n\n{trace}")
+    (plan.out_dir / MARKER).unlink(missing_ok=True)
+    return JobResult(plan.name, plan.out_dir, False, error=error)
 
 
 def _progress(total: int, enabled: bool):
@@ -103,12 +174,13 @@ def compare(
     write_text(out / "config.toml", dumps(base))
     frames = pipeline.load_data(base, no_cache=no_cache, progress=progress)
     write_json(out / "data.json", {"symbols": pipeline.data_summary(frames)})
-    jobs = make_jobs(base, variants, seed_list, out)
+    plans = plan_runs(base, variants, seed_list, out, frames)
+    fold_jobs = [j for plan in plans for j in plan.fold_jobs]
     say(
-        f"{len(variants)} variants x {len(seed_list)} seed(s) = {len(jobs)} jobs "
-        f"({executor} executor)"
+        f"{len(variants)} variants x {len(seed_list)} seed(s) = {len(plans)} runs: "
+        f"{len(fold_jobs)} fold training jobs, then {len(plans)} backtests ({executor} executor)"
     )
-    bar = _progress(len(jobs), progress)
+    bar = _progress(len(fold_jobs) + len(plans), progress)
     t0 = time.perf_counter()
 
     def done(result: JobResult) -> None:
@@ -119,14 +191,43 @@ def compare(
         say(f"  {result.name}: {status}{detail}" + (f": {result.error}" if result.error else ""))
 
     try:
-        results = run_jobs(
-            jobs,
-            shared={"frames": frames},
+        fold_results = {
+            r.name: r
+            for r in run_jobs(
+                fold_jobs,
+                shared={"frames": frames},
+                executor=executor,
+                workers=workers,
+                address=address,
+                on_done=done,
+            )
+        }
+        ready: list[Job] = []
+        fold_files: dict[str, dict[str, bytes]] = {}
+        by_name: dict[str, JobResult] = {}
+        for plan in plans:
+            bad = [fold_results[j.name] for j in plan.fold_jobs if not fold_results[j.name].ok]
+            if plan.error is not None or bad:
+                error = plan.error or f"fold job {bad[0].name} failed: {bad[0].error}"
+                trace = plan.trace
+                if bad:
+                    trace = (Path(bad[0].out_dir) / ERROR_FILE).read_text()
+                by_name[plan.name] = _fail_run(plan, error, trace)
+                done(by_name[plan.name])
+                continue
+            for job in plan.fold_jobs:
+                fold_files[job.name] = _fold_files(job)
+            ready.append(plan.backtest_job())
+        for r in run_jobs(
+            ready,
+            shared={"frames": frames, "fold_files": fold_files},
             executor=executor,
             workers=workers,
             address=address,
             on_done=done,
-        )
+        ):
+            by_name[r.name] = r
+        results = [by_name[plan.name] for plan in plans]
     finally:
         if bar is not None:
             bar.close()

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import torch
 
 from mtl_bt import checkpoint as ckpt
 from mtl_bt import registry
-from mtl_bt.atomic import atomic_write, write_text
+from mtl_bt.atomic import atomic_write, write_bytes, write_text
 from mtl_bt.config import Config, TaskConfig, WeightingConfig, dumps
 from mtl_bt.errors import ConfigError, DataError
 from mtl_bt.predictor import scale_array
@@ -263,6 +263,7 @@ def train_walk_forward(
     *,
     log: Callable[[str], None] | None = None,
     purge: int | None = None,
+    folds: Collection[int] | None = None,
 ) -> TrainResult:
     """Train one model per walk-forward fold; return (and write) OOS predictions etc.
 
@@ -270,12 +271,14 @@ def train_walk_forward(
     With ``out_dir``: checkpoints/fold_XXX.pt, train_log.csv, predictions.parquet,
     fold_metrics.csv, folds.json, config.toml (see docs/training.md).
     ``purge``: fold purge in bars instead of the largest task horizon (see ``splits_for``).
+    ``folds``: train only these fold numbers (``mtl-bt compare`` runs one job per fold and
+    joins them with ``merge_trained``); each fold's model is the same either way.
     """
     threads = torch.get_num_threads()
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     try:
-        return _train_walk_forward(config, frames, out_dir, progress, log, purge)
+        return _train_walk_forward(config, frames, out_dir, progress, log, purge, folds)
     finally:
         torch.set_num_threads(threads)
 
@@ -287,6 +290,7 @@ def _train_walk_forward(
     progress: bool,
     log: Callable[[str], None] | None,
     purge: int | None = None,
+    only: Collection[int] | None = None,
 ) -> TrainResult:
     t0 = time.perf_counter()
     comp = build_components(config)
@@ -305,7 +309,13 @@ def _train_walk_forward(
     folds: list[dict[str, Any]] = []
     paths: list[Path] = []
     models: list[ckpt.Checkpoint] = []
+    if only is not None:
+        unknown = sorted(set(only) - {sp.fold for sp in splits})
+        if unknown:
+            raise ConfigError(f"folds {unknown} do not exist; the walk-forward has {len(splits)}")
     for split in splits:
+        if only is not None and split.fold not in only:
+            continue
         meta = fold_metadata(ds, split)
         model, result, fd = train_fold(config, comp, ds, split, progress=progress)
         test_rows, scaler = fd.test_rows, fd.scaler
@@ -376,6 +386,49 @@ def _train_walk_forward(
     final = _result(preds, logs, metrics, folds, paths, names, ds, out, t0, splits)
     final.models = models
     return final
+
+
+def fold_numbers(config: Config, frames: Mapping[str, pd.DataFrame]) -> list[int]:
+    """The fold numbers ``train_walk_forward`` would train (builds the dataset, trains nothing)."""
+    comp = build_components(config)
+    ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
+    return [split.fold for split in splits_for(config, ds)]
+
+
+def merge_trained(fold_dirs: Sequence[Path], out: Path) -> TrainResult:
+    """Join the output folders of per-fold ``train_walk_forward(..., folds=[k])`` runs of one
+    config into one run folder ``out`` (tables, checkpoints, folds.json), as if trained in one
+    go, and return its ``TrainResult``."""
+    docs = [json.loads((d / "folds.json").read_text()) for d in fold_dirs]
+    order = sorted(range(len(docs)), key=lambda i: docs[i]["folds"][0]["fold"])
+    dirs = [fold_dirs[i] for i in order]
+    docs = [docs[i] for i in order]
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for d in dirs:
+        for src in sorted((d / "checkpoints").glob("fold_*.pt")):
+            write_bytes(out / "checkpoints" / src.name, src.read_bytes())
+            paths.append(out / "checkpoints" / src.name)
+    summary = dict(docs[0]["summary"])
+    summary["folds_done"] = sum(doc["summary"]["folds_done"] for doc in docs)
+    summary["seconds"] = round(sum(doc["summary"]["seconds"] for doc in docs), 3)
+    result = TrainResult(
+        folds=[f for doc in docs for f in doc["folds"]],
+        checkpoints=paths,
+        predictions=pd.concat(
+            [pd.read_parquet(d / "predictions.parquet") for d in dirs], ignore_index=True
+        ),
+        train_log=pd.concat([pd.read_csv(d / "train_log.csv") for d in dirs], ignore_index=True),
+        fold_metrics=pd.concat(
+            [pd.read_csv(d / "fold_metrics.csv") for d in dirs], ignore_index=True
+        ),
+        task_names=list(summary["tasks"]),
+        symbols=list(summary["symbols"]),
+        out_dir=out,
+        summary=summary,
+    )
+    write_outputs(out, result)
+    return result
 
 
 def _fold_line(meta: dict[str, Any], metrics: list[dict[str, Any]], names: list[str]) -> str:

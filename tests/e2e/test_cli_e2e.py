@@ -133,12 +133,38 @@ def test_compare_failure_reported_others_written(compared: tuple[Path, object]) 
     assert (out / "comparison.html").is_file() and (out / "plots" / "sharpe_diff.png").is_file()
 
 
+def test_compare_fold_jobs_join_to_the_sequential_run(
+    compared: tuple[Path, object], tmp_path: Path
+) -> None:
+    """Per-fold jobs + the joining backtest give exactly what one sequential run gives."""
+    from mtl_bt import config as config_mod
+    from mtl_bt import pipeline
+
+    out, _ = compared
+    run_dir = out / "runs" / "shared_bottom+uncertainty" / "seed_1"
+    folds = sorted((run_dir / "folds").glob("fold_*"))
+    assert len(folds) == 2 and all((f / "job.json").is_file() for f in folds)
+    cfg = config_mod.load(run_dir / "config.toml")
+    seq = pipeline.run(cfg, tmp_path / "seq", report=False, buy_and_hold=False)
+    joined = json.loads((run_dir / "metrics.json").read_text())
+    assert joined["portfolio"] == seq.metrics["portfolio"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(run_dir / "predictions.parquet"),
+        pd.read_parquet(tmp_path / "seq" / "predictions.parquet"),
+    )
+    for name in ("orders.csv", "returns.csv", "fold_metrics.csv"):
+        assert (run_dir / name).read_text() == (tmp_path / "seq" / name).read_text(), name
+
+
 def test_compare_rerun_skips_finished_jobs(compared: tuple[Path, object]) -> None:
     out, _ = compared
     before = (out / "comparison.csv").read_text()
     again = CliRunner().invoke(main, ["compare", *COMPARE, "--out", str(out), "--workers", "1"])
     assert again.exit_code == 1
-    assert again.output.count("skipped (done)") == 4  # per-job status lines (not --quiet)
+    skipped = [ln for ln in again.output.splitlines() if ln.endswith("skipped (done)")]
+    # per-job status lines (not --quiet): 4 finished runs x 2 folds, then their 4 backtests
+    assert len([ln for ln in skipped if "/fold_" in ln]) == 8
+    assert len([ln for ln in skipped if "/fold_" not in ln]) == 4
     assert again.output.count("FAILED") == 2  # the failed jobs were retried
     assert (out / "comparison.csv").read_text() == before
 
