@@ -313,6 +313,23 @@ def _num2ts(num: float) -> pd.Timestamp:
     return pd.Timestamp(bt.num2date(num)).tz_localize("UTC").round("us")
 
 
+def strategy_params(cfg: BacktestConfig, predictors: Any, rule: Any) -> dict[str, Any]:
+    """``MTLStrategy`` parameters for a backtest config (what ``run_backtest`` passes)."""
+    return dict(
+        predictor=predictors,
+        signal=rule,
+        mode=cfg.mode,
+        rebalance=cfg.rebalance,
+        max_weight=cfg.max_weight,
+        max_gross_leverage=cfg.max_gross_leverage,
+        allow_short=cfg.allow_short,
+        commission=cfg.commission,
+        slippage=cfg.slippage,
+        min_trade_weight=cfg.min_trade_weight,
+        calendar=cfg.calendar,
+    )
+
+
 def run_backtest(
     frames: Mapping[str, pd.DataFrame],
     predictors_or_folds: Any,
@@ -341,20 +358,7 @@ def run_backtest(
     check_frames(frames)
     rule = registry.create("signal", cfg.signal, **cfg.signal_options)
     check_models(predictors, frames, rule)
-    kwargs: dict[str, Any] = dict(
-        predictor=predictors,
-        signal=rule,
-        mode=cfg.mode,
-        rebalance=cfg.rebalance,
-        max_weight=cfg.max_weight,
-        max_gross_leverage=cfg.max_gross_leverage,
-        allow_short=cfg.allow_short,
-        commission=cfg.commission,
-        slippage=cfg.slippage,
-        min_trade_weight=cfg.min_trade_weight,
-        calendar=cfg.calendar,
-    )
-    kwargs.update(strategy_kwargs)
+    kwargs = strategy_params(cfg, predictors, rule) | strategy_kwargs
     strat, rec, seconds = _run(frames, cfg, MTLStrategy, kwargs, progress)
     if strat.first_decision is None:
         raise UserError(

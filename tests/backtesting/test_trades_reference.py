@@ -17,7 +17,13 @@ import pytest
 
 from mtl_bt import registry
 from mtl_bt.backtesting.analyzers import PortfolioAnalyzer
-from mtl_bt.backtesting.runner import TRADE_COLUMNS, make_cerebro, run_backtest, write_outputs
+from mtl_bt.backtesting.runner import (
+    TRADE_COLUMNS,
+    make_cerebro,
+    run_backtest,
+    strategy_params,
+    write_outputs,
+)
 from mtl_bt.config import BacktestConfig
 from mtl_bt.strategies import MTLStrategy
 
@@ -54,20 +60,8 @@ def same_run(frames, predictors):
     parameters), with our PortfolioAnalyzer and Backtrader's TradeAnalyzer side by side."""
     cfg = CFG
     cerebro = make_cerebro(frames, cfg)
-    cerebro.addstrategy(
-        MTLStrategy,
-        predictor=predictors,
-        signal=registry.create("signal", cfg.signal, **cfg.signal_options),
-        mode=cfg.mode,
-        rebalance=cfg.rebalance,
-        max_weight=cfg.max_weight,
-        max_gross_leverage=cfg.max_gross_leverage,
-        allow_short=cfg.allow_short,
-        commission=cfg.commission,
-        slippage=cfg.slippage,
-        min_trade_weight=cfg.min_trade_weight,
-        calendar=cfg.calendar,
-    )
+    rule = registry.create("signal", cfg.signal, **cfg.signal_options)
+    cerebro.addstrategy(MTLStrategy, **strategy_params(cfg, predictors, rule))
     cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio")
     cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="ta")
     cerebro.addanalyzer(ClosedTrades, _name="closed")
