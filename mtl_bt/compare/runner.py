@@ -99,7 +99,8 @@ def plan_runs(
         for seed in seeds:
             cfg = variant.config(base, seed)
             dumped = cfg.model_dump(mode="json")
-            key = json.dumps({k: v for k, v in dumped.items() if k != "training"}, sort_keys=True)
+            unseeded = {**dumped, "training": {**dumped["training"], "seed": None}}
+            key = json.dumps(unseeded, sort_keys=True)  # the folds do not depend on the seed
             if key not in counted:
                 try:
                     counted[key] = fold_numbers(cfg, frames)

@@ -18,6 +18,7 @@ from typing import Literal
 from mtl_bt import registry
 from mtl_bt.config import Config
 from mtl_bt.errors import ConfigError, UserError
+from mtl_bt.signals.base import pick_horizon
 
 SINGLE_TASK = "single_task"
 BUY_AND_HOLD = "buy_and_hold"
@@ -80,27 +81,22 @@ def traded_return(base: Config) -> str:
             f"[backtest] signal_options rejected by the signal {bt.signal!r}: {exc}"
         ) from None
     heads = getattr(rule, "heads", None)
-    if callable(heads):
-        try:
+    try:
+        if callable(heads):
             task = heads(names).get("return")
-        except UserError as exc:
-            raise ConfigError(f"the signal rule cannot trade the configured tasks: {exc}") from None
-        if task is None or task not in names:
-            raise ConfigError(
-                f"signal {bt.signal!r} trades no configured return task (heads {heads(names)}); "
-                f"tasks are {names}"
+        else:  # as the built-in rules choose: the `horizon` option, else the smallest
+            horizon = pick_horizon(
+                dict.fromkeys(names), bt.signal_options.get("horizon"), bt.signal
             )
-        return str(task)
-    horizons = sorted(h for t in base.tasks if t.name == "return" for h in t.horizons)
-    horizon = bt.signal_options.get("horizon")
-    if horizon is None:
-        return f"return@{horizons[0]}"
-    if horizon not in horizons:
+            task = f"return@{horizon}"
+    except UserError as exc:
+        raise ConfigError(f"the signal rule cannot trade the configured tasks: {exc}") from None
+    if task is None or task not in names:
         raise ConfigError(
-            f"signal_options.horizon = {horizon} has no return@{horizon} task; "
-            f"return horizons are {horizons}"
+            f"signal {bt.signal!r} trades no configured return task (it chose {task!r}); "
+            f"tasks are {names}"
         )
-    return f"return@{horizon}"
+    return str(task)
 
 
 def split_names(text: str | None) -> list[str]:

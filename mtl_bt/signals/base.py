@@ -6,6 +6,36 @@ from typing import Any
 
 import numpy as np
 
+from mtl_bt.errors import PluginError
+
+
+def task_horizons(predictions: dict[str, Any], kind: str) -> list[int]:
+    """Horizons of the ``kind@h`` heads among ``predictions``' names, ascending."""
+    out = []
+    for name in predictions:
+        k, _, h = name.partition("@")
+        if k == kind and h.isdigit():
+            out.append(int(h))
+    return sorted(out)
+
+
+def pick_horizon(predictions: dict[str, Any], horizon: int | None, rule: str) -> int:
+    """The trading horizon: ``horizon`` if given, else the smallest return horizon."""
+    available = task_horizons(predictions, "return")
+    if not available:
+        raise PluginError(
+            f"signal {rule!r} needs a return head (return@h); the model predicts "
+            f"{sorted(predictions)}"
+        )
+    if horizon is None:
+        return available[0]
+    if horizon not in available:
+        raise PluginError(
+            f"signal {rule!r}: horizon={horizon} has no return@{horizon} head; "
+            f"available return horizons: {available}"
+        )
+    return int(horizon)
+
 
 class SignalRule:
     """Maps one bar's predictions for a batch of assets to target weights.

@@ -215,38 +215,36 @@ def train_fold(
     return model, result, fd
 
 
-def resolve_purge(ds: Dataset, purge: int | None = None) -> int:
-    """The purge of the folds: ``purge`` (``walk_forward.purge_bars``), else ``ds.horizon``.
+def resolve_purge(ds: Dataset, purge: int | None) -> int:
+    """The purge of the folds: ``walk_forward.purge_bars``, else ``ds.horizon``.
 
     A purge shorter than the dataset's own largest horizon would let targets peek into the
     next slice, so it is refused.
     """
-    bars = purge
-    if bars is None:
+    if purge is None:
         return ds.horizon
-    if bars < ds.horizon:
+    if purge < ds.horizon:
         raise ConfigError(
-            f"walk-forward purge {bars} is shorter than the largest task horizon {ds.horizon}: "
+            f"walk-forward purge {purge} is shorter than the largest task horizon {ds.horizon}: "
             "targets would overlap the next slice"
         )
-    return int(bars)
+    return int(purge)
 
 
-def splits_for(config: Config, ds: Dataset, purge: int | None = None) -> list[Split]:
+def splits_for(config: Config, ds: Dataset) -> list[Split]:
     """The configured walk-forward folds over the dataset's time axis.
 
-    ``purge`` (else ``walk_forward.purge_bars``) replaces the default purge, the dataset's
-    largest task horizon; it may only be larger. ``mtl-bt compare`` gives the single-task
-    baseline the MTL config's largest horizon here, so every variant shares the folds.
+    ``walk_forward.purge_bars`` replaces the default purge, the dataset's largest task
+    horizon; it may only be larger. ``mtl-bt compare`` gives the single-task baseline the
+    MTL config's largest horizon there, so every variant shares the folds.
     """
     tr, wf = config.training, config.walk_forward
-    purge = wf.purge_bars if purge is None else purge
     return walk_forward_splits(
         len(ds.axis),
         train_bars=wf.train_bars,
         test_bars=wf.test_bars,
         step_bars=wf.step_bars,
-        purge=resolve_purge(ds, purge),
+        purge=resolve_purge(ds, wf.purge_bars),
         embargo=wf.embargo_bars,
         val_fraction=tr.val_fraction,
         scheme=wf.scheme,
@@ -262,7 +260,6 @@ def train_walk_forward(
     progress: bool = False,
     *,
     log: Callable[[str], None] | None = None,
-    purge: int | None = None,
     folds: Collection[int] | None = None,
 ) -> TrainResult:
     """Train one model per walk-forward fold; return (and write) OOS predictions etc.
@@ -270,7 +267,6 @@ def train_walk_forward(
     ``frames``: ``{symbol: canonical frame}`` (``mtl_bt.data.load_frames``).
     With ``out_dir``: checkpoints/fold_XXX.pt, train_log.csv, predictions.parquet,
     fold_metrics.csv, folds.json, config.toml (see docs/training.md).
-    ``purge``: fold purge in bars instead of the largest task horizon (see ``splits_for``).
     ``folds``: train only these fold numbers (``mtl-bt compare`` runs one job per fold and
     joins them with ``merge_trained``); each fold's model is the same either way.
     """
@@ -278,7 +274,7 @@ def train_walk_forward(
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     try:
-        return _train_walk_forward(config, frames, out_dir, progress, log, purge, folds)
+        return _train_walk_forward(config, frames, out_dir, progress, log, folds)
     finally:
         torch.set_num_threads(threads)
 
@@ -289,13 +285,12 @@ def _train_walk_forward(
     out_dir: str | os.PathLike[str] | None,
     progress: bool,
     log: Callable[[str], None] | None,
-    purge: int | None = None,
     only: Collection[int] | None = None,
 ) -> TrainResult:
     t0 = time.perf_counter()
     comp = build_components(config)
     ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
-    splits = splits_for(config, ds, purge)
+    splits = splits_for(config, ds)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -315,7 +310,7 @@ def _train_walk_forward(
             raise ConfigError(f"folds {unknown} do not exist; the walk-forward has {len(splits)}")
     for split in splits:
         if only is not None and split.fold not in only:
-            continue
+            continue  # another job trains it
         meta = fold_metadata(ds, split)
         model, result, fd = train_fold(config, comp, ds, split, progress=progress)
         test_rows, scaler = fd.test_rows, fd.scaler

@@ -1,37 +1,8 @@
-"""Helpers shared by the built-in signal rules: head lookup and portfolio caps."""
+"""Helpers shared by the built-in signal rules: portfolio caps (head lookup: mtl_bt.signals)."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from mtl_bt.errors import PluginError
-
-
-def task_horizons(predictions: dict[str, np.ndarray], kind: str) -> list[int]:
-    out = []
-    for name in predictions:
-        k, _, h = name.partition("@")
-        if k == kind and h.isdigit():
-            out.append(int(h))
-    return sorted(out)
-
-
-def pick_horizon(predictions: dict[str, np.ndarray], horizon: int | None, rule: str) -> int:
-    """The trading horizon: ``horizon`` if given, else the smallest return horizon."""
-    available = task_horizons(predictions, "return")
-    if not available:
-        raise PluginError(
-            f"signal {rule!r} needs a return head (return@h); the model predicts "
-            f"{sorted(predictions)}"
-        )
-    if horizon is None:
-        return available[0]
-    if horizon not in available:
-        raise PluginError(
-            f"signal {rule!r}: horizon={horizon} has no return@{horizon} head; "
-            f"available return horizons: {available}"
-        )
-    return int(horizon)
 
 
 def cap_weights(

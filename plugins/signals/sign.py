@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from mtl_bt.plugins.signals.common import cap_weights, pick_horizon
-from mtl_bt.signals.base import SignalRule
+from mtl_bt.plugins.signals.common import cap_weights
+from mtl_bt.signals.base import SignalRule, pick_horizon
 
 
 class SignRule(SignalRule):

@@ -93,7 +93,7 @@ def test_compare_variants_have_the_signal_heads(path: Path | str) -> None:
     """Every compare variant's tasks include the heads its signal rule trades."""
     from mtl_bt import registry
     from mtl_bt.compare.variants import SINGLE_TASK, build_variants
-    from mtl_bt.plugins.signals.common import pick_horizon
+    from mtl_bt.signals.base import pick_horizon
 
     base = _load(path)
     bt = base.backtest
@@ -141,7 +141,8 @@ def test_compare_variants_share_the_walk_forward_folds(path: Path | str) -> None
         unpurged[variant.name] = [fold_metadata(ds, s) for s in splits_for(own_cfg, ds)]
         if ds.horizon > 1:  # a purge shorter than the model's own horizon would leak
             with pytest.raises(ConfigError, match="shorter than the largest task horizon"):
-                splits_for(cfg, ds, purge=ds.horizon - 1)
+                short = cfg.walk_forward.model_copy(update={"purge_bars": ds.horizon - 1})
+                splits_for(cfg.model_copy(update={"walk_forward": short}), ds)
         assert {f["purge"] for f in folds[variant.name]} == {base.max_horizon()}
     mtl = [v.name for v in variants if v.kind != SINGLE_TASK]
     single = [v.name for v in variants if v.kind == SINGLE_TASK]
