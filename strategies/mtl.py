@@ -35,10 +35,15 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 
-from mtl_bt.backtesting.bars import feed_symbol, is_preloaded, preloaded_frame
-from mtl_bt.backtesting.calendar import periods_per_year
+from mtl_bt.backtesting.bars import (
+    check_bars,
+    feed_name,
+    feed_symbol,
+    is_preloaded,
+    preloaded_frame,
+)
+from mtl_bt.backtesting.calendar import feed_periods_per_year
 from mtl_bt.backtesting.feature_book import PreloadedBook
-from mtl_bt.backtesting.feeds import check_prices
 from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
 from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
 from mtl_bt.errors import CheckpointError, DataError, UserError
@@ -142,8 +147,14 @@ class MTLStrategy(bt.Strategy):
             )
         self.frames = [preloaded_frame(d, s) for d, s in zip(datas, self.symbols, strict=True)]
         for frame, sym in zip(self.frames, self.symbols, strict=True):
-            check_prices(frame, sym)
-        self.ppy = np.array([self._ppy(f) for f in self.frames], dtype=np.float64)
+            check_bars(frame, sym)
+        self.ppy = np.array(
+            [
+                feed_periods_per_year(d, f.index, self.p.calendar, s)
+                for d, f, s in zip(datas, self.frames, self.symbols, strict=True)
+            ],
+            dtype=np.float64,
+        )
         self.book = PreloadedBook(
             self.predictors[0], self.frames, self.symbols, self.lookback, self.p.realised_vol_window
         )
@@ -185,16 +196,17 @@ class MTLStrategy(bt.Strategy):
         if not unknown:
             return np.array([known.index(s) for s in self.symbols], dtype=np.int64)
         if getattr(pred, "_uses_asset", lambda: False)():
+            unnamed = [s for d, s in zip(self.datas, self.symbols, strict=True) if not feed_name(d)]
+            if unnamed:
+                raise CheckpointError(
+                    f"feed {unnamed[0]!r} has no name, but the model has an asset embedding "
+                    f"and must know the symbol: cerebro.adddata(feed, name=...) with one of {known}"
+                )
             raise CheckpointError(
                 f"symbols {unknown} were not in the model's training set {known} "
                 "and the model has an asset embedding; train on them or drop them"
             )
         return None
-
-    def _ppy(self, frame: Any) -> float:
-        if len(frame) < 2:
-            return 252.0
-        return periods_per_year(frame.index, self.p.calendar)
 
     def _precompute(self) -> list[dict[str, np.ndarray]]:
         """Vectorised predictions for every usable row of every asset (mode='precomputed')."""

@@ -15,6 +15,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from mtl_bt.errors import DataError
+
 OHLCV = ("open", "high", "low", "close", "volume")
 
 #: Backtrader date number of 1970-01-01 00:00 UTC (proleptic ordinal of the epoch)
@@ -65,6 +67,32 @@ def preloaded_frame(data: bt.feed.DataBase, symbol: str) -> pd.DataFrame:
     frame = pd.DataFrame(columns, index=datenum_index(nums))
     frame.attrs = {"symbol": symbol}
     return frame
+
+
+def check_bars(frame: pd.DataFrame, symbol: str) -> None:
+    """A feed's bars must be at least 2, strictly increasing in time, with finite prices > 0.
+
+    Each failure is one DataError naming the feed. Zero spacing is the classic trap of an
+    intraday file read by a daily feed (Backtrader stamps every bar at the session end).
+    """
+    from mtl_bt.backtesting.feeds import check_prices
+
+    if len(frame) < 2:
+        raise DataError(
+            f"feed {symbol!r}: {len(frame)} bar(s); the strategy needs at least 2 "
+            "(and enough for the features' warm-up)"
+        )
+    ns = frame.index.as_unit("ns").asi8
+    step = np.diff(ns)
+    if (step <= 0).any():
+        i = int(np.argmax(step <= 0)) + 1
+        what = "the same time as" if step[i - 1] == 0 else "an earlier time than"
+        raise DataError(
+            f"feed {symbol!r}: bar {i} ({frame.index[i]}) has {what} the bar before "
+            "(zero spacing); for an intraday file give the feed timeframe= and compression= "
+            "(else Backtrader reads it as daily bars stamped at the session end)"
+        )
+    check_prices(frame, f"feed {symbol!r}")
 
 
 def current_bar(data: bt.feed.DataBase) -> tuple[float, float, float, float, float, float]:

@@ -160,3 +160,78 @@ def test_a_mapped_close_drives_features_and_orders(real_frames, real_model):
         np.testing.assert_array_equal(got[0].book.feats[a], x)
     plain = run_feeds({s: frame_feed(f, name=s) for s, f in real_frames.items()}, real_model)
     assert not plain[1].equals(got[1])  # the mapping really changed the orders
+
+
+# -- calendar and bad feeds -----------------------------------------------------------
+def test_calendar_from_the_feed_timeframe_else_the_spacing(real_frames, real_model):
+    """A feed that states its bar size (here a daily CSV claimed as weekly) is annualised by
+    it; a feed on Backtrader's default (Days, 1) by its bars' spacing (hourly: 8760)."""
+    btc = real_frames["BTC/USDT"]
+    stated = bt.feeds.PandasData(dataname=btc, timeframe=bt.TimeFrame.Minutes, compression=120)
+    strat, _, _ = run_feeds({"BTC/USDT": stated}, real_model)
+    assert strat.ppy.tolist() == [365.0 * 12]
+    strat, _, _ = run_feeds({"BTC/USDT": bt.feeds.PandasData(dataname=btc)}, real_model)
+    assert strat.ppy.tolist() == [8760.0]
+
+
+def _run_one(frame, predictors, name="X", **feed_kwargs):
+    return run_feeds({name: bt.feeds.PandasData(dataname=frame, **feed_kwargs)}, predictors)
+
+
+def test_bad_feeds_are_one_line_errors_naming_the_feed(real_frames, real_model, predictors):
+    from mtl_bt.errors import CheckpointError, DataError
+
+    aapl = real_frames["AAPL"]
+    same_time = aapl.copy()
+    same_time.index = pd.DatetimeIndex([aapl.index[0]] * len(aapl), name="datetime")
+    with pytest.raises(DataError, match=r"feed 'X': bar 1 .* same time .*zero spacing"):
+        _run_one(same_time, real_model)
+    with pytest.raises(DataError, match=r"feed 'X': 1 bar\(s\)"):
+        _run_one(aapl.iloc[:1], real_model)
+    nan_close = aapl.copy()
+    nan_close.iloc[100, nan_close.columns.get_loc("close")] = np.nan
+    with pytest.raises(DataError, match=r"feed 'X': close is nan at 2009-10-21.*\(row 100\)"):
+        _run_one(nan_close, real_model)
+    # a model with an asset embedding must know which asset a feed is
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=aapl))  # no name
+    cerebro.addstrategy(MTLStrategy, predictor=predictors)
+    with pytest.raises(CheckpointError, match=r"feed 'data0' has no name.*asset embedding"):
+        cerebro.run()
+
+
+def test_the_strategy_parts_work_alone(real_frames):
+    """bars, fold schedule and rebalancer, without a Cerebro."""
+    from mtl_bt.backtesting.bars import datenum_index
+    from mtl_bt.backtesting.feeds import bt_datenums
+    from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule
+    from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
+
+    index = real_frames["BTC/USDT"].index
+    assert datenum_index(bt_datenums(index)).equals(index)
+
+    class P:
+        def __init__(self, **fold):
+            self.fold = fold
+
+    sched = FoldSchedule(
+        [
+            P(train_end="2024-01-01", test_start="2024-01-02", test_end="2024-01-10"),
+            P(train_end="2024-01-05", test_start="2024-01-06", test_end="2024-01-20"),
+        ]
+    )
+    nums = bt_datenums(
+        pd.DatetimeIndex(["2024-01-01", "2024-01-03", "2024-01-07", "2024-02-01"], tz="UTC")
+    )
+    assert sched.rows(nums).tolist() == [NO_FOLD, 0, 1, NO_FOLD]
+    assert [sched.at(x) for x in nums] == sched.rows(nums).tolist()
+
+    reb = Rebalancer(max_gross_leverage=1.0, min_trade_weight=0.01, commission=0.0, slippage=0.0)
+    np.testing.assert_allclose(reb.cap(np.array([0.5, -0.5]), other_gross=0.5), [0.25, -0.25])
+    hold = [Holding("A", position=10.0, price=10.0), Holding("B", position=0.0, price=5.0)]
+    # A: 10% -> 10.5% is inside the no-trade band; B: 0 -> 50% buys 100 units
+    assert reb.orders(hold, np.array([0.105, 0.5]), value=1000.0, cash=900.0) == [(1, 100.0)]
+    # a flip sells first; buys are scaled to 99% of the cash the sells free
+    orders = reb.orders(hold, np.array([-0.1, 0.9]), value=1000.0, cash=0.0)
+    assert orders[0] == (0, -20.0)
+    assert orders[1][0] == 1 and orders[1][1] * 5.0 == pytest.approx(0.99 * 200.0)
