@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -43,6 +44,22 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="mtl-bt")
 def main() -> None:
     """Multi-task learning for Backtrader strategies."""
+    _plain_plugin_warnings()
+
+
+def _plain_plugin_warnings() -> None:
+    """Plugin warnings print as one line naming the plugin (no source line)."""
+    from mtl_bt.registry import PluginWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, PluginWarning):
+            click.echo(f"Warning: {message}", err=True)
+            return
+        default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def _add_commands() -> None:
