@@ -92,6 +92,7 @@ def backtest(config_path, models, data_files, out_dir, overrides, baseline, quie
     from mtl_bt import config as config_mod
     from mtl_bt import rundir
     from mtl_bt.backtesting.runner import load_predictors, run_backtest, write_outputs
+    from mtl_bt.cli.run_cmd import rejected_line
     from mtl_bt.data import load_frames, read_frame
 
     cfg = config_mod.load(config_path, list(overrides))
@@ -122,6 +123,12 @@ def backtest(config_path, models, data_files, out_dir, overrides, baseline, quie
             f"sortino {fmt(m['sortino'])}, max drawdown {fmt(m['max_drawdown'])}, "
             f"cagr {fmt(m['cagr'])}; wrote {out_dir}"
         )
+    label = "buy & hold" if baseline else "the MTL strategy"
+    click.echo(
+        rejected_line(label, {"portfolio": result.metrics}, Path(out_dir) / "orders.csv"),
+        err=True,
+        nl=False,
+    )
 
 
 commands: list[click.Command] = [backtest]

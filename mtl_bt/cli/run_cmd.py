@@ -55,6 +55,18 @@ def metrics_text(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> st
     return "\n".join(lines)
 
 
+def rejected_line(label: str, metrics: dict[str, Any] | None, orders: Path) -> str:
+    """A warning line when the broker refused orders ('' when none): never only a count in
+    metrics.json."""
+    n = int(((metrics or {}).get("portfolio") or {}).get("rejected_orders") or 0)
+    if not n:
+        return ""
+    return (
+        f"warning: the broker refused {n} order(s) of {label} (not enough cash, or rejected); "
+        f"each is in {orders} with its status\n"
+    )
+
+
 def _command_line() -> str:
     return "mtl-bt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -76,6 +88,11 @@ def _run(config: Any, out: str, quiet: bool, no_cache: bool, force: bool = False
             config, staging, no_cache=no_cache, progress=not quiet, log=say, name=Path(out).name
         )
     click.echo(metrics_text(result.metrics, result.buy_and_hold))
+    for label, doc, where in (
+        ("the MTL strategy", result.metrics, "orders.csv"),
+        ("buy & hold", result.buy_and_hold, "baselines/buy_and_hold/orders.csv"),
+    ):
+        click.echo(rejected_line(label, doc, Path(out) / where), err=True, nl=False)
     out_path = Path(out)
     report = out_path / ("report.html" if config.report.html else "report.md")
     click.echo(f"\nReport: {report}  ({time.perf_counter() - t0:.0f}s; artefacts in {out_path}/)")
