@@ -88,6 +88,7 @@ def bars_from_table(
     tz: str | None = None,
     time_column: str | None = None,
     path: object = None,
+    time_unit: str | None = None,
 ) -> pd.DataFrame:
     """Put the time column (``date``/``datetime``/``time``/``timestamp``, an unnamed first
     column, or a datetime index) into the index; other columns stay as they are."""
@@ -103,12 +104,16 @@ def bars_from_table(
     else:
         column = _time_column(table)
     if column is not None:
-        index = parse_times(table[column], symbol=symbol, tz=tz, path=path)
+        index = parse_times(
+            table[column], symbol=symbol, tz=tz, path=path, unit=time_unit, column=column
+        )
         body = table.drop(columns=[column])
     elif isinstance(table.index, pd.DatetimeIndex) or (
         table.index.name is not None and str(table.index.name).lower() in TIME_COLUMNS
     ):
-        index = parse_times(table.index.to_series(), symbol=symbol, tz=tz, path=path)
+        index = parse_times(
+            table.index.to_series(), symbol=symbol, tz=tz, path=path, unit=time_unit
+        )
         body = table
     else:
         raise DataError(
