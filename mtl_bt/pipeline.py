@@ -78,6 +78,21 @@ def _fold_rows(folds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: f.get(k) for k in keys if k in f} for f in folds]
 
 
+def check_config(config: Config) -> None:
+    """Build every plugin item the config names, with its options, before any data is loaded
+    or any model trained: the source, features, tasks, weighting, architecture, signal rule.
+    A typo (``target_voll``) is a one-line error now, not a traceback after training."""
+    from mtl_bt.backtesting.runner import build_signal
+    from mtl_bt.data.loader import make_source
+    from mtl_bt.training import build_components
+
+    source = make_source(config.data.source)
+    if getattr(source, "cacheable", False):  # network sources check their options here
+        source.cache_namespace(dict(config.data.options))
+    build_components(config)
+    build_signal(config.backtest)
+
+
 def load_data(config: Config, *, no_cache: bool = False, progress: bool = False):
     from mtl_bt.data import load_frames
 
@@ -157,6 +172,8 @@ def run(
     from mtl_bt.training import train_walk_forward
 
     say = log or (lambda _msg: None)
+    if trained is None:
+        check_config(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}

@@ -37,9 +37,23 @@ def file_format(path: str | os.PathLike[str]) -> str:
     raise DataError(f"file {path}: unknown format; use a .csv, .csv.gz or .parquet file")
 
 
+#: what ``write_frame`` writes (``.txt`` is read as CSV, never written: say what you get)
+OUTPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """``"csv"`` or ``"parquet"`` for a file to write; clear error for any other name."""
+    if not str(path).lower().endswith(OUTPUT_SUFFIXES):
+        raise DataError(
+            f"output file {path}: unknown format; name it .csv, .csv.gz or .parquet (or give "
+            "a folder)"
+        )
+    return file_format(path)
+
+
 def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a canonical frame to ``.csv``/``.csv.gz`` (ISO UTC times) or ``.parquet``, atomically."""
-    fmt = file_format(path)
+    fmt = output_format(path)
     out = frame.loc[:, list(COLUMNS)]
     if fmt == "csv":
         compression = "gzip" if str(path).lower().endswith(".gz") else None
