@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mtl_bt import config as config_mod
+from mtl_bt.safety import NO_GUARDS_HELP, disable_guards
 
 
 @click.command()
@@ -28,10 +29,18 @@ from mtl_bt import config as config_mod
 )
 @click.option("--quiet", is_flag=True, help="No progress bars or per-fold lines.")
 @click.option("--no-cache", is_flag=True, help="Fetch data again instead of using the cache.")
+@click.option("--no-guards", is_flag=True, help=NO_GUARDS_HELP)
 def train(
-    config_path: Path, out_dir: Path, overrides: tuple[str, ...], quiet: bool, no_cache: bool
+    config_path: Path,
+    out_dir: Path,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    no_cache: bool,
+    no_guards: bool,
 ) -> None:
     """Train one model per walk-forward fold and write out-of-sample predictions."""
+    if no_guards:
+        disable_guards()
     from mtl_bt.data import load_frames
     from mtl_bt.training import build_components, train_walk_forward
 
