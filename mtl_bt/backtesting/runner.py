@@ -347,6 +347,9 @@ def _build_result(
         index=times[sl],
     )
     metrics["rejected_orders"] = int((orders["status"] != "completed").sum())
+    caller = getattr(strat, "rule_caller", None)  # decisions whose weights broke a limit
+    if caller is not None:
+        metrics["signal_clipped"] = int(caller.clipped_decisions)
     metrics["final_value"] = float(value[-1]) if len(value) else cfg.cash
     per_asset: dict[str, dict[str, Any]] = {}
     positions = rec["positions"][sl]

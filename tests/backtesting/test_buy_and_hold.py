@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from mtl_bt.backtesting import run_buy_and_hold
 from mtl_bt.config import BacktestConfig
