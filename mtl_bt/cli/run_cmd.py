@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from mtl_bt.errors import ConfigError
+from mtl_bt.safety import NO_GUARDS_HELP, disable_guards
 
 SHIPPED = {"crypto": "crypto_demo.toml", "stocks": "stocks_demo.toml"}
 
@@ -111,14 +112,23 @@ def _run(config: Any, out: str, quiet: bool, no_cache: bool, force: bool = False
 @click.option("--quiet", is_flag=True, help="no progress bars or messages")
 @click.option("--no-cache", is_flag=True, help="fetch data again, ignoring the on-disk cache")
 @FORCE
+@click.option("--no-guards", is_flag=True, help=NO_GUARDS_HELP)
 def run(
-    config: str, out: str, overrides: tuple[str, ...], quiet: bool, no_cache: bool, force: bool
+    config: str,
+    out: str,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    no_cache: bool,
+    force: bool,
+    no_guards: bool,
 ) -> None:
     """Data -> walk-forward training -> out-of-sample backtest -> report, all into OUT.
 
     CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config). One run owns OUT
     at a time; a finished run replaces OUT's previous contents as a whole.
     """
+    if no_guards:
+        disable_guards()
     _run(_load(config, overrides), out, quiet, no_cache, force)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mtl_bt import config as config_mod
+from mtl_bt.safety import NO_GUARDS_HELP, disable_guards
 
 
 @click.command()
@@ -31,6 +32,7 @@ from mtl_bt import config as config_mod
 @click.option(
     "--force", is_flag=True, help="Replace --out even if it holds files that are not an mtl-bt run."
 )
+@click.option("--no-guards", is_flag=True, help=NO_GUARDS_HELP)
 def train(
     config_path: Path,
     out_dir: Path,
@@ -38,9 +40,13 @@ def train(
     quiet: bool,
     no_cache: bool,
     force: bool,
+    no_guards: bool,
 ) -> None:
     """Train one model per walk-forward fold and write out-of-sample predictions."""
     from mtl_bt import rundir
+
+    if no_guards:
+        disable_guards()
     from mtl_bt.data import load_frames
     from mtl_bt.pipeline import check_config
     from mtl_bt.training import train_walk_forward
