@@ -18,7 +18,7 @@ os.environ.setdefault("MTL_BT_CACHE_DIR", os.path.join(os.path.dirname(__file__)
 # The suite sees mtl-bt's own plugins only, whatever else is installed in the environment
 # (in-process and in every CLI subprocess). Tests that install a plugin on purpose set
 # their own MTL_BT_LOAD_PLUGINS / MTL_BT_DISABLE_PLUGINS.
-os.environ["MTL_BT_LOAD_PLUGINS"] = "builtin,torchjd"
+os.environ["MTL_BT_LOAD_PLUGINS"] = "builtin"
 os.environ.pop("MTL_BT_DISABLE_PLUGINS", None)
 
 settings.register_profile(

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mtl_bt import registry
+from mtl_bt.plugins.torchjd import AGGREGATORS, PREFIX, SCALARIZERS
 from mtl_bt.testing import check_weighting
 
 torchjd = pytest.importorskip("torchjd")  # CI installs it with the dev extras
@@ -20,7 +21,16 @@ OPTIONS = {
     "torchjd_pbi": {"theta": 1.0, "weights": [1.0, 1.0, 1.0]},
     "torchjd_cosmos": {"lambda_": 1.0, "weights": [1.0, 1.0, 1.0]},
 }
-NAMES = [n for n in registry.names("weighting") if n.startswith("torchjd_")]
+NAMES = [PREFIX + n for n in (*AGGREGATORS, *SCALARIZERS)]
+
+
+@pytest.fixture(autouse=True)
+def with_the_pack(monkeypatch):
+    """The suite loads the built-ins only; these tests add the pack (shipped with mtl-bt)."""
+    monkeypatch.setenv("MTL_BT_LOAD_PLUGINS", "builtin,torchjd")
+    registry.reset()
+    yield
+    registry.reset()
 
 
 def test_the_pack_registers_the_issue_s_schemes_with_their_source():
@@ -29,7 +39,8 @@ def test_the_pack_registers_the_issue_s_schemes_with_their_source():
         assert entry.plugin == "torchjd"
         assert entry.source.startswith("torchjd 0.18.")
     for name in ("famo", "imtl_l", "geometric_mean", "stch"):
-        assert f"torchjd_{name}" in NAMES
+        assert f"torchjd_{name}" in registry.names("weighting")
+    assert sorted(NAMES) == [n for n in registry.names("weighting") if n.startswith(PREFIX)]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -58,6 +69,15 @@ def test_unknown_option_and_missing_required_option_are_config_errors():
         registry.create("weighting", "torchjd_stch", ["a", "b"])
 
 
+def test_the_pack_is_listed_by_mtl_bt_plugins_with_its_source():
+    from click.testing import CliRunner
+
+    from mtl_bt.cli import main
+
+    out = CliRunner().invoke(main, ["plugins"]).output
+    assert "torchjd_upgrad" in out and "torchjd 0.18.0: torchjd.aggregation.UPGrad" in out
+
+
 def test_scalarizer_effective_weights_are_the_loss_gradients():
     weighting = registry.create("weighting", "torchjd_geometric_mean", ["a", "b"])
     losses = {
@@ -68,3 +88,14 @@ def test_scalarizer_effective_weights_are_the_loss_gradients():
     w = weighting.weights()
     # geometric mean sqrt(a*b): d/da = sqrt(b/a)/2 = 1, d/db = sqrt(a/b)/2 = 0.25
     assert w["a"] == pytest.approx(1.0) and w["b"] == pytest.approx(0.25)
+
+
+def test_without_torchjd_the_pack_registers_nothing_and_warns_nothing(monkeypatch, recwarn):
+    import mtl_bt.plugins.torchjd as pack
+    from mtl_bt.registry import PluginWarning
+
+    monkeypatch.setattr(pack, "available", lambda: False)
+    registry.reset()
+    assert not [n for n in registry.names("weighting") if n.startswith(PREFIX)]
+    assert "equal" in registry.names("weighting")
+    assert not [w for w in recwarn if issubclass(w.category, PluginWarning)]
