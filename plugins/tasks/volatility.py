@@ -42,6 +42,9 @@ class VolatilityTask(Task):
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return torch.exp(output)
 
+    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
+        return np.exp(output)
+
     def initial_output(self, target: torch.Tensor) -> float:
         return float(torch.log(torch.clamp(target, min=self._floor)).mean())
 
