@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from mtl_bt.config import Config, dumps
-from mtl_bt.report.io import write_csv, write_json, write_text
+from mtl_bt.report.io import write_csv, write_json, write_parquet, write_text
 
 #: artefacts every finished run folder holds (report files only when enabled)
 RUN_ARTEFACTS = (
@@ -142,11 +142,14 @@ def run(
     buy_and_hold: bool = True,
     log: Callable[[str], None] | None = None,
     trained: Any = None,
+    name: str | None = None,
 ) -> RunResult:
     """Run the whole job into ``out_dir``; ``frames`` skips loading (compare shares one load).
 
     ``trained``: a ``TrainResult`` already written into ``out_dir`` (compare trains each fold
     in its own job and joins them with ``merge_trained``); training is then skipped.
+    ``name``: the run's name in the report (default: the folder's; the CLI writes into a
+    staging folder, see ``mtl_bt.rundir``).
     """
     from mtl_bt.backtesting import write_outputs
     from mtl_bt.backtesting.runner import metrics_document
@@ -177,7 +180,14 @@ def run(
         train = trained
     seconds["train"] = time.perf_counter() - t
     say(f"trained {len(train.checkpoints)} fold model(s) in {seconds['train']:.1f}s")
-    write_csv(out / "oos_metrics.csv", oos_metrics(train.predictions))
+    from mtl_bt.metrics.volatility import add_baselines
+    from mtl_bt.tasks import build_tasks
+
+    predictions = add_baselines(train.predictions, frames, train.folds)
+    if predictions is not train.predictions:  # EWMA / HAR-RV forecasts on the same rows
+        write_parquet(out / "predictions.parquet", predictions)
+    tasks = {t.name: t for t in build_tasks(config.tasks)}
+    write_csv(out / "oos_metrics.csv", oos_metrics(predictions, tasks=tasks))
     write_json(
         out / "data.json",
         {
@@ -207,6 +217,11 @@ def run(
         from mtl_bt.report.run_report import write_run_report
 
         t = time.perf_counter()
-        written = write_run_report(out, plots_on=config.report.plots, html=config.report.html)
+        written = write_run_report(
+            out,
+            f"mtl-bt run report: {name or out.name}",
+            plots_on=config.report.plots,
+            html=config.report.html,
+        )
         seconds["report"] = time.perf_counter() - t
     return RunResult(out, metrics, bh_metrics, written, seconds)
