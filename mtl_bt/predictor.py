@@ -104,19 +104,8 @@ class Predictor:
         width = len(self.feature_columns)
         self._shape = (self.lookback, width) if self.lookback > 1 else (width,)
         self._fast = self._checked_numpy_forward(where)
-        from mtl_bt.tasks.base import Task
-
         #: (name, numpy transform or None for the identity), in task order
-        self._transforms = [
-            (
-                t.name,
-                None
-                if type(t).transform is Task.transform
-                and type(t).transform_numpy is Task.transform_numpy
-                else t.transform_numpy,
-            )
-            for t in self.tasks
-        ]
+        self._transforms = self._checked_transforms(where)
         #: "numpy" (the model's numpy forward pass) or "torch": what ``predict`` runs
         self.backend = "torch" if self._fast is None else "numpy"
 
@@ -145,6 +134,39 @@ class Predictor:
                 )
                 return None
         return fast
+
+    def _checked_transforms(self, where: str) -> list[tuple[str, Any]]:
+        """``(task name, numpy transform or None for the identity)`` per task; a task whose
+        ``transform_numpy`` disagrees with its ``transform`` on probe outputs runs the torch
+        transform instead (with a warning), so predictions never depend on the path."""
+        from mtl_bt.tasks.base import Task
+
+        probe = np.concatenate(
+            [np.linspace(-12, 12, 49, dtype=np.float32), np.float32([-60, -30, 30, 60])]
+        )
+        out = []
+        for t in self.tasks:
+            if (
+                type(t).transform is Task.transform
+                and type(t).transform_numpy is Task.transform_numpy
+            ):
+                out.append((t.name, None))
+                continue
+            want = t.transform(torch.from_numpy(probe.copy())).numpy()
+            got = np.asarray(t.transform_numpy(probe.copy()))
+            if got.shape != want.shape or not np.allclose(
+                got, want, rtol=1e-5, atol=1e-7, equal_nan=True
+            ):
+                warnings.warn(
+                    f"{where}: task {t.name!r}: transform_numpy disagrees with transform; "
+                    "using the torch transform",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                out.append((t.name, lambda v, t=t: t.transform(torch.from_numpy(v)).numpy()))
+            else:
+                out.append((t.name, t.transform_numpy))
+        return out
 
     def _check_features(self, checkpoint: Checkpoint, where: str) -> None:
         """The saved feature spec, columns, scaler and model input must describe one model."""

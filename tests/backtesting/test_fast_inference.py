@@ -63,3 +63,18 @@ def test_bad_asset_ids_are_refused_on_the_numpy_path(predictors, frames):
     for bad in ([0, 5], [-1, 0]):
         with pytest.raises(ValueError, match="asset ids must be in"):
             predictor.predict(feats[:2], np.array(bad))
+
+
+def test_a_wrong_transform_numpy_falls_back_to_the_torch_transform(predictors, frames, monkeypatch):
+    from mtl_bt import registry
+
+    cls = registry.get("task", "return")
+    monkeypatch.setattr(cls, "transform_numpy", lambda self, v: v * 2.0)
+    with pytest.warns(RuntimeWarning, match="transform_numpy disagrees"):
+        predictor = Predictor(predictors[0].checkpoint)
+    assert predictor.backend == "numpy"
+    symbol, feats = _rows(predictor, frames)
+    ids = predictor.asset_ids([symbol] * 5)
+    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
+    for name in slow:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)

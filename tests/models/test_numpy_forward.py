@@ -118,10 +118,22 @@ def test_a_third_party_model_without_numpy_predict_has_none(kit):
     assert Plain(kit.n_features, kit.specs).numpy_forward() is None
 
 
-@pytest.mark.parametrize("kind", ["return", "direction", "volatility", "volume"])
-def test_task_transform_numpy_equals_transform(kind):
-    task = registry.get("task", kind)(horizon=3)
-    raw = np.linspace(-8, 3, 101, dtype=np.float32)
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("return", {}),
+        ("return", {"scale": 0.01}),
+        ("direction", {}),
+        ("volatility", {}),
+        ("volatility", {"loss": "log_mse"}),
+        ("volume", {}),
+    ],
+)
+def test_task_transform_numpy_equals_transform(kind, options):
+    task = registry.get("task", kind)(horizon=3, **options)
+    raw = np.concatenate(
+        [np.linspace(-8, 3, 101, dtype=np.float32), np.float32([-60.0, 30.0])]
+    )  # past the volatility clamp too
     want = task.transform(torch.from_numpy(raw.copy())).numpy()
     got = task.transform_numpy(raw.copy())
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
