@@ -21,7 +21,8 @@ def train_fold(shared: dict[str, Any], workdir: Path, *, config: dict[str, Any],
 
     cfg = from_dict(config, "(compare job)")
     with torch_threads(cfg.training.threads):
-        train_walk_forward(cfg, shared["frames"], out_dir=workdir, folds=[fold])
+        # a worker runs many fold jobs on the same frames: features and targets once
+        train_walk_forward(cfg, shared["frames"], out_dir=workdir, folds=[fold], reuse_dataset=True)
 
 
 def backtest_run(

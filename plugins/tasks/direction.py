@@ -39,6 +39,9 @@ class DirectionTask(Task):
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output)
 
+    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-output))
+
     def initial_output(self, target: torch.Tensor) -> float:
         p = float(target.double().mean().clamp(1e-3, 1 - 1e-3))
         return math.log(p / (1 - p))

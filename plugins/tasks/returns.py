@@ -49,6 +49,9 @@ class ReturnTask(Task):
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return output * self._scale
 
+    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
+        return output * np.float32(self._scale)
+
     def initial_output(self, target: torch.Tensor) -> float | None:
         if self._loss != "mse":
             return None  # the Huber minimiser is not the mean; keep the default start
