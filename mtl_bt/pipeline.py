@@ -142,11 +142,14 @@ def run(
     buy_and_hold: bool = True,
     log: Callable[[str], None] | None = None,
     trained: Any = None,
+    name: str | None = None,
 ) -> RunResult:
     """Run the whole job into ``out_dir``; ``frames`` skips loading (compare shares one load).
 
     ``trained``: a ``TrainResult`` already written into ``out_dir`` (compare trains each fold
     in its own job and joins them with ``merge_trained``); training is then skipped.
+    ``name``: the run's name in the report (default: the folder's; the CLI writes into a
+    staging folder, see ``mtl_bt.rundir``).
     """
     from mtl_bt.backtesting import write_outputs
     from mtl_bt.backtesting.runner import metrics_document
@@ -207,6 +210,11 @@ def run(
         from mtl_bt.report.run_report import write_run_report
 
         t = time.perf_counter()
-        written = write_run_report(out, plots_on=config.report.plots, html=config.report.html)
+        written = write_run_report(
+            out,
+            f"mtl-bt run report: {name or out.name}",
+            plots_on=config.report.plots,
+            html=config.report.html,
+        )
         seconds["report"] = time.perf_counter() - t
     return RunResult(out, metrics, bh_metrics, written, seconds)

@@ -1,5 +1,5 @@
-"""Suite-wide settings (deterministic, single-threaded torch; no network) and the
-real bundled data as fixtures (crypto sample frames, daily stocks)."""
+"""Suite-wide settings (deterministic, single-threaded torch; no network; built-in plugins
+only) and the real bundled data as fixtures (crypto sample frames, daily stocks)."""
 
 import os
 from pathlib import Path
@@ -15,6 +15,11 @@ import mtl_bt.data.sample
 matplotlib.use("Agg", force=True)
 torch.set_num_threads(1)
 os.environ.setdefault("MTL_BT_CACHE_DIR", os.path.join(os.path.dirname(__file__), ".cache-unused"))
+# The suite sees mtl-bt's own plugins only, whatever else is installed in the environment
+# (in-process and in every CLI subprocess). Tests that install a plugin on purpose set
+# their own MTL_BT_LOAD_PLUGINS / MTL_BT_DISABLE_PLUGINS.
+os.environ["MTL_BT_LOAD_PLUGINS"] = "builtin"
+os.environ.pop("MTL_BT_DISABLE_PLUGINS", None)
 
 settings.register_profile(
     "mtl_bt",

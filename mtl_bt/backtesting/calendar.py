@@ -97,6 +97,13 @@ def periods_per_year(
         seconds = index_seconds(index)
         if calendar == "auto":
             calendar = "24/7" if has_weekend_bars(index) else "exchange"
+    return seconds_per_year(seconds, calendar)
+
+
+def seconds_per_year(seconds: float, calendar: Calendar) -> float:
+    """Bars per year of ``seconds``-long bars on a resolved calendar ("24/7" or "exchange")."""
+    if not seconds > 0:
+        raise ValueError(f"bar size must be > 0 seconds, got {seconds}")
     if calendar == "24/7":
         return 365.0 * _DAY / seconds
     if seconds < _DAY:
@@ -122,3 +129,63 @@ def bt_timeframe(seconds: float) -> tuple[int, int]:
     if s >= 60 and s % 60 == 0:
         return bt.TimeFrame.Minutes, s // 60
     return bt.TimeFrame.Seconds, max(1, s)
+
+
+#: seconds per unit of backtrader's TimeFrame (Ticks count as seconds)
+_BT_UNIT_SECONDS = {
+    "Ticks": 1.0,
+    "MicroSeconds": 1e-6,
+    "Seconds": 1.0,
+    "Minutes": 60.0,
+    "Days": _DAY,
+    "Weeks": 7 * _DAY,
+    "Months": 30 * _DAY,
+    "Years": 365 * _DAY,
+}
+
+
+def stated_seconds(data: object) -> float | None:
+    """Bar size a Backtrader feed states (timeframe x compression), or None.
+
+    Every feed reports Backtrader's default (Days, 1) whether or not the user set it, so
+    that pair states nothing: the bars' spacing decides. A resampler or an explicit
+    ``timeframe=``/``compression=`` states the size.
+    """
+    import backtrader as bt
+
+    tf = getattr(data, "_timeframe", None)
+    comp = int(getattr(data, "_compression", 1) or 1)
+    if tf is None or (tf == bt.TimeFrame.Days and comp == 1):
+        return None
+    name = bt.TimeFrame.getname(tf, 1)
+    unit = _BT_UNIT_SECONDS.get(str(name).rstrip("s") + "s") or _BT_UNIT_SECONDS.get(str(name))
+    return None if unit is None else unit * comp
+
+
+def feed_periods_per_year(
+    data: object, index: pd.DatetimeIndex, calendar: Calendar, symbol: str
+) -> float:
+    """Bars per year of one feed: its stated bar size, else its bars' spacing; the
+    calendar from ``calendar`` ("auto": weekend bars in ``index``). A feed whose size
+    cannot be told (fewer than 2 bars, no positive spacing) is a DataError naming it."""
+    from mtl_bt.errors import DataError
+
+    if calendar not in ("auto", "24/7", "exchange"):
+        raise ValueError(f"calendar must be 'auto', '24/7' or 'exchange', not {calendar!r}")
+    seconds = stated_seconds(data)
+    if seconds is None:
+        if len(index) < 2:
+            raise DataError(
+                f"feed {symbol!r}: {len(index)} bar(s), so its bar size cannot be told; "
+                "give the feed timeframe= and compression= or more bars"
+            )
+        try:
+            seconds = index_seconds(index)
+        except ValueError:
+            raise DataError(
+                f"feed {symbol!r}: all {len(index)} bars have the same time (zero spacing); "
+                "for intraday files give the feed timeframe= and compression="
+            ) from None
+    if calendar == "auto":
+        calendar = "24/7" if has_weekend_bars(index) else "exchange"
+    return seconds_per_year(seconds, calendar)

@@ -121,17 +121,6 @@ def frame_feed(frame: pd.DataFrame, name: str | None = None, **kwargs) -> FrameF
     return FrameFeed(dataname=frame, name=symbol, **kwargs)
 
 
-def feed_frame(data: bt.feed.DataBase) -> pd.DataFrame | None:
-    """The source frame behind a feed (FrameFeed, or PandasData's ``dataname``), if any."""
-    frame = getattr(data, "frame", None)
-    if isinstance(frame, pd.DataFrame):
-        return frame
-    dataname = getattr(data.p, "dataname", None)
-    if isinstance(dataname, pd.DataFrame):
-        return dataname
-    return None
-
-
 def check_prices(frame: pd.DataFrame, symbol: str) -> None:
     """Prices must be finite and > 0 (a zero price breaks sizing and returns): DataError naming
     the symbol, column and first bad bar."""

@@ -11,7 +11,9 @@ returns.csv, orders.csv and trades.csv atomically.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +80,8 @@ class BacktestResult:
 # -- inputs ---------------------------------------------------------------
 def find_checkpoints(path: str | os.PathLike[str]) -> list[Path]:
     """A checkpoint file, or every fold checkpoint of a train output dir (in fold order)."""
+    from mtl_bt.rundir import verify_checkpoints
+
     path = Path(path)
     if path.is_file():
         return [path]
@@ -85,9 +89,73 @@ def find_checkpoints(path: str | os.PathLike[str]) -> list[Path]:
         found = sorted((path / "checkpoints").glob("fold_*.pt")) or sorted(path.glob("fold_*.pt"))
         found = found or sorted(path.rglob("*.pt"))
         if found:
+            verify_checkpoints(path, found)  # manifest.json: only this run's files
+            check_fold_table(path, found)
             return found
         raise CheckpointError(f"{path} holds no checkpoints (expected checkpoints/fold_XXX.pt)")
     raise CheckpointError(f"model {path} not found (give a checkpoint file or a train output dir)")
+
+
+def _fold_table(folder: Path) -> tuple[Path, list[int]] | None:
+    """The run's fold numbers from folds.json (train) or data.json (run), if present."""
+    for name in ("folds.json", "data.json"):
+        table = folder / name
+        if table.exists():
+            try:
+                folds = json.loads(table.read_text(encoding="utf-8")).get("folds")
+                return table, [int(f["fold"]) for f in folds]
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"{table} is unreadable as a fold table ({type(exc).__name__}: {exc}); "
+                    "re-run training to rewrite it"
+                ) from None
+    return None
+
+
+def check_fold_table(folder: Path, checkpoints: list[Path]) -> None:
+    """Every fold of the run's fold table has exactly one ``fold_XXX.pt``, and no other."""
+    table = _fold_table(folder)
+    named = [p for p in checkpoints if re.fullmatch(r"fold_\d+\.pt", p.name)]
+    if table is None or not named:
+        return
+    source, folds = table
+    have = {int(p.stem.split("_")[1]): p for p in named}
+    missing = [k for k in folds if k not in have]
+    if missing:
+        raise CheckpointError(
+            f"{folder}: fold {missing[0]} of the run's fold table ({source.name}) has no "
+            f"checkpoint (expected fold_{missing[0]:03d}.pt); another fold would silently trade "
+            "its window. Re-run training"
+        )
+    extra = sorted(set(have) - set(folds))
+    if extra:
+        raise CheckpointError(
+            f"{have[extra[0]]} is not a fold of the run in {folder} ({source.name} lists folds "
+            f"{folds}): it was left by another run; delete it or re-run"
+        )
+
+
+def check_fold_set(predictors: Sequence[Any], names: Sequence[str]) -> None:
+    """Fold models must be distinct, contiguous folds: a duplicate or a hole is an error."""
+    numbers: dict[int, str] = {}
+    for predictor, name in zip(predictors, names, strict=True):
+        fold = (getattr(predictor, "fold", None) or {}).get("fold")
+        if fold is None:
+            continue
+        fold = int(fold)
+        if fold in numbers:
+            raise CheckpointError(
+                f"fold {fold} is given twice ({numbers[fold]} and {name}); pass each fold once"
+            )
+        numbers[fold] = name
+    if len(numbers) > 1:
+        holes = sorted(set(range(min(numbers), max(numbers) + 1)) - set(numbers))
+        if holes:
+            raise CheckpointError(
+                f"fold {holes[0]} is missing between fold {min(numbers)} and fold "
+                f"{max(numbers)}: the previous fold's model would trade its window. Pass every "
+                "fold (a train output folder) or a single one"
+            )
 
 
 def load_predictors(models: Any) -> list[Any]:
@@ -96,13 +164,18 @@ def load_predictors(models: Any) -> list[Any]:
 
     items = models if isinstance(models, list | tuple) else [models]
     out: list[Any] = []
+    names: list[str] = []
     for item in items:
         if isinstance(item, str | os.PathLike):
-            out.extend(Predictor.from_checkpoint(p) for p in find_checkpoints(item))
+            for p in find_checkpoints(item):
+                out.append(Predictor.from_checkpoint(p))
+                names.append(str(p))
         else:
             out.append(item)
+            names.append(f"model {len(names)}")
     if not out:
         raise UserError("no model given: pass a checkpoint or a train output directory")
+    check_fold_set(out, names)
     return out
 
 
@@ -274,6 +347,9 @@ def _build_result(
         index=times[sl],
     )
     metrics["rejected_orders"] = int((orders["status"] != "completed").sum())
+    caller = getattr(strat, "rule_caller", None)  # decisions whose weights broke a limit
+    if caller is not None:
+        metrics["signal_clipped"] = int(caller.clipped_decisions)
     metrics["final_value"] = float(value[-1]) if len(value) else cfg.cash
     per_asset: dict[str, dict[str, Any]] = {}
     positions = rec["positions"][sl]

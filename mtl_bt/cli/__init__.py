@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -43,13 +44,31 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="mtl-bt")
 def main() -> None:
     """Multi-task learning for Backtrader strategies."""
+    _plain_plugin_warnings()
+
+
+def _plain_plugin_warnings() -> None:
+    """Plugin warnings print as one line naming the plugin (no source line)."""
+    from mtl_bt.registry import PluginWarning
+
+    default = warnings.formatwarning
+    if getattr(default, "_mtl_bt", False):
+        return
+
+    def fmt(message, category, filename, lineno, line=None):
+        if isinstance(category, type) and issubclass(category, PluginWarning):
+            return f"Warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    fmt._mtl_bt = True  # type: ignore[attr-defined]
+    warnings.formatwarning = fmt
 
 
 def _add_commands() -> None:
-    from mtl_bt.cli import backtest_cmd, data_cmd, plugins_cmd, run_cmd, train_cmd
+    from mtl_bt.cli import backtest_cmd, check_cmd, data_cmd, plugins_cmd, run_cmd, train_cmd
 
     main.add_command(plugins_cmd.plugins)
-    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd):
+    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd, check_cmd):
         for command in module.commands:
             main.add_command(command)
 

@@ -287,12 +287,26 @@ class MTLModel(nn.Module):
         return None
 
     def output_layer(self, name: str) -> nn.Linear:
-        """The Linear layer whose output is task ``name``'s raw output."""
+        """The Linear layer whose output is task ``name``'s raw output.
+
+        Found as the last ``nn.Linear`` of ``self.heads[name]`` when the model keeps its
+        heads in a ``ModuleDict`` named ``heads``, else the last ``nn.Linear`` among
+        ``task_modules(name)`` (e.g. a tower's final layer). Override it when neither
+        holds; ``mtl_bt.testing.check_architecture`` checks the layer really produces
+        the output (the trainer starts each head's bias there).
+        """
         self._check_task(name)
         heads = getattr(self, "heads", None)
-        if not isinstance(heads, nn.ModuleDict) or name not in heads:
-            raise NotImplementedError(f"{type(self).__name__} does not expose its output layers")
-        layers = [m for m in heads[name].modules() if isinstance(m, nn.Linear)]
+        if isinstance(heads, nn.ModuleDict) and name in heads:
+            modules: list[nn.Module] = [heads[name]]
+        else:
+            modules = list(self.task_modules(name))
+        layers = [m for module in modules for m in module.modules() if isinstance(m, nn.Linear)]
+        if not layers:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not expose the output layer of {name!r}: no "
+                "nn.Linear in heads[name] or task_modules(name); override output_layer"
+            )
         return layers[-1]
 
     @torch.no_grad()

@@ -39,6 +39,7 @@ METRICS: list[tuple[str, str]] = [
     ("num_trades", "Trades"),
     ("exposure", "Exposure"),
     ("turnover", "Turnover"),
+    ("rejected_orders", "Rejected orders"),  # refused by the broker (orders.csv says why)
 ]
 
 STRATEGY = "MTL strategy"

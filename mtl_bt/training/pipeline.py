@@ -28,6 +28,7 @@ from mtl_bt.config import Config, TaskConfig, WeightingConfig, dumps
 from mtl_bt.errors import ConfigError, DataError
 from mtl_bt.predictor import scale_array
 from mtl_bt.training.dataset import Dataset, build_dataset
+from mtl_bt.training.guards import check_causal
 from mtl_bt.training.splits import Split, walk_forward_splits
 from mtl_bt.training.trainer import fit, make_batches, predict_raw
 
@@ -79,6 +80,10 @@ def build_components(config: Config) -> Components:
     factory = registry.get("weighting", config.weighting.name)
     names = [t.name for t in tasks]
     weighting = _plugin("weighting", "weighting", factory, names, **config.weighting.options)
+    try:  # named in the trainer's per-step guard
+        weighting.registry_name = config.weighting.name
+    except AttributeError:  # pragma: no cover - a weighting with __slots__
+        pass
     seq = config.model.sequence
     lookback = seq.lookback if seq.encoder != "none" else 1
     # a throw-away model checks the architecture and its options without data
@@ -289,6 +294,7 @@ def _train_walk_forward(
 ) -> TrainResult:
     t0 = time.perf_counter()
     comp = build_components(config)
+    check_causal(comp.feature_spec, comp.tasks, frames)  # third-party features and tasks
     ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
     splits = splits_for(config, ds)
     out = Path(out_dir) if out_dir is not None else None
@@ -386,6 +392,7 @@ def _train_walk_forward(
 def fold_numbers(config: Config, frames: Mapping[str, pd.DataFrame]) -> list[int]:
     """The fold numbers ``train_walk_forward`` would train (builds the dataset, trains nothing)."""
     comp = build_components(config)
+    check_causal(comp.feature_spec, comp.tasks, frames)  # third-party features and tasks
     ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
     return [split.fold for split in splits_for(config, ds)]
 

@@ -90,3 +90,44 @@ def precomputed_run(frames, predictors):
 def config_factory():
     """``tiny_config(**sections)`` for tests that train their own variant."""
     return tiny_config
+
+
+# -- bundled real bars: one 24/7 crypto asset (hourly) and one stock (daily) -------------
+REAL_SYMBOLS = ["AAPL", "BTC/USDT"]
+
+
+@pytest.fixture(scope="session")
+def real_frames(read_stock, crypto_frames):
+    """AAPL daily 2009-2013 (weekdays) and BTC/USDT hourly Jan-Feb 2024 (24/7), real bars."""
+    aapl = read_stock("AAPL")
+    btc = crypto_frames["BTC/USDT"].iloc[:900]
+    aapl = aapl[aapl.index >= "2009-06-01"]
+    return {"AAPL": aapl, "BTC/USDT": btc}
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory, read_stock):
+    """A single real model (every built-in feature, no asset embedding) trained on AAPL
+    2003-2009; it is used on AAPL after its train_end and on BTC/USDT (a single model
+    ignores its test_end), so both calendars trade."""
+    from mtl_bt.backtesting.runner import load_predictors
+    from mtl_bt.training.pipeline import train_walk_forward
+
+    cfg = config_mod.from_dict(
+        {
+            "data": {"source": "csv", "symbols": ["AAPL"], "timeframe": "1d"},
+            "tasks": [
+                {"name": "return", "horizons": [1]},
+                {"name": "direction", "horizons": [1]},
+                {"name": "volatility", "horizons": [1]},
+            ],
+            "model": {"hidden": [8], "dropout": 0.0},
+            "training": {"epochs": 2, "batch_size": 64, "seed": 0},
+            "walk_forward": {"train_bars": 1200, "test_bars": 200, "max_folds": 1},
+        }
+    )
+    aapl = read_stock("AAPL")
+    frame = aapl[(aapl.index >= "2003-01-01") & (aapl.index < "2009-06-01")]
+    out = tmp_path_factory.mktemp("train_real")
+    train_walk_forward(cfg, {"AAPL": frame}, out)
+    return load_predictors(out)

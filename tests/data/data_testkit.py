@@ -180,7 +180,9 @@ class BybitState:
 
     now: pd.Timestamp = NOW
     listing: pd.Timestamp = LISTING
-    #: per kline request, pop one action: "429", "10006", "503" or "ok"
+    #: per kline request, pop one action: "429", "10006", "503", "ok", or a bad page with
+    #: HTTP 200: "html" (an HTML body), "badjson" (cut-off JSON), "empty" (an empty list),
+    #: "dupe" (the middle bar twice with different volumes)
     script: list[str] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
@@ -387,6 +389,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"retCode":10001,"retMsg":"unknown path"}')
         elif query.get("symbol") not in state.symbols:
             body = {"retCode": 10001, "retMsg": "params error: Symbol Invalid", "result": {}}
+            self._send(200, json.dumps(body).encode())
+        elif action == "html" and url.path == "/v5/market/kline":
+            self._send(200, b"<html><body>Bad Gateway (cached)</body></html>", "text/html")
+        elif action == "badjson" and url.path == "/v5/market/kline":
+            self._send(200, json.dumps(_kline(state, query)).encode()[:40])
+        elif action == "empty" and url.path == "/v5/market/kline":
+            body = _kline(state, query)
+            body["result"]["list"] = []
+            self._send(200, json.dumps(body).encode())
+        elif action == "dupe" and url.path == "/v5/market/kline":
+            body = _kline(state, query)
+            rows = body["result"]["list"]
+            if rows:
+                twin = list(rows[len(rows) // 2])
+                twin[5] = f"{float(twin[5]) + 1:.3f}"  # same time, another volume
+                rows.insert(len(rows) // 2, twin)
             self._send(200, json.dumps(body).encode())
         elif state.replay is not None:
             self._send(200, json.dumps(state.replay).encode())

@@ -312,9 +312,12 @@ def test_ctrl_c_keeps_finished_artefacts_and_no_partial_files(tmp_path: Path) ->
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = out / "checkpoints" / "fold_000.pt"
     deadline = time.monotonic() + 120
-    # train_log.csv is rewritten after every finished fold: wait for fold 0, then interrupt
+    # train_log.csv is rewritten after every finished fold (in the run's staging folder until
+    # the run finishes): wait for fold 0, then interrupt
     while (
-        not (out / "train_log.csv").exists() and proc.poll() is None and time.monotonic() < deadline
+        not list(tmp_path.glob(".interrupted.staging-*/train_log.csv"))
+        and proc.poll() is None
+        and time.monotonic() < deadline
     ):
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be interrupted"
@@ -327,3 +330,6 @@ def test_ctrl_c_keeps_finished_artefacts_and_no_partial_files(tmp_path: Path) ->
     log = pd.read_csv(out / "train_log.csv")
     assert (log["fold"] == 0).sum() >= 1
     assert not (out / "metrics.json").exists() and not (out / "report.html").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is False and "KeyboardInterrupt" in manifest["stopped_by"]
+    assert not list(tmp_path.glob(".interrupted.*"))  # no staging folder or lock left

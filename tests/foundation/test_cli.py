@@ -15,7 +15,17 @@ def test_plugins_json_shape():
     entries = json.loads(result.output)
     assert entries
     for entry in entries:
-        assert set(entry) == {"kind", "name", "description", "plugin", "distribution", "version"}
+        assert set(entry) == {
+            "kind",
+            "name",
+            "description",
+            "plugin",
+            "distribution",
+            "version",
+            "source",
+            "status",
+        }
+        assert entry["status"] == "ok"
     assert {"kind": "weighting", "name": "equal"}.items() <= next(
         e for e in entries if e["name"] == "equal"
     ).items()

@@ -46,7 +46,7 @@ def installed_example(tmp_path_factory) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), env.get("PYTHONPATH")]))
     env.pop("MTL_BT_DISABLE_PLUGINS", None)
-    env.pop("MTL_BT_LOAD_PLUGINS", None)
+    env["MTL_BT_LOAD_PLUGINS"] = "builtin,example"  # the example, not whatever else is here
     return env
 
 

@@ -1,0 +1,91 @@
+"""The feature book: each asset's model inputs per bar, and the sizing volatility.
+
+``PreloadedBook`` holds, per asset, the causal feature matrix of the feed's
+whole preloaded frame (computed once, vectorised: row t uses bars <= t only, so
+this is not look-ahead; tests perturb the future and check the decisions before
+it do not change). Row ``i`` is the feed's bar ``i``.
+
+The streaming book (``mtl_bt.backtesting.streaming``) answers the same
+questions for feeds that are not preloaded, computing a row when its bar arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtl_bt.errors import DataError
+from mtl_bt.features import ops
+
+
+def complete_rows(x: np.ndarray, lookback: int) -> np.ndarray:
+    """Rows whose features (and, for sequence models, the ``lookback - 1`` rows before) are finite."""
+    ok = np.isfinite(x).all(axis=1)
+    if lookback > 1:
+        run = np.convolve(ok.astype(np.int64), np.ones(lookback, dtype=np.int64))[: len(ok)]
+        ok = run == lookback
+    return ok
+
+
+def realised_vol(close: np.ndarray, window: int) -> np.ndarray:
+    """Trailing std (ddof=1) of 1-bar log returns over bars <= t: the sizing fallback.
+
+    ``ops.rolling_std`` computes each window on its own, so the streaming path's
+    value over the last ``window + 1`` closes is the same number.
+    """
+    return ops.rolling_std(ops.diff(np.log(close)), int(window), ddof=1)
+
+
+class PreloadedBook:
+    """Features, completeness and realised vol of every bar of every preloaded asset."""
+
+    streaming = False
+
+    def __init__(
+        self,
+        predictor: Any,
+        frames: Sequence[pd.DataFrame],
+        symbols: Sequence[str],
+        lookback: int,
+        vol_window: int,
+    ) -> None:
+        self.lookback = lookback
+        self.feats: list[np.ndarray] = []
+        self.valid: list[np.ndarray] = []
+        self.rvol: list[np.ndarray] = []
+        for frame, symbol in zip(frames, symbols, strict=True):
+            x = np.ascontiguousarray(predictor.features(frame).to_numpy(np.float32))
+            ok = complete_rows(x, lookback)
+            if not ok.any():
+                raise DataError(
+                    f"{symbol}: {len(frame)} bars are not enough for the features' warm-up "
+                    f"(lookback {lookback}); no bar has complete features"
+                )
+            self.feats.append(x)
+            self.valid.append(ok)
+            self.rvol.append(realised_vol(frame["close"].to_numpy(np.float64), vol_window))
+
+    def advance(self, a: int, data: Any) -> int:
+        """Row of asset ``a``'s current bar (its position in the preloaded arrays)."""
+        return len(data) - 1
+
+    def ready(self, a: int, row: int) -> bool:
+        return bool(self.valid[a][row])
+
+    def inputs(self, a: int, row: int) -> np.ndarray:
+        """The model input of one bar: a feature row, or the last ``lookback`` rows."""
+        x = self.feats[a]
+        return x[row] if self.lookback == 1 else x[row - self.lookback + 1 : row + 1]
+
+    def vol(self, a: int, row: int) -> float:
+        return float(self.rvol[a][row])
+
+    def windows(self, a: int, rows: np.ndarray) -> np.ndarray:
+        """Model inputs of many rows at once (the vectorised pass)."""
+        x = self.feats[a]
+        if self.lookback == 1:
+            return x[rows]
+        return x[rows[:, None] + np.arange(1 - self.lookback, 1)[None, :]]

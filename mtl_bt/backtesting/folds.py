@@ -1,0 +1,80 @@
+"""Which walk-forward fold model may decide a bar (the fold schedule).
+
+A model is usable on bar t iff t > train_end and test_start <= t <= test_end
+(checkpoint metadata, inclusive ISO timestamps). A single model ignores its
+test_end, so it can run on data newer than its test window. Where windows
+overlap, the later-trained model wins. A bar outside every window is held flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: fold index of a bar no model may decide
+NO_FOLD = -1
+
+
+def utc_ts(value: Any) -> pd.Timestamp | None:
+    if value is None or value == "":
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def fold_window(predictor: Any, single: bool) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """(train_end, test_end) of a model's fold metadata; test_end is None for a single model."""
+    fold = dict(getattr(predictor, "fold", None) or {})
+    upper = None if single else utc_ts(fold.get("test_end"))
+    return utc_ts(fold.get("train_end")), upper
+
+
+def _num(ts: pd.Timestamp | None, default: float) -> float:
+    if ts is None:
+        return default
+    from mtl_bt.backtesting.feeds import bt_datenums
+
+    return float(bt_datenums(pd.DatetimeIndex([ts]))[0])
+
+
+class FoldSchedule:
+    """Per bar (a Backtrader date number): the index of the fold model allowed on it."""
+
+    def __init__(self, predictors: Sequence[Any]) -> None:
+        single = len(predictors) == 1
+        windows = []
+        for k, p in enumerate(predictors):
+            fold = dict(getattr(p, "fold", None) or {})
+            train_end, upper = fold_window(p, single)
+            start = utc_ts(fold.get("test_start"))
+            windows.append(
+                (
+                    k,
+                    _num(train_end, -np.inf),
+                    _num(start, -np.inf),
+                    _num(upper, np.inf),
+                )
+            )
+        # a later-trained model wins where windows overlap: apply in train_end order
+        self._windows = sorted(windows, key=lambda w: w[1])
+        #: train_end date number of each model (-inf when unknown)
+        self.train_end = np.array([w[1] for w in windows], dtype=np.float64)
+
+    def rows(self, datenums: np.ndarray) -> np.ndarray:
+        """Fold index of every bar (NO_FOLD where no model may decide it)."""
+        nums = np.asarray(datenums, dtype=np.float64)
+        out = np.full(len(nums), NO_FOLD, dtype=np.int64)
+        for k, train_end, start, upper in self._windows:
+            out[(nums > train_end) & (nums >= start) & (nums <= upper)] = k
+        return out
+
+    def at(self, datenum: float) -> int:
+        """Fold index of one bar (the streaming path's per-bar lookup)."""
+        fold = NO_FOLD
+        for k, train_end, start, upper in self._windows:
+            if train_end < datenum and start <= datenum <= upper:
+                fold = k
+        return fold

@@ -1,0 +1,46 @@
+"""The one function that holds every signal rule to the portfolio limits.
+
+Whatever a rule returns (built-in or plugin), the strategy passes it through
+``clip_weights`` before any order: non-finite weights become 0, shorts become 0
+unless allowed, each weight is capped at ``max_weight`` and the book is scaled
+down to ``max_gross_leverage``. ``violations`` says which limit a raw output broke
+(the strategy counts and warns; ``check_signal`` fails on it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: slack for float rounding when deciding a limit was broken
+EPS = 1e-9
+
+
+def violations(
+    weights: np.ndarray, max_weight: float, max_gross_leverage: float, allow_short: bool
+) -> list[str]:
+    """Names of the limits ``weights`` break (empty: within every limit)."""
+    w = np.asarray(weights, dtype=np.float64)
+    out = []
+    if not np.isfinite(w).all():
+        out.append("finiteness")
+    finite = np.where(np.isfinite(w), w, 0.0)
+    if not allow_short and (finite < -EPS).any():
+        out.append("allow_short=False")
+    if (np.abs(finite) > max_weight + EPS).any():
+        out.append(f"max_weight={max_weight}")
+    if float(np.abs(finite).sum()) > max_gross_leverage + EPS:
+        out.append(f"max_gross_leverage={max_gross_leverage}")
+    return out
+
+
+def clip_weights(
+    weights: np.ndarray, max_weight: float, max_gross_leverage: float, allow_short: bool
+) -> np.ndarray:
+    """Per-asset cap, no shorts unless allowed, then scale all down to the gross cap."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = np.where(np.isfinite(w), w, 0.0)
+    w = np.minimum(np.maximum(w, -max_weight if allow_short else 0.0), max_weight)
+    gross = float(np.abs(w).sum())
+    if gross > max_gross_leverage:
+        w = w * (max_gross_leverage / gross)
+    return w
