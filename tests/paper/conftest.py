@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
 
 from data_testkit import BybitServer, ExchangeClock  # noqa: E402
-from paper_testkit import PAIRS, make_state  # noqa: E402
+from paper_testkit import PAIRS, make_state, paper_config_dict  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +40,18 @@ def exchange(sample_frames):
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def paper_model(tmp_path_factory, crypto_frames):
+    """(config dict, checkpoint) of a real tiny model trained on the three sample pairs."""
+    from mtl_bt import config as config_mod
+    from mtl_bt.training.pipeline import train_walk_forward
+
+    data = paper_config_dict("http://unused")
+    cfg = config_mod.from_dict(data)
+    end = pd.Timestamp("2024-02-20", tz="UTC")
+    frames = {s: crypto_frames[s].loc[:end].iloc[-400:] for s in PAIRS}
+    out = tmp_path_factory.mktemp("paper_model")
+    result = train_walk_forward(cfg, frames, out)
+    return result.checkpoints[-1]

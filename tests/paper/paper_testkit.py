@@ -59,3 +59,47 @@ class Lockstep:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self.thread.join(timeout=5)
+
+
+def journal_has(db_path) -> Callable[[pd.Timestamp], bool]:
+    """``ready(newest)``: the journal at ``db_path`` has decided the bar ``newest``."""
+    import sqlite3
+
+    def ready(newest: pd.Timestamp) -> bool:
+        try:
+            con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
+        except sqlite3.OperationalError:
+            return False
+        try:
+            row = con.execute("SELECT MAX(datetime) FROM bars").fetchone()
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            con.close()
+        return row is not None and row[0] is not None and pd.Timestamp(row[0]) >= newest
+
+    return ready
+
+
+def paper_config_dict(url: str, **sections) -> dict:
+    data = {
+        "data": {
+            "source": "ccxt",
+            "symbols": list(PAIRS),
+            "timeframe": "1h",
+            "options": {"api_url": url, "backoff": 0.01, "max_backoff": 0.05, "retries": 3},
+        },
+        "features": {"names": ["log_return", "volatility", "rsi"]},
+        "tasks": [
+            {"name": "return", "horizons": [1]},
+            {"name": "direction", "horizons": [1]},
+            {"name": "volatility", "horizons": [1]},
+        ],
+        "model": {"hidden": [8], "dropout": 0.0},
+        "training": {"epochs": 1, "batch_size": 64, "seed": 0},
+        "walk_forward": {"train_bars": 300, "test_bars": 50, "max_folds": 1},
+        "backtest": {"rebalance": "bar", "signal": "sign"},
+        "paper": {"poll_seconds": 0.02, "warmup_bars": 60},
+    }
+    data.update(sections)
+    return data
