@@ -274,7 +274,10 @@ class PaperConfig(_Section):
         10.0, gt=0, le=86_400, description="seconds between polls of the exchange (--poll-seconds)"
     )
     warmup_bars: int | None = Field(
-        None, ge=1, le=100_000, description="history bars loaded at start (None: what the model needs)"
+        None,
+        ge=1,
+        le=100_000,
+        description="history bars loaded at start (None: what the model needs)",
     )
     timeout_seconds: float | None = Field(
         None,
@@ -282,7 +285,8 @@ class PaperConfig(_Section):
         description="how long past a bar's end a decision waits for a late asset (None: one poll)",
     )
     retrain_every: str | int | None = Field(
-        None, description='retrain in the background every duration ("7d") or bar count (None: never)'
+        None,
+        description='retrain in the background every duration ("7d") or bar count (None: never)',
     )
     train_bars: int = Field(2000, ge=10, description="trailing bars a retraining job trains on")
     max_model_age: str | None = Field(
