@@ -13,9 +13,7 @@ import click
     type=click.Path(),
     help="checkpoint file or train/run output dir (its newest fold model is used)",
 )
-@click.option(
-    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="state dir"
-)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="state dir")
 @click.option("--poll-seconds", type=float, default=None, help="seconds between polls")
 @click.option("--max-bars", type=click.IntRange(min=1), default=None, help="stop after N bars")
 @click.option("--until", default=None, help="stop at this time (ISO, UTC)")
