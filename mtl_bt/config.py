@@ -261,6 +261,16 @@ class BacktestConfig(_Section):
         0.01, ge=0, lt=1, description="no-trade band: skip same-side weight changes below this"
     )
 
+    @model_validator(mode="after")
+    def _reachable_leverage(self) -> BacktestConfig:
+        if not self.allow_short and self.max_gross_leverage > 1.0:
+            raise _rule(
+                f"backtest.max_gross_leverage = {self.max_gross_leverage} is unreachable with "
+                "allow_short = false: the broker lends no margin, so a long-only book's buys "
+                "are capped at its cash (0.99 x value); set it to 1.0 or allow shorts"
+            )
+        return self
+
 
 class ReportConfig(_Section):
     plots: bool = Field(True, description="draw the report plots (plots/*.png)")

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from mtl_bt.config import Config, dumps
-from mtl_bt.report.io import write_csv, write_json, write_text
+from mtl_bt.report.io import write_csv, write_json, write_parquet, write_text
 
 #: artefacts every finished run folder holds (report files only when enabled)
 RUN_ARTEFACTS = (
@@ -180,7 +180,14 @@ def run(
         train = trained
     seconds["train"] = time.perf_counter() - t
     say(f"trained {len(train.checkpoints)} fold model(s) in {seconds['train']:.1f}s")
-    write_csv(out / "oos_metrics.csv", oos_metrics(train.predictions))
+    from mtl_bt.metrics.volatility import add_baselines
+    from mtl_bt.tasks import build_tasks
+
+    predictions = add_baselines(train.predictions, frames, train.folds)
+    if predictions is not train.predictions:  # EWMA / HAR-RV forecasts on the same rows
+        write_parquet(out / "predictions.parquet", predictions)
+    tasks = {t.name: t for t in build_tasks(config.tasks)}
+    write_csv(out / "oos_metrics.csv", oos_metrics(predictions, tasks=tasks))
     write_json(
         out / "data.json",
         {

@@ -321,10 +321,9 @@ def _build_result(
     sl = slice(start, None)
     rets = value[sl] / prev[sl] - 1.0
     returns = pd.Series(rets, index=times[sl], name="portfolio_return")
-    traded = rec["traded"][sl] / prev[sl]
-    n = max(1, len(rets))
     exposure = float(np.mean(rec["gross"][sl] > 1e-12)) if len(rets) else None
-    turnover = float(traded.sum() / n * ppy) if len(rets) else None
+    turnover = perf.turnover(rec["traded"][sl], prev[sl], ppy)  # two-way
+    costs = rec["costs"][sl]
 
     trades = pd.DataFrame(rec["trades"], columns=TRADE_COLUMNS)
     for col in ("entry_time", "exit_time"):
@@ -345,7 +344,10 @@ def _build_result(
         exposure=exposure,
         turnover=turnover,
         index=times[sl],
+        gross=perf.gross_returns(rets, costs, prev[sl]),
+        costs_per_year=perf.cost_drag(costs, prev[sl], ppy),
     )
+    metrics["costs"] = float(costs.sum())
     metrics["rejected_orders"] = int((orders["status"] != "completed").sum())
     caller = getattr(strat, "rule_caller", None)  # decisions whose weights broke a limit
     if caller is not None:
@@ -362,9 +364,7 @@ def _build_result(
             risk_free=0.0,
             trade_pnl=pnl,
             exposure=float(np.mean(np.abs(positions[:, a]) > 0)) if len(c) else None,
-            turnover=float((rec["traded_asset"][sl, a] / prev[sl]).sum() / n * ppy)
-            if len(c)
-            else None,
+            turnover=perf.turnover(rec["traded_asset"][sl, a], prev[sl], ppy),
             index=times[sl],
         )
         m["contribution"] = float(c.sum())
@@ -419,14 +419,21 @@ def run_backtest(
 
     ``predictors_or_folds``: a Predictor, a checkpoint path, a train output dir,
     or a list of those (fold models, each traded only inside its test window).
-    ``baseline="buy_and_hold"`` runs the equal-weight baseline instead (models
-    ignored). Extra keyword arguments go to ``MTLStrategy`` (e.g. ``record=True``).
+    ``baseline="buy_and_hold"`` runs the equal-weight baseline instead, over the models'
+    out-of-sample bars only (from the earliest fold ``test_start`` on), the bars the
+    strategy trades; models without fold dates leave every bar. Extra keyword arguments go
+    to ``MTLStrategy`` (e.g. ``record=True``).
     """
     cfg = backtest_cfg or BacktestConfig()
     if baseline is not None:
         if baseline != "buy_and_hold":
             raise UserError(f"unknown baseline {baseline!r}; use 'buy_and_hold'")
-        return run_buy_and_hold(frames, cfg, progress=progress)
+        from mtl_bt.pipeline import clip_frames
+
+        start = None
+        if predictors_or_folds is not None:
+            start = oos_start(load_predictors(predictors_or_folds))
+        return run_buy_and_hold(clip_frames(frames, start), cfg, progress=progress)
     from mtl_bt import registry
     from mtl_bt.strategies.mtl import MTLStrategy
 
@@ -442,6 +449,19 @@ def run_backtest(
             "model's test window (after its train_end). Check the model's fold dates against the data"
         )
     return _build_result(frames, cfg, strat, rec, strat.first_decision, seconds, cfg.calendar)
+
+
+def oos_start(predictors: Sequence[Any]) -> pd.Timestamp | None:
+    """Earliest ``test_start`` of the models' folds (None when no model has fold dates)."""
+    starts = [
+        pd.Timestamp(fold["test_start"])
+        for p in predictors
+        if (fold := dict(getattr(p, "fold", None) or {})).get("test_start")
+    ]
+    if not starts:
+        return None
+    start = min(starts)
+    return start.tz_localize("UTC") if start.tz is None else start
 
 
 def run_buy_and_hold(

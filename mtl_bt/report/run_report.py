@@ -116,9 +116,12 @@ def write_run_report(
     )
     pred_path = run_dir / "predictions.parquet"
     predictions = pd.read_parquet(pred_path) if pred_path.exists() else None
-    fold_metrics = oos_metrics(predictions) if predictions is not None else None
-    if fold_metrics is not None and not fold_metrics.empty:
-        write_csv(run_dir / "oos_metrics.csv", fold_metrics)
+    if (run_dir / "oos_metrics.csv").exists():  # written by the run with its tasks + baselines
+        fold_metrics = pd.read_csv(run_dir / "oos_metrics.csv")
+    else:
+        fold_metrics = oos_metrics(predictions) if predictions is not None else None
+        if fold_metrics is not None and not fold_metrics.empty:
+            write_csv(run_dir / "oos_metrics.csv", fold_metrics)
 
     written: dict[str, Path] = {}
     doc = Document(title or f"mtl-bt run report: {run_dir.name}")
