@@ -20,3 +20,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A model file is corrupt or does not match the data/config."""
+
+
+class OutputError(UserError):
+    """An output or cache location is unusable, or another run owns it."""

@@ -50,6 +50,7 @@ from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
 from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
 from mtl_bt.backtesting.streaming import StreamingBook
 from mtl_bt.errors import CheckpointError, DataError, UserError
+from mtl_bt.signals.context import RuleCaller, sees_all_assets
 
 __all__ = ["MTLStrategy", "fold_window"]
 
@@ -112,6 +113,10 @@ class MTLStrategy(bt.Strategy):
         self.task_names: list[str] = list(first.task_names)
         self.lookback = max(1, int(getattr(first, "lookback", 1) or 1))
         self.rule = self._make_rule()
+        self.rule_caller = RuleCaller(
+            self.rule, str(p.signal) if isinstance(p.signal, str) else None
+        )
+        self._all_assets = sees_all_assets(self.rule)
         heads = self.rule.heads(self.task_names) if hasattr(self.rule, "heads") else {}
         self.used_tasks = [t for t in heads.values() if t] or list(self.task_names)
         self.hold = int(p.horizon or self._return_horizon(heads))
@@ -308,7 +313,8 @@ class MTLStrategy(bt.Strategy):
         due_a: list[int] = []
         due_r: list[int] = []
         for a, row in zip(new, rows, strict=True):
-            if book.ready(a, row) and (self.p.rebalance == "bar" or self._bars[a] >= self._due[a]):
+            due = self.p.rebalance == "bar" or self._all_assets or self._bars[a] >= self._due[a]
+            if book.ready(a, row) and due:
                 due_a.append(a)
                 due_r.append(row)
         if not due_a:
@@ -333,10 +339,28 @@ class MTLStrategy(bt.Strategy):
         if self.streaming:
             for a in due_a:
                 self.ppy[a] = book.periods_per_year(a, self.datas[a], self.p.calendar)
-        weights = self.rule.weights(
-            preds, periods_per_year=self.ppy[idx], realised_vol=rv, **self._cost
+        weights = self.rule_caller(
+            preds,
+            symbols=[self.symbols[a] for a in due_a],
+            current_weights=self._current_weights(due_a),
+            all_symbols=list(self.symbols),
+            all_current_weights=self._current_weights(range(len(self.datas))),
+            periods_per_year=self.ppy[idx],
+            realised_vol=rv,
+            **self._cost,
         )
         self._rebalance(due_a, np.asarray(weights, dtype=np.float64))
+
+    def _current_weights(self, assets) -> np.ndarray:
+        """Signed position value / portfolio value of each asset (the rule's context)."""
+        assets = list(assets)
+        value = self.broker.getvalue()
+        if not value > 0:
+            return np.zeros(len(assets))
+        return np.array(
+            [self.getposition(self.datas[a]).size * self.datas[a].close[0] / value for a in assets],
+            dtype=np.float64,
+        )
 
     def _predict(self, fold: int, assets: list[int], rows: list[int]) -> dict[str, np.ndarray]:
         if self.preds is not None:

@@ -8,7 +8,9 @@ records; ``mtl_bt.metrics.performance`` computes (pure numpy, tested against
 independent references).
 
 Recorded per bar (every strategy step): UTC date number, broker value, gross
-exposure, traded notional, and per asset the "asset equity" = cumulative cash
+exposure, traded notional (buys and sells: two-way), trading costs (commission plus
+slippage paid against the unslipped reference price: the open for market orders, the
+close for close orders), and per asset the "asset equity" = cumulative cash
 flow from trading the asset (fills and commission) + position x close. The
 per-bar change of an asset's equity divided by the previous portfolio value is
 its contribution to the portfolio return; contributions sum to the portfolio
@@ -31,6 +33,17 @@ _FINAL = {
     bt.Order.Rejected: "rejected",
     bt.Order.Expired: "expired",
 }
+
+
+def _reference_price(order: bt.Order) -> float:
+    """The fill price without slippage: the bar's open (market) or close (close order);
+    other order types (limit, stop) count no slippage."""
+    price = float(order.executed.price)
+    if order.exectype == bt.Order.Market:
+        return float(order.data.open[0])
+    if order.exectype == bt.Order.Close:
+        return float(order.data.close[0])
+    return price
 
 
 class _Trade:
@@ -59,7 +72,9 @@ class PortfolioAnalyzer(bt.Analyzer):
         self.cashflow = np.zeros(n)
         self.start_value = self.strategy.broker.getvalue()
         self._traded = 0.0
+        self._costs = 0.0
         self._traded_asset = np.zeros(n)
+        self.costs: list[float] = []
         self.dt: list[float] = []
         self.value: list[float] = []
         self.equity: list[np.ndarray] = []
@@ -92,6 +107,7 @@ class PortfolioAnalyzer(bt.Analyzer):
                 self.pos[a] = 0.0
             self.cashflow[a] -= size * price + comm
             self._traded += abs(size * price)
+            self._costs += comm + abs(size) * abs(price - _reference_price(order))
             self._traded_asset[a] += abs(size * price)
             self._fill(a, size, price, comm, dt)
         else:
@@ -164,6 +180,8 @@ class PortfolioAnalyzer(bt.Analyzer):
         self.equity.append(self.cashflow + held)
         self.positions.append(held)
         self.traded.append(self._traded)
+        self.costs.append(self._costs)
+        self._costs = 0.0
         self.traded_asset.append(self._traded_asset.copy())
         self.gross.append(float(np.abs(held).sum()) / value if value > 0 else np.nan)
         self._traded = 0.0
@@ -179,6 +197,7 @@ class PortfolioAnalyzer(bt.Analyzer):
             "equity": np.asarray(self.equity).reshape(-1, n),
             "positions": np.asarray(self.positions).reshape(-1, n),
             "traded": np.asarray(self.traded),
+            "costs": np.asarray(self.costs),
             "traded_asset": np.asarray(self.traded_asset).reshape(-1, n),
             "gross": np.asarray(self.gross),
             "orders": list(self.orders),

@@ -3,12 +3,15 @@
 Annualising hourly 24/7 crypto with 252 (a pitfall of the reference chapter)
 understates its volatility by sqrt(8760/1638); here the calendar decides:
 - ``"24/7"``: 365 days a year, 24 hours a day (crypto).
-- ``"exchange"``: 252 sessions a year of 6.5 hours (US stocks); 52 weeks, 12 months.
+- ``"exchange"``: 252 sessions a year; intraday bars count the bars of a session
+  (the median number of bars per UTC day of the data, e.g. 7 hourly bars 09:30-15:30 in a
+  6.5-hour US session; from a bare timeframe string ceil(6.5 h / bar)); 52 weeks, 12 months.
 - ``"auto"``: 24/7 when the data has any Saturday or Sunday bar, else exchange.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -74,11 +77,21 @@ def has_weekend_bars(index: pd.DatetimeIndex) -> bool:
     return bool((idx.day_of_week >= 5).any())
 
 
+def bars_per_session(index: pd.DatetimeIndex) -> int:
+    """Median number of bars per UTC calendar day of an intraday exchange index: a 6.5-hour
+    session has 7 hourly bars (09:30 ... 15:30), not 6.5."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC")
+    counts = pd.Series(1, index=idx).groupby(idx.normalize()).size()
+    return max(1, int(round(float(counts.median()))))
+
+
 def periods_per_year(
     index_or_timeframe: pd.DatetimeIndex | str, calendar: Calendar = "auto"
 ) -> float:
     """Bars per year for the bar size and calendar: 252 daily stocks, 365 daily crypto,
-    8760 hourly crypto, 1638 hourly stocks (252 * 6.5), 52 weekly, 12 monthly.
+    8760 hourly crypto, 1764 hourly stocks (252 sessions x 7 bars), 52 weekly, 12 monthly.
 
     ``calendar="auto"`` needs an index (it looks for weekend bars); with a bare
     timeframe string pass "24/7" or "exchange".
@@ -92,22 +105,30 @@ def periods_per_year(
                 "calendar='auto' needs the bars' index to look for weekend bars; "
                 "pass calendar='24/7' or 'exchange' with a timeframe string"
             )
+        per_session = math.ceil(6.5 * 3600.0 / seconds - 1e-9)
     else:
         index = pd.DatetimeIndex(index_or_timeframe)
         seconds = index_seconds(index)
         if calendar == "auto":
             calendar = "24/7" if has_weekend_bars(index) else "exchange"
-    return seconds_per_year(seconds, calendar)
+        per_session = bars_per_session(index) if seconds < _DAY else 1
+    return seconds_per_year(seconds, calendar, per_session)
 
 
-def seconds_per_year(seconds: float, calendar: Calendar) -> float:
-    """Bars per year of ``seconds``-long bars on a resolved calendar ("24/7" or "exchange")."""
+def seconds_per_year(seconds: float, calendar: Calendar, per_session: int | None = None) -> float:
+    """Bars per year of ``seconds``-long bars on a resolved calendar ("24/7" or "exchange").
+
+    ``per_session`` is the number of intraday bars in one exchange session (counted from the
+    bars when known); without it a 6.5-hour session is assumed (7 hourly bars).
+    """
     if not seconds > 0:
         raise ValueError(f"bar size must be > 0 seconds, got {seconds}")
+    if per_session is None:
+        per_session = math.ceil(6.5 * 3600.0 / seconds - 1e-9)
     if calendar == "24/7":
         return 365.0 * _DAY / seconds
     if seconds < _DAY:
-        return 252.0 * 6.5 * 3600.0 / seconds
+        return 252.0 * per_session
     if seconds < 7 * _DAY:
         return 252.0 * _DAY / seconds
     if seconds < 28 * _DAY:
@@ -188,4 +209,5 @@ def feed_periods_per_year(
             ) from None
     if calendar == "auto":
         calendar = "24/7" if has_weekend_bars(index) else "exchange"
-    return seconds_per_year(seconds, calendar)
+    per_session = bars_per_session(index) if seconds < _DAY and len(index) > 1 else None
+    return seconds_per_year(seconds, calendar, per_session)

@@ -11,7 +11,9 @@ returns.csv, orders.csv and trades.csv atomically.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +80,8 @@ class BacktestResult:
 # -- inputs ---------------------------------------------------------------
 def find_checkpoints(path: str | os.PathLike[str]) -> list[Path]:
     """A checkpoint file, or every fold checkpoint of a train output dir (in fold order)."""
+    from mtl_bt.rundir import verify_checkpoints
+
     path = Path(path)
     if path.is_file():
         return [path]
@@ -85,9 +89,73 @@ def find_checkpoints(path: str | os.PathLike[str]) -> list[Path]:
         found = sorted((path / "checkpoints").glob("fold_*.pt")) or sorted(path.glob("fold_*.pt"))
         found = found or sorted(path.rglob("*.pt"))
         if found:
+            verify_checkpoints(path, found)  # manifest.json: only this run's files
+            check_fold_table(path, found)
             return found
         raise CheckpointError(f"{path} holds no checkpoints (expected checkpoints/fold_XXX.pt)")
     raise CheckpointError(f"model {path} not found (give a checkpoint file or a train output dir)")
+
+
+def _fold_table(folder: Path) -> tuple[Path, list[int]] | None:
+    """The run's fold numbers from folds.json (train) or data.json (run), if present."""
+    for name in ("folds.json", "data.json"):
+        table = folder / name
+        if table.exists():
+            try:
+                folds = json.loads(table.read_text(encoding="utf-8")).get("folds")
+                return table, [int(f["fold"]) for f in folds]
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"{table} is unreadable as a fold table ({type(exc).__name__}: {exc}); "
+                    "re-run training to rewrite it"
+                ) from None
+    return None
+
+
+def check_fold_table(folder: Path, checkpoints: list[Path]) -> None:
+    """Every fold of the run's fold table has exactly one ``fold_XXX.pt``, and no other."""
+    table = _fold_table(folder)
+    named = [p for p in checkpoints if re.fullmatch(r"fold_\d+\.pt", p.name)]
+    if table is None or not named:
+        return
+    source, folds = table
+    have = {int(p.stem.split("_")[1]): p for p in named}
+    missing = [k for k in folds if k not in have]
+    if missing:
+        raise CheckpointError(
+            f"{folder}: fold {missing[0]} of the run's fold table ({source.name}) has no "
+            f"checkpoint (expected fold_{missing[0]:03d}.pt); another fold would silently trade "
+            "its window. Re-run training"
+        )
+    extra = sorted(set(have) - set(folds))
+    if extra:
+        raise CheckpointError(
+            f"{have[extra[0]]} is not a fold of the run in {folder} ({source.name} lists folds "
+            f"{folds}): it was left by another run; delete it or re-run"
+        )
+
+
+def check_fold_set(predictors: Sequence[Any], names: Sequence[str]) -> None:
+    """Fold models must be distinct, contiguous folds: a duplicate or a hole is an error."""
+    numbers: dict[int, str] = {}
+    for predictor, name in zip(predictors, names, strict=True):
+        fold = (getattr(predictor, "fold", None) or {}).get("fold")
+        if fold is None:
+            continue
+        fold = int(fold)
+        if fold in numbers:
+            raise CheckpointError(
+                f"fold {fold} is given twice ({numbers[fold]} and {name}); pass each fold once"
+            )
+        numbers[fold] = name
+    if len(numbers) > 1:
+        holes = sorted(set(range(min(numbers), max(numbers) + 1)) - set(numbers))
+        if holes:
+            raise CheckpointError(
+                f"fold {holes[0]} is missing between fold {min(numbers)} and fold "
+                f"{max(numbers)}: the previous fold's model would trade its window. Pass every "
+                "fold (a train output folder) or a single one"
+            )
 
 
 def load_predictors(models: Any) -> list[Any]:
@@ -96,13 +164,18 @@ def load_predictors(models: Any) -> list[Any]:
 
     items = models if isinstance(models, list | tuple) else [models]
     out: list[Any] = []
+    names: list[str] = []
     for item in items:
         if isinstance(item, str | os.PathLike):
-            out.extend(Predictor.from_checkpoint(p) for p in find_checkpoints(item))
+            for p in find_checkpoints(item):
+                out.append(Predictor.from_checkpoint(p))
+                names.append(str(p))
         else:
             out.append(item)
+            names.append(f"model {len(names)}")
     if not out:
         raise UserError("no model given: pass a checkpoint or a train output directory")
+    check_fold_set(out, names)
     return out
 
 
@@ -248,10 +321,9 @@ def _build_result(
     sl = slice(start, None)
     rets = value[sl] / prev[sl] - 1.0
     returns = pd.Series(rets, index=times[sl], name="portfolio_return")
-    traded = rec["traded"][sl] / prev[sl]
-    n = max(1, len(rets))
     exposure = float(np.mean(rec["gross"][sl] > 1e-12)) if len(rets) else None
-    turnover = float(traded.sum() / n * ppy) if len(rets) else None
+    turnover = perf.turnover(rec["traded"][sl], prev[sl], ppy)  # two-way
+    costs = rec["costs"][sl]
 
     trades = pd.DataFrame(rec["trades"], columns=TRADE_COLUMNS)
     for col in ("entry_time", "exit_time"):
@@ -272,8 +344,14 @@ def _build_result(
         exposure=exposure,
         turnover=turnover,
         index=times[sl],
+        gross=perf.gross_returns(rets, costs, prev[sl]),
+        costs_per_year=perf.cost_drag(costs, prev[sl], ppy),
     )
+    metrics["costs"] = float(costs.sum())
     metrics["rejected_orders"] = int((orders["status"] != "completed").sum())
+    caller = getattr(strat, "rule_caller", None)  # decisions whose weights broke a limit
+    if caller is not None:
+        metrics["signal_clipped"] = int(caller.clipped_decisions)
     metrics["final_value"] = float(value[-1]) if len(value) else cfg.cash
     per_asset: dict[str, dict[str, Any]] = {}
     positions = rec["positions"][sl]
@@ -286,9 +364,7 @@ def _build_result(
             risk_free=0.0,
             trade_pnl=pnl,
             exposure=float(np.mean(np.abs(positions[:, a]) > 0)) if len(c) else None,
-            turnover=float((rec["traded_asset"][sl, a] / prev[sl]).sum() / n * ppy)
-            if len(c)
-            else None,
+            turnover=perf.turnover(rec["traded_asset"][sl, a], prev[sl], ppy),
             index=times[sl],
         )
         m["contribution"] = float(c.sum())
@@ -311,6 +387,42 @@ def _build_result(
 
 def _num2ts(num: float) -> pd.Timestamp:
     return pd.Timestamp(bt.num2date(num)).tz_localize("UTC").round("us")
+
+
+def build_signal(cfg: BacktestConfig) -> Any:
+    """The signal rule ``cfg`` names, built with its options: an unknown option is a
+    ``ConfigError`` naming ``backtest.signal_options.<key>`` (and the closest option)."""
+    import difflib
+    import inspect
+
+    from mtl_bt import registry
+    from mtl_bt.errors import ConfigError
+
+    factory = registry.get("signal", cfg.signal)
+    try:
+        return factory(**cfg.signal_options)
+    except TypeError as exc:
+        if "argument" not in str(exc):
+            raise
+        try:
+            known = [
+                p.name
+                for p in inspect.signature(factory).parameters.values()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        except (TypeError, ValueError):
+            known = []
+        unknown = [k for k in cfg.signal_options if known and k not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"backtest.signal_options.{unknown[0]}: signal {cfg.signal!r} has no option "
+                f"{unknown[0]!r}{hint} Its options: {', '.join(known)}"
+            ) from None
+        raise ConfigError(
+            f"backtest.signal_options rejected by the signal {cfg.signal!r}: {exc}"
+        ) from None
 
 
 def strategy_params(cfg: BacktestConfig, predictors: Any, rule: Any) -> dict[str, Any]:
@@ -343,20 +455,26 @@ def run_backtest(
 
     ``predictors_or_folds``: a Predictor, a checkpoint path, a train output dir,
     or a list of those (fold models, each traded only inside its test window).
-    ``baseline="buy_and_hold"`` runs the equal-weight baseline instead (models
-    ignored). Extra keyword arguments go to ``MTLStrategy`` (e.g. ``record=True``).
+    ``baseline="buy_and_hold"`` runs the equal-weight baseline instead, over the models'
+    out-of-sample bars only (from the earliest fold ``test_start`` on), the bars the
+    strategy trades; models without fold dates leave every bar. Extra keyword arguments go
+    to ``MTLStrategy`` (e.g. ``record=True``).
     """
     cfg = backtest_cfg or BacktestConfig()
     if baseline is not None:
         if baseline != "buy_and_hold":
             raise UserError(f"unknown baseline {baseline!r}; use 'buy_and_hold'")
-        return run_buy_and_hold(frames, cfg, progress=progress)
-    from mtl_bt import registry
+        from mtl_bt.pipeline import clip_frames
+
+        start = None
+        if predictors_or_folds is not None:
+            start = oos_start(load_predictors(predictors_or_folds))
+        return run_buy_and_hold(clip_frames(frames, start), cfg, progress=progress)
     from mtl_bt.strategies.mtl import MTLStrategy
 
     predictors = load_predictors(predictors_or_folds)
     check_frames(frames)
-    rule = registry.create("signal", cfg.signal, **cfg.signal_options)
+    rule = build_signal(cfg)
     check_models(predictors, frames, rule)
     kwargs = strategy_params(cfg, predictors, rule) | strategy_kwargs
     strat, rec, seconds = _run(frames, cfg, MTLStrategy, kwargs, progress)
@@ -366,6 +484,19 @@ def run_backtest(
             "model's test window (after its train_end). Check the model's fold dates against the data"
         )
     return _build_result(frames, cfg, strat, rec, strat.first_decision, seconds, cfg.calendar)
+
+
+def oos_start(predictors: Sequence[Any]) -> pd.Timestamp | None:
+    """Earliest ``test_start`` of the models' folds (None when no model has fold dates)."""
+    starts = [
+        pd.Timestamp(fold["test_start"])
+        for p in predictors
+        if (fold := dict(getattr(p, "fold", None) or {})).get("test_start")
+    ]
+    if not starts:
+        return None
+    start = min(starts)
+    return start.tz_localize("UTC") if start.tz is None else start
 
 
 def run_buy_and_hold(

@@ -51,22 +51,32 @@ def _plain_plugin_warnings() -> None:
     """Plugin warnings print as one line naming the plugin (no source line)."""
     from mtl_bt.registry import PluginWarning
 
-    default = warnings.showwarning
+    default = warnings.formatwarning
+    if getattr(default, "_mtl_bt", False):
+        return
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def fmt(message, category, filename, lineno, line=None):
         if isinstance(category, type) and issubclass(category, PluginWarning):
-            click.echo(f"Warning: {message}", err=True)
-            return
-        default(message, category, filename, lineno, file, line)
+            return f"Warning: {message}\n"
+        return default(message, category, filename, lineno, line)
 
-    warnings.showwarning = show
+    fmt._mtl_bt = True  # type: ignore[attr-defined]
+    warnings.formatwarning = fmt
 
 
 def _add_commands() -> None:
-    from mtl_bt.cli import backtest_cmd, data_cmd, plugins_cmd, run_cmd, train_cmd
+    from mtl_bt.cli import (
+        backtest_cmd,
+        check_cmd,
+        data_cmd,
+        paper_cmd,
+        plugins_cmd,
+        run_cmd,
+        train_cmd,
+    )
 
     main.add_command(plugins_cmd.plugins)
-    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd):
+    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd, check_cmd, paper_cmd):
         for command in module.commands:
             main.add_command(command)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -82,28 +83,42 @@ def check_config_matches(cfg, predictors) -> None:
     "--baseline", type=click.Choice(["buy_and_hold"]), default=None, help="run a baseline"
 )
 @click.option("--quiet", is_flag=True, help="no progress bar or summary")
-def backtest(config_path, models, data_files, out_dir, overrides, baseline, quiet) -> None:
+@click.option(
+    "--force", is_flag=True, help="replace --out even if it holds files that are not an mtl-bt run"
+)
+def backtest(config_path, models, data_files, out_dir, overrides, baseline, quiet, force) -> None:
     """Backtest trained models on the configured data; write metrics.json, returns.csv,
     orders.csv and trades.csv to --out."""
     from mtl_bt import config as config_mod
-    from mtl_bt.backtesting.runner import load_predictors, run_backtest, write_outputs
+    from mtl_bt import rundir
+    from mtl_bt.backtesting.runner import (
+        build_signal,
+        load_predictors,
+        run_backtest,
+        write_outputs,
+    )
+    from mtl_bt.cli.run_cmd import rejected_line
     from mtl_bt.data import load_frames, read_frame
 
     cfg = config_mod.load(config_path, list(overrides))
     symbols = list(cfg.data.symbols)
     swapped = swap_data(symbols, data_files)
-    predictors = load_predictors(list(models))
-    check_config_matches(cfg, predictors)
-    frames = {}
-    rest = [s for s in symbols if s not in swapped]
-    if rest:
-        loaded = load_frames(cfg.data.model_copy(update={"symbols": rest}), progress=not quiet)
-        frames.update(loaded)
-    for symbol, path in swapped.items():
-        frames[symbol] = read_frame(path, symbol=symbol, timeframe=cfg.data.timeframe)
-    frames = {s: frames[s] for s in symbols}
-    result = run_backtest(frames, predictors, cfg.backtest, baseline=baseline, progress=not quiet)
-    paths = write_outputs(result, out_dir)
+    bar = not quiet and sys.stderr.isatty()  # no progress bar into a log file
+    if baseline is None:
+        build_signal(cfg.backtest)  # a signal option typo fails before any data is loaded
+    with rundir.owned(out_dir, kind="backtest", config=cfg, force=force) as staging:
+        predictors = load_predictors(list(models))
+        check_config_matches(cfg, predictors)
+        frames = {}
+        rest = [s for s in symbols if s not in swapped]
+        if rest:
+            loaded = load_frames(cfg.data.model_copy(update={"symbols": rest}), progress=bar)
+            frames.update(loaded)
+        for symbol, path in swapped.items():
+            frames[symbol] = read_frame(path, symbol=symbol, timeframe=cfg.data.timeframe)
+        frames = {s: frames[s] for s in symbols}
+        result = run_backtest(frames, predictors, cfg.backtest, baseline=baseline, progress=bar)
+        write_outputs(result, staging)
     if not quiet:
         m = result.metrics
 
@@ -113,8 +128,14 @@ def backtest(config_path, models, data_files, out_dir, overrides, baseline, quie
         click.echo(
             f"{len(result.returns)} bars, {m['num_trades']} trades: sharpe {fmt(m['sharpe'])}, "
             f"sortino {fmt(m['sortino'])}, max drawdown {fmt(m['max_drawdown'])}, "
-            f"cagr {fmt(m['cagr'])}; wrote {Path(paths['metrics']).parent}"
+            f"cagr {fmt(m['cagr'])}; wrote {out_dir}"
         )
+    label = "buy & hold" if baseline else "the MTL strategy"
+    click.echo(
+        rejected_line(label, {"portfolio": result.metrics}, Path(out_dir) / "orders.csv"),
+        err=True,
+        nl=False,
+    )
 
 
 commands: list[click.Command] = [backtest]

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from mtl_bt.errors import ConfigError
+from mtl_bt.safety import NO_GUARDS_HELP, disable_guards
 
 SHIPPED = {"crypto": "crypto_demo.toml", "stocks": "stocks_demo.toml"}
 
@@ -55,17 +56,44 @@ def metrics_text(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> st
     return "\n".join(lines)
 
 
+def rejected_line(label: str, metrics: dict[str, Any] | None, orders: Path) -> str:
+    """A warning line when the broker refused orders ('' when none): never only a count in
+    metrics.json."""
+    n = int(((metrics or {}).get("portfolio") or {}).get("rejected_orders") or 0)
+    if not n:
+        return ""
+    return (
+        f"warning: the broker refused {n} order(s) of {label} (not enough cash, or rejected); "
+        f"each is in {orders} with its status\n"
+    )
+
+
 def _command_line() -> str:
     return "mtl-bt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _run(config: Any, out: str, quiet: bool, no_cache: bool, title: str | None = None) -> None:
-    from mtl_bt import pipeline
+FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="replace --out even if it holds files that are not an mtl-bt run",
+)
+
+
+def _run(config: Any, out: str, quiet: bool, no_cache: bool, force: bool = False) -> None:
+    from mtl_bt import pipeline, rundir
 
     say = _say(quiet)
     t0 = time.perf_counter()
-    result = pipeline.run(config, out, no_cache=no_cache, progress=not quiet, log=say)
+    with rundir.owned(out, kind="run", config=config, force=force) as staging:
+        result = pipeline.run(
+            config, staging, no_cache=no_cache, progress=not quiet, log=say, name=Path(out).name
+        )
     click.echo(metrics_text(result.metrics, result.buy_and_hold))
+    for label, doc, where in (
+        ("the MTL strategy", result.metrics, "orders.csv"),
+        ("buy & hold", result.buy_and_hold, "baselines/buy_and_hold/orders.csv"),
+    ):
+        click.echo(rejected_line(label, doc, Path(out) / where), err=True, nl=False)
     out_path = Path(out)
     report = out_path / ("report.html" if config.report.html else "report.md")
     click.echo(f"\nReport: {report}  ({time.perf_counter() - t0:.0f}s; artefacts in {out_path}/)")
@@ -83,12 +111,25 @@ def _run(config: Any, out: str, quiet: bool, no_cache: bool, title: str | None =
 )
 @click.option("--quiet", is_flag=True, help="no progress bars or messages")
 @click.option("--no-cache", is_flag=True, help="fetch data again, ignoring the on-disk cache")
-def run(config: str, out: str, overrides: tuple[str, ...], quiet: bool, no_cache: bool) -> None:
+@FORCE
+@click.option("--no-guards", is_flag=True, help=NO_GUARDS_HELP)
+def run(
+    config: str,
+    out: str,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    no_cache: bool,
+    force: bool,
+    no_guards: bool,
+) -> None:
     """Data -> walk-forward training -> out-of-sample backtest -> report, all into OUT.
 
-    CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config).
+    CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config). One run owns OUT
+    at a time; a finished run replaces OUT's previous contents as a whole.
     """
-    _run(_load(config, overrides), out, quiet, no_cache)
+    if no_guards:
+        disable_guards()
+    _run(_load(config, overrides), out, quiet, no_cache, force)
 
 
 @click.command()
@@ -144,25 +185,31 @@ def compare(
     CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config). Re-running with
     the same OUT skips the jobs that already finished.
     """
+    from mtl_bt import rundir
     from mtl_bt.compare.runner import compare as run_compare
     from mtl_bt.compare.variants import split_names
 
     cfg = _load(config, overrides)
     say = _say(quiet)
-    result = run_compare(
-        cfg,
-        out,
-        architectures=split_names(architectures),
-        weightings=split_names(weightings),
-        seeds=seeds,
-        workers=workers,
-        executor=executor,
-        address=address,
-        no_cache=no_cache,
-        progress=not quiet,
-        command=_command_line(),
-        log=say,
-    )
+    with rundir.locked(out):  # resumable: one compare at a time, finished jobs are kept
+        result = run_compare(
+            cfg,
+            out,
+            architectures=split_names(architectures),
+            weightings=split_names(weightings),
+            seeds=seeds,
+            workers=workers,
+            executor=executor,
+            address=address,
+            no_cache=no_cache,
+            progress=not quiet,
+            command=_command_line(),
+            log=say,
+        )
+    _print_comparison(result, out)
+
+
+def _print_comparison(result, out) -> None:
     from mtl_bt.compare.table import performance_view, significance_view
     from mtl_bt.report.document import table_markdown
 
@@ -207,12 +254,15 @@ def compare(
     help="override a config key (repeatable)",
 )
 @click.option("--quiet", is_flag=True, help="no progress bars or messages")
-def demo(out: str | None, config: str, overrides: tuple[str, ...], quiet: bool) -> None:
+@FORCE
+def demo(
+    out: str | None, config: str, overrides: tuple[str, ...], quiet: bool, force: bool
+) -> None:
     """Run the bundled demo end to end and print its metrics (under a minute on 2 cores)."""
     cfg = _load(config, overrides)
     label = config if config in SHIPPED else Path(config).stem
     out = out or os.path.join("runs", f"demo_{label}")
-    _run(cfg, out, quiet, no_cache=False)
+    _run(cfg, out, quiet, no_cache=False, force=force)
 
 
 commands: list[click.Command] = [run, compare, demo]

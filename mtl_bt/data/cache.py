@@ -1,9 +1,10 @@
 """On-disk Parquet cache of fetched bars, keyed by (source, exchange, symbol, timeframe).
 
-Each file stores the bars plus the time range that was fetched completely
-(``start`` .. ``end``, end exclusive) in the Parquet schema metadata, so a
-later request fetches only what lies outside that range - real gaps inside
-it (exchange outages) are not refetched forever. Writes are atomic; a file
+Each file stores the bars plus the time range the source *verified* (answered
+whole: ``start`` .. ``end``, end exclusive) in the Parquet schema metadata, so a
+later request fetches only what lies outside that range - real gaps inside it
+(exchange outages) are not refetched forever, and anything a source could not
+vouch for (a trailing empty page) is topped up next time. Writes are atomic; a file
 that cannot be read or fails validation is reported, deleted and refetched.
 """
 
@@ -31,7 +32,8 @@ ENV_VAR = "MTL_BT_CACHE_DIR"
 #: sub-folder of the cache dir that mtl-bt owns (clear-cache deletes only this)
 BARS_DIR = "bars"
 _META_KEY = b"mtl_bt_cache"
-_VERSION = 1
+#: 2: the range is what the source *verified* (version 1 files may hold a gap; refetched)
+_VERSION = 2
 
 
 def cache_dir(option: str | os.PathLike[str] | None = None) -> Path:
@@ -96,6 +98,9 @@ class Cache:
         try:
             table = pq.read_table(path)
             meta = json.loads((table.schema.metadata or {})[_META_KEY])
+            if isinstance(meta.get("version"), int) and meta["version"] < _VERSION:
+                path.unlink(missing_ok=True)  # an older layout: fetched again, not "corrupt"
+                return None
             if meta.get("version") != _VERSION or meta.get("symbol") != key.symbol:
                 raise DataError(f"metadata does not match {key}")
             frame = table.to_pandas()
@@ -130,7 +135,9 @@ class Cache:
             "start": pd.Timestamp(start).isoformat(),
             "end": pd.Timestamp(end).isoformat(),
         }
-        table = pa.Table.from_pandas(frame.loc[:, list(COLUMNS)], preserve_index=True)
+        data = frame.loc[:, list(COLUMNS)]
+        data.attrs = {}  # the range lives in our own metadata key
+        table = pa.Table.from_pandas(data, preserve_index=True)
         table = table.replace_schema_metadata(
             {**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()}
         )
@@ -140,9 +147,19 @@ class Cache:
         base = self.root / BARS_DIR
         return sorted(base.rglob("*.parquet")) if base.exists() else []
 
-    def clear(self) -> tuple[int, int]:
-        """Delete every cached bar file (only mtl-bt's ``bars`` folder); (files, bytes)."""
-        files = self.files()
-        size = sum(f.stat().st_size for f in files)
-        shutil.rmtree(self.root / BARS_DIR, ignore_errors=True)
-        return len(files), size
+    def clear(self) -> tuple[int, int, list[tuple[Path, str]]]:
+        """Delete every cached bar file (only mtl-bt's ``bars`` folder): (files removed,
+        their bytes, [(file, error)] of those that could not be removed). Counts only what
+        is really gone."""
+        removed, size, failed = 0, 0, []
+        for path in self.files():
+            try:
+                n = path.stat().st_size
+                path.unlink()
+            except OSError as exc:
+                failed.append((path, exc.strerror or str(exc)))
+            else:
+                removed, size = removed + 1, size + n
+        if not failed:
+            shutil.rmtree(self.root / BARS_DIR, ignore_errors=True)
+        return removed, size, failed

@@ -115,33 +115,61 @@ class _Fetcher:
         horizon = now - parse_timeframe(timeframe) + pd.Timedelta(1, "us")
         want_end = horizon if until is None else min(until, horizon)
         if entry is None:
-            fresh = drop_forming(self.fetch(symbol, timeframe, since, until), timeframe, now)
-            fresh = clip(fresh, since, until)
-            if len(fresh) or since is not None:
-                start = since if since is not None else fresh.index[0]
-                end = (
-                    max(want_end, fresh.index[-1] + pd.Timedelta(1, "us"))
-                    if len(fresh)
-                    else want_end
-                )
+            raw = self.fetch(symbol, timeframe, since, until)
+            verified = _verified(raw, since, want_end)
+            fresh = clip(drop_forming(raw, timeframe, now), since, until)
+            if verified is not None and (len(fresh) or since is not None):
+                lo, hi = verified
+                start = lo if lo is not None else fresh.index[0]
+                end = hi
+                if "verified" not in raw.attrs and len(fresh):
+                    end = max(end, fresh.index[-1] + pd.Timedelta(1, "us"))
                 if end > start:
                     self.cache.store(key, fresh, start, end)
             return fresh
         start, end = entry.start, entry.end
         want_start = since if since is not None else start
         parts = [entry.frame]
+        new_start, new_end = start, end
         if want_start < start:
-            parts.append(self.fetch(symbol, timeframe, want_start, start))
+            head = self.fetch(symbol, timeframe, want_start, start)
+            verified = _verified(head, want_start, start)
+            if verified is not None and verified[1] >= start:  # contiguous: the range grows
+                new_start = verified[0]
+            parts.append(head)
         if want_end > end:
-            parts.append(drop_forming(self.fetch(symbol, timeframe, end, until), timeframe, now))
+            tail = self.fetch(symbol, timeframe, end, until)
+            verified = _verified(tail, end, want_end)
+            if verified is not None and verified[0] <= end:
+                new_end = max(end, verified[1])
+            parts.append(drop_forming(tail, timeframe, now))
         if len(parts) > 1:
-            merged = pd.concat(parts)
-            merged = merged[~merged.index.duplicated(keep="last")].sort_index()
-            merged = normalise(merged, symbol=symbol, source=self.name, timeframe=timeframe)
-            self.cache.store(key, merged, min(start, want_start), max(end, want_end))
+            served = pd.concat(parts)
+            served = served[~served.index.duplicated(keep="last")].sort_index()
+            served = normalise(served, symbol=symbol, source=self.name, timeframe=timeframe)
+            # only bars inside the verified range are cached: the rest is asked for again
+            keep = (served.index >= new_start) & (served.index < new_end)
+            self.cache.store(key, served[keep], new_start, new_end)
         else:
-            merged = entry.frame
-        return clip(merged, want_start, until)
+            served = entry.frame
+        return clip(served, want_start, until)
+
+
+def _verified(frame: pd.DataFrame, lo, hi) -> tuple[Any, Any] | None:
+    """The ``[start, end)`` a source vouches for: its ``attrs["verified"]`` (ccxt reports
+    which windows were answered whole), else the whole request ``[lo, hi)``."""
+    attrs = getattr(frame, "attrs", {})
+    if "verified" not in attrs:
+        return lo, hi
+    verified = attrs["verified"]
+    if verified is None:  # the source vouches for nothing (e.g. no bars at all)
+        return None
+    start, end = (pd.Timestamp(t) for t in verified)
+    if lo is not None:
+        start = max(start, lo)
+    if hi is not None:
+        end = min(end, hi)
+    return start, end
 
 
 def load_frames(
@@ -173,9 +201,12 @@ def load_frames(
     use_cache = cfg.cache and not no_cache and remote
     if use_cache and timeframe is None:
         use_cache = False
-    fetcher = _Fetcher(
-        source, cfg.source, options, Cache(cache_dir) if use_cache else None, now or utc_now
-    )
+    cache = Cache(cache_dir) if use_cache else None
+    if cache is not None:  # before the download, not after it
+        from mtl_bt.rundir import check_writable
+
+        check_writable(cache.root, "cache folder")
+    fetcher = _Fetcher(source, cfg.source, options, cache, now or utc_now)
 
     out: dict[str, pd.DataFrame] = {}
     progress = progress and remote and sys.stderr.isatty()

@@ -20,7 +20,9 @@ class Source:
     ``fetch`` returns ``{symbol: frame}``; each frame is canonical (UTC
     ``DatetimeIndex`` named ``datetime``, float ``open, high, low, close,
     volume``, sorted, unique) with ``frame.attrs`` holding ``symbol``,
-    ``timeframe`` and ``source``.
+    ``timeframe`` and ``source``. A source that can tell which part of the request
+    it answered whole sets ``attrs["verified"] = (start, end)`` (``None``: nothing);
+    the cache records only that range as complete (the request range otherwise).
     """
 
     name: str = ""

@@ -33,6 +33,9 @@ PORTFOLIO_KEYS = (
     "num_trades",
     "exposure",
     "turnover",
+    "gross_sharpe",
+    "gross_cagr",
+    "cost_drag",
 )
 
 
@@ -184,6 +187,47 @@ def profit_factor(trade_pnl: Sequence[float] | np.ndarray) -> float | None:
     return gains / losses
 
 
+def turnover(
+    traded_value: Sequence[float] | np.ndarray,
+    prev_value: Sequence[float] | np.ndarray,
+    periods_per_year: float,
+) -> float | None:
+    """Annualised **two-way** turnover: ``sum_t(traded_t / V_{t-1}) / n * P``.
+
+    ``traded_t`` is the notional bought plus the notional sold on bar t, so selling all
+    of asset A and buying B with the proceeds counts 2.0 (1.0 out, 1.0 in); divide by 2
+    for the one-way convention. None without bars.
+    """
+    traded = _arr(traded_value)
+    prev = _arr(prev_value)
+    if traded.size == 0:
+        return None
+    return float((traded / prev).sum() / traded.size * periods_per_year)
+
+
+def gross_returns(
+    net_returns: Sequence[float] | np.ndarray,
+    costs: Sequence[float] | np.ndarray,
+    prev_value: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Per-bar returns before costs: ``r_t + cost_t / V_{t-1}`` (commission and slippage
+    paid on bar t added back; the book's path is the one actually traded)."""
+    return _arr(net_returns) + _arr(costs) / _arr(prev_value)
+
+
+def cost_drag(
+    costs: Sequence[float] | np.ndarray,
+    prev_value: Sequence[float] | np.ndarray,
+    periods_per_year: float,
+) -> float | None:
+    """Costs per year as a fraction of portfolio value: ``sum_t(cost_t / V_{t-1}) / n * P``
+    (the arithmetic annual return lost to commission and slippage)."""
+    c = _arr(costs)
+    if c.size == 0:
+        return None
+    return float((c / _arr(prev_value)).sum() / c.size * periods_per_year)
+
+
 def win_rate(trade_pnl: Sequence[float] | np.ndarray) -> float | None:
     """Fraction of closed trades with pnl > 0; None without trades."""
     pnl = _arr(trade_pnl)
@@ -201,9 +245,16 @@ def summary(
     exposure: float | None = None,
     turnover: float | None = None,
     index: Sequence[Any] | None = None,
+    gross: Sequence[float] | np.ndarray | None = None,
+    costs_per_year: float | None = None,
 ) -> dict[str, Any]:
-    """All portfolio metrics (PORTFOLIO_KEYS plus drawdown durations) in one dict."""
+    """All portfolio metrics (PORTFOLIO_KEYS plus drawdown durations) in one dict.
+
+    ``gross``: the same bars' returns before costs (``gross_returns``); without it the
+    gross metrics are None. ``costs_per_year``: ``cost_drag`` of the run.
+    """
     r = _arr(returns)
+    g = None if gross is None else _arr(gross)
     bars, span = drawdown_duration(r, index)
     return {
         "sharpe": sharpe_ratio(r, periods_per_year, risk_free),
@@ -217,6 +268,10 @@ def summary(
         "num_trades": int(np.asarray(trade_pnl).size),
         "exposure": exposure,
         "turnover": turnover,
+        "gross_sharpe": None if g is None else sharpe_ratio(g, periods_per_year, risk_free),
+        "gross_cagr": None if g is None else cagr(g, periods_per_year),
+        "cost_drag": costs_per_year,
+        "gross_total_return": None if g is None or not g.size else float(np.prod(1.0 + g) - 1.0),
         "max_drawdown_bars": bars,
         "max_drawdown_duration": None if span is None else str(span),
         "total_return": float(np.prod(1.0 + r) - 1.0) if r.size else None,

@@ -13,7 +13,18 @@ import math
 
 import numpy as np
 
-__all__ = ["accuracy", "auc", "base_rate", "ic", "log_loss", "qlike", "rank_ic", "rankdata", "rmse"]
+__all__ = [
+    "accuracy",
+    "auc",
+    "base_rate",
+    "ic",
+    "log_loss",
+    "qlike",
+    "rank_ic",
+    "rankdata",
+    "rms_ratio",
+    "rmse",
+]
 
 
 def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,3 +137,17 @@ def qlike(variance_pred: np.ndarray, variance_true: np.ndarray) -> float:
         return math.nan
     ratio = s / h
     return float(np.mean(ratio - np.log(ratio) - 1.0))
+
+
+def rms_ratio(realised: np.ndarray, predicted: np.ndarray) -> float:
+    """Calibration of a volatility level: sqrt(mean(realised^2)) / sqrt(mean(predicted^2)).
+
+    1 is calibrated on average; > 1 means the forecast under-predicts (a position sized by
+    target_vol / forecast is too large by that factor). Non-positive pairs are dropped.
+    """
+    s, h = _pairs(realised, predicted)
+    keep = (h > 0) & (s >= 0)
+    s, h = s[keep], h[keep]
+    if len(h) == 0:
+        return math.nan
+    return float(math.sqrt(np.mean(s * s) / np.mean(h * h)))

@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -250,6 +251,33 @@ class MTLModel(nn.Module):
         """Modules whose parameters only task ``name``'s loss reaches."""
         raise NotImplementedError
 
+    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
+        """Opt-in fast inference: ``predict`` in eval mode as a numpy function, or None.
+
+        Return a function of a float32 array ``h (batch, stage_features)`` giving
+        ``{task: raw output}`` equal to ``self.eval().predict(h)`` up to float32
+        rounding, built from the current weights (``mtl_bt.models.numpy_forward``
+        has the layers). ``Predictor`` then skips torch at inference, after checking
+        the function against the torch model on probe rows. None (the default):
+        inference runs the torch model.
+        """
+        return None
+
+    def numpy_forward(
+        self,
+    ) -> Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]] | None:
+        """``forward`` (input stage + ``numpy_predict``) as a numpy function, or None."""
+        from mtl_bt.models import numpy_forward as nf
+
+        try:
+            predict = self.numpy_predict()
+            if predict is None:
+                return None
+            stage = nf.input_stage(self.input_stage)
+        except NotImplementedError:
+            return None
+        return lambda x, asset=None: predict(stage(x, asset))
+
     def _check_task(self, name: str) -> None:
         if name not in self.task_names:
             raise KeyError(f"unknown task {name!r}; this model's tasks are {self.task_names}")
@@ -287,12 +315,26 @@ class MTLModel(nn.Module):
         return None
 
     def output_layer(self, name: str) -> nn.Linear:
-        """The Linear layer whose output is task ``name``'s raw output."""
+        """The Linear layer whose output is task ``name``'s raw output.
+
+        Found as the last ``nn.Linear`` of ``self.heads[name]`` when the model keeps its
+        heads in a ``ModuleDict`` named ``heads``, else the last ``nn.Linear`` among
+        ``task_modules(name)`` (e.g. a tower's final layer). Override it when neither
+        holds; ``mtl_bt.testing.check_architecture`` checks the layer really produces
+        the output (the trainer starts each head's bias there).
+        """
         self._check_task(name)
         heads = getattr(self, "heads", None)
-        if not isinstance(heads, nn.ModuleDict) or name not in heads:
-            raise NotImplementedError(f"{type(self).__name__} does not expose its output layers")
-        layers = [m for m in heads[name].modules() if isinstance(m, nn.Linear)]
+        if isinstance(heads, nn.ModuleDict) and name in heads:
+            modules: list[nn.Module] = [heads[name]]
+        else:
+            modules = list(self.task_modules(name))
+        layers = [m for module in modules for m in module.modules() if isinstance(m, nn.Linear)]
+        if not layers:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not expose the output layer of {name!r}: no "
+                "nn.Linear in heads[name] or task_modules(name); override output_layer"
+            )
         return layers[-1]
 
     @torch.no_grad()

@@ -9,6 +9,7 @@ from mtl_bt import registry
 from mtl_bt.config import ModelConfig
 from mtl_bt.errors import CheckpointError, ConfigError
 from mtl_bt.models.base import COMMON_OPTIONS, MTLModel
+from mtl_bt.models.guards import check_model
 from mtl_bt.tasks.base import TaskSpec
 
 _FROM_SECTION = {
@@ -54,6 +55,7 @@ def build_model(
             f"architecture {model_cfg.architecture!r} built a {type(model).__name__}, "
             "not a mtl_bt.models.MTLModel"
         )
+    check_model(model, model_cfg.architecture)  # names missing/extra heads before training
     return model
 
 

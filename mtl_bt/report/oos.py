@@ -6,13 +6,22 @@ Columns expected: ``datetime, symbol, fold, <task>..., target_<task>...`` with t
 - return, volume: ``ic`` (Pearson correlation of prediction and target), ``rank_ic`` (Spearman).
 - direction: ``auc`` (probability a random up-bar scores above a random down-bar), ``accuracy``.
 - volatility: ``qlike`` = mean(s2/h - log(s2/h) - 1) with s2 the realised and h the predicted
-  per-bar variance (Patton 2011; 0 is perfect, lower is better, robust to noisy proxies) and
-  ``log_corr`` (correlation of log predicted and log realised volatility).
+  per-bar variance (Patton 2011; 0 is perfect, lower is better, robust to noisy proxies),
+  ``log_corr`` (correlation of log predicted and log realised volatility) and
+  ``calibration`` = RMS(realised) / RMS(predicted) (1 is calibrated). When the predictions hold
+  ``ewma_<task>`` / ``har_<task>`` columns (``mtl_bt.metrics.volatility.add_baselines``), the
+  same two metrics of those baselines on the same rows: ``qlike_ewma``, ``calibration_ewma``,
+  ``qlike_har``, ``calibration_har``.
+- any other kind (a plugin task): its own ``Task.metrics(prediction, target)``, when the task
+  class is registered (``plugin_metrics``).
 
 Correlations are pooled over all symbols and bars of the slice (time-series + cross-section).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,8 +61,11 @@ def _direction_labels(target: np.ndarray) -> np.ndarray:
     return target > 0
 
 
-def task_metrics(kind: str, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Metrics of one task kind on aligned, finite prediction/target arrays."""
+def task_metrics(
+    kind: str, pred: np.ndarray, target: np.ndarray, task: Any = None
+) -> dict[str, float]:
+    """Metrics of one task kind on aligned, finite prediction/target arrays; ``task`` (the
+    configured Task instance) scores a plugin kind with its own options."""
     pred = np.asarray(pred, dtype=float)
     target = np.asarray(target, dtype=float)
     ok = np.isfinite(pred) & np.isfinite(target)
@@ -73,8 +85,48 @@ def task_metrics(kind: str, pred: np.ndarray, target: np.ndarray) -> dict[str, f
             ratio = t**2 / p**2
             out["qlike"] = float(np.mean(ratio - np.log(ratio) - 1.0))
             out["log_corr"] = _corr(np.log(p), np.log(t))
+            out["calibration"] = float(np.sqrt(np.mean(t**2) / np.mean(p**2)))
         else:
-            out["qlike"] = out["log_corr"] = float("nan")
+            out["qlike"] = out["log_corr"] = out["calibration"] = float("nan")
+    else:
+        out.update(plugin_metrics(kind, pred, target, task))
+    return out
+
+
+def plugin_metrics(
+    kind: str, pred: np.ndarray, target: np.ndarray, task: Any = None
+) -> dict[str, float]:
+    """A plugin task's own ``metrics()`` (``task``, else the kind with default options), or {}
+    when it is not registered or fails on these rows (an evaluation table is always filled)."""
+    from mtl_bt import registry
+
+    try:
+        if task is None:
+            task = registry.get("task", kind)()
+        values = task.metrics(pred, target)
+    except Exception:  # noqa: BLE001 - a third-party metric must not break the report
+        return {}
+    out = {}
+    for name, value in dict(values).items():
+        try:
+            out[str(name)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _baseline_metrics(frame: pd.DataFrame, task: str) -> dict[str, float]:
+    """qlike and calibration of the EWMA / HAR-RV columns of a volatility task, same rows."""
+    out: dict[str, float] = {}
+    for tag in ("ewma", "har"):
+        col = f"{tag}_{task}"
+        if col not in frame:
+            continue
+        both = frame[[task, col, f"target_{task}"]].to_numpy(dtype=float)
+        keep = np.isfinite(both).all(axis=1)  # the model's rows, so all compare on one set
+        values = task_metrics("volatility", both[keep, 1], both[keep, 2])
+        out[f"qlike_{tag}"] = values.get("qlike", float("nan"))
+        out[f"calibration_{tag}"] = values.get("calibration", float("nan"))
     return out
 
 
@@ -87,8 +139,12 @@ def task_columns(predictions: pd.DataFrame) -> list[str]:
     ]
 
 
-def oos_metrics(predictions: pd.DataFrame, by_fold: bool = True) -> pd.DataFrame:
-    """Long table ``fold, task, metric, value`` (fold = "all" rows pool every fold)."""
+def oos_metrics(
+    predictions: pd.DataFrame, by_fold: bool = True, tasks: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """Long table ``fold, task, metric, value`` (fold = "all" rows pool every fold).
+
+    ``tasks``: the configured Task instances by name (plugin kinds are scored with them)."""
     rows: list[dict[str, object]] = []
     if predictions is None or predictions.empty:
         return pd.DataFrame(columns=["fold", "task", "metric", "value"])
@@ -98,10 +154,27 @@ def oos_metrics(predictions: pd.DataFrame, by_fold: bool = True) -> pd.DataFrame
     for fold, frame in groups:
         for task in task_columns(predictions):
             kind = task.split("@", 1)[0]
-            values = task_metrics(kind, frame[task].to_numpy(), frame[f"target_{task}"].to_numpy())
+            values = task_metrics(
+                kind,
+                frame[task].to_numpy(),
+                frame[f"target_{task}"].to_numpy(),
+                (tasks or {}).get(task),
+            )
+            if kind == "volatility":
+                values.update(_baseline_metrics(frame, task))
             for metric, value in values.items():
                 rows.append({"fold": fold, "task": task, "metric": metric, "value": value})
     return pd.DataFrame(rows, columns=["fold", "task", "metric", "value"])
+
+
+def _plugin_headline(kind: str) -> list[str]:
+    from mtl_bt import registry
+
+    try:
+        metric = getattr(registry.get("task", kind), "headline_metric", None)
+    except Exception:  # noqa: BLE001 - not registered here: show every metric
+        return []
+    return [metric] if metric else []
 
 
 def headline(metrics: pd.DataFrame) -> dict[str, float]:
@@ -112,9 +185,13 @@ def headline(metrics: pd.DataFrame) -> dict[str, float]:
     pooled = metrics[metrics["fold"].astype(str) == "all"]
     for task, sub in pooled.groupby("task", sort=False):
         kind = str(task).split("@", 1)[0]
-        names = {"return": ["ic", "rank_ic"], "volume": ["ic", "rank_ic"]}.get(
-            kind, [HEADLINE.get(kind, "")]
-        )
+        names = {
+            "return": ["ic", "rank_ic"],
+            "volume": ["ic", "rank_ic"],
+            "volatility": ["qlike", "calibration", "qlike_ewma", "qlike_har"],
+        }.get(kind, [HEADLINE.get(kind, "")])
+        if kind not in HEADLINE:  # a plugin task: its declared metric, else all of them
+            names = _plugin_headline(kind) or [m for m in sub["metric"] if m != "n"]
         for metric in names:
             hit = sub[sub["metric"] == metric]
             if not hit.empty:

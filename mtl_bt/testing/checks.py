@@ -40,6 +40,7 @@ class Report:
     kind: str
     name: str
     laws: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
     def ok(self, law: str) -> None:
@@ -80,15 +81,6 @@ def check_feature(
         raise _fail("feature", name, f"needs {declared} warm-up bars; pass a longer frame")
     full = fn(frame)
     report.ok("columns and index as declared")
-    from mtl_bt.features import drop_warmup
-
-    try:
-        drop_warmup(full, spec, str(frame.attrs.get("symbol", "frame")))
-    except Exception as exc:
-        raise _fail(
-            "feature", name, f"not finite after its declared warm-up {declared}: {exc}"
-        ) from None
-    report.ok(f"finite after the declared warm-up ({declared} bars)")
     cuts = list(cuts) if cuts is not None else lookahead.default_cuts(len(frame), declared)
     for findings in (
         lookahead.prefix_findings(fn, frame, cuts, full),
@@ -98,10 +90,28 @@ def check_feature(
             raise _fail("feature", name, f"looks ahead: {findings[0]}")
     report.ok(f"prefix invariance at cuts {cuts}")
     report.ok("perturbed future leaves the past unchanged")
+    from mtl_bt.features import drop_warmup
+
+    try:
+        drop_warmup(full, spec, str(frame.attrs.get("symbol", "frame")))
+    except Exception as exc:
+        raise _fail(
+            "feature", name, f"not finite after its declared warm-up {declared}: {exc}"
+        ) from None
+    report.ok(f"finite after the declared warm-up ({declared} bars)")
     measured = lookahead.measured_warmup(
         fn, frame, lookahead.default_starts(len(frame), declared), full, warmup_tol
     )
-    report.details["warmup"] = {"declared": declared, "measured": measured}
+    close = lookahead.measured_warmup(
+        fn, frame, lookahead.default_starts(len(frame), declared), full, lookahead.WARMUP_NOTE_TOL
+    )
+    report.details["warmup"] = {"declared": declared, "measured": measured, "settled": close}
+    slow = {c: b for c, b in close.items() if b is None or b > declared}
+    if slow:
+        report.notes.append(
+            f"start of history still visible (> {lookahead.WARMUP_NOTE_TOL} std) after the "
+            f"declared warm-up {declared}: {slow} bars"
+        )
     for column, bars in measured.items():
         if bars is None:
             raise _fail(
@@ -139,26 +149,27 @@ def check_task(
     frame = garch_bars(500, seed=3, freq="1h") if frame is None else frame
     targets = build_targets(frame, [task])
     y = targets[label].to_numpy(np.float64)
+
+    def build(f: pd.DataFrame) -> pd.Series:
+        return build_targets(f, [task])[label]
+
     lookback = int(task.lookback)
+    cuts = lookahead.default_cuts(len(frame), lookback + horizon, count=3)
+    findings = lookahead.target_findings(build, frame, horizon, lookback, cuts)
+    if findings:
+        raise _fail("task", label, str(findings[0]))
+    report.ok("uses bars t-lookback..t+h only and looks h bars ahead")
     inner = y[lookback : len(y) - horizon]
     if not np.isfinite(inner).all():
         row = lookback + int(np.argmax(~np.isfinite(inner)))
         raise _fail(
             "task",
             label,
-            f"target is {y[row]!r} at bar {row} ({frame.index[row]}), where "
+            f"target is {float(y[row])!r} at bar {row} ({frame.index[row]}), where "
             "its past and future are both in the data; targets must be finite there",
         )
     report.ok("aligned; finite where defined")
 
-    def build(f: pd.DataFrame) -> pd.Series:
-        return build_targets(f, [task])[label]
-
-    cuts = lookahead.default_cuts(len(frame), lookback + horizon, count=3)
-    findings = lookahead.target_findings(build, frame, horizon, lookback, cuts)
-    if findings:
-        raise _fail("task", label, str(findings[0]))
-    report.ok("uses bars t-lookback..t+h only and looks h bars ahead")
     ok = np.isfinite(y)
     target = torch.tensor(y[ok][:64], dtype=torch.float32)
     output = torch.zeros(len(target), requires_grad=True)
@@ -186,13 +197,26 @@ def check_task(
 CHECK_TASKS = (("return", 1, 1), ("direction", 1, 0), ("volatility", 5, 0))
 
 
-def _specs():
+def _specs(tasks: Sequence[Any] | None = None):
+    """Task specs to check with: ``tasks`` (TaskSpecs or names like ``"return@5"``), else
+    ``CHECK_TASKS``."""
     from mtl_bt.tasks.base import TaskSpec
 
-    return [TaskSpec(f"{k}@{h}", k, h, 1, level) for k, h, level in CHECK_TASKS]
+    if tasks is None:
+        return [TaskSpec(f"{k}@{h}", k, h, 1, level) for k, h, level in CHECK_TASKS]
+    out = []
+    for t in tasks:
+        if isinstance(t, TaskSpec):
+            out.append(t)
+        else:
+            kind, _, h = str(t).partition("@")
+            out.append(TaskSpec(str(t), kind, int(h or 1)))
+    return out
 
 
-def check_architecture(name: str, in_features: int = 7, **options: Any) -> Report:
+def check_architecture(
+    name: str, in_features: int = 7, *, tasks: Sequence[Any] | None = None, **options: Any
+) -> Report:
     """Outputs named exactly as the tasks, shape (batch,), finite; parameters partitioned
     into shared and per-task; a task's loss never reaches another task's parameters;
     every head's output layer found (head-bias initialisation); rebuilt from plain data
@@ -202,7 +226,7 @@ def check_architecture(name: str, in_features: int = 7, **options: Any) -> Repor
     from mtl_bt.models.guards import check_outputs, example_input
 
     report = Report("architecture", name)
-    specs = _specs()
+    specs = _specs(tasks)
     names = [s.name for s in specs]
     torch.manual_seed(0)
     model = registry.get("architecture", name)(in_features, specs, **options)
@@ -211,7 +235,10 @@ def check_architecture(name: str, in_features: int = 7, **options: Any) -> Repor
     x, asset = example_input(model, 16, torch.Generator().manual_seed(1))
     model.eval()
     out = model(x, asset)
-    check_outputs(name, out, names, batch=len(x))
+    try:
+        check_outputs(name, out, names, batch=len(x))
+    except PluginError as exc:
+        raise ConformanceError(str(exc)) from None
     report.ok("one finite (batch,) output per task, named as the tasks")
     params = {id(p): p for p in model.parameters() if p.requires_grad}
     shared = {id(p) for p in model.shared_parameters()}
@@ -290,11 +317,11 @@ def check_architecture(name: str, in_features: int = 7, **options: Any) -> Repor
 
 
 def _run_weighting(
-    name: str, options: dict[str, Any], steps: int, seed: int
+    name: str, options: dict[str, Any], steps: int, seed: int, tasks: Sequence[Any] | None
 ) -> tuple[list, list, Any]:
     from mtl_bt.plugins.architectures.shared_bottom import SharedBottom
 
-    specs = _specs()
+    specs = _specs(tasks)
     names = [s.name for s in specs]
     weighting = registry.get("weighting", name)(names, **options)
     weighting.reset()
@@ -313,24 +340,35 @@ def _run_weighting(
             out = model(x)
             losses = {n: (out[n] - y[:, j]).pow(2).mean() * (j + 1) for j, n in enumerate(names)}
             total = weighting.backward(losses, model)
+            if not math.isfinite(float(total)) and all(
+                math.isfinite(float(v.detach())) for v in losses.values()
+            ):
+                raise _fail(
+                    "weighting",
+                    name,
+                    f"combined loss is {float(total)!r} at step {len(totals)} although every "
+                    "task loss is finite",
+                )
             for p in model.parameters():
                 if p.grad is not None and not torch.isfinite(p.grad).all():
                     raise _fail("weighting", name, "left a non-finite gradient on the model")
             opt.step()
             totals.append(float(total))
             weights.append(weighting.weights())
-            epoch_losses.append({n: float(v) for n, v in losses.items()})
+            epoch_losses.append({n: float(v.detach()) for n, v in losses.items()})
         weighting.on_epoch_end(
             epoch, {n: float(np.mean([e[n] for e in epoch_losses])) for n in names}
         )
     return totals, weights, weighting
 
 
-def check_weighting(name: str, steps: int = 4, **options: Any) -> Report:
+def check_weighting(
+    name: str, steps: int = 4, *, tasks: Sequence[Any] | None = None, **options: Any
+) -> Report:
     """Finite combined loss and weights for every task, finite gradients; ``reset()``
     restores the start (the same run twice after reset is identical)."""
     report = Report("weighting", name)
-    totals, weights, weighting = _run_weighting(name, options, steps, seed=0)
+    totals, weights, weighting = _run_weighting(name, options, steps, seed=0, tasks=tasks)
     names = weighting.task_names
     for step, (total, w) in enumerate(zip(totals, weights[1:], strict=True)):
         if not math.isfinite(total):
@@ -350,7 +388,7 @@ def check_weighting(name: str, steps: int = 4, **options: Any) -> Report:
             name,
             f"reset() gives weights {weighting.weights()!r}, not the start {start!r}",
         )
-    again, _, _ = _run_weighting(name, options, steps, seed=0)
+    again, _, _ = _run_weighting(name, options, steps, seed=0, tasks=tasks)
     if again != totals:
         raise _fail("weighting", name, "two runs from reset() differ; keep all state in reset()")
     report.ok("reset() restores the start")

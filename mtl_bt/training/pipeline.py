@@ -27,7 +27,8 @@ from mtl_bt.atomic import atomic_write, write_bytes, write_text
 from mtl_bt.config import Config, TaskConfig, WeightingConfig, dumps
 from mtl_bt.errors import ConfigError, DataError
 from mtl_bt.predictor import scale_array
-from mtl_bt.training.dataset import Dataset, build_dataset
+from mtl_bt.training.dataset import Dataset, build_dataset, cached_dataset
+from mtl_bt.training.guards import check_causal
 from mtl_bt.training.splits import Split, walk_forward_splits
 from mtl_bt.training.trainer import fit, make_batches, predict_raw
 
@@ -79,6 +80,10 @@ def build_components(config: Config) -> Components:
     factory = registry.get("weighting", config.weighting.name)
     names = [t.name for t in tasks]
     weighting = _plugin("weighting", "weighting", factory, names, **config.weighting.options)
+    try:  # named in the trainer's per-step guard
+        weighting.registry_name = config.weighting.name
+    except AttributeError:  # pragma: no cover - a weighting with __slots__
+        pass
     seq = config.model.sequence
     lookback = seq.lookback if seq.encoder != "none" else 1
     # a throw-away model checks the architecture and its options without data
@@ -261,6 +266,7 @@ def train_walk_forward(
     *,
     log: Callable[[str], None] | None = None,
     folds: Collection[int] | None = None,
+    reuse_dataset: bool = False,
 ) -> TrainResult:
     """Train one model per walk-forward fold; return (and write) OOS predictions etc.
 
@@ -269,12 +275,14 @@ def train_walk_forward(
     fold_metrics.csv, folds.json, config.toml (see docs/training.md).
     ``folds``: train only these fold numbers (``mtl-bt compare`` runs one job per fold and
     joins them with ``merge_trained``); each fold's model is the same either way.
+    ``reuse_dataset``: reuse this process's features and targets of the same data and
+    settings (``dataset.cached_dataset``; compare's fold jobs), identical results.
     """
     threads = torch.get_num_threads()
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     try:
-        return _train_walk_forward(config, frames, out_dir, progress, log, folds)
+        return _train_walk_forward(config, frames, out_dir, progress, log, folds, reuse_dataset)
     finally:
         torch.set_num_threads(threads)
 
@@ -286,10 +294,13 @@ def _train_walk_forward(
     progress: bool,
     log: Callable[[str], None] | None,
     only: Collection[int] | None = None,
+    reuse_dataset: bool = False,
 ) -> TrainResult:
     t0 = time.perf_counter()
     comp = build_components(config)
-    ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
+    check_causal(comp.feature_spec, comp.tasks, frames)  # third-party features and tasks
+    build = cached_dataset if reuse_dataset else build_dataset
+    ds = build(frames, comp.feature_spec, comp.tasks, comp.lookback)
     splits = splits_for(config, ds)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -386,6 +397,7 @@ def _train_walk_forward(
 def fold_numbers(config: Config, frames: Mapping[str, pd.DataFrame]) -> list[int]:
     """The fold numbers ``train_walk_forward`` would train (builds the dataset, trains nothing)."""
     comp = build_components(config)
+    check_causal(comp.feature_spec, comp.tasks, frames)  # third-party features and tasks
     ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
     return [split.fold for split in splits_for(config, ds)]
 

@@ -12,6 +12,7 @@ import copy
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -157,8 +158,8 @@ def _val_score(val: dict[str, float], base: dict[str, float]) -> float:
 
 def _start_heads_at_constant_optimum(model: nn.Module, tasks: Sequence[Any], train: Any) -> None:
     """Set each head's output bias to the loss-minimising constant on the training
-    targets (``Task.initial_output``); architectures without exposed heads keep
-    their initialisation."""
+    targets (``Task.initial_output``); an architecture whose output layers cannot be
+    found keeps its initialisation, with a warning (never silently)."""
     values = {}
     for i, task in enumerate(tasks):
         initial = getattr(task, "initial_output", None)
@@ -169,8 +170,12 @@ def _start_heads_at_constant_optimum(model: nn.Module, tasks: Sequence[Any], tra
     if values and setter is not None:
         try:
             setter(values)
-        except NotImplementedError:
-            pass
+        except NotImplementedError as exc:
+            warnings.warn(
+                f"architecture {type(model).__name__}: head-bias initialisation skipped ({exc})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def fit(
@@ -235,6 +240,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 losses = task_losses(tasks, model(x, a), y)
                 total = weighting.backward(losses, model)
+                step_loss = torch.stack([v.detach() for v in losses.values()])
+                _check_step(weighting, total, step_loss, names, fold, epoch, len(sizes))
                 reg = model.regularization()
                 size = stop - start
                 if reg is not None:
@@ -242,7 +249,7 @@ def fit(
                     reg_sum += reg.detach().double() * size
                 clip_grad_norm(clip_params, grad_clip)
                 optimizer.step()
-                step_losses.append(torch.stack([v.detach() for v in losses.values()]))
+                step_losses.append(step_loss)
                 step_totals.append(torch.as_tensor(total).detach().reshape(()))
                 sizes.append(size)
             w = torch.tensor(sizes, dtype=torch.float64)
@@ -285,6 +292,41 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(log, best_epoch, epoch + 1, best_score, time.perf_counter() - t0)
+
+
+def weighting_name(weighting: Any) -> str:
+    """The registered name of a weighting (set by the pipeline), else its class name."""
+    return str(getattr(weighting, "registry_name", None) or type(weighting).__name__)
+
+
+def _check_step(
+    weighting: Any,
+    total: Any,
+    losses: torch.Tensor,
+    names: list[str],
+    fold: int,
+    epoch: int,
+    step: int,
+) -> None:
+    """Every step: a non-finite combined loss stops training at once, naming the
+    weighting and the step when every task loss was finite (a weighting bug), else the
+    tasks whose loss diverged. One host sync per step."""
+    value = float(torch.as_tensor(total).detach().reshape(()))
+    if math.isfinite(value):
+        return
+    finite = torch.isfinite(losses).tolist()
+    where = f"fold {fold}, epoch {epoch}, step {step}"
+    if all(finite):
+        raise TrainingError(
+            f"{where}: weighting {weighting_name(weighting)!r} returned a non-finite combined "
+            f"loss ({value!r}) although every task loss was finite: a bug in the weighting "
+            "plugin (check it with mtl_bt.testing.check_weighting), not a learning-rate problem"
+        )
+    bad = [n for n, ok in zip(names, finite, strict=True) if not ok]
+    raise TrainingError(
+        f"{where}: training loss of {bad} is not finite (diverged); lower training.lr or "
+        "check the targets"
+    )
 
 
 def _progress(epochs: int, fold: int, enabled: bool):

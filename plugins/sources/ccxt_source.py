@@ -7,6 +7,13 @@ Page overlaps are de-duplicated, the still-forming last candle is dropped,
 ccxt's rate limiter stays on, and transient errors (``NetworkError``,
 ``RateLimitExceeded``, ``ExchangeNotAvailable``, timeouts) are retried with
 exponential backoff a bounded number of times, then reported clearly.
+
+A page is trusted only when it is whole (docs/reliability.md): a body that is not
+JSON (an HTML error page with HTTP 200, a cut-off answer) is retried like a 5xx;
+an empty page with bars on both sides of its window is asked again and, if still
+empty, fails the fetch; two different bars with one time on a page are an error.
+The frame's ``attrs["verified"]`` is the ``[start, end)`` range the answers covered
+(trailing empty pages are not verified), which is all the cache records as complete.
 Credentials are never needed for candles; if set, they come only from the
 environment (``MTL_BT_<EXCHANGE>_API_KEY``/``_SECRET``/``_PASSWORD``) and are
 never logged or cached.
@@ -16,8 +23,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +35,7 @@ import pandas as pd
 
 from mtl_bt.data.source import Source, check_options, clip
 from mtl_bt.data.timeframe import normalise_timeframe, parse_time, utc_now
-from mtl_bt.data.validate import normalise
+from mtl_bt.data.validate import DataWarning, normalise
 from mtl_bt.errors import ConfigError, DataError
 
 OPTIONS = {
@@ -47,6 +56,21 @@ _MAX_MESSAGE = 300
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _is_json(body: Any) -> bool:
+    """Whether an HTTP body parsed as JSON (an empty ccxt page may hide an HTML error page)."""
+    if not isinstance(body, str | bytes):
+        return body is not None
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+def _stamp(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _credentials(exchange_id: str) -> dict[str, str]:
@@ -232,37 +256,82 @@ class CcxtSource(Source):
         out = {}
         for symbol in symbols:
             market = self._market(exchange, symbol, s["market"])
-            rows = self._pages(s, exchange, market, tf, since, until)
+            rows, verified = self._pages(s, exchange, market, tf, since, until, symbol)
             frame = pd.DataFrame(rows, columns=["time", "open", "high", "low", "close", "volume"])
             frame.index = pd.to_datetime(frame.pop("time").astype("int64"), unit="ms", utc=True)
             frame = normalise(frame, symbol=symbol, source="ccxt", timeframe=timeframe)
-            out[symbol] = clip(frame, since, until)
+            frame = clip(frame, since, until)
+            frame.attrs["verified"] = (
+                None
+                if verified is None
+                else tuple(pd.Timestamp(ms, unit="ms", tz="UTC") for ms in verified)
+            )
+            out[symbol] = frame
         return out
 
-    def _pages(self, s, exchange, market: str, tf: str, since, until) -> list[list[float]]:
-        """All closed candles in ``[since, until)``, one explicit window per request."""
+    def _pages(self, s, exchange, market: str, tf: str, since, until, symbol: str = ""):
+        """All closed candles in ``[since, until)``, one explicit window per request, and the
+        ``(start, end)`` ms range the answers verified (``None``: nothing verified)."""
         step = exchange.parse_timeframe(tf) * 1000
         now_ms = int(self.clock().value // 1_000_000)
         end_ms = now_ms if until is None else min(int(until.value // 1_000_000), now_ms)
         what = f"fetch_ohlcv {market} {tf}"
         bars: dict[int, list[float]] = {}
+        answered: list[tuple[int, int, bool]] = []  # (lo, hi, had bars) per window asked
         if since is None and until is not None:  # an end but no start: the page ending there
             since = pd.Timestamp(end_ms - s["limit"] * step, unit="ms", tz="UTC")
         if since is None:  # neither: the latest page only
-            page = self._call(s, exchange, what, exchange.fetch_ohlcv, market, tf, None, s["limit"])
+            page = self._page(s, exchange, what, market, tf, None, None)
             for row in page:
                 bars[int(row[0])] = row
             self._report(len(page))
+            verified = (min(bars), end_ms) if bars else None
         else:
-            cursor = -(-int(since.value // 1_000_000) // step) * step  # ceil to a bar
+            start_ms = -(-int(since.value // 1_000_000) // step) * step  # ceil to a bar
+            cursor = start_ms
             while cursor < end_ms:
                 window_end = min(cursor + s["limit"] * step, end_ms) - 1
-                self._window(s, exchange, what, market, tf, step, cursor, window_end, bars)
+                self._window(
+                    s, exchange, what, market, tf, step, cursor, window_end, bars, answered
+                )
                 cursor = window_end + 1
+            self._fill_holes(s, exchange, what, market, tf, step, bars, answered)
+            verified = self._verified(start_ms, end_ms, bars, answered, symbol, tf)
         closed = [bars[t] for t in sorted(bars) if t + step <= now_ms and t < end_ms]
-        return closed
+        return closed, verified
 
-    def _window(self, s, exchange, what, market, tf, step, lo, hi, bars) -> None:
+    def _page(self, s, exchange, what, market, tf, lo, hi) -> list[list[float]]:
+        """One answer for ``[lo, hi]``; a body that is not JSON is retried like a 5xx."""
+        attempts = s["retries"] + 1
+        params = {} if hi is None else {"until": hi}
+        for attempt in range(attempts):
+            page = self._call(
+                s, exchange, what, exchange.fetch_ohlcv, market, tf, lo, s["limit"], params
+            )
+            if page or _is_json(getattr(exchange, "last_http_response", None)):
+                break
+            if attempt + 1 < attempts:
+                self.sleep(min(s["backoff"] * 2**attempt, s["max_backoff"]))
+        else:
+            body = str(exchange.last_http_response or "")[:60].replace("\n", " ")
+            raise DataError(
+                f"source 'ccxt' ({exchange.id}): {what} answered {attempts} times with a body "
+                f"that is not JSON (starts {body!r}). The exchange or a proxy in between is "
+                "failing: try again later, or check api_url"
+            )
+        seen: dict[int, list[float]] = {}
+        for row in page:
+            t = int(row[0])
+            if t in seen and list(seen[t][1:6]) != list(row[1:6]):
+                raise DataError(
+                    f"source 'ccxt' ({exchange.id}): {what} returned two different bars at "
+                    f"{_stamp(t)} on one page ({seen[t][1:6]} and {row[1:6]}); the exchange's "
+                    "answer is inconsistent: try again later"
+                )
+            seen[t] = row
+        return page
+
+    def _window(self, s, exchange, what, market, tf, step, lo, hi, bars, answered) -> None:
         """Every bar in ``[lo, hi]`` (ms, inclusive) into ``bars``, whatever a full page kept.
 
         A page of ``limit`` rows may have been cut: exchanges that answer oldest-first
@@ -271,10 +340,9 @@ class CcxtSource(Source):
         the oldest one returned). A short page is the whole window (gaps are real).
         """
         while lo <= hi:
-            page = self._call(
-                s, exchange, what, exchange.fetch_ohlcv, market, tf, lo, s["limit"], {"until": hi}
-            )
+            page = self._page(s, exchange, what, market, tf, lo, hi)
             fresh = [row for row in page if lo <= int(row[0]) <= hi]
+            answered.append((lo, hi, bool(fresh)))
             self._report(sum(int(row[0]) not in bars for row in fresh))
             for row in fresh:
                 bars[int(row[0])] = row  # keyed by time: overlapping pages count once
@@ -282,8 +350,49 @@ class CcxtSource(Source):
                 return
             stamps = [int(row[0]) for row in fresh]
             if min(stamps) > lo:  # the oldest bars were cut: fetch them (a smaller window)
-                self._window(s, exchange, what, market, tf, step, lo, min(stamps) - 1, bars)
+                self._window(
+                    s, exchange, what, market, tf, step, lo, min(stamps) - 1, bars, answered
+                )
             lo = max(stamps) + step
+
+    def _fill_holes(self, s, exchange, what, market, tf, step, bars, answered) -> None:
+        """Ask again for every empty window with bars on both sides; fail if it stays empty."""
+        if not bars:
+            return
+        first, last = min(bars), max(bars)
+        holes = [(lo, hi) for lo, hi, full in answered if not full and first < lo and hi < last]
+        for lo, hi in holes:
+            for attempt in range(s["retries"]):
+                self.sleep(min(s["backoff"] * 2**attempt, s["max_backoff"]))
+                before = len(bars)
+                self._window(s, exchange, what, market, tf, step, lo, hi, bars, [])
+                if len(bars) > before:
+                    break
+            else:
+                raise DataError(
+                    f"source 'ccxt' ({exchange.id}): {what} returned no bars for "
+                    f"{_stamp(lo)} .. {_stamp(hi)} although it has bars before and after "
+                    f"(asked {s['retries'] + 1} times). A page went missing: try again later; "
+                    "if the market really did not trade then, fetch each side separately "
+                    "(since/until)"
+                )
+
+    @staticmethod
+    def _verified(start_ms, end_ms, bars, answered, symbol, tf) -> tuple[int, int] | None:
+        """The range the answers covered: trailing empty windows are not verified."""
+        if not bars:
+            return None
+        full_his = [hi for lo, hi, full in answered if full]
+        end = min(max(full_his) + 1, end_ms) if full_his else end_ms
+        if end < end_ms:
+            warnings.warn(
+                f"source 'ccxt': no bars for {symbol or 'the symbol'} {tf} after "
+                f"{_stamp(max(bars))} although the range runs to {_stamp(end_ms)}; that tail "
+                "is not cached as complete, a later fetch asks again",
+                DataWarning,
+                stacklevel=4,
+            )
+        return start_ms, end
 
     def _report(self, n: int) -> None:
         if self.on_progress is not None and n:

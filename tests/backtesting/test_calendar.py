@@ -15,7 +15,9 @@ from mtl_bt.data.synthetic import garch_bars
         ("1d", "exchange", 252.0),
         ("1d", "24/7", 365.0),
         ("1h", "24/7", 8760.0),
-        ("1h", "exchange", 252 * 6.5),
+        ("1h", "exchange", 252 * 7.0),  # 09:30, 10:30, ..., 15:30: 7 bars a session
+        ("30m", "exchange", 252 * 13.0),
+        ("4h", "exchange", 252 * 2.0),
         ("15m", "24/7", 365 * 96.0),
         ("4h", "24/7", 365 * 6.0),
         ("1w", "exchange", 52.0),
@@ -56,3 +58,15 @@ def test_bt_timeframe():
     assert bt_timeframe(86400) == (bt.TimeFrame.Days, 1)
     assert bt_timeframe(7 * 86400) == (bt.TimeFrame.Weeks, 1)
     assert bt_timeframe(30) == (bt.TimeFrame.Seconds, 30)
+
+
+def test_intraday_exchange_counts_the_bars_of_a_session():
+    """Seven hourly bars a day (09:30-15:30 New York) annualise with 252 x 7 = 1764, not 1638."""
+    days = pd.bdate_range("2024-01-01", periods=30, tz="UTC")
+    hours = [pd.Timedelta(hours=14, minutes=30) + pd.Timedelta(hours=k) for k in range(7)]
+    index = pd.DatetimeIndex([d + h for d in days for h in hours])
+    assert periods_per_year(index, "exchange") == 1764.0
+    assert periods_per_year(index) == 1764.0  # auto: no weekend bars -> exchange
+    # a half day (holiday eve) does not move the median
+    short = index.delete(range(7 * 5 + 3, 7 * 6))
+    assert periods_per_year(short, "exchange") == 1764.0

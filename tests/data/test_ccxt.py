@@ -60,7 +60,9 @@ def test_more_than_2500_bars_over_three_pages(bybit):
     for prev, cur in zip(requests, requests[1:], strict=False):
         assert int(cur["start"]) == int(prev["end"]) + 1
     assert all((int(r["end"]) - int(r["start"]) + 1) <= 1000 * HOUR_MS for r in requests)
+    verified = frame.attrs.pop("verified")
     assert frame.attrs == {"symbol": "BTC/USDT", "timeframe": "1h", "source": "ccxt"}
+    assert verified == (since, NOW)  # every window answered whole
 
 
 def test_forming_last_candle_is_dropped(bybit):

@@ -44,5 +44,6 @@ def test_trainer_starts_heads_at_the_constant_optimum():
             return 4
 
     _start_heads_at_constant_optimum(model, tasks, Train())
-    assert model.output_layer("volatility@1").bias.item() == pytest.approx(np.log(0.01), rel=1e-5)
+    # QLIKE on log variance: the constant optimum is log(mean(vol^2))
+    assert model.output_layer("volatility@1").bias.item() == pytest.approx(np.log(1e-4), rel=1e-5)
     assert model.output_layer("direction@1").bias.item() == pytest.approx(np.log(3.0), rel=1e-5)

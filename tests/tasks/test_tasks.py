@@ -62,8 +62,21 @@ def test_direction_is_bce_with_logits():
     assert m["log_loss"] > 0
 
 
-def test_volatility_learns_log_vol_with_floor():
+def test_volatility_qlike_on_log_variance_with_floor():
     t = _task("volatility", floor=1e-4)
+    vol = torch.tensor([0.01, 0.02, 0.0, 0.005])
+    ratio = torch.clamp(vol, min=1e-4) ** 2 / torch.exp(out)
+    manual = (ratio - torch.log(ratio) - 1.0).mean()
+    assert t.loss(out, vol).item() == pytest.approx(manual.item(), rel=1e-5)
+    assert torch.isfinite(t.loss(out, vol))  # the zero-vol row is floored, not -inf
+    pred = t.transform(torch.tensor([-50.0, -10.0, 0.0]))
+    assert (pred > 0).all() and pred[1].item() == pytest.approx(math.exp(-5))
+    m = t.metrics(np.array([0.01, 0.02]), np.array([0.02, 0.04]))
+    assert m["calibration"] == pytest.approx(2.0)  # realised RMS twice the forecast's
+
+
+def test_volatility_log_mse_learns_log_vol_with_floor():
+    t = _task("volatility", floor=1e-4, loss="log_mse")
     vol = torch.tensor([0.01, 0.02, 0.0, 0.005])
     manual = ((out - torch.log(torch.clamp(vol, min=1e-4))) ** 2).mean()
     assert t.loss(out, vol).item() == pytest.approx(manual.item())
