@@ -119,7 +119,7 @@ class MTLStrategy(bt.Strategy):
         self._all_assets = sees_all_assets(self.rule)
         heads = self.rule.heads(self.task_names) if hasattr(self.rule, "heads") else {}
         self.used_tasks = [t for t in heads.values() if t] or list(self.task_names)
-        self.hold = int(p.horizon or self._return_horizon(heads))
+        self.hold = int(p.horizon or self._holding_horizon(heads))
         self.schedule = FoldSchedule(self.predictors)
         self.rebalancer = Rebalancer(
             max_gross_leverage=p.max_gross_leverage,
@@ -131,6 +131,21 @@ class MTLStrategy(bt.Strategy):
         self.decisions = 0
         self.first_decision: float | None = None
 
+    @classmethod
+    def from_config(cls, config: Any, models: Any) -> tuple[type[MTLStrategy], dict[str, Any]]:
+        """``(strategy class, parameters)`` that ``mtl-bt backtest`` runs for ``config``
+        (a path, ``Config`` or ``BacktestConfig``) and ``models`` (checkpoint, train dir, or a
+        list): ``cerebro.addstrategy(cls, **params)``. Pair it with
+        :func:`mtl_bt.backtesting.broker.configure_broker` for the CLI's broker. The class
+        defaults are not a config's: this is how plain Backtrader code gets the config's.
+        """
+        from mtl_bt.backtesting.broker import backtest_config
+        from mtl_bt.backtesting.runner import build_signal, load_predictors, strategy_params
+
+        cfg = backtest_config(config)
+        predictors = load_predictors(models)
+        return cls, strategy_params(cfg, predictors, build_signal(cfg))
+
     def _make_rule(self) -> Any:
         from mtl_bt import registry
         from mtl_bt.signals.base import SignalRule
@@ -139,10 +154,22 @@ class MTLStrategy(bt.Strategy):
             return self.p.signal
         return registry.create("signal", str(self.p.signal), **(self.p.signal_options or {}))
 
-    @staticmethod
-    def _return_horizon(heads: dict[str, str | None]) -> int:
-        name = heads.get("return") or ""
-        return int(name.partition("@")[2] or 1)
+    def _holding_horizon(self, heads: dict[str, str | None]) -> int:
+        """Bars to hold a position: the rule's return head's horizon; for a rule without
+        ``heads()`` the model's one return horizon (from the checkpoint), else a refusal."""
+        if hasattr(self.rule, "heads") or self.p.rebalance == "bar":
+            return int(str(heads.get("return") or "").partition("@")[2] or 1)
+        from mtl_bt.signals.base import task_horizons
+
+        found = task_horizons(dict.fromkeys(self.task_names), "return")
+        if len(found) == 1:
+            return int(found[0])
+        name = self.p.signal if isinstance(self.p.signal, str) else type(self.rule).__name__
+        raise UserError(
+            f"signal rule {name!r} has no heads(), so the holding period is not known: the "
+            f"model's return horizons are {found or 'none'}. Pass MTLStrategy horizon= (bars "
+            "to hold), rebalance='bar', or give the rule a heads() method"
+        )
 
     def start(self) -> None:
         datas = self.datas
