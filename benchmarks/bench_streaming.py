@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res, indent=2))
         return 0
     print(f"{res['bars']} bars, identical rows streaming vs vectorised: {res['identical_rows']}")
-    print(f"load {res['machine'].get('load')}")
+    print(f"load {res['machine'].get('load_average_at_start')}")
     for name, row in res["rows"].items():
         print(f"  {name:32s} {row['us_per_bar']:10.1f} us/bar  x{row['ratio_to_vectorised']:.1f}")
     return 0

@@ -35,13 +35,14 @@ def is_weekend(micros: int) -> bool:
 
 
 class _Asset:
-    __slots__ = ("closes", "last_us", "ppy", "rows", "spacings", "stream", "weekend")
+    __slots__ = ("closes", "days", "last_us", "ppy", "rows", "spacings", "stream", "weekend")
 
     def __init__(self, stream: FeatureStream, lookback: int, vol_window: int) -> None:
         self.stream = stream
         self.rows: deque[np.ndarray] = deque(maxlen=lookback)
         self.closes: deque[float] = deque(maxlen=vol_window + 1)
         self.spacings: deque[int] = deque(maxlen=64)
+        self.days: deque[list[int]] = deque(maxlen=64)  # [UTC day, bars that day]
         self.last_us: int | None = None
         self.weekend = False
         self.ppy: float | None = None
@@ -90,6 +91,11 @@ class StreamingBook:
             asset.spacings.append(us - asset.last_us)
         asset.last_us = us
         asset.weekend = asset.weekend or is_weekend(us)
+        day = us // _DAY_US
+        if asset.days and asset.days[-1][0] == day:
+            asset.days[-1][1] += 1
+        else:
+            asset.days.append([day, 1])
         row = asset.stream.push(bar)
         asset.rows.append(row.astype(np.float32))
         if self.kept is not None:
@@ -129,5 +135,10 @@ class StreamingBook:
                 seconds = float(values[np.argmax(counts)]) / 1e6
             if calendar == "auto":
                 calendar = "24/7" if asset.weekend else "exchange"
-            asset.ppy = seconds_per_year(seconds, calendar)  # type: ignore[arg-type]
+            # intraday exchange bars: bars per session counted per UTC day, as the preloaded
+            # path counts them (over the days seen so far)
+            per_session = None
+            if seconds < 86400 and len(asset.days) > 1:
+                per_session = max(1, int(round(float(np.median([n for _, n in asset.days])))))
+            asset.ppy = seconds_per_year(seconds, calendar, per_session)  # type: ignore[arg-type]
         return asset.ppy

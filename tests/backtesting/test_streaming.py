@@ -233,3 +233,18 @@ def test_a_live_feed_runs_through_the_streaming_path(real_frames, real_model, pr
     run = run_feeds(feeds, real_model)
     assert run[0].streaming and all(d.islive() for d in run[0].datas)
     _same_run(preloaded, run)
+
+
+def test_intraday_session_calendar_is_the_same_on_both_paths(crypto_frames, real_model):
+    """Real hourly bars cut to a weekday 14:00-18:00 UTC session (5 bars a day, no weekend):
+    252 sessions x 5 bars on the preloaded and on the streaming path."""
+    h = crypto_frames["BTC/USDT"].iloc[:2000]
+    idx = h.index
+    session = h[(idx.day_of_week < 5) & (idx.hour >= 14) & (idx.hour <= 18)].copy()
+    session.attrs = dict(h.attrs)
+    pre = run_feeds({"S": frame_feed(session, name="S")}, real_model)[0]
+    stream = run_feeds(
+        {"S": frame_feed(session, name="S")}, real_model, cerebro_kwargs={"preload": False}
+    )[0]
+    assert pre.ppy.tolist() == stream.ppy.tolist() == [252.0 * 5]
+    assert stream.decisions == pre.decisions > 10
