@@ -169,6 +169,9 @@ def run(
     if frames is None:
         say("loading data")
         frames = load_data(config, no_cache=no_cache, progress=progress)
+        from mtl_bt.data.validate import warn_large_gaps
+
+        warn_large_gaps(frames)
     seconds["data"] = time.perf_counter() - t
 
     t = time.perf_counter()

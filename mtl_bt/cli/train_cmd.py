@@ -50,6 +50,7 @@ def train(
     if no_guards:
         disable_guards()
     from mtl_bt.data import load_frames
+    from mtl_bt.data.validate import warn_large_gaps
     from mtl_bt.pipeline import check_config
     from mtl_bt.training import train_walk_forward
 
@@ -58,6 +59,7 @@ def train(
     show = not quiet
     with rundir.owned(out_dir, kind="train", config=cfg, force=force) as staging:
         frames = load_frames(cfg.data, no_cache=no_cache, progress=show and sys.stderr.isatty())
+        warn_large_gaps(frames)
         result = train_walk_forward(
             cfg,
             frames,

@@ -358,3 +358,28 @@ def describe(frame: pd.DataFrame, timeframe: str | None = None) -> Summary:
         for s, e in zip(starts, ends, strict=True):
             summary.gaps.append(Gap(shown[positions[s]], shown[positions[e]], int(e - s + 1)))
     return summary
+
+
+#: a gap of more than this many expected bars is worth a warning before training on it
+LARGE_GAP_BARS = 10
+
+
+def warn_large_gaps(frames, limit: int = LARGE_GAP_BARS) -> list[str]:
+    """A ``DataWarning`` per symbol whose bars have a gap of more than ``limit`` expected
+    bars (an outage, a missing month of a file): features and targets then span the gap.
+    Returns the messages (``mtl-bt data info`` lists every gap)."""
+    messages = []
+    for symbol, frame in frames.items():
+        if len(frame) < 2:
+            continue
+        big = [g for g in describe(frame).gaps if g.bars > limit]
+        if big:
+            worst = max(big, key=lambda g: g.bars)
+            messages.append(
+                f"{symbol}: {len(big)} large gap(s) inside the data, the largest "
+                f"{worst.bars} missing bars from {worst.start.isoformat()}; features and targets "
+                "span it. Check it with `mtl-bt data info`, or narrow data.since/data.until"
+            )
+    for message in messages:
+        warnings.warn(message, DataWarning, stacklevel=2)
+    return messages
