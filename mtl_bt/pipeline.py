@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from mtl_bt.config import Config, dumps
+from mtl_bt.data.source import clip_frames  # noqa: F401 (re-exported: compare uses it)
 from mtl_bt.report.io import write_csv, write_json, write_parquet, write_text
 
 #: artefacts every finished run folder holds (report files only when enabled)
@@ -106,21 +107,6 @@ def oos_start(folds: list[dict[str, Any]]) -> pd.Timestamp | None:
     return pd.Timestamp(min(pd.Timestamp(f["test_start"]) for f in folds))
 
 
-def clip_frames(
-    frames: Mapping[str, pd.DataFrame], start: pd.Timestamp | None
-) -> dict[str, pd.DataFrame]:
-    """Frames from ``start`` on (buy-and-hold must hold over the strategy's own bars)."""
-    if start is None:
-        return dict(frames)
-    out = {}
-    for symbol, frame in frames.items():
-        clipped = frame[frame.index >= start]
-        clipped.attrs.update(frame.attrs)
-        if len(clipped) >= 2:
-            out[symbol] = clipped
-    return out
-
-
 def _tty_progress(progress: bool) -> bool:
     return progress and sys.stderr.isatty()
 
@@ -205,6 +191,9 @@ def run(
     if frames is None:
         say("loading data")
         frames = load_data(config, no_cache=no_cache, progress=progress)
+        from mtl_bt.data.validate import warn_large_gaps
+
+        warn_large_gaps(frames)
     seconds["data"] = time.perf_counter() - t
 
     t = time.perf_counter()

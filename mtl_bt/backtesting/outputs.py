@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from mtl_bt.backtesting.runner import BacktestResult
+    from mtl_bt.backtesting.result import BacktestResult
 
 
 def json_safe(value: Any) -> Any:

@@ -16,7 +16,6 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from mtl_bt.backtesting.outputs import (  # re-exported: callers import them fro
     metrics_document,
     write_outputs,
 )
+from mtl_bt.backtesting.result import BacktestResult  # re-exported
 from mtl_bt.config import BacktestConfig
 from mtl_bt.errors import CheckpointError, DataError, UserError
 from mtl_bt.metrics import performance as perf
@@ -58,23 +58,6 @@ TRADE_COLUMNS = [
     "pnl_net",
     "commission",
 ]
-
-
-@dataclass
-class BacktestResult:
-    """Everything a backtest produced (see docs/backtesting.md for each field)."""
-
-    returns: pd.Series  # portfolio_return per bar after warm-up, UTC DatetimeIndex
-    equity: pd.Series  # broker value per bar after warm-up
-    metrics: dict[str, Any]
-    per_asset: dict[str, dict[str, Any]]
-    orders: pd.DataFrame
-    trades: pd.DataFrame
-    periods_per_year: float
-    symbols: list[str]
-    contributions: pd.DataFrame  # per-asset contribution to each bar's portfolio return
-    strategy: Any = field(default=None, repr=False)  # the Backtrader strategy instance
-    seconds: float = 0.0
 
 
 # -- inputs ---------------------------------------------------------------
@@ -450,7 +433,7 @@ def run_backtest(
     if baseline is not None:
         if baseline != "buy_and_hold":
             raise UserError(f"unknown baseline {baseline!r}; use 'buy_and_hold'")
-        from mtl_bt.pipeline import clip_frames
+        from mtl_bt.data.source import clip_frames
 
         start = None
         if predictors_or_folds is not None:

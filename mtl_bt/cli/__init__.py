@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 import warnings
@@ -12,12 +13,34 @@ from mtl_bt import __version__
 from mtl_bt.errors import UserError
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Data warnings as one ``warning: ...`` line on stderr, when they happen (not Python's
+    ``file:line: DataWarning:`` form); other warnings as usual."""
+    from mtl_bt.data.validate import DataWarning
+
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
 class _Group(click.Group):
     """Prints user errors as one line (exit 2) and bugs with a hint (exit 1)."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with _one_line_warnings():
+                return super().invoke(ctx)
         except UserError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)

@@ -59,7 +59,7 @@ def check_config_matches(cfg, predictors) -> None:
 
 
 @click.command("backtest")
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.argument("config_path", metavar="CONFIG")
 @click.option(
     "--model",
     "models",
@@ -88,8 +88,7 @@ def check_config_matches(cfg, predictors) -> None:
 )
 def backtest(config_path, models, data_files, out_dir, overrides, baseline, quiet, force) -> None:
     """Backtest trained models on the configured data; write metrics.json, returns.csv,
-    orders.csv and trades.csv to --out."""
-    from mtl_bt import config as config_mod
+    orders.csv and trades.csv to --out. CONFIG is a TOML file (or `crypto` / `stocks`)."""
     from mtl_bt import rundir
     from mtl_bt.backtesting.runner import (
         build_signal,
@@ -97,10 +96,11 @@ def backtest(config_path, models, data_files, out_dir, overrides, baseline, quie
         run_backtest,
         write_outputs,
     )
+    from mtl_bt.cli.configs import load_config
     from mtl_bt.cli.run_cmd import rejected_line
     from mtl_bt.data import load_frames, read_frame
 
-    cfg = config_mod.load(config_path, list(overrides))
+    cfg = load_config(config_path, overrides)
     symbols = list(cfg.data.symbols)
     swapped = swap_data(symbols, data_files)
     bar = not quiet and sys.stderr.isatty()  # no progress bar into a log file

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from mtl_bt import config as config_mod
+from mtl_bt.cli.configs import load_config
 from mtl_bt.safety import NO_GUARDS_HELP, disable_guards
 
 
 @click.command()
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config_path", metavar="CONFIG")
 @click.option(
     "--out",
     "out_dir",
@@ -34,7 +34,7 @@ from mtl_bt.safety import NO_GUARDS_HELP, disable_guards
 )
 @click.option("--no-guards", is_flag=True, help=NO_GUARDS_HELP)
 def train(
-    config_path: Path,
+    config_path: str,
     out_dir: Path,
     overrides: tuple[str, ...],
     quiet: bool,
@@ -42,20 +42,24 @@ def train(
     force: bool,
     no_guards: bool,
 ) -> None:
-    """Train one model per walk-forward fold and write out-of-sample predictions."""
+    """Train one model per walk-forward fold and write out-of-sample predictions.
+
+    CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config)."""
     from mtl_bt import rundir
 
     if no_guards:
         disable_guards()
     from mtl_bt.data import load_frames
+    from mtl_bt.data.validate import warn_large_gaps
     from mtl_bt.pipeline import check_config
     from mtl_bt.training import train_walk_forward
 
-    cfg = config_mod.load(config_path, list(overrides))
+    cfg = load_config(config_path, overrides)
     check_config(cfg)  # unknown plugins/options fail before any data is fetched
     show = not quiet
     with rundir.owned(out_dir, kind="train", config=cfg, force=force) as staging:
         frames = load_frames(cfg.data, no_cache=no_cache, progress=show and sys.stderr.isatty())
+        warn_large_gaps(frames)
         result = train_walk_forward(
             cfg,
             frames,

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
+from mtl_bt.data.timeframe import INDEX_NAME, parse_time
+
 #: canonical OHLCV columns, in order, all float64
 COLUMNS = ("open", "high", "low", "close", "volume")
-#: name of the tz-aware UTC DatetimeIndex
-INDEX_NAME = "datetime"
+__all__ = ["COLUMNS", "INDEX_NAME", "Source", "check_options", "clip", "clip_frames"]
 
 
 class Source:
@@ -64,11 +65,24 @@ def check_options(source: str, options: dict[str, Any], allowed: dict[str, str])
 
 def clip(frame: pd.DataFrame, since: Any = None, until: Any = None) -> pd.DataFrame:
     """Bars with ``since <= time < until`` (either bound may be None; naive means UTC)."""
-    from mtl_bt.data.timeframe import parse_time
-
     since, until = parse_time(since, "since"), parse_time(until, "until")
     if since is not None:
         frame = frame[frame.index >= since]
     if until is not None:
         frame = frame[frame.index < until]
     return frame
+
+
+def clip_frames(
+    frames: Mapping[str, pd.DataFrame], start: pd.Timestamp | None
+) -> dict[str, pd.DataFrame]:
+    """Frames from ``start`` on (buy-and-hold must hold over the strategy's own bars)."""
+    if start is None:
+        return dict(frames)
+    out = {}
+    for symbol, frame in frames.items():
+        clipped = frame[frame.index >= start]
+        clipped.attrs.update(frame.attrs)
+        if len(clipped) >= 2:
+            out[symbol] = clipped
+    return out

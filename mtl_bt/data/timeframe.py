@@ -8,8 +8,10 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from mtl_bt.data.source import INDEX_NAME
 from mtl_bt.errors import ConfigError, DataError
+
+#: name of the tz-aware UTC DatetimeIndex of every canonical frame
+INDEX_NAME = "datetime"
 
 _UNITS = {"s": "s", "m": "min", "min": "min", "h": "h", "d": "D", "w": "W"}
 _TF = re.compile(r"^\s*(\d+)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)

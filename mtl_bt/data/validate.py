@@ -29,6 +29,12 @@ PRICES = ("open", "high", "low", "close")
 _TOLERANCE = 1e-9
 
 
+def _plain(value):
+    """A numpy scalar as the Python number it holds: messages say ``-1.5``, not
+    ``np.float64(-1.5)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class DataWarning(UserWarning):
     """Data was repaired or is incomplete; the message says what and where."""
 
@@ -84,7 +90,7 @@ def _numeric(values: pd.Series, column: str, symbol: str, path: object | None) -
         pos = int(np.argmax(bad))
         raise DataError(
             f"{_where(symbol, path)}: column {column!r} has non-numeric value "
-            f"{values.iloc[pos]!r} at {_ts(values.index[pos])}"
+            f"{_plain(values.iloc[pos])!r} at {_ts(values.index[pos])}"
         )
     out = converted.to_numpy(dtype="float64", na_value=np.nan)
     infinite = np.isinf(out)
@@ -165,7 +171,7 @@ def normalise(
         if (values <= 0).any():
             raise DataError(
                 f"{where}: column {column!r} has non-positive price "
-                f"{values[int(np.argmax(values <= 0))]!r} at {_first(values <= 0, idx)}"
+                f"{_plain(values[int(np.argmax(values <= 0))])} at {_first(values <= 0, idx)}"
             )
     o, h, lo, c = (out[col].to_numpy() for col in PRICES)
     top = np.maximum(o, c)
@@ -179,7 +185,8 @@ def normalise(
             rule = "below max(open, close)" if column == "high" else "above min(open, close)"
             raise DataError(
                 f"{where}: column {column!r} is {rule} at {_ts(idx[pos])} "
-                f"(open={o[pos]!r}, high={h[pos]!r}, low={lo[pos]!r}, close={c[pos]!r})"
+                f"(open={_plain(o[pos])}, high={_plain(h[pos])}, low={_plain(lo[pos])}, "
+                f"close={_plain(c[pos])})"
             )
         if bad.any():
             warnings.warn(
@@ -358,3 +365,28 @@ def describe(frame: pd.DataFrame, timeframe: str | None = None) -> Summary:
         for s, e in zip(starts, ends, strict=True):
             summary.gaps.append(Gap(shown[positions[s]], shown[positions[e]], int(e - s + 1)))
     return summary
+
+
+#: a gap of more than this many expected bars is worth a warning before training on it
+LARGE_GAP_BARS = 10
+
+
+def warn_large_gaps(frames, limit: int = LARGE_GAP_BARS) -> list[str]:
+    """A ``DataWarning`` per symbol whose bars have a gap of more than ``limit`` expected
+    bars (an outage, a missing month of a file): features and targets then span the gap.
+    Returns the messages (``mtl-bt data info`` lists every gap)."""
+    messages = []
+    for symbol, frame in frames.items():
+        if len(frame) < 2:
+            continue
+        big = [g for g in describe(frame).gaps if g.bars > limit]
+        if big:
+            worst = max(big, key=lambda g: g.bars)
+            messages.append(
+                f"{symbol}: {len(big)} large gap(s) inside the data, the largest "
+                f"{worst.bars} missing bars from {worst.start.isoformat()}; features and targets "
+                "span it. Check it with `mtl-bt data info`, or narrow data.since/data.until"
+            )
+    for message in messages:
+        warnings.warn(message, DataWarning, stacklevel=2)
+    return messages

@@ -148,7 +148,10 @@ def _summary_line(summary: dict[str, Any]) -> str:
     if summary.get("purge") is not None:
         parts.append(f"purge {summary['purge']} bar(s)")
     if summary.get("bars_on_axis") is not None:
-        parts.append(f"{summary['bars_on_axis']} bars on the time axis after warm-up")
+        parts.append(
+            f"{summary['bars_on_axis']} bars on the training time axis after warm-up (all "
+            "symbols' bars, in and out of sample)"
+        )
     return "; ".join(parts).capitalize() + "." if parts else ""
 
 
@@ -200,7 +203,12 @@ def write_run_report(
     columns = {STRATEGY: metrics.get("portfolio", {})}
     if bh_metrics:
         columns[BUY_AND_HOLD] = bh_metrics
-    doc.add(Table(metrics_table(columns), caption=f"Annualised with {ppy:g} periods per year."))
+    caption = f"annualised with {ppy:g} periods per year."
+    if strategy is not None:  # label the bar count: not the time axis, not the loaded bars
+        caption = f"{len(strategy)} out-of-sample bars (the returns the metrics come from); " + (
+            caption
+        )
+    doc.add(Table(metrics_table(columns), caption=caption[0].upper() + caption[1:]))
     if metrics.get("per_asset"):
         doc.add(Heading("Per asset", 3))
         doc.add(Table(per_asset_table(metrics["per_asset"])))
@@ -251,7 +259,7 @@ def write_run_report(
             doc.add(Image(path, caption))
     if data.get("symbols"):
         doc.add(Heading("Data"))
-        doc.add(Table(data_ranges_table(data)))
+        doc.add(Table(data_ranges_table(data), caption="bars: every bar loaded per symbol."))
     if data.get("folds"):
         doc.add(Heading("Walk-forward folds", 3))
         doc.add(Table(pd.DataFrame(data["folds"])))

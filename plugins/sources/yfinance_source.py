@@ -10,6 +10,9 @@ taken as UTC). The download function is injectable so tests run offline.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +41,40 @@ OPTIONS = {
     "timeout": "seconds to wait for Yahoo (default 30)",
 }
 _PRICE_NAMES = {"open", "high", "low", "close", "volume", "adj close"}
+
+
+#: what yfinance's logged errors say when the request never got an answer
+_NETWORK = re.compile(
+    r"curl: \(\d+\)|DNSError|Could not resolve|ConnectionError|Failed to connect|timed out|"
+    r"Timeout|SSLError|ProxyError|Network is unreachable|Connection refused",
+    re.IGNORECASE,
+)
+
+
+@contextlib.contextmanager
+def _yahoo_errors():
+    """The error messages the ``yfinance`` logger emits during the block (yfinance 1.x logs
+    a failed download and returns an empty frame instead of raising)."""
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                messages.append(record.getMessage())
+
+    handler = _Collect()
+    logger = logging.getLogger("yfinance")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _first_reason(messages: list[str]) -> str:
+    text = messages[-1].strip()
+    match = re.search(r"curl: \(\d+\)[^.]*", text)
+    return (match.group(0) if match else text)[:200]
 
 
 def _default_download(*args: Any, **kwargs: Any) -> pd.DataFrame:
@@ -132,13 +169,21 @@ class YFinanceSource(Source):
         else:
             kwargs["period"] = "max"
         try:
-            data = self.download(**kwargs)
+            with _yahoo_errors() as errors:
+                data = self.download(**kwargs)
         except DataError:
             raise
         except Exception as exc:
             raise DataError(
                 f"source 'yfinance': download of {symbols} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        network = [e for e in errors if _NETWORK.search(e)]
+        if network:  # yfinance logs a failed connection and returns nothing: not the ticker's fault
+            raise DataError(
+                f"source 'yfinance': Yahoo Finance could not be reached for {list(symbols)} "
+                f"({_first_reason(network)}). This is a network failure, not an unknown ticker: "
+                "check the connection or proxy and try again"
+            )
         parts = split_tickers(data, list(symbols))
         out = {}
         for symbol in symbols:

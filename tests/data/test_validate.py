@@ -218,3 +218,18 @@ def test_normalise_write_read_round_trip(tmp_path_factory, suffix, frame):
         back.attrs["symbol"] == "BTC/USDT"
         and back.attrs["timeframe"] == canonical.attrs["timeframe"]
     )
+
+
+def test_messages_show_plain_numbers_not_numpy_reprs():
+    """`-1.5`, not `np.float64(-1.5)` (issue #17)."""
+    index = pd.date_range("2024-01-01", periods=2, freq="1h", tz="UTC")
+    bars = {"open": [1.0, -1.5], "high": [2.0, 2.0], "low": [0.5, 0.5], "close": [1.0, 1.0]}
+    frame = pd.DataFrame({**bars, "volume": [1.0, 1.0]}, index=index)
+    with pytest.raises(DataError) as err:
+        normalise(frame, symbol="X", source="t")
+    assert "non-positive price -1.5 at" in str(err.value) and "np." not in str(err.value)
+    frame["open"] = [1.0, 1.0]
+    frame["high"] = np.array([2.0, 0.5])
+    with pytest.raises(DataError) as err:
+        normalise(frame, symbol="X", source="t")
+    assert "(open=1.0, high=0.5, low=0.5, close=1.0)" in str(err.value)

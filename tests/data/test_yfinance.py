@@ -182,3 +182,39 @@ def test_through_load_frames_cached_with_top_up(tmp_path):
         assert later["AAPL"].index[-1] == pd.Timestamp("2024-02-29", tz="UTC")
     finally:
         registry.unregister_plugin("yf_test_plugin")
+
+
+#: what yfinance 1.7 logged here, in this sandbox with no network (measured)
+_NO_NETWORK = [
+    "Cookie/crumb fetch failed (DNSError), continuing without crumb",
+    "\n1 Failed download:",
+    "['AAPL']: DNSError('Failed to perform, curl: (6) Could not resolve host: "
+    "query2.finance.yahoo.com. See https://curl.se/libcurl/c/libcurl-errors.html first for "
+    "more details.')",
+]
+
+
+def _logging_download(messages):
+    import logging
+
+    def download(**kwargs):
+        for message in messages:
+            logging.getLogger("yfinance").error(message)
+        return pd.DataFrame()  # what yf.download returns when every ticker failed
+
+    return download
+
+
+def test_no_network_is_reported_as_a_network_failure_not_a_ticker():
+    with pytest.raises(DataError) as err:
+        YFinanceSource(download=_logging_download(_NO_NETWORK)).fetch(["AAPL"])
+    text = str(err.value)
+    assert "Yahoo Finance could not be reached for ['AAPL']" in text
+    assert "curl: (6) Could not resolve host: query2" in text
+    assert "network failure, not an unknown ticker" in text and "delisted" not in text
+
+
+def test_an_empty_answer_still_names_the_ticker():
+    delisted = ["['NOPE']: YFTzMissingError('possibly delisted; no timezone found')"]
+    with pytest.raises(DataError, match="no bars for 'NOPE'.*unknown or delisted ticker"):
+        YFinanceSource(download=_logging_download(delisted)).fetch(["NOPE"])

@@ -152,3 +152,17 @@ def test_oos_metrics_by_fold_long_format() -> None:
     assert list(long.columns) == ["fold", "task", "metric", "value"]
     ic0 = long[(long["fold"] == 0) & (long["metric"] == "rank_ic")]["value"].item()
     assert ic0 == pytest.approx(1.0)
+
+
+def test_every_bar_count_in_the_report_says_which_bars(tmp_path: Path) -> None:
+    """The time axis, the loaded bars and the out-of-sample bars differ: each is labelled
+    (issue #17: "8694 bars" beside a metrics.json of 5,670 returns)."""
+    _fake_run(tmp_path)
+    doc = json.loads((tmp_path / "data.json").read_text())
+    doc["summary"] = {"bars_on_axis": 8694}
+    (tmp_path / "data.json").write_text(json.dumps(doc))
+    write_run_report(tmp_path, plots_on=False, html=False)
+    text = (tmp_path / "report.md").read_text()
+    assert "600 out-of-sample bars (the returns the metrics come from)" in text
+    assert "8694 bars on the training time axis after warm-up" in text
+    assert "bars: every bar loaded per symbol" in text

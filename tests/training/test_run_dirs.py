@@ -213,3 +213,22 @@ def test_backtest_of_a_whole_run_writes_its_own_manifest(config_file, trained, t
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "bt" / "manifest.json").read_text())
     assert doc["kind"] == "backtest" and "metrics.json" in doc["files"]
+
+
+def test_backtest_draws_no_progress_bar_into_a_non_terminal(config_file, trained, tmp_path):
+    res = CliRunner().invoke(
+        main, ["backtest", str(config_file), "--model", str(trained), "--out", str(tmp_path / "b")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "bar/s" not in res.output and "\r" not in res.output  # no tqdm in a log file
+    assert "trades: sharpe" in res.output  # the summary line still is
+
+
+def test_compare_takes_the_lock_too(config_file, tmp_path):
+    out = tmp_path / "cmp"
+    lock = rundir.acquire(out.absolute())
+    try:
+        res = CliRunner().invoke(main, ["compare", str(config_file), "--out", str(out)])
+    finally:
+        rundir.release(lock)
+    assert res.exit_code == 2 and "is in use by another mtl-bt run" in res.output
