@@ -415,6 +415,8 @@ def registry() -> Registry:
         if _registry is None:
             _builder = threading.get_ident()
             try:
+                # built in two steps so that a re-entrant call can name the plugin
+                # being loaded (``reg.current``) instead of waiting on the lock forever
                 reg = Registry.__new__(Registry)
                 _building = reg
                 reg.__init__(dict(_extra))

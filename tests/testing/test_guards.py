@@ -141,3 +141,34 @@ def _find(obj, key):
 
 def _orders(out):
     return None
+
+
+def test_rule_caller_returns_clipped_weights_and_counts_each_limit(bad_plugins):
+    from mtl_bt.signals.context import RuleCaller, SignalWarning
+
+    caller = RuleCaller(registry.create("signal", "sums_to_five"))
+    assert caller.name == "sums_to_five"
+    context = dict(max_weight=0.3, max_gross_leverage=0.5, allow_short=True)
+    with pytest.warns(SignalWarning, match="signal 'sums_to_five'.*max_weight=0.3"):
+        w = caller({"return@1": np.zeros(2)}, symbols=["A", "B"], **context)
+    np.testing.assert_allclose(w, [0.25, 0.25])
+    caller({"return@1": np.zeros(3)}, symbols=["A", "B", "C"], **context)
+    assert caller.clipped_decisions == 2
+    assert caller.clipped == {"max_weight=0.3": 2, "max_gross_leverage=0.5": 2}
+
+
+def test_rule_returning_the_wrong_number_of_weights_is_named(bad_plugins):
+    from mtl_bt.signals.context import RuleCaller
+
+    class Short(registry.get("signal", "sums_to_five")):
+        def weights(self, predictions, **context):
+            return np.zeros(1)
+
+    with pytest.raises(PluginError, match="1 weights for a batch of 2 assets"):
+        RuleCaller(Short(), "short")(
+            {"r": np.zeros(2)},
+            symbols=["A", "B"],
+            max_weight=1,
+            max_gross_leverage=1,
+            allow_short=True,
+        )

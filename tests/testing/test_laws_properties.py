@@ -1,0 +1,73 @@
+"""Property tests of the laws themselves: the clipping function, and the look-ahead
+analysis (a peek of any size is found at its first bar; a trailing window never is)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mtl_bt.signals.clip import clip_weights, violations
+from mtl_bt.testing import garch_bars, lookahead
+
+FRAME = garch_bars(300, seed=11, freq="1h")
+
+weights = st.lists(
+    st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=12
+)
+
+
+@given(
+    weights,
+    st.floats(0.01, 2.0),
+    st.floats(0.01, 5.0),
+    st.booleans(),
+)
+def test_clipped_weights_are_always_within_every_limit(w, max_weight, gross, short):
+    out = clip_weights(np.array(w), max_weight, gross, short)
+    assert out.shape == (len(w),)
+    assert not violations(out, max_weight, gross, short)
+    # idempotent (up to the rounding of one rescale)
+    np.testing.assert_allclose(clip_weights(out, max_weight, gross, short), out, rtol=1e-12)
+
+
+@given(st.lists(st.floats(-0.1, 0.1), min_size=1, max_size=8), st.booleans())
+def test_weights_within_the_limits_are_left_alone(w, short):
+    arr = np.array(w) if short else np.abs(w)
+    np.testing.assert_array_equal(clip_weights(arr, 0.1, 1.0, short), arr)
+
+
+def _peek(k: int, window: int):
+    def compute(frame: pd.DataFrame) -> pd.DataFrame:
+        x = np.log(frame["close"]).rolling(window).mean().shift(-k)
+        return pd.DataFrame({"peek": x}, index=frame.index)
+
+    return compute
+
+
+def _trailing(window: int):
+    def compute(frame: pd.DataFrame) -> pd.DataFrame:
+        x = np.log(frame["close"] / frame["close"].rolling(window).mean())
+        return pd.DataFrame({"ok": x}, index=frame.index)
+
+    return compute
+
+
+@given(st.integers(1, 6), st.integers(1, 20))
+def test_a_peek_of_any_size_is_found(k, window):
+    cuts = lookahead.default_cuts(len(FRAME), window)
+    found = lookahead.prefix_findings(_peek(k, window), FRAME, cuts)
+    assert found and found[0].column == "peek"
+    # the first changed bar of the first cut is where the peek crosses it
+    assert found[0].row == max(0, cuts[0] - k)
+
+
+@given(st.integers(1, 40))
+def test_a_trailing_window_is_never_flagged_and_its_warmup_is_measured(window):
+    fn = _trailing(window)
+    cuts = lookahead.default_cuts(len(FRAME), window)
+    assert not lookahead.prefix_findings(fn, FRAME, cuts)
+    assert not lookahead.future_findings(fn, FRAME, cuts)
+    starts = lookahead.default_starts(len(FRAME), window - 1)
+    assert lookahead.measured_warmup(fn, FRAME, starts)["ok"] == window - 1
