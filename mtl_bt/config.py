@@ -277,6 +277,51 @@ class ReportConfig(_Section):
     html: bool = Field(True, description="write the self-contained report.html")
 
 
+class PaperConfig(_Section):
+    """``mtl-bt paper``: live polling and scheduled retraining (docs/paper.md)."""
+
+    poll_seconds: float = Field(
+        10.0, gt=0, le=86_400, description="seconds between polls of the exchange (--poll-seconds)"
+    )
+    warmup_bars: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="history bars loaded at start (None: what the model needs)",
+    )
+    timeout_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="how long past a bar's end a decision waits for a late asset (None: one poll)",
+    )
+    retrain_every: str | int | None = Field(
+        None,
+        description='retrain in the background every duration ("7d") or bar count (None: never)',
+    )
+    train_bars: int = Field(2000, ge=10, description="trailing bars a retraining job trains on")
+    max_model_age: str | None = Field(
+        None, description='a model older than this ("14d") opens no new positions (None: no limit)'
+    )
+
+    @field_validator("retrain_every", "max_model_age")
+    @classmethod
+    def _duration(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise ValueError(f"{value} bars: give a count >= 1 or a duration like 7d")
+            return value
+        if value is not None:
+            from mtl_bt.data.timeframe import parse_timeframe
+
+            try:
+                parse_timeframe(str(value))
+            except ConfigError:
+                raise ValueError(
+                    f"{value!r} is not a duration; use a number and a unit, e.g. 12h, 7d, 2w"
+                ) from None
+        return value
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
@@ -295,6 +340,7 @@ class Config(_Section):
     walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    paper: PaperConfig = Field(default_factory=PaperConfig)
 
     def task_names(self) -> list[str]:
         return [f"{t.name}@{h}" for t in self.tasks for h in t.horizons]

@@ -65,10 +65,18 @@ def _plain_plugin_warnings() -> None:
 
 
 def _add_commands() -> None:
-    from mtl_bt.cli import backtest_cmd, check_cmd, data_cmd, plugins_cmd, run_cmd, train_cmd
+    from mtl_bt.cli import (
+        backtest_cmd,
+        check_cmd,
+        data_cmd,
+        paper_cmd,
+        plugins_cmd,
+        run_cmd,
+        train_cmd,
+    )
 
     main.add_command(plugins_cmd.plugins)
-    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd, check_cmd):
+    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd, check_cmd, paper_cmd):
         for command in module.commands:
             main.add_command(command)
 

@@ -34,6 +34,10 @@ class Task:
 
     kind: str = ""
     level: int = 0
+    #: the metric (a key of ``metrics()``) that summarises the task in comparisons and Δm,
+    #: and whether higher is better; None leaves the task out of Δm
+    headline_metric: str | None = None
+    higher_is_better: bool = True
 
     def __init__(self, horizon: int = 1, **options: Any) -> None:
         if not isinstance(horizon, int) or horizon < 1:

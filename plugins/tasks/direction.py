@@ -23,6 +23,7 @@ class DirectionTask(Task):
 
     kind = "direction"
     level = 1
+    headline_metric = "auc"
 
     def __init__(self, horizon: int = 1) -> None:
         super().__init__(horizon)

@@ -24,6 +24,7 @@ class ReturnTask(Task):
 
     kind = "return"
     level = 1
+    headline_metric = "rank_ic"
 
     def __init__(
         self, horizon: int = 1, *, loss: str = "mse", delta: float = 1.0, scale: float = 1.0

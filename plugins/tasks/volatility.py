@@ -37,6 +37,8 @@ class VolatilityTask(Task):
 
     kind = "volatility"
     level = 0
+    headline_metric = "qlike"
+    higher_is_better = False
 
     def __init__(self, horizon: int = 1, *, floor: float = 1e-4, loss: str = "qlike") -> None:
         name = f"volatility@{horizon}"

@@ -1,12 +1,21 @@
 """Test kit for the data tests: a loopback HTTP server that answers Bybit v5
 ``/v5/market/kline`` like the real API (numbers as strings, newest first), generated for
-any start/end/limit from a deterministic series; minimal ccxt markets; a fixed clock."""
+any start/end/limit from a deterministic series; minimal ccxt markets; a fixed clock.
+
+For live (paper-trading) tests the server can also run on an :class:`ExchangeClock`
+that advances fast (a new hourly candle every fraction of a second, served from
+``/v5/market/time`` too), serve real bars (``frames``), go down for a while
+(``outage``: connections are dropped, as when the exchange is unreachable) and
+tamper with the rows it sends (``tamper``: out-of-order, duplicate or bad candles).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -109,6 +118,62 @@ def synthetic_bar(ts_ms: int, category: str = "spot", symbol: str = "BTCUSDT") -
     return [str(ts_ms), *prices, f"{volume:.3f}", turnover]
 
 
+def spot_market(base: str, quote: str = "USDT", amount: float = 0.0001) -> dict:
+    """A minimal ccxt spot market structure (like the entries of ``MARKETS``)."""
+    return {
+        **MARKETS[1],
+        "id": f"{base}{quote}",
+        "symbol": f"{base}/{quote}",
+        "base": base,
+        "quote": quote,
+        "baseId": base,
+        "quoteId": quote,
+        "precision": {"amount": amount, "price": 0.01},
+    }
+
+
+class ExchangeClock:
+    """The fake exchange's own clock: ``start`` plus ``speed`` exchange seconds per wall
+    second since it was made (``speed=14400``: an hourly candle closes every 0.25 s).
+
+    ``pause()``/``resume()`` stop and restart time; ``advance(delta)`` jumps.
+    """
+
+    def __init__(self, start: pd.Timestamp, speed: float = 1.0) -> None:
+        self.start = pd.Timestamp(start)
+        self.speed = float(speed)
+        self._wall0 = time.monotonic()
+        self._paused_at: float | None = None
+        self._lock = threading.Lock()
+
+    def _elapsed(self) -> float:
+        wall = self._paused_at if self._paused_at is not None else time.monotonic()
+        return (wall - self._wall0) * self.speed
+
+    def now(self) -> pd.Timestamp:
+        with self._lock:
+            return self.start + pd.Timedelta(seconds=self._elapsed())
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused_at is None:
+                self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_at is not None:
+                self._wall0 += time.monotonic() - self._paused_at
+                self._paused_at = None
+
+    def advance(self, delta: pd.Timedelta | str) -> None:
+        with self._lock:
+            self.start += pd.Timedelta(delta)
+
+    def wall_seconds(self, delta: pd.Timedelta | str) -> float:
+        """Wall seconds the clock needs to advance by ``delta``."""
+        return pd.Timedelta(delta).total_seconds() / self.speed
+
+
 @dataclass
 class BybitState:
     """What the fake exchange knows and what happened to it."""
@@ -126,14 +191,49 @@ class BybitState:
     #: bars past a request's ``end`` that the server also returns (consecutive pages overlap)
     overlap: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: a running exchange clock (replaces ``now``; also served on /v5/market/time)
+    clock: ExchangeClock | None = None
+    #: real bars per exchange symbol id ("BTCUSDT": canonical frame) instead of the synthetic
+    #: series; the candle still forming at ``now`` is served with partial values
+    frames: dict[str, pd.DataFrame] | None = None
+    #: (first, last) exchange times during which every connection is dropped unanswered
+    outage: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    #: ``tamper(query, rows) -> rows`` rewrites a kline answer (rows newest first)
+    tamper: Callable[[dict[str, str], list[list[str]]], list[list[str]]] | None = None
+    #: connections dropped because of ``outage``
+    dropped: int = 0
+    #: /v5/market/instruments-info lists per category replacing ``INSTRUMENTS``
+    instruments: dict[str, list[dict]] | None = None
 
     def kline_requests(self) -> list[dict[str, str]]:
         return [r for r in self.requests if r["path"] == "/v5/market/kline"]
 
+    def current(self) -> pd.Timestamp:
+        """The exchange's now: the running clock if there is one, else ``now``."""
+        return self.clock.now() if self.clock is not None else self.now
+
+    def is_down(self) -> bool:
+        if self.outage is None:
+            return False
+        first, last = self.outage
+        return first <= self.current() <= last
+
+
+def frame_bar(frame: pd.DataFrame, ts_ms: int, now_ms: int, step: int) -> list[str] | None:
+    """Bybit's row for the bar of ``frame`` starting at ``ts_ms`` (None: no such bar); a bar
+    still forming at ``now_ms`` is partial (open price only, a third of the volume)."""
+    ts = pd.Timestamp(ts_ms, unit="ms", tz="UTC")
+    if ts not in frame.index:
+        return None
+    o, h, lo, c, v = (float(x) for x in frame.loc[ts, ["open", "high", "low", "close", "volume"]])
+    if ts_ms + step > now_ms:  # forming: what the exchange knows so far
+        h, lo, c, v = o, o, o, v / 3.0
+    return [str(ts_ms), *(repr(x) for x in (o, h, lo, c, v)), repr(v * (o + c) / 2)]
+
 
 def _kline(state: BybitState, query: dict[str, str]) -> dict:
     step = int(query.get("interval", "60")) * 60_000
-    now_ms = state.now.value // 1_000_000
+    now_ms = state.current().value // 1_000_000
     end = min(int(query.get("end", now_ms)) + state.overlap * step, now_ms)
     limit = min(int(query.get("limit", 200)), 1000)
     first = max(int(query.get("start", 0)), state.listing.value // 1_000_000)
@@ -141,8 +241,21 @@ def _kline(state: BybitState, query: dict[str, str]) -> dict:
     stamps = list(range(first, end + 1, step))
     if "start" not in query:
         stamps = list(range((end // step) * step, -1, -step))[:limit][::-1]
+    if state.frames is not None:  # only the bars the frame has (real gaps stay gaps)
+        have = set(state.frames[query["symbol"]].index.as_unit("ms").asi8.tolist())
+        stamps = [t for t in stamps if t in have]
+        if "start" not in query:
+            stamps = stamps[-limit:]
     newest_first = stamps[::-1][:limit]  # Bybit: the newest `limit` bars of the window
-    rows = [synthetic_bar(t, query.get("category", "spot"), query["symbol"]) for t in newest_first]
+    if state.frames is not None:
+        frame = state.frames[query["symbol"]]
+        rows = [frame_bar(frame, t, now_ms, step) for t in newest_first]
+    else:
+        rows = [
+            synthetic_bar(t, query.get("category", "spot"), query["symbol"]) for t in newest_first
+        ]
+    if state.tamper is not None:
+        rows = state.tamper(query, rows)
     return {
         "retCode": 0,
         "retMsg": "OK",
@@ -202,15 +315,33 @@ INSTRUMENTS = {
 }
 
 
-def _instruments(query: dict[str, str]) -> dict:
+def spot_instruments(*bases: str) -> dict[str, list[dict]]:
+    """An ``instruments`` table listing ``<base>USDT`` spot pairs only."""
+    return {"spot": [_spot_instrument(f"{b}USDT", b) for b in bases]}
+
+
+def _instruments(query: dict[str, str], table: dict[str, list[dict]] | None = None) -> dict:
     category = query.get("category", "spot")
-    rows = [] if query.get("status") == "PreLaunch" else INSTRUMENTS.get(category, [])
+    table = INSTRUMENTS if table is None else table
+    rows = [] if query.get("status") == "PreLaunch" else table.get(category, [])
     return {
         "retCode": 0,
         "retMsg": "OK",
         "result": {"category": category, "list": rows},
         "retExtInfo": {},
         "time": 1709288999000,
+    }
+
+
+def _time(state: BybitState) -> dict:
+    """Bybit v5 /v5/market/time (ccxt's ``fetch_time`` reads ``time``)."""
+    ns = state.current().value
+    return {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {"timeSecond": str(ns // 10**9), "timeNano": str(ns)},
+        "retExtInfo": {},
+        "time": ns // 1_000_000,
     }
 
 
@@ -231,6 +362,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         state = self.state
+        if state.is_down():  # unreachable: the connection closes without an answer
+            with state.lock:
+                state.dropped += 1
+            self.close_connection = True
+            return
         with state.lock:
             state.requests.append({"path": url.path, **query})
             action = (
@@ -246,7 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {}}
             self._send(200, json.dumps(body).encode())
         elif url.path == "/v5/market/instruments-info":
-            self._send(200, json.dumps(_instruments(query)).encode())
+            self._send(200, json.dumps(_instruments(query, state.instruments)).encode())
+        elif url.path == "/v5/market/time":
+            self._send(200, json.dumps(_time(state)).encode())
         elif url.path != "/v5/market/kline":
             self._send(404, b'{"retCode":10001,"retMsg":"unknown path"}')
         elif query.get("symbol") not in state.symbols:

@@ -1,0 +1,58 @@
+"""``mtl-bt paper``: paper-trade a trained model on live ccxt/yfinance bars (docs/paper.md)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("paper")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "--model",
+    required=True,
+    type=click.Path(),
+    help="checkpoint file or train/run output dir (its newest fold model is used)",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="state dir")
+@click.option("--poll-seconds", type=float, default=None, help="seconds between polls")
+@click.option("--max-bars", type=click.IntRange(min=1), default=None, help="stop after N bars")
+@click.option("--until", default=None, help="stop at this time (ISO, UTC)")
+@click.option("--set", "overrides", multiple=True, help="config override KEY=VALUE (repeatable)")
+@click.option("--quiet", is_flag=True, help="no line per decided bar")
+@click.option("--reset", is_flag=True, help="delete the journal in --out and start over")
+def paper(config_path, model, out_dir, poll_seconds, max_bars, until, overrides, quiet, reset):
+    """Paper-trade MODEL on live bars: simulated fills, nothing sent to an exchange.
+
+    State (decided bars, orders, positions, equity) is journaled in OUT/paper.sqlite;
+    run the same command again to resume."""
+    from mtl_bt import config as config_mod
+    from mtl_bt.backtesting.runner import load_predictors
+    from mtl_bt.cli.backtest_cmd import check_config_matches
+    from mtl_bt.data.timeframe import parse_time
+    from mtl_bt.errors import ConfigError
+    from mtl_bt.paper.runner import newest_checkpoint, run_paper
+
+    cfg = config_mod.load(config_path, list(overrides))
+    if poll_seconds is not None and not poll_seconds > 0:
+        raise ConfigError(f"--poll-seconds {poll_seconds}: must be > 0")
+    stop_at = parse_time(until, "--until")
+    check_config_matches(cfg, load_predictors(newest_checkpoint(model)))
+    result = run_paper(
+        cfg,
+        model,
+        out_dir,
+        poll_seconds=poll_seconds,
+        max_bars=max_bars,
+        until=stop_at,
+        reset=reset,
+        echo=None if quiet else click.echo,
+    )
+    if not quiet:
+        equity = "n/a" if result.equity is None else f"{result.equity:,.2f}"
+        click.echo(
+            f"stopped ({result.stopped_by}): {result.bars} bars decided now, "
+            f"{result.total_bars} in the journal, equity {equity}; state in {result.out}"
+        )
+
+
+commands: list[click.Command] = [paper]

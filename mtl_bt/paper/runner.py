@@ -1,0 +1,193 @@
+"""``run_paper``: a strategy on live feeds with Backtrader's simulated broker, journaled.
+
+The broker is set up from ``[backtest]`` exactly as ``mtl-bt backtest`` does
+(``make_cerebro``: cash, percent commission, slippage, fills at the next bar's
+open). Nothing is sent to an exchange: the only requests are candles and the
+exchange's clock. Each decided bar is one transaction in ``DIR/paper.sqlite``;
+``orders.csv`` and ``equity.csv`` are exported after each bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtl_bt.errors import ConfigError
+from mtl_bt.paper.journal import PaperJournal
+from mtl_bt.paper.state import BarRecord, PaperState, sha256_file
+
+LIVE_SOURCES = ("ccxt", "yfinance")
+
+
+@dataclass
+class PaperResult:
+    bars: int  # bars decided by this invocation
+    total_bars: int  # bars in the journal
+    equity: float | None
+    out: Path
+    stopped_by: str  # "max_bars", "until", "signal"
+
+
+def newest_checkpoint(model: str | Path) -> Path:
+    """A checkpoint file, or the newest fold model of a train/run output dir."""
+    from mtl_bt.backtesting.runner import find_checkpoints
+
+    return find_checkpoints(model)[-1]
+
+
+def warmup_bars(predictor: Any, cfg: Any) -> int:
+    """History a model needs before its first decision (features, lookback, sizing vol)."""
+    if cfg.paper.warmup_bars:
+        return int(cfg.paper.warmup_bars)
+    need = int(predictor.feature_spec.warmup()) + int(predictor.lookback) + 20
+    return max(100, 2 * need)
+
+
+def make_market(cfg: Any, *, warmup: int, until: pd.Timestamp | None, resume_after, **kwargs):
+    """The live market of ``cfg.data`` (ccxt or yfinance)."""
+    from mtl_bt.feeds import ccxt_market, yfinance_market
+
+    data = cfg.data
+    if data.source not in LIVE_SOURCES:
+        raise ConfigError(
+            f"data.source = {data.source!r} is not a live source; paper trading polls "
+            f"{' or '.join(LIVE_SOURCES)} (set data.source and data.options, see docs/paper.md)"
+        )
+    poll = kwargs.pop("poll_seconds", cfg.paper.poll_seconds)
+    common = dict(
+        poll_seconds=poll,
+        warmup_bars=warmup,
+        timeout_seconds=cfg.paper.timeout_seconds,
+        until=until,
+        resume_after=None if resume_after is None else pd.Timestamp(resume_after),
+        **kwargs,
+    )
+    timeframe = data.timeframe or ("1h" if data.source == "ccxt" else "5m")
+    if data.source == "ccxt":
+        return ccxt_market(list(data.symbols), timeframe, options=dict(data.options), **common)
+    return yfinance_market(list(data.symbols), timeframe, options=dict(data.options), **common)
+
+
+def _echo_bar(echo: Callable[[str], None]) -> Callable[[BarRecord], None]:
+    def show(rec: BarRecord) -> None:
+        orders = ", ".join(f"{o.side} {o.size:.6g} {o.symbol}" for o in rec.created) or "no orders"
+        echo(f"{rec.datetime}  equity {rec.equity:,.2f}  cash {rec.cash:,.2f}  {orders}")
+
+    return show
+
+
+def run_paper(
+    cfg: Any,
+    model: str | Path,
+    out: str | Path,
+    *,
+    poll_seconds: float | None = None,
+    max_bars: int | None = None,
+    until: pd.Timestamp | None = None,
+    reset: bool = False,
+    echo: Callable[[str], None] | None = print,
+    strategy: tuple[type, dict[str, Any]] | None = None,
+    market_kwargs: dict[str, Any] | None = None,
+) -> PaperResult:
+    """Paper-trade ``cfg`` with ``model`` into ``out`` (see module docstring).
+
+    ``strategy``: (class, params) replacing :class:`PaperMTLStrategy` (tests, users' own).
+    """
+    from mtl_bt import config as config_mod
+    from mtl_bt.backtesting.runner import load_predictors, make_cerebro, strategy_params
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = out / "paper.sqlite"
+    if reset:
+        PaperState.reset(db_path)
+    checkpoint = newest_checkpoint(model)
+    model_sha = sha256_file(checkpoint)
+    config_text = config_mod.dumps(cfg)
+    predictors = load_predictors(checkpoint)
+    state = PaperState(db_path)
+    try:
+        state.claim(
+            {
+                "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+                "model_sha256": model_sha,
+            },
+            str(out),
+        )
+        with state.db:
+            state.db.execute("BEGIN IMMEDIATE")
+            state.db.execute("INSERT OR IGNORE INTO meta VALUES ('config', ?)", (config_text,))
+            state.db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('model_path', ?)", (str(checkpoint),)
+            )
+        resume = state.resume()
+        if resume.bars == 0 and not state.db.execute("SELECT 1 FROM models").fetchone():
+            state.record_model("start", str(checkpoint), model_sha, None)
+        market = make_market(
+            cfg,
+            warmup=warmup_bars(predictors[0], cfg),
+            until=until,
+            resume_after=resume.datetime,
+            **({"poll_seconds": poll_seconds} if poll_seconds else {}),
+            **(market_kwargs or {}),
+        )
+        cerebro = make_cerebro({}, cfg.backtest)
+        for feed in market.feeds():
+            cerebro.adddata(feed, name=feed.p.symbol)
+        if strategy is None:
+            from mtl_bt import registry
+            from mtl_bt.paper.strategy import PaperMTLStrategy
+
+            rule = registry.create("signal", cfg.backtest.signal, **cfg.backtest.signal_options)
+            strategy = (PaperMTLStrategy, strategy_params(cfg.backtest, predictors, rule))
+        cerebro.addstrategy(strategy[0], **strategy[1])
+
+        done = {"bars": 0, "why": "until"}
+        show = _echo_bar(echo) if echo is not None else None
+
+        def on_bar(rec: BarRecord) -> None:
+            state.export(out)
+            done["bars"] += 1
+            if show is not None:
+                show(rec)
+            if max_bars is not None and done["bars"] >= max_bars:
+                done["why"] = "max_bars"
+                cerebro.runstop()
+
+        cerebro.addanalyzer(
+            PaperJournal, state=state, resume=resume, model_sha256=lambda: model_sha, on_bar=on_bar
+        )
+
+        def stop(signum, frame) -> None:  # after the current bar: Cerebro checks between bars
+            done["why"] = "signal"
+            cerebro.runstop()
+
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, stop)
+        try:
+            cerebro.run()
+        finally:
+            market.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        state.export(out)
+        end = state.resume()
+        equity = state.db.execute("SELECT equity FROM bars ORDER BY seq DESC LIMIT 1").fetchone()
+        return PaperResult(
+            bars=done["bars"],
+            total_bars=end.bars,
+            equity=None if equity is None else float(equity[0]),
+            out=out,
+            stopped_by=done["why"],
+        )
+    finally:
+        state.close()

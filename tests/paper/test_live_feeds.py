@@ -1,0 +1,185 @@
+"""Live feeds with plain Backtrader strategies: real ccxt over HTTP to the loopback Bybit
+server, whose exchange clock runs fast (a new hourly candle every fraction of a second)."""
+
+from __future__ import annotations
+
+import logging
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+from data_testkit import ExchangeClock
+from paper_testkit import HOUR, START, Lockstep
+
+from mtl_bt.feeds import CCXTLiveFeed, LiveMarket, ccxt_market
+
+COLS = ["open", "high", "low", "close", "volume"]
+
+
+class Recorder(bt.Strategy):
+    """Every bar each feed delivered, with its live flag, and every data notification."""
+
+    def __init__(self):
+        self.rows = []
+        self.notes = []
+
+    def notify_data(self, data, status, *args, **kwargs):
+        self.notes.append((data._name, data._getstatusname(status)))
+
+    def prenext(self):
+        self.next()
+
+    def next(self):
+        for d in self.datas:
+            self.rows.append(
+                (
+                    d._name,
+                    pd.Timestamp(d.datetime.datetime(0), tz="UTC"),
+                    *(getattr(d, c)[0] for c in COLS),
+                    d.live[0],
+                    len(d),
+                )
+            )
+
+
+def _run(feeds, strategy=Recorder):
+    cerebro = bt.Cerebro(stdstats=False)
+    for feed in feeds:
+        cerebro.adddata(feed)
+    cerebro.addstrategy(strategy)
+    return cerebro.run()[0]
+
+
+def _frame(rows, symbol):
+    out = pd.DataFrame(
+        [r[1:] for r in rows if r[0] == symbol], columns=["time", *COLS, "live", "n"]
+    )
+    return out.drop_duplicates("n").set_index("time")
+
+
+def test_closed_bars_only_in_order_with_warmup_backfill(exchange, sample_frames):
+    clock = ExchangeClock(START, speed=0.0)
+    url, state = exchange(clock)
+    symbols = ["BTC/USDT", "ETH/USDT"]
+    until = START.floor("1h") + 6 * HOUR
+    market = ccxt_market(
+        symbols, "1h", options={"api_url": url}, poll_seconds=0.02, warmup_bars=30, until=until
+    )
+    with Lockstep(clock, lambda newest: newest in market.live_times, bars=6):
+        strat = _run(market.feeds())
+    for symbol, sid in zip(symbols, ["BTCUSDT", "ETHUSDT"], strict=True):
+        got = _frame(strat.rows, symbol)
+        first = START.floor("1h") - 30 * HOUR
+        want = sample_frames[sid].loc[first : until - HOUR]
+        # every closed bar once, in order, exactly the exchange's final values: the forming
+        # candle (served with partial values) never reached the strategy
+        assert got.index.equals(want.index)
+        np.testing.assert_array_equal(got[COLS].to_numpy(), want[COLS].to_numpy())
+        # history is back-fill; the newest bar at start and every later bar are live
+        live = got.index[got["live"] == 1.0]
+        assert list(live) == list(pd.date_range(START.floor("1h") - HOUR, periods=7, freq="1h"))
+    # both feeds advance together: every next() saw the same time on both
+    by_n = {}
+    for name, t, *_rest, n in strat.rows:
+        by_n.setdefault((n, t), set()).add(name)
+    assert all(names == set(symbols) for names in by_n.values())
+    statuses = [s for name, s in strat.notes if name == "BTC/USDT"]
+    assert statuses[:2] == ["DELAYED", "LIVE"]
+
+
+def test_single_feed_class_with_any_strategy(exchange, sample_frames):
+    clock = ExchangeClock(START, speed=3600 / 0.25)  # free-running: a bar every 0.25 s
+    clock.pause()
+    url, _ = exchange(clock)
+    feed = CCXTLiveFeed(
+        exchange="bybit",
+        symbol="SOL/USDT",
+        timeframe="1h",
+        options={"api_url": url},
+        poll_seconds=0.02,
+        warmup_bars=5,
+        until=START + 8 * HOUR,
+    )
+    assert feed.islive()
+    clock.resume()
+    strat = _run([feed])
+    got = _frame(strat.rows, "SOL/USDT")
+    want = sample_frames["SOLUSDT"].reindex(got.index)
+    np.testing.assert_array_equal(got[COLS].to_numpy(), want[COLS].to_numpy())
+    assert got.index.is_monotonic_increasing and got.index.is_unique
+    assert got.index[-1] == START.floor("1h") + 7 * HOUR  # the last bar ending by `until`
+    assert got["live"].iloc[-1] == 1.0
+
+
+def test_bad_duplicate_and_late_candles_dropped_with_warning(exchange, caplog):
+    clock = ExchangeClock(START, speed=0.0)
+    bad_at = int((START.floor("1h") + 1 * HOUR).value // 1_000_000)
+    dup_at = int((START.floor("1h") + 2 * HOUR).value // 1_000_000)
+
+    def tamper(query, rows):
+        out = []
+        for row in rows:
+            if int(row[0]) == bad_at and query["symbol"] == "ETHUSDT":
+                row = [row[0], row[1], row[2], row[3], "nan", row[5], row[6]]
+            out.append(row)
+            if int(row[0]) == dup_at and query["symbol"] == "BTCUSDT":
+                out.append([row[0], "1.0", "2.0", "0.5", "1.5", "9", "9"])  # same time, again
+        return out
+
+    url, state = exchange(clock, tamper=tamper)
+    market = ccxt_market(
+        ["BTC/USDT", "ETH/USDT"],
+        "1h",
+        options={"api_url": url},
+        poll_seconds=0.02,
+        warmup_bars=3,
+        until=START.floor("1h") + 4 * HOUR,
+    )
+    with caplog.at_level(logging.WARNING, logger="mtl_bt.feeds"):
+        with Lockstep(clock, lambda newest: newest in market.live_times, bars=4):
+            strat = _run(market.feeds())
+    eth = _frame(strat.rows, "ETH/USDT")
+    btc = _frame(strat.rows, "BTC/USDT")
+    bad = pd.Timestamp(bad_at, unit="ms", tz="UTC")
+    dup = pd.Timestamp(dup_at, unit="ms", tz="UTC")
+    assert bad not in eth.index  # never delivered, so never traded
+    assert np.isfinite(eth[COLS].to_numpy()).all()
+    assert (btc.index == dup).sum() == 1 and btc.loc[dup, "close"] != 1.5
+    reasons = {(s, t): r for s, t, r in market.dropped}
+    assert "non-finite" in reasons[("ETH/USDT", bad)]
+    assert reasons[("BTC/USDT", dup)] == "arrived twice"
+    text = caplog.text
+    assert f"ETH/USDT: dropped the bar at {bad.isoformat()}" in text
+    assert f"BTC/USDT: dropped the bar at {dup.isoformat()}" in text
+
+
+def test_out_of_order_bar_is_dropped(caplog):
+    """A source that sends an older bar after a newer one (yfinance can): dropped, logged."""
+    from mtl_bt.feeds.live import BarSource
+
+    t0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
+
+    class Source(BarSource):
+        def __init__(self):
+            self.calls = 0
+
+        def now(self):
+            return t0 + (3 + self.calls) * HOUR
+
+        def history(self, symbols, since, until):
+            return {}
+
+        def recent(self, symbol, since):
+            self.calls += 1
+            ms = lambda t: int(t.value // 1_000_000)  # noqa: E731
+            if self.calls == 1:
+                return [[ms(t0 + HOUR), 1, 2, 0.5, 1.5, 1], [ms(t0 + 2 * HOUR), 1, 2, 0.5, 1, 1]]
+            return [[ms(t0), 5, 6, 4, 5, 1]]  # older than what was delivered
+
+    market = LiveMarket(Source(), ["X"], "1h", poll_seconds=0.0, warmup_bars=2)
+    with caplog.at_level(logging.WARNING, logger="mtl_bt.feeds"):
+        market._poll()
+        market._poll()
+    assert market.dropped == [("X", t0, "arrived out of order")]
+    assert "X: dropped the bar at 2024-03-01T00:00:00+00:00" in caplog.text
+    assert [b.time for b in market._queues["X"]] == [t0 + HOUR, t0 + 2 * HOUR]
