@@ -269,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         results["analysis"], results["fixed"], results["tried"] = ANALYSIS, FIXED, TRIED
     else:
         results = run_all(args)
+    sweeps = REPO / "benchmarks" / "sweeps.json"
+    if sweeps.is_file():  # whole compare commands, timed from outside (see the page)
+        import json
+
+        results["sweeps"] = json.loads(sweeps.read_text())
     write(results, args)
     print(f"\nwrote {args.md}, {args.json}" + (f", {args.plot}" if results.get("scale") else ""))
     print(report.markdown(results, None).split("## What dominates now")[0][-6000:])

@@ -207,6 +207,9 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     sc = results.get("scale")
     if sc:
         L += _scale_section(sc, plot_name)
+    sw = results.get("sweeps")
+    if sw:
+        L += _sweeps_section(sw)
     L += _dominates_section(results)
     L += _fixed_section(results)
     return "\n".join(L).rstrip() + "\n"
@@ -399,6 +402,35 @@ def _backtest_section(res: dict[str, Any]) -> list[str]:
             [[k, _f(v), f"{100 * prof['shares'].get(k, 0):.0f}%"] for k, v in items],
         )
     L.append("")
+    return L
+
+
+def _sweeps_section(sw: dict[str, Any]) -> list[str]:
+    """``benchmarks/sweeps.json``: whole ``mtl-bt compare`` commands timed from outside."""
+    L = [
+        "## 6. Sweeps: `mtl-bt compare` jobs per minute (issue 16, goal 6)",
+        "",
+        sw["how"],
+        "",
+        f"Command: `{sw['command']}`",
+        "",
+    ]
+    L += _table(
+        ["code", "run", "started (UTC)", "minutes", "jobs", "jobs / minute", "load (1 min)"],
+        [
+            [
+                r["code"],
+                str(r["run"]),
+                r["started"],
+                _f(r["minutes"]),
+                str(r["jobs"]),
+                _f(r["jobs"] / r["minutes"]),
+                str(r.get("load", "-")),
+            ]
+            for r in sw["runs"]
+        ],
+    )
+    L += ["", *sw.get("notes", []), ""]
     return L
 
 
