@@ -47,7 +47,7 @@ from mtl_bt.backtesting.feature_book import PreloadedBook
 from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
 from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
 from mtl_bt.errors import CheckpointError, DataError, UserError
-from mtl_bt.signals.context import RuleCaller, sees_all_assets
+from mtl_bt.signals.context import RuleCaller, is_separable, sees_all_assets
 
 __all__ = ["MTLStrategy", "fold_window"]
 
@@ -248,7 +248,7 @@ class MTLStrategy(bt.Strategy):
         for every (bar, asset) and where the predictions are usable, before the run; each
         bar then only gathers them and applies the cross-sectional clip."""
         rule = self.rule
-        if self.preds is None or not self.p.vector_signals or not getattr(rule, "separable", False):
+        if self.preds is None or not self.p.vector_signals or not is_separable(rule):
             return None, None
         raw, usable = [], []
         for a, pred in enumerate(self.preds):

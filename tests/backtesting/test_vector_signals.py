@@ -65,3 +65,23 @@ def test_built_in_rules_are_separable_and_elementwise():
             ),
             clip_weights(raw[batch], 0.3, 1.0, True),
         )
+
+
+def test_a_subclass_overriding_weights_is_called_bar_by_bar():
+    from mtl_bt.plugins.signals.agree_voltarget import AgreeVolTarget
+    from mtl_bt.signals.context import is_separable
+
+    class Spy(AgreeVolTarget):
+        def weights(self, predictions, **context):
+            return super().weights(predictions, **context)
+
+    class Declared(Spy):
+        separable = True
+
+    class OnlyRaw(AgreeVolTarget):
+        def raw_weights(self, predictions, **context):
+            return super().raw_weights(predictions, **context)
+
+    assert is_separable(AgreeVolTarget()) and is_separable(OnlyRaw())
+    assert not is_separable(Spy())
+    assert is_separable(Declared())
