@@ -20,7 +20,7 @@ from benchmarks import report
 from benchmarks.common import THREADS, loadavg, machine_info, set_threads
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ("backtest", "inference", "training", "weighting", "scale")
+NAMES = ("demo", "backtest", "inference", "training", "weighting", "scale")
 
 #: sizes per mode. backtest: (assets, bars, repeats); 50 x 20,000 bars of Backtrader
 #: alone (~1M feed-bars per variant, 5 variants) does not fit a 15-minute run on 2 cores,
@@ -60,25 +60,20 @@ ANALYSIS = [
     "above 1.25, no strategy placing those orders in Backtrader can meet the goal, "
     "whatever its model costs. Our `FrameFeed` pays back part of it (compare 'empty "
     "FrameFeed' with the baseline).",
-    "Live mode with few assets is dominated by per-bar model inference: a batch of 1-5 "
-    "rows costs about as much as a batch of 50 (see the per-call table), because the time "
-    "goes to torch's per-op dispatch and per-module call overhead of the eager model, not "
-    "to arithmetic. The only measured way around it, `torch.jit.trace` (the 'traced "
-    "forward' column), is deprecated in torch 2.13 (it raises a `DeprecationWarning` "
-    "pointing to `torch.compile`/`torch.export`, whose compile time and guards do not pay "
-    "off for a forward pass of a few microseconds of arithmetic), so it is not used. With "
-    "one asset, per-bar inference alone costs more than the empty baseline's whole bar, so "
-    "<= 1.25 is out of reach for live mode there; precomputed mode removes it (use it for "
-    "research backtests; live mode exists for parity with trading).",
-    "Precomputed mode removes inference but not the rest of our per-bar Python: the "
-    "strategy's loop over the feeds (`len(d)`, row lookup), the signal rule (about 15 "
-    "small-array numpy calls in `agree_voltarget.weights` + `cap_weights`, ~30 us a bar), "
-    "`_rebalance` (a `getposition` per asset), `PortfolioAnalyzer.next` and the result "
-    "tables. Its gap to 'same orders' in the per-bar table is that cost. Applying the signal "
-    "rule to whole (bars x assets) arrays before the run would remove the rule's share, but "
-    "a rule sees the cross-section of the assets due on a bar (the gross-leverage cap, and "
-    "third-party rules may rank assets), so it is not separable per asset over time without "
-    "a new rule capability; not done.",
+    "Live mode used to be dominated by per-bar model inference (torch's per-op dispatch "
+    "and per-module overhead, not arithmetic: ~260 us for 1 row). `Predictor.predict` now "
+    "runs the architecture's numpy forward pass (`mtl_bt.models.numpy_forward`; section "
+    "2b): a few dozen small numpy calls, each about the 'tiny numpy call' figure, so its "
+    "cost tracks the machine's load; the torch/numpy column is the load-independent gain. "
+    "`torch.jit.trace` (deprecated in torch 2.13) is no longer needed.",
+    "Precomputed mode with a separable rule (both built-ins) no longer calls the rule per "
+    "bar: raw weights of every (bar, asset) are computed before the run and a bar only "
+    "gathers the due assets' values and applies the cross-sectional clip (also skipping "
+    "the two `getposition` scans that built the rule's current-weights context). What is "
+    "left of our per-bar Python: the loop over the feeds (`len(d)`), the fold lookup, "
+    "`_rebalance` (a `getposition` per held asset for the gross cap), the order sizing, "
+    "`PortfolioAnalyzer.next` and the result tables; the 'precomputed / floor' column is "
+    "that cost on top of Backtrader's own order handling.",
     "With many assets the per-bar work is batched and the ratio falls toward the 'same "
     "orders' floor: Backtrader's broker (order creation, fills, notifications) and "
     "engine dominate, then the strategy's per-bar Python loop over the feeds and the "
@@ -95,6 +90,20 @@ FIXED = [
     "and trade even when the lookup hit; now `lookup[d] if d in lookup else _num2ts(d)`. "
     "A profile of 50 assets x 400 bars showed it at ~5% of the whole live backtest "
     "(12,520 calls, 1.4 s under cProfile); it grows with the number of orders.",
+    "Issue 16 - inference: a numpy forward pass for every built-in architecture and input "
+    "stage, built from the checkpoint's weights (eval BatchNorm folded into the Linear, "
+    "LayerNorm's mean folded into centred weights, per-task MLPs/heads stacked into batched "
+    "matmuls, all MoE gates in one matmul + exp + block-ones matmul, Linear heads in one "
+    "matmul), checked against torch on probe rows at load; tasks' `transform_numpy` (also "
+    "checked). Section 2b has the numbers; tests hold every architecture to 1e-6.",
+    "Issue 16 - sweeps: a cProfile of one compare fold job (crypto demo config, "
+    "shared_bottom + equal, fold 0, torch._dynamo imported beforehand) spent 0.40 s of "
+    "1.93 s in `build_dataset` (features + targets of all 5 assets), recomputed identically "
+    "by every fold job of a worker; fold jobs now reuse it within a worker process "
+    "(`cached_dataset`, keyed on the data's content and the feature/task/lookback "
+    "settings; tested identical). The rest of the job was torch's fit (1.40 s).",
+    "Issue 16 - signal rules: separable rules are applied to whole arrays in precomputed "
+    "mode (see 'What dominates now').",
 ]
 
 #: optimisations that were measured side by side and not kept (numbers from those A/B runs)
@@ -113,6 +122,35 @@ TRIED = [
     "8.9 -> 5.1 us per clone, about 11 us per order against ~36 us to create the order and "
     "the broker's fill and notification work: about 2% of a 50-asset run. Not worth a "
     "broker subclass every user would also have to use.",
+    "Numpy forward pass, first version (layer by layer as torch does it): shared_bottom "
+    "with an asset embedding cost 170-180 us per call at load ~5 (torch 430-750 us in the "
+    "same process): `ndarray.mean` over rows of 32 is 8-12 us, a per-row `einsum` 4-6 us, "
+    "`np.clip` 7.7-8.7 us, `np.concatenate` 3.6 us, a max-shifted softmax per gate two "
+    "reductions of ~5 us each (5 x 32 float32, median of 5 blocks of 2,000 calls). "
+    "Replaced by a matmul with a 1/n column (1.7 us), centred weights, "
+    "`np.maximum`/`np.minimum` with `out=` (5.2 us for both), slice assignment into one "
+    "preallocated array, and one stacked exp + block-ones matmul for all gates (an "
+    "overflow or underflow falls back to the max-shifted softmax). Kept the replacements.",
+    "`np.errstate(over='ignore')` around the gates' exp: 5.2 us vs 1.6 us for the bare exp "
+    "(one A/B of 3,000 calls): more than the rest of a gate; not used (the rare overflow "
+    "warns and falls back).",
+    "`OPENBLAS_NUM_THREADS=1`: one predict call of shared_bottom 86 us with it vs 129 us "
+    "without, but in two separate processes minutes apart at load 3-4 (not alternated, so "
+    "not conclusive), and numpy reads it only before its first import: left to the user's "
+    "environment, not set by the library.",
+    "Sweeps, process start-up: `import torch` took 6.6-8.0 s and the first optimizer's lazy "
+    "`import torch._dynamo` another 5.8-7.1 s in a fresh process at load 4-6 (two runs), "
+    "paid once per worker process (compare starts two pools of `--workers` processes: fold "
+    "jobs, then backtest jobs). Avoiding the dynamo import needs torch's private "
+    "`__dynamo_disable` attribute on the optimizer's wrapped methods: not done (private "
+    "API). Reusing one pool for both phases would save one start-up per worker; "
+    "`mtl_bt/compare/runner.py` belongs to the evaluation issue, not done here.",
+    "Sweeps, per-fold backtests: one backtest job (5 assets x 8,736 bars, live) was 45 s "
+    "under cProfile at load ~6, almost all Backtrader (`_runonce`, feed preload/advance, "
+    "broker) and 2.3 s of inference before the numpy path. About a third of its bars lie "
+    "before the first fold's test window (flat), but clipping them changes the features of "
+    "the first test bars (EWM-type features depend on all history), so it needs each "
+    "feature's declared window first: not done.",
 ]
 
 
@@ -174,7 +212,16 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         log(f"  ({time.perf_counter() - t0:.0f}s)")
         set_threads(THREADS)
 
-    from benchmarks import bench_backtest, bench_inference, bench_scale, bench_training, weighting
+    from benchmarks import (
+        bench_backtest,
+        bench_demo,
+        bench_inference,
+        bench_scale,
+        bench_training,
+        weighting,
+    )
+
+    step("demo", lambda: bench_demo.run(1 if args.quick else 3, log))
 
     step(
         "backtest",
@@ -222,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         results["analysis"], results["fixed"], results["tried"] = ANALYSIS, FIXED, TRIED
     else:
         results = run_all(args)
+    sweeps = REPO / "benchmarks" / "sweeps.json"
+    if sweeps.is_file():  # whole compare commands, timed from outside (see the page)
+        import json
+
+        results["sweeps"] = json.loads(sweeps.read_text())
     write(results, args)
     print(f"\nwrote {args.md}, {args.json}" + (f", {args.plot}" if results.get("scale") else ""))
     print(report.markdown(results, None).split("## What dominates now")[0][-6000:])

@@ -264,12 +264,57 @@ def measure(sizes: list[tuple] = SIZES, epochs: int | None = None, log: Any = pr
     return rows
 
 
+#: the asset-count sweep (issue 16, goal 7): synthetic daily bars, 2,500 per asset
+ASSET_SWEEP = (10, 100, 500)
+ASSET_SWEEP_BARS = 2500
+ASSET_SWEEP_JSON = REPO / "benchmarks" / "scale_assets.json"
+
+
+def asset_sweep(
+    assets: tuple[int, ...] = ASSET_SWEEP,
+    bars: int = ASSET_SWEEP_BARS,
+    epochs: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """``mtl-bt run`` (the pipeline, report included) at each asset count, one child
+    process each; cost per asset-bar of the whole run and of each stage. Too long for
+    ``make bench`` (500 assets take many minutes on 2 cores): run with
+    ``python -m benchmarks.bench_scale --assets 10,100,500``; the page reads the file."""
+    from datetime import UTC, datetime
+
+    from benchmarks.common import machine_info
+
+    info = machine_info()
+    rows = measure([("synthetic daily", "synthetic", n, bars) for n in assets], epochs, log)
+    for row in rows:
+        cells = row["assets"] * row["bars"]
+        row["us_per_asset_bar"] = 1e6 * row["wall_seconds"] / cells
+        row["stage_us_per_asset_bar"] = {k: 1e6 * v / cells for k, v in row["stages"].items()}
+    return {
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m benchmarks.bench_scale --assets " + ",".join(str(n) for n in assets),
+        "machine": info,
+        "rows": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help="internal: run one size (JSON spec) and print JSON")
+    parser.add_argument(
+        "--assets", help="asset-count sweep, e.g. 10,100,500 (writes benchmarks/scale_assets.json)"
+    )
+    parser.add_argument("--epochs", type=int, help="training.epochs for --assets (default: config)")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return 0
+    if args.assets:
+        from benchmarks import report
+
+        result = asset_sweep(tuple(int(n) for n in args.assets.split(",")), epochs=args.epochs)
+        report.write_json(ASSET_SWEEP_JSON, result)
+        print(f"wrote {ASSET_SWEEP_JSON}")
         return 0
     measure()
     return 0

@@ -15,6 +15,10 @@ from typing import Any
 
 BACKTEST_GOAL, BACKTEST_STRETCH = 1.25, 1.0
 TRAIN_GOAL = 0.10
+#: issue 16 goal 2: MTL run / same-orders floor, worst case
+FLOOR_GOAL_PRE, FLOOR_GOAL_LIVE = 1.15, 1.3
+#: issue 16 goal 1: demo workload, MTL run / empty strategy on PandasData
+DEMO_GOAL_PRE, DEMO_GOAL_LIVE = 1.10, 1.25
 WEIGHTING_GOAL = 2.0
 
 
@@ -150,7 +154,8 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         ".venv/bin/python -m benchmarks --only backtest --only training",
         "```",
         "",
-        "Names for `--only`: backtest (1 + 2), inference (2b), training (3), weighting (4), "
+        "Names for `--only`: demo (0), backtest (1 + 2), inference (2b), training (3), "
+        "weighting (4), "
         "scale (5). "
         "Benchmarks are not tests: nothing here asserts a time; `tests/benchmarks` only checks "
         "that the harness runs and returns well-formed results.",
@@ -184,6 +189,9 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         for name, tb in errors.items():
             L += [f"- **{name}** crashed:", "", "```", tb.strip()[-1500:], "```", ""]
 
+    demo = results.get("demo")
+    if demo:
+        L += _demo_section(demo)
     bt_res = results.get("backtest")
     if bt_res:
         L += _backtest_section(bt_res)
@@ -199,6 +207,9 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     sc = results.get("scale")
     if sc:
         L += _scale_section(sc, plot_name)
+    sw = results.get("sweeps")
+    if sw:
+        L += _sweeps_section(sw)
     L += _dominates_section(results)
     L += _fixed_section(results)
     return "\n".join(L).rstrip() + "\n"
@@ -270,6 +281,39 @@ def _backtest_section(res: dict[str, Any]) -> list[str]:
             ]
         )
     L += _table(header, rows)
+    L += [
+        "",
+        "Issue 16, goal 2 (this worst case, an order every bar): the MTL run against the "
+        "'same orders, no model' floor, i.e. what our own per-bar work adds on top of "
+        f"Backtrader's order handling (goals: precomputed <= {FLOOR_GOAL_PRE}, live <= "
+        f"{FLOOR_GOAL_LIVE}).",
+        "",
+    ]
+    rows = []
+    for r in res["rows"]:
+        s = r["seconds"]
+        floor = s.get("same_orders")
+        fp = s["mtl_precomputed"] / floor if floor and "mtl_precomputed" in s else None
+        fl = s["mtl_live"] / floor if floor and "mtl_live" in s else None
+        rows.append(
+            [
+                f"{r['assets']} x {r['bars']:,}",
+                f"**{_f(fp)}**",
+                _verdict(fp, FLOOR_GOAL_PRE),
+                f"**{_f(fl)}**",
+                _verdict(fl, FLOOR_GOAL_LIVE),
+            ]
+        )
+    L += _table(
+        [
+            "assets x bars",
+            "precomputed / floor",
+            f"goal <= {FLOOR_GOAL_PRE}",
+            "live / floor",
+            f"goal <= {FLOOR_GOAL_LIVE}",
+        ],
+        rows,
+    )
     for r in res["rows"]:
         if r["assets"] >= 50 and r["bars"] < 20_000:
             s = r["seconds"]
@@ -357,6 +401,75 @@ def _backtest_section(res: dict[str, Any]) -> list[str]:
             ["part", "seconds", "share"],
             [[k, _f(v), f"{100 * prof['shares'].get(k, 0):.0f}%"] for k, v in items],
         )
+    L.append("")
+    return L
+
+
+def _sweeps_section(sw: dict[str, Any]) -> list[str]:
+    """``benchmarks/sweeps.json``: whole ``mtl-bt compare`` commands timed from outside."""
+    L = [
+        "## 6. Sweeps: `mtl-bt compare` jobs per minute (issue 16, goal 6)",
+        "",
+        sw["how"],
+        "",
+        f"Command: `{sw['command']}`",
+        "",
+    ]
+    L += _table(
+        ["code", "run", "started (UTC)", "minutes", "jobs", "jobs / minute", "load (1 min)"],
+        [
+            [
+                r["code"],
+                str(r["run"]),
+                r["started"],
+                _f(r["minutes"]),
+                str(r["jobs"]),
+                _f(r["jobs"] / r["minutes"]),
+                str(r.get("load", "-")),
+            ]
+            for r in sw["runs"]
+        ],
+    )
+    L += ["", *sw.get("notes", []), ""]
+    return L
+
+
+def _demo_section(d: dict[str, Any]) -> list[str]:
+    s = d["seconds"]
+    rp, rl = d["ratio_precomputed"], d["ratio_live"]
+    L = [
+        "## 0. The demo workload (issue 16, goal 1)",
+        "",
+        f"The bundled crypto sample ({d['assets']} assets x {d['bars']:,} hourly bars) on plain "
+        "`bt.feeds.PandasData`, Backtrader's broker with the demo's 0.1% commission, the demo "
+        f"config's {d['folds']} fold models ({d['architecture']}, trained here) and its "
+        f"`[backtest]` settings; {d['repeats']} alternating repeats in one process, median.",
+        "",
+    ]
+    L += _table(
+        [
+            "empty strategy s",
+            "precomputed s",
+            "**ratio**",
+            f"goal <= {DEMO_GOAL_PRE}",
+            "live s",
+            "**ratio**",
+            f"goal <= {DEMO_GOAL_LIVE}",
+            "decisions",
+        ],
+        [
+            [
+                _f(s["empty"]),
+                _f(s["precomputed"]),
+                f"**{_f(rp)}**",
+                _verdict(rp, DEMO_GOAL_PRE),
+                _f(s["live"]),
+                f"**{_f(rl)}**",
+                _verdict(rl, DEMO_GOAL_LIVE),
+                str(d["decisions"]["live"]),
+            ]
+        ],
+    )
     L.append("")
     return L
 
@@ -584,6 +697,9 @@ def _scale_section(rows: list[dict[str, Any]], plot_name: str | None) -> list[st
 
 def _dominates_section(results: dict[str, Any]) -> list[str]:
     L = ["## What dominates now", ""]
+    demo = results.get("demo")
+    if demo:
+        L += _demo_section(demo)
     bt_res = results.get("backtest")
     if bt_res:
         for r in bt_res["rows"]:

@@ -50,7 +50,7 @@ from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
 from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
 from mtl_bt.backtesting.streaming import StreamingBook
 from mtl_bt.errors import CheckpointError, DataError, UserError
-from mtl_bt.signals.context import RuleCaller, sees_all_assets
+from mtl_bt.signals.context import RuleCaller, is_separable, sees_all_assets
 
 __all__ = ["MTLStrategy", "fold_window"]
 
@@ -85,6 +85,8 @@ class MTLStrategy(bt.Strategy):
         ("calendar", "auto"),
         ("realised_vol_window", 20),
         ("record", False),  # keep every bar's predictions (parity tests)
+        # precomputed mode + a separable rule: raw weights of every bar before the run
+        ("vector_signals", True),
         ("torch_threads", 1),  # torch threads during the run (None: leave torch's setting)
     )
 
@@ -205,6 +207,8 @@ class MTLStrategy(bt.Strategy):
             allow_short=self.p.allow_short,
             n_assets=n,
         )
+        # a separable rule's weights for every (bar, asset) before the run (precomputed mode)
+        self._raw, self._usable = self._precompute_signals()
 
     def _start_preloaded(self) -> None:
         """Whole arrays are in the lines: one canonical frame per feed, features vectorised."""
@@ -291,6 +295,34 @@ class MTLStrategy(bt.Strategy):
             out.append(pred)
         return out
 
+    def _precompute_signals(self) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+        """Precomputed mode with a separable rule (``SignalRule.separable``): its raw weight
+        for every (bar, asset) and where the predictions are usable, before the run; each
+        bar then only gathers them and applies the cross-sectional clip."""
+        rule = self.rule
+        if self.preds is None or not self.p.vector_signals or not is_separable(rule):
+            return None, None
+        raw, usable = [], []
+        for a, pred in enumerate(self.preds):
+            ok = np.isfinite(pred[self.used_tasks[0]])
+            for t in self.used_tasks[1:]:
+                ok &= np.isfinite(pred[t])
+            w = rule.raw_weights(
+                pred,
+                periods_per_year=self.ppy[a],
+                realised_vol=self.book.rvol[a],
+                **self._cost,
+            )
+            w = np.asarray(w, dtype=np.float64).reshape(-1)
+            if w.shape != ok.shape:
+                raise UserError(
+                    f"signal {self.rule_caller.name!r} is separable but raw_weights returned "
+                    f"{w.shape[0]} weights for {ok.shape[0]} bars of {self.symbols[a]}"
+                )
+            raw.append(w)
+            usable.append(ok)
+        return raw, usable
+
     def _ids(self, a: int | Sequence[int], n: int) -> np.ndarray | None:
         if self.asset_ids is None:
             return None
@@ -346,6 +378,9 @@ class MTLStrategy(bt.Strategy):
                 due_r.append(row)
         if not due_a:
             return
+        if self._raw is not None and not self.p.record:
+            self._decide_precomputed(now, fold, due_a, due_r)
+            return
         preds = self._predict(fold, due_a, due_r)
         ok = np.isfinite(preds[self.used_tasks[0]])
         for t in self.used_tasks[1:]:
@@ -377,6 +412,27 @@ class MTLStrategy(bt.Strategy):
             **self._cost,
         )
         self._rebalance(due_a, np.asarray(weights, dtype=np.float64))
+
+    def _decide_precomputed(
+        self, now: float, fold: int, due_a: list[int], due_r: list[int]
+    ) -> None:
+        """``next``'s decision for a separable rule in precomputed mode (same orders)."""
+        usable, raw = self._usable, self._raw
+        keep = [(a, r) for a, r in zip(due_a, due_r, strict=True) if usable[a][r]]
+        if not keep:
+            return
+        if self.first_decision is None:
+            self.first_decision = now
+        self.decisions += 1
+        self.used_folds.append((now, fold))
+        c = self._cost
+        weights = self.rule_caller.precomputed(
+            np.array([raw[a][r] for a, r in keep], dtype=np.float64),
+            max_weight=c["max_weight"],
+            max_gross_leverage=c["max_gross_leverage"],
+            allow_short=c["allow_short"],
+        )
+        self._rebalance([a for a, _ in keep], weights)
 
     def _current_weights(self, assets) -> np.ndarray:
         """Signed position value / portfolio value of each asset (the rule's context)."""

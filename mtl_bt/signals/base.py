@@ -64,8 +64,21 @@ class SignalRule:
     #: True: the rule sees every asset with a usable prediction on every decision bar
     all_assets: bool = False
 
+    #: True promises ``weights(p, **c) == clip_weights(raw_weights(p, **c), max_weight,
+    #: max_gross_leverage, allow_short)`` (``mtl_bt.signals.clip``) with ``raw_weights``
+    #: elementwise: an asset's raw weight depends only on its own predictions and its own
+    #: entries of array context (``periods_per_year``, ``realised_vol``) plus scalars, never on
+    #: the other assets of the batch, ``symbols`` or current weights. In precomputed mode the
+    #: strategy then computes the raw weight of every (bar, asset) before the run and applies
+    #: only the cross-sectional ``clip_weights`` per bar (identical orders, tested).
+    separable: bool = False
+
     def __init__(self, **options: Any) -> None:
         self.options = options
 
     def weights(self, predictions: dict[str, np.ndarray], **context: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def raw_weights(self, predictions: dict[str, np.ndarray], **context: Any) -> np.ndarray:
+        """Elementwise weights before the portfolio clip (``separable`` rules only)."""
         raise NotImplementedError

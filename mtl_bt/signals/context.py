@@ -27,6 +27,18 @@ def sees_all_assets(rule: Any) -> bool:
     return bool(getattr(rule, "all_assets", False))
 
 
+def is_separable(rule: Any) -> bool:
+    """``rule.separable`` as its class declared it, only while ``weights`` is the one that
+    class defined: a subclass that overrides ``weights`` (e.g. a spy or a variant of a
+    built-in) is called bar by bar unless it declares ``separable = True`` itself."""
+    for klass in type(rule).__mro__:
+        if "weights" in klass.__dict__ and "separable" not in klass.__dict__:
+            return False  # weights overridden below the declaration
+        if "separable" in klass.__dict__:
+            return bool(klass.__dict__["separable"])
+    return False
+
+
 class SignalWarning(PluginWarning):
     """A signal rule's weights broke a portfolio limit and were clipped."""
 
@@ -105,3 +117,12 @@ class RuleCaller:
                 stacklevel=2,
             )
         return clip_weights(weights, max_weight, max_gross_leverage, allow_short)
+
+    def precomputed(
+        self, raw: np.ndarray, *, max_weight: float, max_gross_leverage: float, allow_short: bool
+    ) -> np.ndarray:
+        """One bar's weights of a ``separable`` rule from raw weights computed before the run:
+        ``clip_weights`` is the rule's own last step, so this equals calling the rule (its
+        output then breaks no limit and is never clipped again)."""
+        self.calls += 1
+        return clip_weights(raw, max_weight, max_gross_leverage, allow_short)

@@ -34,6 +34,7 @@ class AgreeVolTarget(SignalRule):
     """Sign-agreement entry, volatility-targeted size, flat otherwise."""
 
     name = "agree_voltarget"
+    separable = True  # weights = cap_weights(raw_weights): precomputed mode vectorises it
 
     def __init__(
         self,
@@ -83,6 +84,24 @@ class AgreeVolTarget(SignalRule):
         self,
         predictions: dict[str, np.ndarray],
         *,
+        max_weight: float = 1.0,
+        max_gross_leverage: float = 1.0,
+        allow_short: bool = True,
+        **context: Any,
+    ) -> np.ndarray:
+        raw = self.raw_weights(
+            predictions,
+            max_weight=max_weight,
+            max_gross_leverage=max_gross_leverage,
+            allow_short=allow_short,
+            **context,
+        )
+        return cap_weights(raw, max_weight, max_gross_leverage, allow_short)
+
+    def raw_weights(
+        self,
+        predictions: dict[str, np.ndarray],
+        *,
         periods_per_year: float | np.ndarray,
         commission: float = 0.0,
         slippage: float = 0.0,
@@ -115,4 +134,4 @@ class AgreeVolTarget(SignalRule):
         with np.errstate(invalid="ignore", divide="ignore"):
             size = np.minimum(self.target_vol / (vol * np.sqrt(periods_per_year)), max_weight)
         size = np.where(vol > 0, size, equal)
-        return cap_weights(side * size, max_weight, max_gross_leverage, allow_short)
+        return side * size

@@ -17,6 +17,7 @@ from mtl_bt.signals.base import SignalRule, pick_horizon
 
 class SignRule(SignalRule):
     name = "sign"
+    separable = True  # weights = cap_weights(raw_weights): precomputed mode vectorises it
 
     def __init__(self, *, threshold: float | None = None, horizon: int | None = None) -> None:
         super().__init__(threshold=threshold, horizon=horizon)
@@ -28,6 +29,24 @@ class SignRule(SignalRule):
         return {"return": f"return@{h}", "direction": None, "volatility": None}
 
     def weights(
+        self,
+        predictions: dict[str, np.ndarray],
+        *,
+        max_weight: float = 1.0,
+        max_gross_leverage: float = 1.0,
+        allow_short: bool = True,
+        **context: Any,
+    ) -> np.ndarray:
+        raw = self.raw_weights(
+            predictions,
+            max_weight=max_weight,
+            max_gross_leverage=max_gross_leverage,
+            allow_short=allow_short,
+            **context,
+        )
+        return cap_weights(raw, max_weight, max_gross_leverage, allow_short)
+
+    def raw_weights(
         self,
         predictions: dict[str, np.ndarray],
         *,
@@ -43,4 +62,4 @@ class SignRule(SignalRule):
         threshold = 2.0 * (commission + slippage) if self.threshold is None else self.threshold
         side = np.where(np.abs(r) > threshold, np.sign(r), 0.0)
         equal = min(max_weight, max_gross_leverage / max(1, n_assets or r.shape[0]))
-        return cap_weights(np.nan_to_num(side) * equal, max_weight, max_gross_leverage, allow_short)
+        return np.nan_to_num(side) * equal

@@ -161,3 +161,44 @@ def test_page_lists_what_was_fixed_and_what_was_tried():
     assert all(f"- {t}" in page[tried_at:] for t in TRIED)
     only_tried = report.markdown({**base, "fixed": [], "tried": TRIED[:1]}, None)
     assert "## What was fixed" not in only_tried and f"- {TRIED[0]}" in only_tried
+
+
+def test_inference_harness_times_both_paths_with_equal_outputs(predictor):
+    from benchmarks import bench_inference
+
+    rows = bench_inference.measure(predictor.checkpoint, calls=2, blocks=1, log=lambda _m: None)
+    archs = {r["architecture"] for r in rows}
+    assert archs == set(bench_inference.ARCHITECTURES)
+    assert len(rows) == len(bench_inference.ARCHITECTURES) * len(bench_inference.STAGES)
+    for r in rows:
+        assert r["max abs diff"] <= 1e-6
+        for n in bench_inference.ROWS:
+            assert _finite_positive(r[f"numpy {n} rows us"])
+            assert _finite_positive(r[f"torch {n} rows us"])
+    base = {"generated": "now", "quick": True, "only": [], "threads": 1, "errors": {}}
+    base.update(total_seconds=1.0, machine=machine_info())
+    inf = {"goal_us": 25.0, "numpy_op_us": 1.0, "rows": rows}
+    inf["model"] = {"features": 3, "tasks": predictor.task_names, "hidden": [8], "assets": 2}
+    page = report.markdown({**base, "inference": inf}, None)
+    assert "## 2b. Inference" in page and "`hierarchical`" in page
+
+
+def test_floor_ratios_reach_the_page(backtest_rows):
+    base = {"generated": "now", "quick": True, "only": [], "threads": 1, "errors": {}}
+    base.update(total_seconds=1.0, machine=machine_info())
+    model = {
+        "how": "x",
+        "architecture": "shared_bottom",
+        "hidden": [8],
+        "tasks": ["a"],
+        "features": 1,
+        "train_assets": 2,
+        "train_bars_per_asset": 1,
+        "epochs_run": 1,
+        "train_seconds": 1.0,
+        "checkpoint_bytes": 1,
+    }
+    page = report.markdown({**base, "backtest": {"model": model, "rows": backtest_rows}}, None)
+    s = backtest_rows[0]["seconds"]
+    assert f"**{s['mtl_precomputed'] / s['same_orders']:.2f}**" in page
+    assert "precomputed / floor" in page
