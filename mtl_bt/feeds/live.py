@@ -227,8 +227,11 @@ class LiveMarket:
             if feed is not None and feed._laststatus != status:
                 feed.put_notification(status)
                 self.statuses.append((s, bt.feed.DataBase._NOTIFNAMES[status]))
+                name = bt.feed.DataBase._NOTIFNAMES[status]
                 if status == bt.feed.DataBase.DISCONNECTED:
-                    log.warning("%s: %s unreachable; retrying", s, self.source.name)
+                    log.warning("%s: DISCONNECTED (%s unreachable); retrying", s, self.source.name)
+                else:
+                    log.info("%s: %s", s, name)
 
     def _run(self) -> None:
         try:
