@@ -48,6 +48,7 @@ class PaperJournal(bt.Analyzer):
         ("resume", None),  # Resume
         ("model_sha256", None),  # callable -> sha256 of the model in use
         ("on_bar", None),  # callable(BarRecord) after each commit
+        ("retrainer", None),  # Retrainer: jobs started and models swapped at bar boundaries
     )
 
     def start(self) -> None:
@@ -143,6 +144,9 @@ class PaperJournal(bt.Analyzer):
         self._created.clear()
         self._updates.clear()
         self.committed += 1
+        if self.p.retrainer is not None:  # a swap here is used from the next bar on
+            predictors = getattr(self.strategy, "predictors", None) or [None]
+            self.p.retrainer.on_bar(self.strategy, now, predictors[0])
         if self.p.on_bar is not None:
             self.p.on_bar(rec)
 

@@ -161,8 +161,21 @@ def run_paper(
                 done["why"] = "max_bars"
                 cerebro.runstop()
 
+        from mtl_bt.paper.retrain import Retrainer
+
+        retrainer = Retrainer(cfg, out, state, market.step)
+        last_swap = state.db.execute(
+            "SELECT path, sha256 FROM models WHERE event='swap' ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if last_swap is not None:
+            retrainer.current_sha = last_swap[1]
         cerebro.addanalyzer(
-            PaperJournal, state=state, resume=resume, model_sha256=lambda: model_sha, on_bar=on_bar
+            PaperJournal,
+            state=state,
+            resume=resume,
+            model_sha256=lambda: retrainer.current_sha or model_sha,
+            on_bar=on_bar,
+            retrainer=retrainer if retrainer.enabled or cfg.paper.max_model_age else None,
         )
 
         def stop(signum, frame) -> None:  # after the current bar: Cerebro checks between bars
@@ -177,6 +190,7 @@ def run_paper(
             cerebro.run()
         finally:
             market.close()
+            retrainer.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         state.export(out)

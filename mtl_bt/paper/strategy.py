@@ -43,3 +43,11 @@ class PaperMTLStrategy(MTLStrategy):
         self._due = np.asarray(state["due"], dtype=np.int64)
         self._held = np.asarray(state["held"], dtype=bool)
         self.decisions = int(state.get("decisions", 0))
+
+    def swap_model(self, predictor: Any, sha256: str) -> None:
+        """Use ``predictor`` from the next bar on (a retrained model of the same config)."""
+        from mtl_bt.backtesting.folds import FoldSchedule
+
+        self.predictors = [predictor]
+        self.schedule = FoldSchedule(self.predictors)
+        self.model_sha256 = sha256
