@@ -20,7 +20,7 @@ from benchmarks import report
 from benchmarks.common import THREADS, loadavg, machine_info, set_threads
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ("backtest", "training", "weighting", "scale")
+NAMES = ("backtest", "inference", "training", "weighting", "scale")
 
 #: sizes per mode. backtest: (assets, bars, repeats); 50 x 20,000 bars of Backtrader
 #: alone (~1M feed-bars per variant, 5 variants) does not fit a 15-minute run on 2 cores,
@@ -174,7 +174,7 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         log(f"  ({time.perf_counter() - t0:.0f}s)")
         set_threads(THREADS)
 
-    from benchmarks import bench_backtest, bench_scale, bench_training, weighting
+    from benchmarks import bench_backtest, bench_inference, bench_scale, bench_training, weighting
 
     step(
         "backtest",
@@ -182,6 +182,7 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             backtest_sizes(plan, args), plan["backtest_profile"], plan["train_model_epochs"], log
         ),
     )
+    step("inference", lambda: bench_inference.run(quick=args.quick, log=log))
     step("training", lambda: bench_training.measure(**plan["training"], log=log))
     step("weighting", lambda: weighting.measure(**plan["weighting"], log=log))
     step(

@@ -150,7 +150,8 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         ".venv/bin/python -m benchmarks --only backtest --only training",
         "```",
         "",
-        "Names for `--only`: backtest (1 + 2), training (3), weighting (4), scale (5). "
+        "Names for `--only`: backtest (1 + 2), inference (2b), training (3), weighting (4), "
+        "scale (5). "
         "Benchmarks are not tests: nothing here asserts a time; `tests/benchmarks` only checks "
         "that the harness runs and returns well-formed results.",
         "",
@@ -186,6 +187,9 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     bt_res = results.get("backtest")
     if bt_res:
         L += _backtest_section(bt_res)
+    inf = results.get("inference")
+    if inf:
+        L += _inference_section(inf)
     tr = results.get("training")
     if tr:
         L += _training_section(tr)
@@ -353,6 +357,61 @@ def _backtest_section(res: dict[str, Any]) -> list[str]:
             ["part", "seconds", "share"],
             [[k, _f(v), f"{100 * prof['shares'].get(k, 0):.0f}%"] for k, v in items],
         )
+    L.append("")
+    return L
+
+
+def _inference_section(inf: dict[str, Any]) -> list[str]:
+    goal = inf["goal_us"]
+    m = inf["model"]
+    L = [
+        "## 2b. Inference: one batched prediction, numpy vs torch",
+        "",
+        f"`Predictor.predict` (scaling, forward pass, task transforms) per call, for every "
+        f"built-in architecture with the benchmark model's shape ({m['features']} features, "
+        f"hidden {m['hidden']}, tasks {', '.join(m['tasks'])}) and three input stages; the "
+        "numpy path (the default, `mtl_bt.models.numpy_forward`) and the torch path "
+        "(`MTL_BT_TORCH_INFERENCE=1`) alternate in blocks in one process, median block. "
+        f"Goal (issue 16, goal 3): <= {goal:.0f} us for 1-50 rows, outputs equal to torch "
+        "to 1e-6 (the max |diff| column; `tests/models/test_numpy_forward.py` holds every "
+        "architecture x input stage to it).",
+        "",
+        f"One tiny numpy call (`a + a`, 5 x 32) cost **{inf['numpy_op_us']:.2f} us** in this "
+        "run; a forward pass is a few dozen such calls, so on a loaded machine every "
+        "number below scales with it. The torch/numpy ratio is the load-independent figure.",
+        "",
+    ]
+    rows = []
+    for r in inf["rows"]:
+        worst = r["worst numpy us"]
+        speed = r["torch 1 rows us"] / r["numpy 1 rows us"]
+        rows.append(
+            [
+                f"`{r['architecture']}`",
+                r["input stage"],
+                *(_f(r[f"numpy {n} rows us"], 1) for n in (1, 5, 50)),
+                *(_f(r[f"torch {n} rows us"], 0) for n in (1, 5, 50)),
+                f"{speed:.1f}x",
+                f"{r['max abs diff']:.1e}",
+                "met" if worst <= goal else "missed",
+            ]
+        )
+    L += _table(
+        [
+            "architecture",
+            "input stage",
+            "numpy 1 row us",
+            "numpy 5",
+            "numpy 50",
+            "torch 1 row us",
+            "torch 5",
+            "torch 50",
+            "torch / numpy (1 row)",
+            "max abs diff",
+            f"<= {goal:.0f} us",
+        ],
+        rows,
+    )
     L.append("")
     return L
 

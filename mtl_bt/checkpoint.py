@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,10 +149,22 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
 def _reason(exc: Exception) -> str:
     """The informative line of a torch.load error (its first line is boilerplate)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for line in lines:
-        if "WeightsUnpickler error" in line or "Unsupported global" in line:
-            return line
-    return lines[0] if lines else type(exc).__name__
+    line = next(
+        (ln for ln in lines if "WeightsUnpickler error" in ln or "Unsupported global" in ln),
+        lines[0] if lines else type(exc).__name__,
+    )
+    return _without_advice(line)
+
+
+#: torch's advice in load errors that a user must not follow here (it runs pickled code)
+_UNSAFE_ADVICE = ("weights_only", "safe_globals", "please use", "re-running", "trust the source")
+
+
+def _without_advice(text: str) -> str:
+    """The error without torch's suggestions to loosen ``weights_only`` loading."""
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    kept = [s for s in sentences if not any(w in s.lower() for w in _UNSAFE_ADVICE)]
+    return " ".join(kept).strip() or "it holds objects other than tensors and plain data"
 
 
 def check_compatible(

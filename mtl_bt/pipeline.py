@@ -78,6 +78,21 @@ def _fold_rows(folds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: f.get(k) for k in keys if k in f} for f in folds]
 
 
+def check_config(config: Config) -> None:
+    """Build every plugin item the config names, with its options, before any data is loaded
+    or any model trained: the source, features, tasks, weighting, architecture, signal rule.
+    A typo (``target_voll``) is a one-line error now, not a traceback after training."""
+    from mtl_bt.backtesting.runner import build_signal
+    from mtl_bt.data.loader import make_source
+    from mtl_bt.training import build_components
+
+    source = make_source(config.data.source)
+    if getattr(source, "cacheable", False):  # network sources check their options here
+        source.cache_namespace(dict(config.data.options))
+    build_components(config)
+    build_signal(config.backtest)
+
+
 def load_data(config: Config, *, no_cache: bool = False, progress: bool = False):
     from mtl_bt.data import load_frames
 
@@ -131,6 +146,29 @@ def backtest_buy_and_hold(
     return run_buy_and_hold(frames, config.backtest, progress=_tty_progress(progress))
 
 
+def write_evaluation(config: Config, out: Path, frames: Mapping[str, pd.DataFrame], train: Any):
+    """The out-of-sample task evaluation of a trained run: EWMA / HAR-RV volatility forecasts
+    added to ``predictions.parquet`` (same rows), ``oos_metrics.csv`` (the configured tasks
+    score plugin kinds) and ``data.json`` (data ranges and folds)."""
+    from mtl_bt.metrics.volatility import add_baselines
+    from mtl_bt.report.oos import oos_metrics
+    from mtl_bt.tasks import build_tasks
+
+    predictions = add_baselines(train.predictions, frames, train.folds)
+    if predictions is not train.predictions:
+        write_parquet(out / "predictions.parquet", predictions)
+    tasks = {t.name: t for t in build_tasks(config.tasks)}
+    write_csv(out / "oos_metrics.csv", oos_metrics(predictions, tasks=tasks))
+    write_json(
+        out / "data.json",
+        {
+            "symbols": data_summary(frames),
+            "folds": _fold_rows(train.folds),
+            "summary": {k: v for k, v in train.summary.items() if k != "feature_columns"},
+        },
+    )
+
+
 def run(
     config: Config,
     out_dir: str | Path,
@@ -153,10 +191,11 @@ def run(
     """
     from mtl_bt.backtesting import write_outputs
     from mtl_bt.backtesting.runner import metrics_document
-    from mtl_bt.report.oos import oos_metrics
     from mtl_bt.training import train_walk_forward
 
     say = log or (lambda _msg: None)
+    if trained is None:
+        check_config(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -180,22 +219,7 @@ def run(
         train = trained
     seconds["train"] = time.perf_counter() - t
     say(f"trained {len(train.checkpoints)} fold model(s) in {seconds['train']:.1f}s")
-    from mtl_bt.metrics.volatility import add_baselines
-    from mtl_bt.tasks import build_tasks
-
-    predictions = add_baselines(train.predictions, frames, train.folds)
-    if predictions is not train.predictions:  # EWMA / HAR-RV forecasts on the same rows
-        write_parquet(out / "predictions.parquet", predictions)
-    tasks = {t.name: t for t in build_tasks(config.tasks)}
-    write_csv(out / "oos_metrics.csv", oos_metrics(predictions, tasks=tasks))
-    write_json(
-        out / "data.json",
-        {
-            "symbols": data_summary(frames),
-            "folds": _fold_rows(train.folds),
-            "summary": {k: v for k, v in train.summary.items() if k != "feature_columns"},
-        },
-    )
+    write_evaluation(config, out, frames, train)
 
     t = time.perf_counter()
     say(f"backtesting {len(train.checkpoints)} fold model(s) out of sample")

@@ -320,9 +320,10 @@ class MTLStrategy(bt.Strategy):
 
     def _current_weights(self, assets) -> np.ndarray:
         """Signed position value / portfolio value of each asset (the rule's context)."""
+        assets = list(assets)
         value = self.broker.getvalue()
         if not value > 0:
-            return np.zeros(len(list(assets)))
+            return np.zeros(len(assets))
         return np.array(
             [self.getposition(self.datas[a]).size * self.datas[a].close[0] / value for a in assets],
             dtype=np.float64,

@@ -389,6 +389,42 @@ def _num2ts(num: float) -> pd.Timestamp:
     return pd.Timestamp(bt.num2date(num)).tz_localize("UTC").round("us")
 
 
+def build_signal(cfg: BacktestConfig) -> Any:
+    """The signal rule ``cfg`` names, built with its options: an unknown option is a
+    ``ConfigError`` naming ``backtest.signal_options.<key>`` (and the closest option)."""
+    import difflib
+    import inspect
+
+    from mtl_bt import registry
+    from mtl_bt.errors import ConfigError
+
+    factory = registry.get("signal", cfg.signal)
+    try:
+        return factory(**cfg.signal_options)
+    except TypeError as exc:
+        if "argument" not in str(exc):
+            raise
+        try:
+            known = [
+                p.name
+                for p in inspect.signature(factory).parameters.values()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        except (TypeError, ValueError):
+            known = []
+        unknown = [k for k in cfg.signal_options if known and k not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"backtest.signal_options.{unknown[0]}: signal {cfg.signal!r} has no option "
+                f"{unknown[0]!r}{hint} Its options: {', '.join(known)}"
+            ) from None
+        raise ConfigError(
+            f"backtest.signal_options rejected by the signal {cfg.signal!r}: {exc}"
+        ) from None
+
+
 def strategy_params(cfg: BacktestConfig, predictors: Any, rule: Any) -> dict[str, Any]:
     """``MTLStrategy`` parameters for a backtest config (what ``run_backtest`` passes)."""
     return dict(
@@ -434,12 +470,11 @@ def run_backtest(
         if predictors_or_folds is not None:
             start = oos_start(load_predictors(predictors_or_folds))
         return run_buy_and_hold(clip_frames(frames, start), cfg, progress=progress)
-    from mtl_bt import registry
     from mtl_bt.strategies.mtl import MTLStrategy
 
     predictors = load_predictors(predictors_or_folds)
     check_frames(frames)
-    rule = registry.create("signal", cfg.signal, **cfg.signal_options)
+    rule = build_signal(cfg)
     check_models(predictors, frames, rule)
     kwargs = strategy_params(cfg, predictors, rule) | strategy_kwargs
     strat, rec, seconds = _run(frames, cfg, MTLStrategy, kwargs, progress)

@@ -91,7 +91,12 @@ def backtest(config_path, models, data_files, out_dir, overrides, baseline, quie
     orders.csv and trades.csv to --out."""
     from mtl_bt import config as config_mod
     from mtl_bt import rundir
-    from mtl_bt.backtesting.runner import load_predictors, run_backtest, write_outputs
+    from mtl_bt.backtesting.runner import (
+        build_signal,
+        load_predictors,
+        run_backtest,
+        write_outputs,
+    )
     from mtl_bt.cli.run_cmd import rejected_line
     from mtl_bt.data import load_frames, read_frame
 
@@ -99,6 +104,8 @@ def backtest(config_path, models, data_files, out_dir, overrides, baseline, quie
     symbols = list(cfg.data.symbols)
     swapped = swap_data(symbols, data_files)
     bar = not quiet and sys.stderr.isatty()  # no progress bar into a log file
+    if baseline is None:
+        build_signal(cfg.backtest)  # a signal option typo fails before any data is loaded
     with rundir.owned(out_dir, kind="backtest", config=cfg, force=force) as staging:
         predictors = load_predictors(list(models))
         check_config_matches(cfg, predictors)

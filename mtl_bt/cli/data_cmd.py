@@ -136,14 +136,16 @@ def fetch(
     out,
 ):
     """Fetch bars and write the canonical frame (one file per symbol when several)."""
-    from mtl_bt.data.io import file_format, symbol_filename, write_frame
+    from mtl_bt.data.io import output_format, symbol_filename, write_frame
+    from mtl_bt.rundir import check_writable
 
     cfg = _config(source, symbols, timeframe, since, until, path, exchange, market, api_url, extra)
-    frames = _load(cfg, no_cache, cache_dir, progress=True)
     target = Path(out)
     is_file = not target.is_dir() and bool(target.suffix)
     if is_file:
-        file_format(target)  # clear error for an unknown suffix
+        output_format(target)  # clear error for an unknown suffix, before the download
+    check_writable(target.parent if is_file else target, "--out folder")
+    frames = _load(cfg, no_cache, cache_dir, progress=True)
     if len(frames) == 1 and is_file:
         paths = {next(iter(frames)): target}
     else:
@@ -208,11 +210,14 @@ def clear_cache(cache_dir) -> None:
     from mtl_bt.data.cache import Cache
 
     cache = Cache(cache_dir)
-    try:
-        files, size = cache.clear()
-    except OSError as exc:
-        raise UserError(f"cannot clear the cache in {cache.root}: {exc}") from None
-    click.echo(f"removed {files} cached file(s), {size / 1e6:.1f} MB, from {cache.root}")
+    removed, size, failed = cache.clear()
+    click.echo(f"removed {removed} cached file(s), {size / 1e6:.1f} MB, from {cache.root}")
+    if failed:
+        path, error = failed[0]
+        raise UserError(
+            f"{len(failed)} cached file(s) could not be removed and are still there, e.g. "
+            f"{path} ({error}); fix the permissions of {cache.root} and run clear-cache again"
+        )
 
 
 commands: list[click.Command] = [data]

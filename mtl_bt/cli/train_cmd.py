@@ -48,10 +48,11 @@ def train(
     if no_guards:
         disable_guards()
     from mtl_bt.data import load_frames
-    from mtl_bt.training import build_components, train_walk_forward
+    from mtl_bt.pipeline import check_config
+    from mtl_bt.training import train_walk_forward
 
     cfg = config_mod.load(config_path, list(overrides))
-    build_components(cfg)  # unknown plugins/options fail before any data is fetched
+    check_config(cfg)  # unknown plugins/options fail before any data is fetched
     show = not quiet
     with rundir.owned(out_dir, kind="train", config=cfg, force=force) as staging:
         frames = load_frames(cfg.data, no_cache=no_cache, progress=show and sys.stderr.isatty())

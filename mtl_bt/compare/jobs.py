@@ -21,7 +21,8 @@ def train_fold(shared: dict[str, Any], workdir: Path, *, config: dict[str, Any],
 
     cfg = from_dict(config, "(compare job)")
     with torch_threads(cfg.training.threads):
-        train_walk_forward(cfg, shared["frames"], out_dir=workdir, folds=[fold])
+        # a worker runs many fold jobs on the same frames: features and targets once
+        train_walk_forward(cfg, shared["frames"], out_dir=workdir, folds=[fold], reuse_dataset=True)
 
 
 def backtest_run(
@@ -53,4 +54,102 @@ def backtest_run(
         trained = merge_trained(dirs, workdir)
     pipeline.run(
         cfg, workdir, frames=shared["frames"], report=False, buy_and_hold=False, trained=trained
+    )
+
+
+def evaluate_run(
+    shared: dict[str, Any],
+    workdir: Path,
+    *,
+    config: dict[str, Any],
+    fold_jobs: list[str],
+    fold_digests: list[str],
+) -> None:
+    """Join the fold jobs of a single-task model the rule cannot trade alone (no return
+    head) and evaluate it out of sample (predictions, oos_metrics.csv), without a backtest:
+    it is traded as a member of the single-task ensemble."""
+    from mtl_bt import pipeline
+    from mtl_bt.config import dumps, from_dict
+
+    cfg = from_dict(config, "(compare job)")
+    with tempfile.TemporaryDirectory(prefix="mtl-bt-folds-") as tmp:
+        trained = _join_folds(shared, fold_jobs, Path(tmp), workdir)
+    pipeline.write_text(workdir / "config.toml", dumps(cfg))
+    pipeline.write_evaluation(cfg, workdir, shared["frames"], trained)
+
+
+def _join_folds(shared: dict[str, Any], names: list[str], tmp: Path, out: Path):
+    """Write fold jobs' files under ``tmp`` and merge them into the run folder ``out``."""
+    from mtl_bt.training.pipeline import merge_trained
+
+    dirs = []
+    for k, name in enumerate(names):
+        folder = tmp / f"{k:03d}"
+        for rel, data in shared["fold_files"][name].items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+        dirs.append(folder)
+    return merge_trained(dirs, out)
+
+
+def backtest_ensemble(
+    shared: dict[str, Any],
+    workdir: Path,
+    *,
+    config: dict[str, Any],
+    members: dict[str, list[str]],
+    member_digests: list[str],
+) -> None:
+    """Backtest the single-task ensemble of one (architecture, seed): per fold, the fold
+    models of every single-task run (``members``: task -> its fold job names) joined into
+    one ``EnsemblePredictor``, traded by the configured rule exactly as the MTL model is.
+
+    Writes the files of ``mtl-bt run`` (predictions joined over the members); the members'
+    own run folders live under ``members/<task>/``. ``member_digests`` is not read: it
+    changes this job's digest when a member retrains.
+    """
+    from dataclasses import replace
+
+    from mtl_bt import pipeline
+    from mtl_bt.compare.ensemble import EnsemblePredictor, merge_predictions
+    from mtl_bt.config import from_dict
+    from mtl_bt.predictor import Predictor
+
+    cfg = from_dict(config, "(compare job)")
+    trained = {}
+    with tempfile.TemporaryDirectory(prefix="mtl-bt-members-") as tmp:
+        for i, (task, names) in enumerate(members.items()):
+            out = workdir / "members" / task
+            trained[task] = _join_folds(shared, names, Path(tmp) / f"m{i}", out)
+    order = [t for t in cfg.task_names() if t in trained]
+    first = trained[order[0]]
+    n_folds = len(first.checkpoints)
+    if any(len(t.checkpoints) != n_folds for t in trained.values()):
+        raise RuntimeError("single-task members have different fold counts; retrain them")
+    models = [
+        EnsemblePredictor(
+            [Predictor.from_checkpoint(trained[t].checkpoints[k]) for t in order], order
+        )
+        for k in range(n_folds)
+    ]
+    predictions = merge_predictions(
+        [trained[t].predictions[["datetime", "symbol", "fold", t, f"target_{t}"]] for t in order]
+    )
+    summary = {**first.summary, "tasks": order, "members": {t: f"members/{t}" for t in order}}
+    joined = replace(
+        first,
+        checkpoints=models,
+        predictions=predictions,
+        task_names=order,
+        summary=summary,
+        out_dir=workdir,
+    )
+    import pandas as pd
+
+    pipeline.write_parquet(workdir / "predictions.parquet", predictions)
+    for table in ("train_log", "fold_metrics"):  # the members' tables, with a member column
+        parts = [getattr(trained[t], table).assign(member=t) for t in order]
+        pipeline.write_csv(workdir / f"{table}.csv", pd.concat(parts, ignore_index=True))
+    pipeline.run(
+        cfg, workdir, frames=shared["frames"], report=False, buy_and_hold=False, trained=joined
     )

@@ -43,6 +43,8 @@ from mtl_bt.report.io import write_csv, write_json, write_text
 
 FOLD_FN = "mtl_bt.compare.jobs:train_fold"
 BACKTEST_FN = "mtl_bt.compare.jobs:backtest_run"
+ENSEMBLE_FN = "mtl_bt.compare.jobs:backtest_ensemble"
+EVALUATE_FN = "mtl_bt.compare.jobs:evaluate_run"
 
 
 @dataclass
@@ -59,7 +61,11 @@ class CompareResult:
 
 @dataclass
 class RunPlan:
-    """One (variant, seed): its fold training jobs, then its backtest job."""
+    """One (variant, seed): the fold training jobs it needs, then its backtest job.
+
+    A trained variant owns its fold jobs; a backtest-only variant borrows them (``no_aux``:
+    its MTL variant's; ``ensemble``: every member's, by task).
+    """
 
     name: str
     out_dir: Path
@@ -67,12 +73,32 @@ class RunPlan:
     fold_jobs: list[Job]
     error: str | None = None  # the config cannot be planned (e.g. a rejected option)
     trace: str = ""
+    owns_folds: bool = True
+    members: dict[str, list[Job]] = field(default_factory=dict)  # ensemble: task -> folds
+    traded: bool = True  # False: a member model the rule cannot trade alone (evaluated only)
+
+    def needed(self) -> list[Job]:
+        """Every fold job whose files the backtest joins."""
+        if self.members:
+            return [j for jobs in self.members.values() for j in jobs]
+        return list(self.fold_jobs)
 
     def backtest_job(self) -> Job:
         """Joins the fold jobs' files (shared with the workers, not parameters)."""
+        if self.members:
+            return Job(
+                name=self.name,
+                fn=ENSEMBLE_FN,
+                params={
+                    "config": self.config,
+                    "members": {t: [j.name for j in jobs] for t, jobs in self.members.items()},
+                    "member_digests": [j.digest() for j in self.needed()],
+                },
+                out_dir=self.out_dir,
+            )
         return Job(
             name=self.name,
-            fn=BACKTEST_FN,
+            fn=BACKTEST_FN if self.traded else EVALUATE_FN,
             params={
                 "config": self.config,
                 "fold_jobs": [j.name for j in self.fold_jobs],
@@ -85,7 +111,8 @@ class RunPlan:
 def plan_runs(
     base: Config, variants: list[Variant], seeds: list[int], out: Path, frames: Any
 ) -> list[RunPlan]:
-    """The jobs of every (variant, seed): one training job per walk-forward fold.
+    """The jobs of every (variant, seed): one training job per walk-forward fold of each
+    trained variant; backtest-only variants borrow their sources' fold jobs.
 
     The folds are counted on the data without training (they are the same for every
     variant and seed); a config that cannot even be planned becomes a failed run.
@@ -94,11 +121,33 @@ def plan_runs(
     from mtl_bt.training.pipeline import fold_numbers
 
     plans = []
+    by_key: dict[tuple[str, int], RunPlan] = {}
     counted: dict[str, list[int] | tuple[str, str]] = {}
-    for variant in variants:
+    for variant in sorted(variants, key=lambda v: not v.trained):  # sources first
         for seed in seeds:
             cfg = variant.config(base, seed)
             dumped = cfg.model_dump(mode="json")
+            name = f"{variant.name}/seed_{seed}"
+            run_dir = out / "runs" / variant.name / f"seed_{seed}"
+            if not variant.trained:
+                sources = dict(variant.members) if variant.members else {"": variant.source or ""}
+                borrowed = {t: by_key[(src, seed)] for t, src in sources.items()}
+                bad = next((p for p in borrowed.values() if p.error), None)
+                plan = RunPlan(
+                    name,
+                    run_dir,
+                    dumped,
+                    [] if variant.members else borrowed[""].fold_jobs,
+                    None if bad is None else f"{bad.name}: {bad.error}",
+                    "" if bad is None else bad.trace,
+                    owns_folds=False,
+                    members={t: p.fold_jobs for t, p in borrowed.items()}
+                    if variant.members
+                    else {},
+                )
+                by_key[(variant.name, seed)] = plan
+                plans.append(plan)
+                continue
             unseeded = {**dumped, "training": {**dumped["training"], "seed": None}}
             key = json.dumps(unseeded, sort_keys=True)  # the folds do not depend on the seed
             if key not in counted:
@@ -107,8 +156,6 @@ def plan_runs(
                 except UserError as exc:
                     counted[key] = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
             folds = counted[key]
-            name = f"{variant.name}/seed_{seed}"
-            run_dir = out / "runs" / variant.name / f"seed_{seed}"
             fold_jobs = [
                 Job(
                     name=f"{name}/fold_{k:03d}",
@@ -119,7 +166,12 @@ def plan_runs(
                 for k in (folds if isinstance(folds, list) else [])
             ]
             error, trace = folds if isinstance(folds, tuple) else (None, "")
-            plans.append(RunPlan(name, run_dir, dumped, fold_jobs, error, trace))
+            plan = RunPlan(name, run_dir, dumped, fold_jobs, error, trace)
+            plan.traded = variant.traded_alone
+            by_key[(variant.name, seed)] = plan
+            plans.append(plan)
+    order = {v.name: i for i, v in enumerate(variants)}
+    plans.sort(key=lambda p: order[p.name.rsplit("/seed_", 1)[0]])  # stable: seeds in order
     return plans
 
 
@@ -176,7 +228,7 @@ def compare(
     frames = pipeline.load_data(base, no_cache=no_cache, progress=progress)
     write_json(out / "data.json", {"symbols": pipeline.data_summary(frames)})
     plans = plan_runs(base, variants, seed_list, out, frames)
-    fold_jobs = [j for plan in plans for j in plan.fold_jobs]
+    fold_jobs = [j for plan in plans if plan.owns_folds for j in plan.fold_jobs]
     say(
         f"{len(variants)} variants x {len(seed_list)} seed(s) = {len(plans)} runs: "
         f"{len(fold_jobs)} fold training jobs, then {len(plans)} backtests ({executor} executor)"
@@ -207,7 +259,7 @@ def compare(
         fold_files: dict[str, dict[str, bytes]] = {}
         by_name: dict[str, JobResult] = {}
         for plan in plans:
-            bad = [fold_results[j.name] for j in plan.fold_jobs if not fold_results[j.name].ok]
+            bad = [fold_results[j.name] for j in plan.needed() if not fold_results[j.name].ok]
             if plan.error is not None or bad:
                 error = plan.error or f"fold job {bad[0].name} failed: {bad[0].error}"
                 trace = plan.trace
@@ -216,8 +268,9 @@ def compare(
                 by_name[plan.name] = _fail_run(plan, error, trace)
                 done(by_name[plan.name])
                 continue
-            for job in plan.fold_jobs:
-                fold_files[job.name] = _fold_files(job)
+            for job in plan.needed():
+                if job.name not in fold_files:
+                    fold_files[job.name] = _fold_files(job)
             ready.append(plan.backtest_job())
         for r in run_jobs(
             ready,
@@ -242,8 +295,16 @@ def compare(
         from mtl_bt.backtesting import write_outputs
 
         write_outputs(bh, bh_dir)
-    comparison = tables.build(runs, variants, seed_list, bh_dir if start is not None else None)
-    files = write_comparison(out, comparison, results, command=command, seeds=seed_list)
+    from mtl_bt.compare.delta import task_metric_specs
+    from mtl_bt.tasks import build_tasks
+
+    specs = task_metric_specs(build_tasks(base.tasks))
+    comparison = tables.build(
+        runs, variants, seed_list, bh_dir if start is not None else None, specs=specs
+    )
+    files = write_comparison(
+        out, comparison, results, command=command, seeds=seed_list, specs=specs
+    )
     return CompareResult(out, comparison.table, results, files)
 
 
@@ -251,7 +312,11 @@ def _oos_start(runs: Path, variants: list[Variant], seeds: list[int]) -> pd.Time
     """Earliest out-of-sample bar traded by any finished job."""
     starts = []
     for variant in variants:
+        if not variant.trained:
+            continue
         for folder in tables.seed_dirs(runs, variant.name, seeds):
+            if not (folder / "returns.csv").exists():  # an evaluated-only member
+                continue
             returns = pd.read_csv(folder / "returns.csv", nrows=1)
             if len(returns):
                 starts.append(pd.Timestamp(returns.iloc[0, 0]))
@@ -268,6 +333,7 @@ def write_comparison(
     *,
     command: str | None = None,
     seeds: list[int] | None = None,
+    specs: list[Any] | None = None,
 ) -> dict[str, Path]:
     files: dict[str, Path] = {}
     table = comparison.table
@@ -282,8 +348,16 @@ def write_comparison(
             f"Seeds {seeds}. Mean ± std over seeds (sample std; one seed shows the mean only). "
             "Every variant trains on the same data with the same walk-forward folds; all numbers "
             "are out of sample. `single_task[arch]` is the return-only model (at the horizon the "
-            "signal trades) of the same architecture and widths; buy_and_hold holds the assets in "
-            "equal weights over the same out-of-sample bars."
+            "signal trades) of the same architecture and widths, traded with the rule's "
+            "fallbacks; `single_task[arch]:<task>` is the single-task model of each other task "
+            "(same architecture, widths, data, folds, seeds and epochs; early stopping on its "
+            "own validation loss); `st_ensemble[arch]` joins them into one model that the same "
+            "rule trades with the same heads as the MTL model, so ΔSharpe(MTL − ensemble) "
+            "isolates joint training; `<mtl>:no_aux` is the MTL model traded with the rule's "
+            "auxiliary inputs off (return head only), against the return-only model. "
+            "buy_and_hold holds the assets in equal weights over the same out-of-sample bars. "
+            "Sharpe is after costs; gross Sharpe before; costs/yr = commission + slippage per "
+            "year as a fraction of value; turnover is two-way (a full switch counts 2)."
         )
     )
     doc.add(Heading("Portfolio metrics"))
@@ -294,23 +368,56 @@ def write_comparison(
         doc.add(
             Paragraph(
                 "IC = Pearson correlation of prediction and realised target, rank IC = Spearman, "
-                "AUC for direction, QLIKE for volatility (lower is better); pooled over symbols "
-                "and folds."
+                "AUC for direction, QLIKE for volatility (lower is better; `qlike_ewma`, "
+                "`qlike_har`: the RiskMetrics EWMA and HAR-RV forecasts on the same rows), "
+                "calibration = RMS(realised vol) / RMS(predicted vol) (1 = calibrated); pooled "
+                "over symbols and folds. Plugin tasks show their own metrics."
             )
         )
         doc.add(Table(task_view))
+    delta_view = tables.delta_view(table, list(specs or []))
+    if not delta_view.empty:
+        doc.add(Heading("Δm: MTL vs its single-task models"))
+        doc.add(
+            Paragraph(
+                "Δm = mean over tasks of ±(M − S)/|S| (+ when higher is better), M the MTL "
+                "model's and S the single-task model's out-of-sample metric "
+                + ", ".join(
+                    f"{s.task}: {s.metric}{'' if s.higher_is_better else ' (lower better)'}"
+                    for s in (specs or [])
+                )
+                + ". Per seed: mean ± std over seeds. Seed ensemble: on the seed-averaged "
+                "predictions, with a paired circular block bootstrap over time (95% CI; every "
+                "symbol of a resampled bar moves together); per-task columns are M − S with "
+                "their CI. A CI that contains 0 means no evidence either way. Relative changes "
+                "divide by |S|: a task whose single-task metric is near 0 dominates Δm."
+            )
+        )
+        doc.add(Table(delta_view))
     doc.add(Heading("Is the difference real?"))
     doc.add(
         Paragraph(
             "Per variant, the seed ensemble (returns averaged over seeds). ΔSharpe = annualised "
-            "Sharpe(variant) − Sharpe(single-task model of the same architecture) on the bars both "
-            "traded, with a paired circular-block bootstrap 95% CI and two-sided p-value. PSR = "
-            "probability the true Sharpe is > 0; DSR = the same against the best Sharpe expected "
-            f"from {comparison.n_trials} unskilled trials (the trained variants here), "
-            "Bailey & López de Prado (2014). An interval that contains 0 means no evidence either way."
+            "Sharpe(variant) − Sharpe(comparator) on the bars both traded, with a paired "
+            "circular-block bootstrap 95% CI and two-sided p-value; the comparator is the "
+            "single-task ensemble (same rule, same heads) and, separately, the return-only "
+            "model. PSR = probability the true Sharpe is > 0; DSR = the same against the best "
+            f"Sharpe expected from {comparison.n_trials} unskilled trials (the trained and "
+            "backtested variants here), Bailey & López de Prado (2014). An interval that "
+            "contains 0 means no evidence either way."
         )
     )
     doc.add(Table(tables.significance_view(table)))
+    doc.add(Heading("Overfitting and stability"))
+    doc.add(
+        Paragraph(
+            "val/train loss: per task, the validation loss over the training loss at the epoch "
+            "early stopping kept, mean over folds and seeds (> 1 is a generalisation gap). "
+            "std of fold Sharpe: the dispersion of the seed ensemble's annualised Sharpe over "
+            "the walk-forward test windows (market regimes)."
+        )
+    )
+    doc.add(Table(tables.robustness_view(table)))
     failed = [r for r in results if not r.ok]
     if failed:
         doc.add(Heading("Failed jobs"))
@@ -354,11 +461,22 @@ def write_comparison(
     figures.append(
         (
             plots.plot_intervals(
-                diffs, plot_dir / "sharpe_diff.png", "Sharpe(MTL) − Sharpe(single-task), 95% CI"
+                diffs, plot_dir / "sharpe_diff.png", "Sharpe(MTL) − Sharpe(ST ensemble), 95% CI"
             ),
             "Paired bootstrap CI of the Sharpe difference",
         )
     )
+    if "delta_m" in table:
+        dm = table[table["kind"] == "mtl"][["variant", "delta_m", "delta_m_low", "delta_m_high"]]
+        dm = dm.rename(columns={"delta_m": "diff", "delta_m_low": "low", "delta_m_high": "high"})
+        figures.append(
+            (
+                plots.plot_intervals(
+                    dm, plot_dir / "delta_m.png", "Δm (MTL vs single-task models), 95% CI"
+                ),
+                "Δm with its paired block-bootstrap CI",
+            )
+        )
     doc.add(Heading("Plots"))
     for path, caption in figures:
         if path is not None:

@@ -23,19 +23,33 @@ import numpy as np
 import pandas as pd
 
 from mtl_bt import stats
-from mtl_bt.compare.variants import BUY_AND_HOLD, SINGLE_TASK, Variant
+from mtl_bt.compare import delta as deltas
+from mtl_bt.compare.variants import BUY_AND_HOLD, NO_AUX, Variant
 from mtl_bt.report.oos import headline
 from mtl_bt.report.run_report import read_json, read_returns
 
 #: portfolio metrics aggregated over seeds, in table order
-PERF = ["sharpe", "sortino", "max_drawdown", "profit_factor", "cagr", "turnover"]
+PERF = [
+    "sharpe",
+    "gross_sharpe",
+    "sortino",
+    "max_drawdown",
+    "profit_factor",
+    "cagr",
+    "annual_volatility",
+    "cost_drag",
+    "turnover",
+]
 PERF_LABELS = {
     "sharpe": "Sharpe",
+    "gross_sharpe": "gross Sharpe",
     "sortino": "Sortino",
     "max_drawdown": "Max DD",
     "profit_factor": "Profit factor",
     "cagr": "CAGR",
-    "turnover": "Turnover",
+    "annual_volatility": "ann. vol",
+    "cost_drag": "costs/yr",
+    "turnover": "Turnover (2-way)",
 }
 
 
@@ -68,11 +82,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def seed_dirs(runs_dir: Path, variant: str, seeds: list[int]) -> list[Path]:
-    """Folders of the finished (marker present) seeds of ``variant``."""
+    """Folders of the finished (marker present) seeds of ``variant`` (an evaluated-only
+    single-task member has no metrics.json)."""
     out = []
     for seed in seeds:
         folder = runs_dir / variant / f"seed_{seed}"
-        if (folder / "job.json").exists() and (folder / "metrics.json").exists():
+        if (folder / "job.json").exists() and (folder / "oos_metrics.csv").exists():
             out.append(folder)
     return out
 
@@ -92,10 +107,133 @@ def _ensemble(folders: list[Path]) -> pd.Series | None:
     return frame.mean(axis=1)
 
 
+def _paired(a: pd.Series | None, b: pd.Series | None, ppy: float) -> dict[str, float]:
+    nan = float("nan")
+    out = {"diff": nan, "low": nan, "high": nan, "p": nan, "n": 0}
+    if a is None or b is None:
+        return out
+    joined = pd.concat([a, b], axis=1, join="inner").dropna()
+    if len(joined) < 3:
+        return out
+    res = stats.paired_bootstrap_sharpe_diff(
+        joined.iloc[:, 0].to_numpy(),
+        joined.iloc[:, 1].to_numpy(),
+        n_boot=2000,
+        seed=0,
+        periods_per_year=ppy if math.isfinite(ppy) else 1.0,
+    )
+    return {"diff": res.diff, "low": res.low, "high": res.high, "p": res.p_value, "n": res.n}
+
+
+def _sharpe_diffs(
+    variant: Variant, series: pd.Series | None, ensembles: dict[str, pd.Series], ppy: float
+) -> dict[str, float]:
+    """MTL: ΔSharpe vs the single-task ensemble (``sharpe_diff*``, same rule and heads) and vs
+    the return-only model (``sharpe_diff_ro*``); no_aux: vs the return-only model."""
+    out: dict[str, float] = {}
+    targets = {}
+    if variant.kind == "mtl":
+        targets = {"sharpe_diff": variant.ensemble, "sharpe_diff_ro": variant.baseline}
+    elif variant.kind == NO_AUX:
+        targets = {"sharpe_diff_ro": variant.baseline}
+    for prefix in ("sharpe_diff", "sharpe_diff_ro"):
+        res = _paired(series, ensembles.get(targets[prefix]), ppy) if prefix in targets else None
+        res = res or {"diff": np.nan, "low": np.nan, "high": np.nan, "p": np.nan, "n": 0}
+        out[prefix] = res["diff"]
+        out[f"{prefix}_low"], out[f"{prefix}_high"] = res["low"], res["high"]
+        out[f"{prefix}_p"] = res["p"]
+        out["paired_bars" if prefix == "sharpe_diff" else "paired_bars_ro"] = res["n"]
+    return out
+
+
+def _delta_row(
+    runs_dir: Path,
+    variant: Variant,
+    seeds: list[int],
+    specs: list[deltas.TaskMetric],
+    n_boot: int,
+) -> dict[str, float]:
+    """Δm of an MTL variant against the single-task ensemble of its architecture: per seed
+    (mean ± std) and on the seed-averaged predictions with bootstrap CIs."""
+    out: dict[str, float] = {}
+    per_seed = []
+    for seed in seeds:
+        m = runs_dir / variant.name / f"seed_{seed}"
+        st = runs_dir / variant.ensemble / f"seed_{seed}"
+        if (m / "job.json").exists() and (st / "job.json").exists():
+            per_seed.append(
+                deltas.delta_m_of(
+                    deltas.metrics_from_csv(m / "oos_metrics.csv", specs),
+                    deltas.metrics_from_csv(st / "oos_metrics.csv", specs),
+                    specs,
+                )
+            )
+    out["delta_m_mean"], out["delta_m_std"] = _mean_std([v for v in per_seed if math.isfinite(v)])
+    names = [s.task for s in specs]
+    mtl = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.name, seeds), names)
+    single = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.ensemble, seeds), names)
+    if mtl is None or single is None:
+        return out
+    res = deltas.bootstrap_delta(mtl, single, specs, n_boot=n_boot)
+    out.update(delta_m=res.delta_m, delta_m_low=res.low, delta_m_high=res.high)
+    out["delta_block"] = res.block
+    for task, (diff, low, high) in res.per_task.items():
+        out[f"d_{task}"], out[f"d_{task}_low"], out[f"d_{task}_high"] = diff, low, high
+        out[f"rel_{task}"] = res.relative.get(task, np.nan)
+    return out
+
+
+def _overfit(folders: list[Path], specs: list[deltas.TaskMetric]) -> dict[str, float]:
+    """Per task, mean over folds and seeds of val loss / train loss at the epoch early
+    stopping kept (the lowest val_score): > 1 is a generalisation gap."""
+    ratios: dict[str, list[float]] = {}
+    for folder in folders:
+        path = folder / "train_log.csv"
+        if not path.exists():
+            continue
+        log = pd.read_csv(path)
+        if "val_score" not in log:
+            continue
+        keys = ["member", "fold"] if "member" in log else ["fold"]
+        for _key, group in log.groupby(keys, sort=True):
+            if group["val_score"].isna().all():
+                continue
+            best = group.loc[group["val_score"].idxmin()]
+            for spec in specs:
+                tr, va = best.get(f"loss_{spec.task}"), best.get(f"val_loss_{spec.task}")
+                if tr is not None and va is not None and np.isfinite(tr) and np.isfinite(va):
+                    if tr > 0:
+                        ratios.setdefault(spec.task, []).append(float(va / tr))
+    return {f"gap_{t}": float(np.mean(v)) for t, v in ratios.items()}
+
+
+def _fold_dispersion(folders: list[Path], series: pd.Series | None, ppy: float) -> float:
+    """Std over walk-forward test windows of the seed ensemble's annualised Sharpe."""
+    if series is None or not folders:
+        return float("nan")
+    data = read_json(folders[0] / "data.json") or {}
+    scale = math.sqrt(ppy) if math.isfinite(ppy) else 1.0
+    values = []
+    for fold in data.get("folds", []):
+        lo, hi = pd.Timestamp(fold["test_start"]), pd.Timestamp(fold["test_end"])
+        part = series[(series.index >= lo) & (series.index <= hi)].to_numpy()
+        if len(part) > 2:
+            sr = stats.sharpe(part)
+            if math.isfinite(sr):
+                values.append(sr * scale)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 def build(
-    runs_dir: Path, variants: list[Variant], seeds: list[int], buy_and_hold_dir: Path | None
+    runs_dir: Path,
+    variants: list[Variant],
+    seeds: list[int],
+    buy_and_hold_dir: Path | None,
+    specs: list[deltas.TaskMetric] | None = None,
+    n_boot: int = 300,
 ) -> Comparison:
-    """Aggregate the finished jobs into the comparison table."""
+    """Aggregate the finished jobs into the comparison table (``specs``: the Δm metrics)."""
+    specs = specs or []
     rows: list[dict[str, Any]] = []
     ensembles: dict[str, pd.Series] = {}
     ppy = float("nan")
@@ -105,7 +243,8 @@ def build(
             "variant": variant.name,
             "kind": variant.kind,
             "architecture": variant.architecture,
-            "weighting": variant.weighting if variant.kind != SINGLE_TASK else "",
+            "weighting": variant.weighting if variant.kind in ("mtl", NO_AUX) else "",
+            "task": variant.task or "",
             "seeds_ok": len(folders),
             "seeds": len(seeds),
         }
@@ -147,32 +286,13 @@ def build(
             row["dsr"] = stats.deflated_sharpe_ratio(
                 series.to_numpy(), n_trials=n_trials, sr_variance=sr_var
             )
-        row.update(
-            sharpe_diff=np.nan,
-            sharpe_diff_low=np.nan,
-            sharpe_diff_high=np.nan,
-            sharpe_diff_p=np.nan,
-            paired_bars=0,
-        )
-        if variant.kind == "mtl":
-            base = ensembles.get(variant.baseline)
-            if series is not None and base is not None:
-                joined = pd.concat([series, base], axis=1, join="inner").dropna()
-                if len(joined) >= 3:
-                    res = stats.paired_bootstrap_sharpe_diff(
-                        joined.iloc[:, 0].to_numpy(),
-                        joined.iloc[:, 1].to_numpy(),
-                        n_boot=2000,
-                        seed=0,
-                        periods_per_year=ppy if math.isfinite(ppy) else 1.0,
-                    )
-                    row.update(
-                        sharpe_diff=res.diff,
-                        sharpe_diff_low=res.low,
-                        sharpe_diff_high=res.high,
-                        sharpe_diff_p=res.p_value,
-                        paired_bars=res.n,
-                    )
+        row.update(_sharpe_diffs(variant, series, ensembles, ppy))
+        if variant.kind == "mtl" and specs:
+            row.update(_delta_row(runs_dir, variant, seeds, specs, n_boot))
+        folders = seed_dirs(runs_dir, name, seeds)
+        row.update(_overfit(folders, specs))
+        row["fold_sharpe_std"] = _fold_dispersion(folders, series, ppy)
+    rows = [r for r in rows if r is not None]
     if buy_and_hold_dir is not None and (buy_and_hold_dir / "metrics.json").exists():
         m = read_json(buy_and_hold_dir / "metrics.json") or {}
         row = {
@@ -230,18 +350,71 @@ def task_view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def significance_view(table: pd.DataFrame) -> pd.DataFrame:
-    """Per trained variant: seed-ensemble Sharpe, PSR, DSR and the paired difference CI."""
+    """Per trained variant: seed-ensemble Sharpe, PSR, DSR and the paired differences."""
     from mtl_bt.report.document import fmt
 
     rows = table[table["kind"] != "baseline"]
+
+    def ci(prefix: str) -> list[str]:
+        return [
+            f"[{fmt(lo, 3)}, {fmt(hi, 3)}]" if math.isfinite(lo) else "—"
+            for lo, hi in zip(rows[f"{prefix}_low"], rows[f"{prefix}_high"], strict=True)
+        ]
+
     out = pd.DataFrame({"variant": rows["variant"]})
     out["ensemble Sharpe"] = rows["ensemble_sharpe"].to_numpy()
     out["PSR"] = rows["psr"].to_numpy()
     out["DSR"] = rows["dsr"].to_numpy()
-    out["ΔSharpe vs single-task"] = rows["sharpe_diff"].to_numpy()
-    out["95% CI"] = [
-        f"[{fmt(lo, 3)}, {fmt(hi, 3)}]" if math.isfinite(lo) else "—"
-        for lo, hi in zip(rows["sharpe_diff_low"], rows["sharpe_diff_high"], strict=True)
-    ]
+    out["ΔSharpe vs ST ensemble"] = rows["sharpe_diff"].to_numpy()
+    out["95% CI"] = ci("sharpe_diff")
     out["p"] = rows["sharpe_diff_p"].to_numpy()
+    if "sharpe_diff_ro" in rows:
+        out["ΔSharpe vs return-only"] = rows["sharpe_diff_ro"].to_numpy()
+        out["95% CI (return-only)"] = ci("sharpe_diff_ro")
+        out["p (return-only)"] = rows["sharpe_diff_ro_p"].to_numpy()
+    return out.reset_index(drop=True)
+
+
+def delta_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataFrame:
+    """Per MTL variant: Δm (per seed mean ± std; seed ensemble with its 95% CI) and each
+    task's metric difference MTL − single-task with its CI."""
+    from mtl_bt.report.document import fmt
+
+    rows = table[table["kind"] == "mtl"]
+    if rows.empty or "delta_m" not in rows:
+        return pd.DataFrame()
+    out = pd.DataFrame({"variant": rows["variant"]})
+    out["Δm per seed"] = [
+        _pm(100 * m, 100 * s) + " %" if math.isfinite(m) else "—"
+        for m, s in zip(rows["delta_m_mean"], rows["delta_m_std"], strict=True)
+    ]
+    out["Δm (seed ens.)"] = [
+        f"{fmt(100 * d, 3)} % [{fmt(100 * lo, 3)}, {fmt(100 * hi, 3)}]"
+        if math.isfinite(d) and math.isfinite(lo)
+        else "—"
+        for d, lo, hi in zip(
+            rows["delta_m"], rows["delta_m_low"], rows["delta_m_high"], strict=True
+        )
+    ]
+    for spec in specs:
+        col = f"d_{spec.task}"
+        if col not in rows:
+            continue
+        label = f"Δ {spec.task} {spec.metric}" + (
+            "" if spec.higher_is_better else " (lower better)"
+        )
+        out[label] = [
+            f"{fmt(d, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]" if math.isfinite(lo) else fmt(d, 3)
+            for d, lo, hi in zip(rows[col], rows[f"{col}_low"], rows[f"{col}_high"], strict=True)
+        ]
+    return out.reset_index(drop=True)
+
+
+def robustness_view(table: pd.DataFrame) -> pd.DataFrame:
+    """Generalisation gap (val / train loss at the kept epoch) and per-fold Sharpe dispersion."""
+    rows = table[table["kind"] != "baseline"]
+    out = pd.DataFrame({"variant": rows["variant"]})
+    for col in [c for c in rows.columns if c.startswith("gap_")]:
+        out[f"val/train loss {col[4:]}"] = rows[col].to_numpy()
+    out["std of fold Sharpe"] = rows["fold_sharpe_std"].to_numpy()
     return out.reset_index(drop=True)

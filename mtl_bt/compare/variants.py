@@ -1,13 +1,26 @@
 """The variants of a comparison: MTL (architecture x weighting) and their single-task baselines.
 
-Every MTL variant is paired with the single-task (return-only) model of the *same*
-architecture and hidden sizes, trained on the same data, folds and seeds, so the paired Sharpe
-difference isolates "more tasks" from "a different network". Equal-weight buy-and-hold needs no
-training and is computed once by the driver.
+Trained variants:
 
-The single-task model keeps the one return horizon the signal rule trades (``traded_return``),
-so the backtest finds its head; its config sets ``walk_forward.purge_bars`` to the base
-config's largest task horizon, so its walk-forward splits are identical to the MTL variants'.
+- ``<arch>+<weighting>`` (``mtl``): one model, every configured task.
+- ``single_task[<arch>]`` (``single_task``): the return-only model at the horizon the signal
+  trades (``traded_return``); also the ensemble's member for that task.
+- ``single_task[<arch>]:<task>`` (``single_task``): one model per other configured task.
+
+Every single-task model has the *same* architecture, widths, data, folds (its config sets
+``walk_forward.purge_bars`` to the base config's largest horizon), seeds and epochs as the MTL
+models; with one task, early stopping watches that task's own validation loss.
+
+Backtest-only variants (no training; they trade the trained variants' fold models):
+
+- ``st_ensemble[<arch>]`` (``ensemble``): the single-task models of every task joined into
+  one model (``EnsemblePredictor``), traded by the *same* rule with the *same* heads as the
+  MTL model, so ΔSharpe(MTL − ensemble) isolates joint training.
+- ``<arch>+<weighting>:no_aux`` (``no_aux``): the MTL model traded with the rule's auxiliary
+  inputs off (``use_direction = use_volatility = false``; rules that have them), against the
+  return-only model: the effect of a better return head alone.
+
+Equal-weight buy-and-hold needs no training and is computed once by the driver.
 """
 
 from __future__ import annotations
@@ -21,17 +34,38 @@ from mtl_bt.errors import ConfigError, UserError
 from mtl_bt.signals.base import pick_horizon
 
 SINGLE_TASK = "single_task"
+ENSEMBLE = "ensemble"
+NO_AUX = "no_aux"
 BUY_AND_HOLD = "buy_and_hold"
+#: signal options that switch a rule's auxiliary inputs off (the ``no_aux`` variants)
+AUX_OFF = {"use_direction": False, "use_volatility": False}
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One trained configuration; ``name`` is also its folder name under ``runs/``."""
+    """One configuration; ``name`` is also its folder name under ``runs/``.
+
+    ``task``: the one task of a single-task model. ``source``: the MTL variant a ``no_aux``
+    variant trades. ``members``: the single-task variants (task -> name) of an ensemble.
+    """
 
     name: str
-    kind: Literal["mtl", "single_task"]
+    kind: Literal["mtl", "single_task", "ensemble", "no_aux"]
     architecture: str
     weighting: str
+    task: str | None = None
+    source: str | None = None
+    members: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def trained(self) -> bool:
+        return self.kind in ("mtl", SINGLE_TASK)
+
+    @property
+    def traded_alone(self) -> bool:
+        """False for a single-task model of another task than the traded return: it has
+        no return head, so it is only evaluated and traded inside the ensemble."""
+        return not (self.kind == SINGLE_TASK and self.task is not None and ":" in self.name)
 
     def config(self, base: Config, seed: int) -> Config:
         """The variant's full config for one seed (pure: the base config is not touched)."""
@@ -40,30 +74,58 @@ class Variant:
         model = base.model.model_copy(update={"architecture": self.architecture})
         cfg = base.model_copy(update={"model": model}, deep=True)
         if self.kind == SINGLE_TASK:
-            cfg = single_task(cfg, traded_return(base))
+            cfg = single_task(cfg, self.task or traded_return(base))
             if cfg.walk_forward.purge_bars is None:  # the MTL folds: purged by its horizon
                 wf = cfg.walk_forward.model_copy(update={"purge_bars": base.max_horizon()})
                 cfg = cfg.model_copy(update={"walk_forward": wf})
+        elif self.kind == ENSEMBLE:
+            weighting = base.weighting.model_copy(update={"name": "equal", "options": {}})
+            cfg = cfg.model_copy(update={"weighting": weighting})
         else:
             weighting = base.weighting.model_copy(update={"name": self.weighting})
             if self.weighting != base.weighting.name:
                 weighting = weighting.model_copy(update={"options": {}})
             cfg = cfg.model_copy(update={"weighting": weighting})
+            if self.kind == NO_AUX:
+                options = {**cfg.backtest.signal_options, **AUX_OFF}
+                bt = cfg.backtest.model_copy(update={"signal_options": options})
+                cfg = cfg.model_copy(update={"backtest": bt})
         training = cfg.training.model_copy(update={"seed": seed})
         return cfg.model_copy(update={"training": training})
 
     @property
     def baseline(self) -> str:
-        """Name of the single-task variant this one is compared with."""
+        """Name of the return-only single-task variant of the same architecture."""
         return single_task_name(self.architecture)
+
+    @property
+    def ensemble(self) -> str:
+        """Name of the single-task ensemble of the same architecture."""
+        return ensemble_name(self.architecture)
 
 
 def mtl_name(architecture: str, weighting: str) -> str:
     return f"{architecture}+{weighting}"
 
 
-def single_task_name(architecture: str) -> str:
-    return f"{SINGLE_TASK}[{architecture}]"
+def single_task_name(architecture: str, task: str | None = None) -> str:
+    """``single_task[arch]`` (the return-only model) or ``single_task[arch]:<task>``."""
+    base = f"{SINGLE_TASK}[{architecture}]"
+    return base if task is None else f"{base}:{task}"
+
+
+def ensemble_name(architecture: str) -> str:
+    return f"st_ensemble[{architecture}]"
+
+
+def has_aux_switch(base: Config) -> bool:
+    """True when the configured rule accepts ``use_direction`` / ``use_volatility``."""
+    bt = base.backtest
+    try:
+        registry.create("signal", bt.signal, **{**bt.signal_options, **AUX_OFF})
+    except (TypeError, UserError):
+        return False
+    return True
 
 
 def traded_return(base: Config) -> str:
@@ -109,7 +171,9 @@ def split_names(text: str | None) -> list[str]:
 def build_variants(
     base: Config, architectures: list[str] | None = None, weightings: list[str] | None = None
 ) -> list[Variant]:
-    """MTL variants (architecture x weighting) followed by one single-task model per architecture.
+    """MTL variants (architecture x weighting), then per architecture the single-task models
+    (the return-only model first, then one per other task), the single-task ensemble, and
+    the MTL variants with the rule's auxiliary inputs off.
 
     Unknown plugin names fail here, before any job starts.
     """
@@ -127,7 +191,24 @@ def build_variants(
         raise ConfigError(
             f"compare needs at least two tasks for the MTL variants; configured: {base.task_names()}"
         )
-    traded_return(base)  # the signal's return head exists (the single-task model keeps it)
+    traded = traded_return(base)  # the rule's return head exists (the return-only model keeps it)
     variants = [Variant(mtl_name(a, w), "mtl", a, w) for a in archs for w in weights]
-    variants += [Variant(single_task_name(a), SINGLE_TASK, a, "equal") for a in archs]
+    others = [t for t in base.task_names() if t != traded]
+    for a in archs:
+        variants.append(Variant(single_task_name(a), SINGLE_TASK, a, "equal", task=traded))
+        variants += [
+            Variant(single_task_name(a, t), SINGLE_TASK, a, "equal", task=t) for t in others
+        ]
+    for a in archs:
+        members = tuple(
+            (t, single_task_name(a) if t == traded else single_task_name(a, t))
+            for t in base.task_names()
+        )
+        variants.append(Variant(ensemble_name(a), ENSEMBLE, a, "equal", members=members))
+    if has_aux_switch(base):
+        variants += [
+            Variant(f"{mtl_name(a, w)}:{NO_AUX}", NO_AUX, a, w, source=mtl_name(a, w))
+            for a in archs
+            for w in weights
+        ]
     return variants

@@ -147,9 +147,19 @@ class Cache:
         base = self.root / BARS_DIR
         return sorted(base.rglob("*.parquet")) if base.exists() else []
 
-    def clear(self) -> tuple[int, int]:
-        """Delete every cached bar file (only mtl-bt's ``bars`` folder); (files, bytes)."""
-        files = self.files()
-        size = sum(f.stat().st_size for f in files)
-        shutil.rmtree(self.root / BARS_DIR, ignore_errors=True)
-        return len(files), size
+    def clear(self) -> tuple[int, int, list[tuple[Path, str]]]:
+        """Delete every cached bar file (only mtl-bt's ``bars`` folder): (files removed,
+        their bytes, [(file, error)] of those that could not be removed). Counts only what
+        is really gone."""
+        removed, size, failed = 0, 0, []
+        for path in self.files():
+            try:
+                n = path.stat().st_size
+                path.unlink()
+            except OSError as exc:
+                failed.append((path, exc.strerror or str(exc)))
+            else:
+                removed, size = removed + 1, size + n
+        if not failed:
+            shutil.rmtree(self.root / BARS_DIR, ignore_errors=True)
+        return removed, size, failed

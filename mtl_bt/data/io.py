@@ -37,9 +37,23 @@ def file_format(path: str | os.PathLike[str]) -> str:
     raise DataError(f"file {path}: unknown format; use a .csv, .csv.gz or .parquet file")
 
 
+#: what ``write_frame`` writes (``.txt`` is read as CSV, never written: say what you get)
+OUTPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """``"csv"`` or ``"parquet"`` for a file to write; clear error for any other name."""
+    if not str(path).lower().endswith(OUTPUT_SUFFIXES):
+        raise DataError(
+            f"output file {path}: unknown format; name it .csv, .csv.gz or .parquet (or give "
+            "a folder)"
+        )
+    return file_format(path)
+
+
 def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a canonical frame to ``.csv``/``.csv.gz`` (ISO UTC times) or ``.parquet``, atomically."""
-    fmt = file_format(path)
+    fmt = output_format(path)
     out = frame.loc[:, list(COLUMNS)]
     if fmt == "csv":
         compression = "gzip" if str(path).lower().endswith(".gz") else None
@@ -88,6 +102,7 @@ def bars_from_table(
     tz: str | None = None,
     time_column: str | None = None,
     path: object = None,
+    time_unit: str | None = None,
 ) -> pd.DataFrame:
     """Put the time column (``date``/``datetime``/``time``/``timestamp``, an unnamed first
     column, or a datetime index) into the index; other columns stay as they are."""
@@ -103,12 +118,16 @@ def bars_from_table(
     else:
         column = _time_column(table)
     if column is not None:
-        index = parse_times(table[column], symbol=symbol, tz=tz, path=path)
+        index = parse_times(
+            table[column], symbol=symbol, tz=tz, path=path, unit=time_unit, column=column
+        )
         body = table.drop(columns=[column])
     elif isinstance(table.index, pd.DatetimeIndex) or (
         table.index.name is not None and str(table.index.name).lower() in TIME_COLUMNS
     ):
-        index = parse_times(table.index.to_series(), symbol=symbol, tz=tz, path=path)
+        index = parse_times(
+            table.index.to_series(), symbol=symbol, tz=tz, path=path, unit=time_unit
+        )
         body = table
     else:
         raise DataError(

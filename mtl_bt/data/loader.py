@@ -201,9 +201,12 @@ def load_frames(
     use_cache = cfg.cache and not no_cache and remote
     if use_cache and timeframe is None:
         use_cache = False
-    fetcher = _Fetcher(
-        source, cfg.source, options, Cache(cache_dir) if use_cache else None, now or utc_now
-    )
+    cache = Cache(cache_dir) if use_cache else None
+    if cache is not None:  # before the download, not after it
+        from mtl_bt.rundir import check_writable
+
+        check_writable(cache.root, "cache folder")
+    fetcher = _Fetcher(source, cfg.source, options, cache, now or utc_now)
 
     out: dict[str, pd.DataFrame] = {}
     progress = progress and remote and sys.stderr.isatty()

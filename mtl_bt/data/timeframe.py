@@ -94,12 +94,101 @@ def _epoch_unit(values: np.ndarray) -> str:
     return "s"
 
 
-def parse_times(
-    values: pd.Series | pd.Index, *, symbol: str, tz: str | None = None, path: object = None
-) -> pd.DatetimeIndex:
-    """Epoch numbers (s/ms/us/ns by magnitude) or ISO strings -> UTC index.
+#: a time of day followed by a UTC offset or Z: the value names an instant
+_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 
-    Naive times are in ``tz`` (default UTC); strings with an offset keep it.
+
+def _to_datetime(text: pd.Series, where: str, *, utc: bool) -> pd.Series:
+    """ISO strings (any form pandas reads) -> datetimes; the first bad value named."""
+    for fmt in ("ISO8601", "mixed"):
+        try:
+            return pd.Series(pd.to_datetime(text, format=fmt, utc=utc), index=text.index)
+        except (ValueError, TypeError, OverflowError) as exc:
+            error = exc
+    for pos, value in enumerate(text):
+        try:
+            pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            row = int(text.index[pos]) if isinstance(text.index[pos], int | np.integer) else pos
+            raise DataError(
+                f"{where}: time value {value!r} is not a date/time (row {row}); use ISO "
+                "strings (2024-01-01 12:00:00+00:00) or epoch milliseconds"
+            ) from None
+    raise DataError(
+        f"{where}: time values are not dates/times ({error}); use ISO strings "
+        "(2024-01-01 12:00:00+00:00) or epoch milliseconds"
+    )
+
+
+def _parse_strings(text: pd.Series, where: str, tz: str | None) -> pd.DatetimeIndex:
+    """Strings -> UTC. A value with an offset is an instant (offsets may change with daylight
+    saving, as pandas writes a New York index); a naive value is local time in ``tz``."""
+    text = text.reset_index(drop=True)
+    empty = text.isna() | (text == "")
+    if empty.any():
+        raise DataError(f"{where}: missing time value in row {int(np.argmax(empty.to_numpy()))}")
+    aware = text.str.contains(_OFFSET, regex=True).to_numpy(dtype=bool)
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    if aware.any():
+        out[aware] = _to_datetime(text[aware], where, utc=True).dt.tz_convert("UTC")
+    if (~aware).any():
+        naive = _to_datetime(text[~aware], where, utc=False)
+        if getattr(naive.dt, "tz", None) is None:
+            naive = pd.Series(_localize(pd.DatetimeIndex(naive), tz, where), index=naive.index)
+        out[~aware] = naive.dt.tz_convert("UTC")
+    return pd.DatetimeIndex(out)
+
+
+def _localize(index: pd.DatetimeIndex, tz: str | None, where: str) -> pd.DatetimeIndex:
+    try:
+        return index.tz_localize(tz or "UTC", ambiguous="raise", nonexistent="raise")
+    except Exception as exc:  # unknown zone, DST-ambiguous local times
+        raise DataError(f"{where}: cannot place naive times in time zone {tz!r}: {exc}") from None
+
+
+#: epoch times outside this range are not times (a row number is "1970-01-01 00:00:05")
+EPOCH_RANGE = (pd.Timestamp("1971-01-01"), pd.Timedelta(days=366))
+EPOCH_UNITS = ("s", "ms", "us", "ns")
+
+
+def _epoch_times(series, numbers, unit: str | None, where: str, column: object):
+    """Epoch numbers -> times, only when they land in a plausible range (1971 .. a year
+    from now): otherwise the column is no time column (row numbers, prices)."""
+    if unit is not None and unit not in EPOCH_UNITS:
+        raise ConfigError(f"time_unit {unit!r} must be one of {', '.join(EPOCH_UNITS)}")
+    chosen = unit or _epoch_unit(numbers)
+    name = f"column {str(column)!r}" if column is not None else "the index"
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(series.astype("int64"), unit=chosen))
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        index = None
+    low, ahead = EPOCH_RANGE
+    high = pd.Timestamp.now() + ahead
+    if index is None or index.min() < low or index.max() > high:
+        first, last = numbers.min(), numbers.max()
+        raise DataError(
+            f"{where}: no time column found: {name} holds numbers {first:g} .. {last:g}, which "
+            f"as epoch {'seconds' if chosen == 's' else chosen} are not times between "
+            f"{low.year} and {high.year} (row numbers?). Name the time column (date, datetime, "
+            "time or timestamp, or the time_column option); for epoch numbers set time_unit "
+            "(s, ms, us or ns)"
+        )
+    return index
+
+
+def parse_times(
+    values: pd.Series | pd.Index,
+    *,
+    symbol: str,
+    tz: str | None = None,
+    path: object = None,
+    unit: str | None = None,
+    column: object = None,
+) -> pd.DatetimeIndex:
+    """Epoch numbers (``unit``, else s/ms/us/ns by magnitude, in a plausible range) or ISO
+    strings -> UTC index.
+
+    Naive times are in ``tz`` (default UTC); strings with an offset are instants.
     """
     where = f"symbol {symbol!r}" + (f" (file {path})" if path is not None else "")
     series = pd.Series(values)
@@ -111,32 +200,9 @@ def parse_times(
             raise DataError(
                 f"{where}: missing time value in row {int(np.argmax(np.isnan(numbers)))}"
             )
-        index = pd.DatetimeIndex(pd.to_datetime(series.astype("int64"), unit=_epoch_unit(numbers)))
+        index = _epoch_times(series, numbers, unit, where, column)
     else:
-        text = series.astype("string").str.strip()
-        try:
-            parsed = pd.to_datetime(text, format="ISO8601")
-        except (ValueError, TypeError):
-            try:
-                parsed = pd.to_datetime(text)
-            except (ValueError, TypeError) as exc:
-                coerced = pd.to_datetime(text, errors="coerce", format="mixed")
-                bad = coerced.isna().to_numpy()
-                first = text.iloc[int(np.argmax(bad))] if bad.any() else "?"
-                raise DataError(
-                    f"{where}: time value {first!r} is not a date/time ({exc}); use ISO "
-                    "strings (2024-01-01 12:00:00+00:00) or epoch milliseconds"
-                ) from None
-        if parsed.isna().any():
-            raise DataError(
-                f"{where}: missing time value in row {int(np.argmax(parsed.isna().to_numpy()))}"
-            )
-        index = pd.DatetimeIndex(parsed)
+        index = _parse_strings(series.astype("string").str.strip(), where, tz)
     if index.tz is None:
-        try:
-            index = index.tz_localize(tz or "UTC", ambiguous="raise", nonexistent="raise")
-        except Exception as exc:  # unknown zone, DST-ambiguous local times
-            raise DataError(
-                f"{where}: cannot place naive times in time zone {tz!r}: {exc}"
-            ) from None
+        index = _localize(index, tz, where)
     return pd.DatetimeIndex(index.tz_convert("UTC"), name=INDEX_NAME)

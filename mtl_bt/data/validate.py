@@ -306,6 +306,9 @@ def describe(frame: pd.DataFrame, timeframe: str | None = None) -> Summary:
     A gap is a run of expected bar times with no bar. When the data has no bar
     on any Saturday/Sunday (stocks), weekends are not expected; holidays and
     intraday session breaks still count as gaps - they are reported, never filled.
+    Daily bars are compared as trading days, not UTC instants: local midnights that
+    move by an hour with daylight saving are the same days (no fake summer gaps), and
+    a weekday with no bar in two weeks or more of data is a closed day.
     """
     symbol = str(frame.attrs.get("symbol", "?"))
     index = pd.DatetimeIndex(frame.index)
@@ -324,20 +327,34 @@ def describe(frame: pd.DataFrame, timeframe: str | None = None) -> Summary:
     if summary.timeframe is None:
         summary.timeframe = infer_timeframe(index)
     step = parse_timeframe(summary.timeframe)
-    expected = pd.date_range(index[0], index[-1], freq=step)
-    summary.weekends_closed = (
-        step < pd.Timedelta("7D")
-        and bool((expected.day_of_week >= 5).any())
-        and not bool((index.day_of_week >= 5).any())
-    )
-    if summary.weekends_closed:
-        expected = expected[expected.day_of_week < 5]
-    missing = ~expected.isin(index)
+    day = pd.Timedelta("1D")
+    if step % day == pd.Timedelta(0) and step < pd.Timedelta("7D"):
+        # daily bars are trading days: a bar at local midnight moves by an hour in UTC with
+        # daylight saving, so each bar is keyed by its day (half a day around its usual time)
+        usual = pd.TimedeltaIndex(index - index.normalize()).median()
+        keys = (index - usual + day / 2).floor("1D")
+        expected = pd.date_range(keys[0], keys[-1], freq=step)
+        closed = sorted(set(range(7)) - set(keys.day_of_week)) if len(expected) >= 14 else []
+        summary.weekends_closed = bool(closed)
+        expected = expected[~expected.day_of_week.isin(closed)]
+        shown = expected + usual  # gaps are reported at the bars' usual time of day
+        missing = ~expected.isin(keys)
+    else:
+        expected = pd.date_range(index[0], index[-1], freq=step)
+        summary.weekends_closed = (
+            step < pd.Timedelta("7D")
+            and bool((expected.day_of_week >= 5).any())
+            and not bool((index.day_of_week >= 5).any())
+        )
+        if summary.weekends_closed:
+            expected = expected[expected.day_of_week < 5]
+        shown = expected
+        missing = ~expected.isin(index)
     if missing.any():
         positions = np.flatnonzero(missing)
         breaks = np.flatnonzero(np.diff(positions) > 1)
         starts = np.concatenate([[0], breaks + 1])
         ends = np.concatenate([breaks, [len(positions) - 1]])
         for s, e in zip(starts, ends, strict=True):
-            summary.gaps.append(Gap(expected[positions[s]], expected[positions[e]], int(e - s + 1)))
+            summary.gaps.append(Gap(shown[positions[s]], shown[positions[e]], int(e - s + 1)))
     return summary

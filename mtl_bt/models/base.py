@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -249,6 +250,33 @@ class MTLModel(nn.Module):
     def task_modules(self, name: str) -> list[nn.Module]:
         """Modules whose parameters only task ``name``'s loss reaches."""
         raise NotImplementedError
+
+    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
+        """Opt-in fast inference: ``predict`` in eval mode as a numpy function, or None.
+
+        Return a function of a float32 array ``h (batch, stage_features)`` giving
+        ``{task: raw output}`` equal to ``self.eval().predict(h)`` up to float32
+        rounding, built from the current weights (``mtl_bt.models.numpy_forward``
+        has the layers). ``Predictor`` then skips torch at inference, after checking
+        the function against the torch model on probe rows. None (the default):
+        inference runs the torch model.
+        """
+        return None
+
+    def numpy_forward(
+        self,
+    ) -> Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]] | None:
+        """``forward`` (input stage + ``numpy_predict``) as a numpy function, or None."""
+        from mtl_bt.models import numpy_forward as nf
+
+        try:
+            predict = self.numpy_predict()
+            if predict is None:
+                return None
+            stage = nf.input_stage(self.input_stage)
+        except NotImplementedError:
+            return None
+        return lambda x, asset=None: predict(stage(x, asset))
 
     def _check_task(self, name: str) -> None:
         if name not in self.task_names:

@@ -167,6 +167,16 @@ def oos_metrics(
     return pd.DataFrame(rows, columns=["fold", "task", "metric", "value"])
 
 
+def _plugin_headline(kind: str) -> list[str]:
+    from mtl_bt import registry
+
+    try:
+        metric = getattr(registry.get("task", kind), "headline_metric", None)
+    except Exception:  # noqa: BLE001 - not registered here: show every metric
+        return []
+    return [metric] if metric else []
+
+
 def headline(metrics: pd.DataFrame) -> dict[str, float]:
     """``{"<task> <metric>": value}`` for the pooled (fold == "all") metrics of every task."""
     out: dict[str, float] = {}
@@ -175,9 +185,13 @@ def headline(metrics: pd.DataFrame) -> dict[str, float]:
     pooled = metrics[metrics["fold"].astype(str) == "all"]
     for task, sub in pooled.groupby("task", sort=False):
         kind = str(task).split("@", 1)[0]
-        names = {"return": ["ic", "rank_ic"], "volume": ["ic", "rank_ic"]}.get(
-            kind, [HEADLINE.get(kind, "")]
-        )
+        names = {
+            "return": ["ic", "rank_ic"],
+            "volume": ["ic", "rank_ic"],
+            "volatility": ["qlike", "calibration", "qlike_ewma", "qlike_har"],
+        }.get(kind, [HEADLINE.get(kind, "")])
+        if kind not in HEADLINE:  # a plugin task: its declared metric, else all of them
+            names = _plugin_headline(kind) or [m for m in sub["metric"] if m != "n"]
         for metric in names:
             hit = sub[sub["metric"] == metric]
             if not hit.empty:

@@ -20,6 +20,7 @@ from mtl_bt.report.document import (
     Image,
     Paragraph,
     Table,
+    fmt,
     to_html,
     to_markdown,
 )
@@ -38,7 +39,10 @@ METRICS: list[tuple[str, str]] = [
     ("calmar", "Calmar"),
     ("num_trades", "Trades"),
     ("exposure", "Exposure"),
-    ("turnover", "Turnover"),
+    ("turnover", "Turnover (two-way)"),
+    ("gross_sharpe", "Sharpe before costs"),
+    ("gross_cagr", "CAGR before costs"),
+    ("cost_drag", "Costs per year (fraction of value)"),
     ("rejected_orders", "Rejected orders"),  # refused by the broker (orders.csv says why)
 ]
 
@@ -75,6 +79,64 @@ def per_asset_table(per_asset: dict[str, dict[str, Any]]) -> pd.DataFrame:
     for symbol, m in per_asset.items():
         rows.append({"symbol": symbol, **{k: m.get(k) for k in keys}})
     return pd.DataFrame(rows)
+
+
+def calibration_table(fold_metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per fold (and pooled) RMS(realised) / RMS(predicted) and QLIKE of every volatility task,
+    next to the EWMA and HAR-RV forecasts on the same rows."""
+    keep = [
+        "calibration",
+        "calibration_ewma",
+        "calibration_har",
+        "qlike",
+        "qlike_ewma",
+        "qlike_har",
+    ]
+    vol = fold_metrics[
+        fold_metrics["task"].astype(str).str.startswith("volatility@")
+        & fold_metrics["metric"].isin(keep)
+    ]
+    if vol.empty:
+        return pd.DataFrame()
+    wide = vol.pivot_table(index=["task", "fold"], columns="metric", values="value", sort=False)
+    return wide[[c for c in keep if c in wide.columns]].reset_index()
+
+
+def target_vol_table(metrics: dict[str, Any], config_text: str | None) -> pd.DataFrame:
+    """Per asset: the rule's ``target_vol`` against the realised annualised volatility of the
+    asset's contribution while a position was open, ``annual_volatility / sqrt(exposure)``
+    (flat bars contribute 0; the approximation ignores the mean). Below target is expected
+    where ``max_weight`` or the gross cap bind; above it means the volatility forecast was
+    too low."""
+    import tomllib
+
+    target = None
+    if config_text:
+        try:
+            backtest = tomllib.loads(config_text).get("backtest", {})
+        except tomllib.TOMLDecodeError:
+            backtest = {}
+        target = backtest.get("signal_options", {}).get("target_vol")
+        if target is None:  # the rule's default
+            import inspect
+
+            from mtl_bt import registry
+
+            try:
+                factory = registry.get("signal", backtest.get("signal", "agree_voltarget"))
+                param = inspect.signature(factory).parameters.get("target_vol")
+                target = None if param is None else param.default
+            except Exception:  # noqa: BLE001 - an unknown rule: no target to show
+                target = None
+    rows = []
+    for symbol, m in (metrics.get("per_asset") or {}).items():
+        vol, exposure = m.get("annual_volatility"), m.get("exposure")
+        held = vol / exposure**0.5 if vol is not None and exposure else None
+        rows.append({"symbol": symbol, "exposure": exposure, "realised vol while held": held})
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table.insert(1, "target_vol", target if target is not None else "—")
+    return table
 
 
 def _summary_line(summary: dict[str, Any]) -> str:
@@ -154,6 +216,32 @@ def write_run_report(
             Table(
                 wide.reset_index(),
                 caption="Pooled over all folds and symbols (definitions in docs/run.md#metrics).",
+            )
+        )
+    if fold_metrics is not None and not fold_metrics.empty:
+        calibration = calibration_table(fold_metrics)
+        if not calibration.empty:
+            doc.add(Heading("Volatility calibration", 3))
+            doc.add(
+                Table(
+                    calibration,
+                    caption="calibration = RMS(realised vol) / RMS(predicted vol) per fold "
+                    "(1 = calibrated, > 1 = the forecast is too low and vol-targeted positions "
+                    "too large); _ewma / _har: RiskMetrics EWMA (0.94) and HAR-RV on the same rows.",
+                )
+            )
+    config_text = (
+        (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else None
+    )
+    target = target_vol_table(metrics, config_text)
+    if not target.empty:
+        doc.add(Heading("Realised vs target volatility", 3))
+        doc.add(
+            Table(
+                target,
+                caption="Portfolio: realised annual volatility "
+                f"{fmt(metrics.get('portfolio', {}).get('annual_volatility'), 3)}. Per asset: "
+                "annual volatility of its contribution / sqrt(exposure) (vol while held).",
             )
         )
     doc.add(Heading("Plots"))

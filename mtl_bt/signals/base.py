@@ -40,10 +40,29 @@ def pick_horizon(predictions: dict[str, Any], horizon: int | None, rule: str) ->
 class SignalRule:
     """Maps one bar's predictions for a batch of assets to target weights.
 
-    ``predictions`` maps task name (e.g. ``"return@1"``) to an array with one
-    transformed prediction per asset; ``weights`` returns one signed target
-    weight per asset (fraction of portfolio value; 0 = flat).
+    ``weights(predictions, **context)``: ``predictions`` maps task name (e.g.
+    ``"return@1"``) to an array with one transformed prediction per asset of the
+    batch; the result is one signed target weight per asset of the batch, in batch
+    order (fraction of portfolio value; 0 = flat). The batch is the assets due for a
+    decision on this bar: every asset with a usable prediction under
+    ``rebalance = "bar"``, only those whose holding period ended under
+    ``rebalance = "horizon"``, and always every asset for a rule with
+    ``all_assets = True`` (cross-sectional rules: ranks, market neutrality).
+
+    Context keywords the strategy passes (accept ``**context`` for the ones you do
+    not use; more may be added): ``symbols`` (list[str], the batch),
+    ``current_weights`` (array, the batch's current signed weights),
+    ``all_symbols`` and ``all_current_weights`` (every asset of the backtest),
+    ``periods_per_year`` and ``realised_vol`` (arrays over the batch),
+    ``commission``, ``slippage``, ``max_weight``, ``max_gross_leverage``,
+    ``allow_short``, ``n_assets``. Whatever the rule returns is then held to
+    ``max_weight``, ``max_gross_leverage`` and ``allow_short`` by
+    ``mtl_bt.signals.clip.clip_weights`` (a breach is warned about and counted as
+    ``signal_clipped`` in the run's metrics).
     """
+
+    #: True: the rule sees every asset with a usable prediction on every decision bar
+    all_assets: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options

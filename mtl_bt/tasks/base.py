@@ -34,6 +34,10 @@ class Task:
 
     kind: str = ""
     level: int = 0
+    #: the metric (a key of ``metrics()``) that summarises the task in comparisons and Δm,
+    #: and whether higher is better; None leaves the task out of Δm
+    headline_metric: str | None = None
+    higher_is_better: bool = True
 
     def __init__(self, horizon: int = 1, **options: Any) -> None:
         if not isinstance(horizon, int) or horizon < 1:
@@ -65,6 +69,17 @@ class Task:
 
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return output
+
+    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
+        """``transform`` on a float32 numpy array (the fast inference path).
+
+        The default is exact for any task: the identity when ``transform`` is not
+        overridden, else ``transform`` run through torch. Override it with a numpy
+        version (equal to ``transform``, tested) to keep torch out of inference.
+        """
+        if type(self).transform is Task.transform:
+            return output
+        return self.transform(torch.from_numpy(np.ascontiguousarray(output))).numpy()
 
     def initial_output(self, target: torch.Tensor) -> float | None:
         """The constant raw output that minimises the loss on ``target`` (finite

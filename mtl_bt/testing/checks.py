@@ -197,13 +197,26 @@ def check_task(
 CHECK_TASKS = (("return", 1, 1), ("direction", 1, 0), ("volatility", 5, 0))
 
 
-def _specs():
+def _specs(tasks: Sequence[Any] | None = None):
+    """Task specs to check with: ``tasks`` (TaskSpecs or names like ``"return@5"``), else
+    ``CHECK_TASKS``."""
     from mtl_bt.tasks.base import TaskSpec
 
-    return [TaskSpec(f"{k}@{h}", k, h, 1, level) for k, h, level in CHECK_TASKS]
+    if tasks is None:
+        return [TaskSpec(f"{k}@{h}", k, h, 1, level) for k, h, level in CHECK_TASKS]
+    out = []
+    for t in tasks:
+        if isinstance(t, TaskSpec):
+            out.append(t)
+        else:
+            kind, _, h = str(t).partition("@")
+            out.append(TaskSpec(str(t), kind, int(h or 1)))
+    return out
 
 
-def check_architecture(name: str, in_features: int = 7, **options: Any) -> Report:
+def check_architecture(
+    name: str, in_features: int = 7, *, tasks: Sequence[Any] | None = None, **options: Any
+) -> Report:
     """Outputs named exactly as the tasks, shape (batch,), finite; parameters partitioned
     into shared and per-task; a task's loss never reaches another task's parameters;
     every head's output layer found (head-bias initialisation); rebuilt from plain data
@@ -213,7 +226,7 @@ def check_architecture(name: str, in_features: int = 7, **options: Any) -> Repor
     from mtl_bt.models.guards import check_outputs, example_input
 
     report = Report("architecture", name)
-    specs = _specs()
+    specs = _specs(tasks)
     names = [s.name for s in specs]
     torch.manual_seed(0)
     model = registry.get("architecture", name)(in_features, specs, **options)
@@ -304,11 +317,11 @@ def check_architecture(name: str, in_features: int = 7, **options: Any) -> Repor
 
 
 def _run_weighting(
-    name: str, options: dict[str, Any], steps: int, seed: int
+    name: str, options: dict[str, Any], steps: int, seed: int, tasks: Sequence[Any] | None
 ) -> tuple[list, list, Any]:
     from mtl_bt.plugins.architectures.shared_bottom import SharedBottom
 
-    specs = _specs()
+    specs = _specs(tasks)
     names = [s.name for s in specs]
     weighting = registry.get("weighting", name)(names, **options)
     weighting.reset()
@@ -349,11 +362,13 @@ def _run_weighting(
     return totals, weights, weighting
 
 
-def check_weighting(name: str, steps: int = 4, **options: Any) -> Report:
+def check_weighting(
+    name: str, steps: int = 4, *, tasks: Sequence[Any] | None = None, **options: Any
+) -> Report:
     """Finite combined loss and weights for every task, finite gradients; ``reset()``
     restores the start (the same run twice after reset is identical)."""
     report = Report("weighting", name)
-    totals, weights, weighting = _run_weighting(name, options, steps, seed=0)
+    totals, weights, weighting = _run_weighting(name, options, steps, seed=0, tasks=tasks)
     names = weighting.task_names
     for step, (total, w) in enumerate(zip(totals, weights[1:], strict=True)):
         if not math.isfinite(total):
@@ -373,7 +388,7 @@ def check_weighting(name: str, steps: int = 4, **options: Any) -> Report:
             name,
             f"reset() gives weights {weighting.weights()!r}, not the start {start!r}",
         )
-    again, _, _ = _run_weighting(name, options, steps, seed=0)
+    again, _, _ = _run_weighting(name, options, steps, seed=0, tasks=tasks)
     if again != totals:
         raise _fail("weighting", name, "two runs from reset() differ; keep all state in reset()")
     report.ok("reset() restores the start")

@@ -7,6 +7,8 @@ The counterpart of freqtrade's ``lookahead-analysis`` / ``recursive-analysis``:
   Each target must use bars t-lookback..t+h only, and really look h bars ahead.
 - warm-up: the bars after which a feature no longer depends on where the history
   starts, against its declared warm-up.
+- contract: the architecture, weighting and signal rule through ``check_architecture``,
+  ``check_weighting`` and ``check_signal`` with the config's tasks and options.
 - streaming vs preloaded backtest parity: not checked yet (reported as such).
 """
 
@@ -182,6 +184,7 @@ def check_config(
                     f"bars t-{task.lookback}..t+{task.horizon} only",
                 )
             )
+    rows.extend(_contract_rows(config, comp))
     rows.append(
         Row(
             "backtest",
@@ -192,6 +195,52 @@ def check_config(
             "the streaming feed path is not on main yet (issue #12)",
         )
     )
+    return rows
+
+
+def _contract_rows(config: Any, comp: Any) -> list[Row]:
+    """The architecture, weighting and signal rule, each through its ``check_*`` with
+    the config's own tasks and options."""
+    from mtl_bt.models.build import model_options
+    from mtl_bt.testing import checks
+
+    specs = [t.spec for t in comp.tasks]
+    names = [t.name for t in comp.tasks]
+    jobs = [
+        (
+            "architecture",
+            config.model.architecture,
+            lambda: checks.check_architecture(
+                config.model.architecture,
+                len(comp.feature_spec.columns()),
+                tasks=specs,
+                **model_options(config.model, len(config.data.symbols)),
+            ),
+        ),
+        (
+            "weighting",
+            config.weighting.name,
+            lambda: checks.check_weighting(
+                config.weighting.name, tasks=specs, **config.weighting.options
+            ),
+        ),
+        (
+            "signal",
+            config.backtest.signal,
+            lambda: checks.check_signal(
+                config.backtest.signal, task_names=names, **config.backtest.signal_options
+            ),
+        ),
+    ]
+    rows = []
+    for kind, name, run in jobs:
+        plugin = _plugin(kind, name)
+        try:
+            report = run()
+        except checks.ConformanceError as exc:
+            rows.append(Row(kind, name, plugin, "contract", FAIL, str(exc)))
+            continue
+        rows.append(Row(kind, name, plugin, "contract", PASS, f"{len(report.laws)} laws"))
     return rows
 
 

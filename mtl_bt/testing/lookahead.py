@@ -41,7 +41,8 @@ class Finding:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.law}: column {self.column!r} first differs at bar {self.row} ({self.time}); {self.detail}"
+        where = "first differs at" if self.law != "target alignment" else "e.g. at"
+        return f"{self.law}: column {self.column!r} {where} bar {self.row} ({self.time}); {self.detail}"
 
 
 def default_cuts(n: int, start: int = 0, count: int = 4) -> list[int]:
@@ -278,13 +279,14 @@ def target_findings(
     moved = 0
     for t in rows:
         t = int(t)
-        for factor in (1.25, 0.8):  # both ways, so a sign/threshold target flips in one
+        for _attempt in range(3):  # bar-by-bar factors, so ratio and sign targets move too
+            factors = rng.uniform(0.7, 1.4, horizon)
             other = frame.copy()
             span = slice(t + 1, t + 1 + horizon)
             for col in ("open", "high", "low", "close", "volume"):
                 if col in other.columns:
                     j = other.columns.get_loc(col)
-                    scale = factor**3 if col == "volume" else factor
+                    scale = factors**3 if col == "volume" else factors
                     other.iloc[span, j] = frame[col].to_numpy(np.float64)[span] * scale
             value = float(build(other).iloc[t])
             if not np.isclose(value, values[t, 0], rtol=RTOL, atol=ATOL, equal_nan=True):

@@ -9,6 +9,10 @@ they just never train.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,3 +212,55 @@ def build_dataset(
         targets = build_targets(frame, tasks)
         blocks.append(symbol_block(symbol, frame, kept[columns], targets, horizon))
     return assemble(blocks, columns, names, horizon, lookback)
+
+
+#: datasets built in this process, newest last (see ``cached_dataset``)
+_CACHE: OrderedDict[str, Dataset] = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def frames_digest(frames: Mapping[str, pd.DataFrame]) -> str:
+    """A digest of the symbols, columns, index and values of ``frames`` (a few ms a year
+    of hourly bars): equal digests mean the same market data, whatever the objects."""
+    h = hashlib.sha256()
+    for symbol, frame in frames.items():
+        h.update(repr((symbol, list(frame.columns), frame.shape)).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_dataset(
+    frames: Mapping[str, pd.DataFrame],
+    feature_spec: Any,
+    tasks: Sequence[Any],
+    lookback: int = 1,
+) -> Dataset:
+    """``build_dataset``, memoised per process on the data's content and the feature,
+    task and lookback settings.
+
+    A sweep (``mtl-bt compare``) runs one job per (variant, seed, fold) in a few worker
+    processes, and every job of a variant family used to recompute the same features and
+    targets from the same frames: about a fifth of a fold job on the bundled crypto
+    config. Callers must treat the returned dataset as read-only (the training pipeline
+    does: folds scale copies), and the feature and task plugins must not change between
+    calls (true inside one sweep; ``train_walk_forward`` only uses this when asked,
+    ``reuse_dataset=True``, which compare's fold jobs do).
+    """
+    key = json.dumps(
+        [
+            frames_digest(frames),
+            feature_spec.to_dict(),
+            [[type(t).__module__, type(t).__qualname__, dataclasses.asdict(t.spec)] for t in tasks],
+            int(lookback),
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    ds = build_dataset(frames, feature_spec, tasks, lookback)
+    _CACHE[key] = ds
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return ds

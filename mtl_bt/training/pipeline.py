@@ -27,7 +27,7 @@ from mtl_bt.atomic import atomic_write, write_bytes, write_text
 from mtl_bt.config import Config, TaskConfig, WeightingConfig, dumps
 from mtl_bt.errors import ConfigError, DataError
 from mtl_bt.predictor import scale_array
-from mtl_bt.training.dataset import Dataset, build_dataset
+from mtl_bt.training.dataset import Dataset, build_dataset, cached_dataset
 from mtl_bt.training.guards import check_causal
 from mtl_bt.training.splits import Split, walk_forward_splits
 from mtl_bt.training.trainer import fit, make_batches, predict_raw
@@ -266,6 +266,7 @@ def train_walk_forward(
     *,
     log: Callable[[str], None] | None = None,
     folds: Collection[int] | None = None,
+    reuse_dataset: bool = False,
 ) -> TrainResult:
     """Train one model per walk-forward fold; return (and write) OOS predictions etc.
 
@@ -274,12 +275,14 @@ def train_walk_forward(
     fold_metrics.csv, folds.json, config.toml (see docs/training.md).
     ``folds``: train only these fold numbers (``mtl-bt compare`` runs one job per fold and
     joins them with ``merge_trained``); each fold's model is the same either way.
+    ``reuse_dataset``: reuse this process's features and targets of the same data and
+    settings (``dataset.cached_dataset``; compare's fold jobs), identical results.
     """
     threads = torch.get_num_threads()
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     try:
-        return _train_walk_forward(config, frames, out_dir, progress, log, folds)
+        return _train_walk_forward(config, frames, out_dir, progress, log, folds, reuse_dataset)
     finally:
         torch.set_num_threads(threads)
 
@@ -291,11 +294,13 @@ def _train_walk_forward(
     progress: bool,
     log: Callable[[str], None] | None,
     only: Collection[int] | None = None,
+    reuse_dataset: bool = False,
 ) -> TrainResult:
     t0 = time.perf_counter()
     comp = build_components(config)
     check_causal(comp.feature_spec, comp.tasks, frames)  # third-party features and tasks
-    ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
+    build = cached_dataset if reuse_dataset else build_dataset
+    ds = build(frames, comp.feature_spec, comp.tasks, comp.lookback)
     splits = splits_for(config, ds)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:

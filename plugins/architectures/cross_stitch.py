@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
+from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
 
@@ -52,6 +54,23 @@ class CrossStitch(MTLModel):
             hs = torch.stack([self.columns[n][layer](xs[i]) for i, n in enumerate(self.task_names)])
             xs = torch.einsum("ij,jbd->ibd", alpha, hs)
         return {n: self._out(self.heads[n](xs[i])) for i, n in enumerate(self.task_names)}
+
+    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        names = self.task_names
+        layers = [
+            (nf.parallel([self.columns[n][layer] for n in names]), nf.array(alpha))
+            for layer, alpha in enumerate(self.stitches)
+        ]
+        heads = nf.stacked_heads([self.heads[n] for n in names])
+
+        def predict(h: np.ndarray) -> dict[str, np.ndarray]:
+            xs = h
+            for columns, alpha in layers:
+                hs = columns(xs)  # (K, batch, width): every column at once
+                xs = (alpha @ hs.reshape(len(names), -1)).reshape(hs.shape)
+            return nf.per_task(names, heads(xs))
+
+        return predict
 
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.heads[name]]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
+from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import Experts, Gate
 from mtl_bt.tasks.base import TaskSpec
 
@@ -73,6 +75,36 @@ class PLE(MTLModel):
                 for n in self.task_names
             }
         return {n: self._out(self.heads[n](xs[n])) for n in self.task_names}
+
+    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        names = self.task_names
+        levels = [
+            (
+                nf.experts(level["shared"]),
+                {n: nf.experts(level["task"][n]) for n in names},
+                {n: nf.gate(level["gate"][n]) for n in names},
+                nf.gate(level["shared_gate"]) if "shared_gate" in level else None,
+            )
+            for level in self.levels
+        ]
+        heads = {n: nf.sequential(self.heads[n]) for n in names}
+
+        def predict(h: np.ndarray) -> dict[str, np.ndarray]:
+            xs = dict.fromkeys(names, h)
+            shared_x = h
+            for shared_experts, task_experts, task_gates, shared_gate in levels:
+                shared = shared_experts(shared_x)
+                own = {n: task_experts[n](xs[n]) for n in names}
+                if shared_gate is not None:
+                    shared_x = shared_gate(
+                        shared_x, np.concatenate([*own.values(), shared], axis=1)
+                    )
+                xs = {
+                    n: task_gates[n](xs[n], np.concatenate([own[n], shared], axis=1)) for n in names
+                }
+            return {n: nf.squeeze(heads[n](xs[n])) for n in names}
+
+        return predict
 
     def task_modules(self, name: str) -> list[nn.Module]:
         last = len(self.levels) - 1

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.errors import ConfigError
 from mtl_bt.models import MTLModel
+from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
 
@@ -39,6 +41,12 @@ class SoftSharing(MTLModel):
 
     def predict(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: self._out(self.heads[n](self.towers[n](h))) for n in self.task_names}
+
+    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        names = self.task_names
+        towers = nf.parallel([self.towers[n] for n in names])  # one matmul per layer
+        heads = nf.stacked_heads([self.heads[n] for n in names])
+        return lambda h: nf.per_task(names, heads(towers(h)))
 
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.towers[name], self.heads[name]]

@@ -29,6 +29,7 @@ OPTIONS = {
     "path": "a .csv/.csv.gz/.parquet file, or a folder of <symbol>.csv/.parquet files",
     "tz": "time zone of naive times (default UTC), e.g. America/New_York",
     "time_column": "name of the time column when it is not auto-detected",
+    "time_unit": "unit of epoch-number times: s, ms, us or ns (default: from their size)",
     "adjust": "true: scale OHLC by 'Adj Close'/'Close' (volume by the inverse)",
 }
 _SYMBOL_COLUMNS = ("symbol", "ticker")
@@ -102,6 +103,7 @@ class CsvSource(Source):
                 tz=options.get("tz"),
                 time_column=options.get("time_column"),
                 path=path,
+                time_unit=options.get("time_unit"),
             )
             frame = normalise(bars, symbol=symbol, source="csv", path=path)
             if timeframe is not None and len(frame) > 1:

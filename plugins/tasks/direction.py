@@ -23,6 +23,7 @@ class DirectionTask(Task):
 
     kind = "direction"
     level = 1
+    headline_metric = "auc"
 
     def __init__(self, horizon: int = 1) -> None:
         super().__init__(horizon)
@@ -37,6 +38,9 @@ class DirectionTask(Task):
 
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output)
+
+    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-output))
 
     def initial_output(self, target: torch.Tensor) -> float:
         p = float(target.double().mean().clamp(1e-3, 1 - 1e-3))

@@ -24,6 +24,7 @@ class ReturnTask(Task):
 
     kind = "return"
     level = 1
+    headline_metric = "rank_ic"
 
     def __init__(
         self, horizon: int = 1, *, loss: str = "mse", delta: float = 1.0, scale: float = 1.0
@@ -47,6 +48,9 @@ class ReturnTask(Task):
 
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return output * self._scale
+
+    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
+        return output * np.float32(self._scale)
 
     def initial_output(self, target: torch.Tensor) -> float | None:
         if self._loss != "mse":

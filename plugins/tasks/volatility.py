@@ -37,6 +37,8 @@ class VolatilityTask(Task):
 
     kind = "volatility"
     level = 0
+    headline_metric = "qlike"
+    higher_is_better = False
 
     def __init__(self, horizon: int = 1, *, floor: float = 1e-4, loss: str = "qlike") -> None:
         name = f"volatility@{horizon}"
@@ -61,6 +63,12 @@ class VolatilityTask(Task):
         if self._loss == "log_mse":
             return torch.exp(output)
         return torch.exp(0.5 * output.clamp(*_LOG_RANGE))
+
+    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
+        if self._loss == "log_mse":
+            return np.exp(output)
+        lo, hi = _LOG_RANGE
+        return np.exp(np.float32(0.5) * np.clip(output, np.float32(lo), np.float32(hi)))
 
     def initial_output(self, target: torch.Tensor) -> float:
         y = torch.clamp(target.double(), min=self._floor)

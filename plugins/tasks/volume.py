@@ -29,6 +29,7 @@ class VolumeTask(Task):
 
     kind = "volume"
     level = 0
+    headline_metric = "ic"
 
     def __init__(self, horizon: int = 1, *, window: int = 20) -> None:
         window = integer(f"volume@{horizon}", "window", window)

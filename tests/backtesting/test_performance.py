@@ -43,6 +43,8 @@ def ref_std(xs):
 def ref_sharpe(xs, ppy, rf):
     rp = (1 + rf) ** (1 / ppy) - 1
     ex = [x - rp for x in xs]
+    if len(set(ex)) == 1:  # constant: std is 0 (fsum's mean can leave rounding dust)
+        return None
     sd = ref_std(ex)
     return None if sd == 0 else ref_mean(ex) / sd * math.sqrt(ppy)
 

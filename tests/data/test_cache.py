@@ -175,7 +175,8 @@ def test_cache_dir_resolution_and_clear(counting, tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_BT_CACHE_DIR", str(tmp_path / "env"))
     _load(_cfg(since="2024-01-10", until="2024-01-11"), None)
     (tmp_path / "env" / "keep.txt").write_text("not ours")
-    files, size = Cache().clear()
+    files, size, failed = Cache().clear()
+    assert failed == []
     assert files == 1 and size > 0
     assert not (tmp_path / "env" / BARS_DIR).exists()
     assert (tmp_path / "env" / "keep.txt").exists()  # only mtl-bt's folder is removed

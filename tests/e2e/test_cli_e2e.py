@@ -106,7 +106,8 @@ def _sharpe(folder: Path) -> float:
 def test_compare_failure_reported_others_written(compared: tuple[Path, object]) -> None:
     out, result = compared
     assert result.exit_code == 1, result.output
-    assert "2 of 6 jobs failed" in result.output
+    # 8 variants x 2 seeds; the equal MTL runs fail, and so do the no_aux runs trading them
+    assert "4 of 16 jobs failed" in result.output
     assert "shared_bottom+equal/seed_0" in result.output and "bogus" in result.output
     assert (
         "Traceback" in (out / "runs" / "shared_bottom+equal" / "seed_1" / "error.txt").read_text()
@@ -116,15 +117,23 @@ def test_compare_failure_reported_others_written(compared: tuple[Path, object]) 
         "shared_bottom+equal",
         "shared_bottom+uncertainty",
         "single_task[shared_bottom]",
+        "single_task[shared_bottom]:direction@4",
+        "single_task[shared_bottom]:volatility@4",
+        "st_ensemble[shared_bottom]",
+        "shared_bottom+equal:no_aux",
+        "shared_bottom+uncertainty:no_aux",
         "buy_and_hold",
     ]
-    assert list(rows["seeds_ok"]) == [0, 2, 2, 1]
+    assert list(rows["seeds_ok"]) == [0, 2, 2, 2, 2, 2, 0, 2, 1]
     mtl = rows.loc["shared_bottom+uncertainty"]
     runs = out / "runs" / "shared_bottom+uncertainty"
     seeds = [_sharpe(runs / f"seed_{s}") for s in (0, 1)]
     assert mtl["sharpe_mean"] == pytest.approx(sum(seeds) / 2)
     assert mtl["sharpe_std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2**0.5)
     assert mtl["sharpe_diff_low"] <= mtl["sharpe_diff"] <= mtl["sharpe_diff_high"]
+    assert mtl["sharpe_diff_ro_low"] <= mtl["sharpe_diff_ro"] <= mtl["sharpe_diff_ro_high"]
+    assert mtl["delta_m_low"] <= mtl["delta_m"] <= mtl["delta_m_high"]
+    assert "Δm" in (out / "comparison.md").read_text()
     assert 0 <= mtl["dsr"] <= mtl["psr"] <= 1  # deflating for 2 trials can only lower it
     bh = json.loads((out / "baselines" / "buy_and_hold" / "metrics.json").read_text())
     assert rows.loc["buy_and_hold", "sharpe_mean"] == pytest.approx(bh["portfolio"]["sharpe"])
@@ -162,10 +171,10 @@ def test_compare_rerun_skips_finished_jobs(compared: tuple[Path, object]) -> Non
     again = CliRunner().invoke(main, ["compare", *COMPARE, "--out", str(out), "--workers", "1"])
     assert again.exit_code == 1
     skipped = [ln for ln in again.output.splitlines() if ln.endswith("skipped (done)")]
-    # per-job status lines (not --quiet): 4 finished runs x 2 folds, then their 4 backtests
-    assert len([ln for ln in skipped if "/fold_" in ln]) == 8
-    assert len([ln for ln in skipped if "/fold_" not in ln]) == 4
-    assert again.output.count("FAILED") == 2  # the failed jobs were retried
+    # per-job status lines (not --quiet): 8 trained runs x 2 folds, then 12 finished runs
+    assert len([ln for ln in skipped if "/fold_" in ln]) == 16
+    assert len([ln for ln in skipped if "/fold_" not in ln]) == 12
+    assert again.output.count("FAILED") == 4  # the failed jobs were retried
     assert (out / "comparison.csv").read_text() == before
 
 
@@ -232,7 +241,7 @@ def test_local_processes_and_ray_give_the_same_comparison(compared: tuple[Path, 
         main,
         ["compare", *COMPARE, "--out", str(out), "--executor", "ray", "--workers", "2", "--quiet"],
     )
-    assert result.exit_code == 1 and "2 of 6 jobs failed" in result.output
+    assert result.exit_code == 1 and "4 of 16 jobs failed" in result.output
     a = (local / "comparison.csv").read_text()
     assert a == (out / "comparison.csv").read_text() and "single_task[shared_bottom]" in a
 

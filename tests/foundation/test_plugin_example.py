@@ -107,3 +107,20 @@ def test_example_plugin_drives_real_walk_forward_training(installed_example, tmp
     assert np.allclose(weights.sum(axis=1), 3.0, atol=1e-4)
     assert (weights.max(axis=1) - weights.min(axis=1) > 1e-3).all()
     assert "example_inverse_loss" in (out / "config.toml").read_text()
+
+
+def test_example_plugin_passes_the_conformance_kit(installed_example):
+    """What the guide tells a plugin author to write: one check per item, run against
+    the installed distribution (entry point `example`)."""
+    code = (
+        "from mtl_bt.testing import check_weighting; "
+        "r = check_weighting('example_inverse_loss'); print(len(r.laws))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=installed_example,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert int(out) >= 2

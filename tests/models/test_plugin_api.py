@@ -27,7 +27,7 @@ def _blocks(text: str) -> list[str]:
 
 def test_docs_python_snippets_run():
     blocks = _blocks(DOC.read_text())
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     try:
         for block in blocks:
             exec(compile(block, str(DOC), "exec"), {})

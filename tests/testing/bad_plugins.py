@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from mtl_bt import hookimpl
+from mtl_bt.data.source import Source
+from mtl_bt.data.synthetic import garch_bars
 from mtl_bt.features import feature
 from mtl_bt.models import MTLModel
 from mtl_bt.signals import SignalRule
@@ -166,6 +168,20 @@ class AlwaysShort(SignalRule):
         return np.full(n, -0.1)
 
 
+class EpochMixup(Source):
+    """Millisecond timestamps read as microseconds: bars in January 1970, 3 s apart."""
+
+    def fetch(self, symbols, *, timeframe=None, since=None, until=None, **options):
+        out = {}
+        for symbol in symbols:
+            frame = garch_bars(50, freq="1h")
+            ms = frame.index.asi8 // 1_000_000  # real epoch milliseconds ...
+            frame.index = pd.DatetimeIndex(pd.to_datetime(ms, unit="us", utc=True), name="datetime")
+            frame.attrs.update(symbol=symbol, timeframe="1h", source="epoch_mixup")
+            out[symbol] = frame  # ... read as microseconds
+        return out
+
+
 def plugin() -> types.ModuleType:
     """A module registering every item above."""
     module = types.ModuleType("bad_plugins_for_tests")
@@ -191,12 +207,16 @@ def plugin() -> types.ModuleType:
         register("sums_to_five", SumsToFive, "too big")
         register("always_short", AlwaysShort, "short")
 
+    def register_sources(register):
+        register("epoch_mixup", EpochMixup, "1970")
+
     for fn in (
         register_features,
         register_tasks,
         register_architectures,
         register_weightings,
         register_signals,
+        register_sources,
     ):
         setattr(module, fn.__name__, hookimpl(fn))
     return module

@@ -24,6 +24,8 @@ def test_every_builtin_passes(tmp_path):
     features = {r["name"] for r in rows if r["kind"] == "feature"}
     assert len(features) == 12  # features.names unset: every built-in feature
     assert {r["status"] for r in rows if r["kind"] in ("feature", "task")} <= {"pass", "note"}
+    contract = {r["kind"]: r["status"] for r in rows if r["law"] == "contract"}
+    assert contract == {"architecture": "pass", "weighting": "pass", "signal": "pass"}
     [parity] = [r for r in rows if r["kind"] == "backtest"]
     assert parity["status"] == "not checked"  # said, not claimed
 
@@ -61,3 +63,18 @@ def test_unknown_plugin_in_config_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["check", cfg])
     assert result.exit_code == 2
     assert "unknown feature 'no_such_feature'" in result.output
+
+
+def test_a_bad_architecture_weighting_and_signal_are_named(bad_plugins, tmp_path):
+    cfg = _config(
+        tmp_path,
+        features={"names": ["log_return"]},
+        model={"architecture": "two_tower", "hidden": [8]},
+        weighting={"name": "drifting"},
+        backtest={"signal": "sums_to_five"},
+    )
+    result = CliRunner().invoke(main, ["check", cfg])
+    assert result.exit_code == 2, result.output
+    assert "weighting 'drifting' (plugin 'bad_plugins') contract" in result.output
+    assert "signal 'sums_to_five' (plugin 'bad_plugins') contract" in result.output
+    assert "architecture 'two_tower'" not in result.output.split("Error:")[1]  # it passes

@@ -89,6 +89,15 @@ def test_signal_rules_breaking_limits(bad_plugins, name, limit):
         check_signal(name)
 
 
+def test_source_with_1970_timestamps_is_refused(bad_plugins):
+    from mtl_bt.testing import check_source
+
+    with pytest.raises(
+        ConformanceError, match=r"'epoch_mixup': X: timestamps 1970-01-\d\d.*implausible"
+    ):
+        check_source("epoch_mixup", ["X"], timeframe="1h")
+
+
 def test_conformance_error_is_a_user_error_and_an_assertion():
     from mtl_bt.errors import UserError
 

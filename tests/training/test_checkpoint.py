@@ -139,3 +139,23 @@ def test_check_compatible_describes_each_mismatch():
         ckpt.check_compatible(c, task_names=["volatility@1"])
     with pytest.raises(CheckpointError, match="checkpoint 3 features, given 4"):
         ckpt.check_compatible(c, in_features=4)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"format": "mtl-bt-checkpoint", "when": __import__("datetime").datetime(2024, 1, 1)},
+        {"format": "mtl-bt-checkpoint", "obj": __import__("fractions").Fraction(1, 3)},
+    ],
+    ids=["datetime", "fraction"],
+)
+def test_checkpoint_errors_never_advise_loosening_weights_only(tmp_path, payload):
+    """torch's own message suggests weights_only=False / add_safe_globals: the one thing a
+    user must not do with a file they did not write. Our error keeps the reason only."""
+    path = tmp_path / "foreign.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load(path)
+    text = str(err.value)
+    assert "Unsupported global" in text
+    assert "weights_only" not in text and "safe_globals" not in text

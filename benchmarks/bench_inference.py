@@ -1,0 +1,149 @@
+"""Per-call cost of ``Predictor.predict`` for every built-in architecture: numpy vs torch.
+
+The demo's model shape (24 features, hidden [32, 16], four tasks, a 4-wide asset
+embedding over 5 assets) is built for each architecture, saved as a real
+checkpoint and loaded back through ``Predictor.from_checkpoint``, once with the
+numpy forward pass (the default) and once with ``MTL_BT_TORCH_INFERENCE=1``.
+Weights are random (cost does not depend on their values; equality with torch is
+tested in ``tests/models/test_numpy_forward.py`` and checked here on the rows
+timed). The two paths are timed in alternating blocks in one process; the
+reported number is the median block.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+ARCHITECTURES = ["shared_bottom", "soft_sharing", "cross_stitch", "mmoe", "ple", "hierarchical"]
+#: (label, extra model options): the plain input stage and the two sequence encoders
+STAGES = [
+    ("asset embedding", {"asset_embedding": 4}),
+    ("gru lookback 16", {"encoder": "gru", "encoder_hidden": 16, "lookback": 16}),
+    ("conv lookback 16", {"encoder": "conv", "encoder_hidden": 16, "lookback": 16}),
+]
+ROWS = (1, 5, 50)
+GOAL_US = 25.0
+N_FEATURES = 24
+
+
+def _checkpoint(base: Any, arch: str, options: dict[str, Any]) -> Any:
+    """``base`` (a real trained checkpoint) with ``arch``'s model in place of its own."""
+    import dataclasses
+
+    import torch
+
+    from mtl_bt import registry
+
+    torch.manual_seed(0)
+    opts = {**base.init_kwargs}
+    tasks, in_features = opts.pop("tasks"), opts.pop("in_features")
+    keep = {"hidden", "dropout", "n_assets", "asset_embedding"}
+    opts = {k: v for k, v in opts.items() if k in keep} | {
+        "asset_embedding": 0,
+        "n_assets": len(base.symbols),
+        **options,
+    }
+    model = registry.get("architecture", arch)(in_features, tasks, **opts).eval()
+    return dataclasses.replace(
+        base,
+        state_dict=model.state_dict(),
+        architecture=arch,
+        init_kwargs=model.init_kwargs,
+        lookback=int(options.get("lookback") or 1),
+        path=None,
+    )
+
+
+def _timer(fn: Callable[[], Any], calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def measure(
+    base: Any, calls: int = 400, blocks: int = 7, log: Callable[[str], None] = print
+) -> list[dict]:
+    from mtl_bt.predictor import Predictor
+
+    rows_out = []
+    if True:
+        for stage, options in STAGES:
+            for arch in ARCHITECTURES:
+                ckpt = _checkpoint(base, arch, options)
+                fast = Predictor(ckpt)
+                os.environ["MTL_BT_TORCH_INFERENCE"] = "1"
+                try:
+                    slow = Predictor(ckpt)
+                finally:
+                    del os.environ["MTL_BT_TORCH_INFERENCE"]
+                assert fast.backend == "numpy" and slow.backend == "torch"
+                row: dict[str, Any] = {"architecture": arch, "input stage": stage}
+                worst = 0.0
+                for n in ROWS:
+                    rng = np.random.default_rng(n)
+                    z = rng.standard_normal((n, *fast._shape))  # scaled features ~ N(0, 1)
+                    x = ((z - fast._b_np) / fast._a_np).astype(np.float32)
+                    ids = np.arange(n) % len(base.symbols) if fast._uses_asset() else None
+                    a, b = fast.predict(x, ids), slow.predict(x, ids)
+                    for t in a:
+                        worst = max(worst, float(np.max(np.abs(a[t] - b[t]))))
+                    per = {"numpy": [], "torch": []}
+                    for _ in range(blocks):  # alternate the two paths block by block
+                        per["numpy"].append(
+                            _timer(lambda p=fast, x=x, i=ids: p.predict(x, i), calls)
+                        )
+                        per["torch"].append(
+                            _timer(lambda p=slow, x=x, i=ids: p.predict(x, i), calls)
+                        )
+                    row[f"numpy {n} rows us"] = statistics.median(per["numpy"])
+                    row[f"torch {n} rows us"] = statistics.median(per["torch"])
+                row["max abs diff"] = worst
+                row["worst numpy us"] = max(row[f"numpy {n} rows us"] for n in ROWS)
+                log(
+                    f"  inference {arch:<14} {stage:<17} numpy "
+                    + " / ".join(f"{row[f'numpy {n} rows us']:.1f}" for n in ROWS)
+                    + " us, torch "
+                    + " / ".join(f"{row[f'torch {n} rows us']:.0f}" for n in ROWS)
+                    + f" us (1/5/50 rows), max |diff| {worst:.1e}"
+                )
+                rows_out.append(row)
+    return rows_out
+
+
+def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from benchmarks.bench_backtest import train_model
+    from benchmarks.common import set_threads
+
+    set_threads()
+    calls, blocks = (100, 3) if quick else (400, 7)
+    with tempfile.TemporaryDirectory() as tmp:
+        predictor, info = train_model(tmp, bars=1500, epochs=1)
+    base = predictor.checkpoint
+    info = {
+        "features": len(base.feature_columns),
+        "tasks": list(base.task_names),
+        "hidden": list(base.init_kwargs.get("hidden", [])),
+        "assets": len(base.symbols),
+    }
+    rows = measure(base, calls, blocks, log=log)
+    return {"goal_us": GOAL_US, "model": info, "numpy_op_us": numpy_op_us(), "rows": rows}
+
+
+def numpy_op_us(calls: int = 5000) -> float:
+    """Microseconds of one tiny numpy call (``a + a`` on 5 x 32 float32) on this machine
+    now: the unit a forward pass of a few dozen such calls is made of (a loaded machine
+    inflates it)."""
+    a = np.ones((5, 32), np.float32)
+    return statistics.median(_timer(lambda: a + a, calls) for _ in range(7))
+
+
+if __name__ == "__main__":
+    run()

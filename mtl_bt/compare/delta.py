@@ -1,0 +1,217 @@
+"""Δm: the mean relative per-task change of an MTL model against its single-task models.
+
+    Δm = (1/K) Σ_k s_k (M_k − S_k) / |S_k|,   s_k = +1 if higher is better, −1 otherwise
+
+(Maninis et al. 2019; LibMTL), M_k / S_k the out-of-sample headline metric of task k
+(``Task.headline_metric``: return rank IC, direction AUC, volatility QLIKE (lower is better),
+volume IC; a plugin task declares its own) of the MTL and the single-task model. Δm > 0: MTL
+is better on average. Per seed, from the runs' ``oos_metrics.csv`` (mean ± std over seeds);
+and on the seed-averaged predictions with a paired circular block bootstrap over *time*
+(every symbol's row of a resampled bar moves together), which gives a CI for each per-task
+difference M_k − S_k and for Δm. A relative change divides by |S_k|: a task whose
+single-task metric is near 0 (a return IC of 0.01) dominates Δm, so read the per-task
+differences too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtl_bt.report.oos import task_metrics
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """Which metric of a task enters Δm, and its direction."""
+
+    task: str  # e.g. "return@24"
+    metric: str  # e.g. "rank_ic"
+    higher_is_better: bool = True
+    task_obj: Any = None  # a plugin task scores itself
+
+    @property
+    def kind(self) -> str:
+        return self.task.split("@", 1)[0]
+
+    @property
+    def horizon(self) -> int:
+        h = self.task.split("@", 1)[1] if "@" in self.task else "1"
+        return int(h) if h.isdigit() else 1
+
+    def score(self, pred: np.ndarray, target: np.ndarray) -> float:
+        return float(task_metrics(self.kind, pred, target, self.task_obj).get(self.metric, np.nan))
+
+
+def task_metric_specs(tasks: Sequence[Any]) -> list[TaskMetric]:
+    """The Δm metric of every task that declares one (``headline_metric``)."""
+    out = []
+    for t in tasks:
+        metric = getattr(t, "headline_metric", None)
+        if metric:
+            out.append(TaskMetric(t.name, metric, bool(getattr(t, "higher_is_better", True)), t))
+    return out
+
+
+def relative(m: float, s: float, higher_is_better: bool) -> float:
+    """s_k (M − S) / |S| (NaN when S is 0 or either is undefined)."""
+    if not (math.isfinite(m) and math.isfinite(s)) or s == 0:
+        return float("nan")
+    return (1.0 if higher_is_better else -1.0) * (m - s) / abs(s)
+
+
+def delta_m_of(
+    mtl: Mapping[str, float], single: Mapping[str, float], specs: Sequence[TaskMetric]
+) -> float:
+    """Δm from per-task metric values (keys: task names); NaN if any task is missing."""
+    parts = [
+        relative(mtl.get(s.task, np.nan), single.get(s.task, np.nan), s.higher_is_better)
+        for s in specs
+    ]
+    if not parts or not all(math.isfinite(p) for p in parts):
+        return float("nan")
+    return float(np.mean(parts))
+
+
+def metrics_from_csv(path: Path, specs: Sequence[TaskMetric]) -> dict[str, float]:
+    """Pooled (fold == "all") headline metrics of ``oos_metrics.csv``."""
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path)
+    pooled = table[table["fold"].astype(str) == "all"]
+    out = {}
+    for spec in specs:
+        hit = pooled[(pooled["task"] == spec.task) & (pooled["metric"] == spec.metric)]
+        if not hit.empty:
+            out[spec.task] = float(hit["value"].iloc[0])
+    return out
+
+
+def seed_mean_predictions(folders: Sequence[Path], tasks: Sequence[str]) -> pd.DataFrame | None:
+    """``datetime, symbol, <task>, target_<task>`` averaged over the seeds' predictions."""
+    frames = []
+    for folder in folders:
+        path = folder / "predictions.parquet"
+        if not path.exists():
+            continue
+        table = pd.read_parquet(path)
+        cols = [c for t in tasks for c in (t, f"target_{t}") if c in table]
+        frames.append(table[["datetime", "symbol", *cols]])
+    if not frames:
+        return None
+    joined = pd.concat(frames, ignore_index=True)
+    return joined.groupby(["datetime", "symbol"], sort=True).mean().reset_index()
+
+
+@dataclass
+class DeltaResult:
+    delta_m: float
+    low: float
+    high: float
+    per_task: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # diff, lo, hi
+    relative: dict[str, float] = field(default_factory=dict)
+    n_bars: int = 0
+    block: int = 0
+    n_boot: int = 0
+
+
+def _time_blocks(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row ranges of each distinct time (rows sorted by time): starts, lengths."""
+    _, starts, counts = np.unique(times, return_index=True, return_counts=True)
+    return starts, counts
+
+
+def bootstrap_delta(
+    mtl: pd.DataFrame,
+    single: pd.DataFrame,
+    specs: Sequence[TaskMetric],
+    *,
+    n_boot: int = 300,
+    seed: int = 0,
+    block: int | None = None,
+    level: float = 0.95,
+) -> DeltaResult:
+    """Paired circular block bootstrap over time of every per-task difference and of Δm.
+
+    ``mtl`` / ``single``: ``datetime, symbol, <task>, target_<task>`` (seed-averaged
+    predictions); rows are paired on (datetime, symbol). ``block`` defaults to
+    max(round(T^(1/3)), 2 x the largest horizon) bars: overlapping h-bar targets are
+    autocorrelated over ~h bars, and a block must keep that dependence.
+    """
+    from mtl_bt.stats import _block_indices
+
+    keys = ["datetime", "symbol"]
+    cols = [s.task for s in specs]
+    left = mtl[
+        keys + [c for c in cols if c in mtl] + [f"target_{c}" for c in cols if f"target_{c}" in mtl]
+    ]
+    right = single[keys + [c for c in cols if c in single]]
+    joined = left.merge(right, on=keys, how="inner", suffixes=("", "__st"))
+    joined = joined.sort_values(keys, kind="stable").reset_index(drop=True)
+    nan = float("nan")
+    usable = [
+        s
+        for s in specs
+        if s.task in joined and f"{s.task}__st" in joined and f"target_{s.task}" in joined
+    ]
+    if joined.empty or not usable:
+        return DeltaResult(nan, nan, nan)
+    times = joined["datetime"].to_numpy()
+    starts, counts = _time_blocks(times)
+    n_t = len(starts)
+    horizon = max(s.horizon for s in usable)
+    blk = max(1, round(n_t ** (1 / 3)), 2 * horizon) if block is None else int(block)
+    blk = min(blk, n_t)
+    arrays = {
+        s.task: (
+            joined[s.task].to_numpy(float),
+            joined[f"{s.task}__st"].to_numpy(float),
+            joined[f"target_{s.task}"].to_numpy(float),
+        )
+        for s in usable
+    }
+
+    def stats(rows: np.ndarray | None) -> tuple[dict[str, float], dict[str, float], float]:
+        diffs, rels = {}, {}
+        for s in usable:
+            m, st, y = arrays[s.task]
+            if rows is not None:
+                m, st, y = m[rows], st[rows], y[rows]
+            a, b = s.score(m, y), s.score(st, y)
+            diffs[s.task] = a - b
+            rels[s.task] = relative(a, b, s.higher_is_better)
+        rel = list(rels.values())
+        dm = float(np.mean(rel)) if all(math.isfinite(r) for r in rel) else nan
+        return diffs, rels, dm
+
+    point_diff, point_rel, point_dm = stats(None)
+    rng = np.random.default_rng(seed)
+    idx = _block_indices(n_t, blk, n_boot, rng)
+    boot_diff = {s.task: np.full(n_boot, nan) for s in usable}
+    boot_dm = np.full(n_boot, nan)
+    for b in range(n_boot):
+        picked = idx[b]
+        lengths = counts[picked]
+        offsets = np.repeat(starts[picked] - np.cumsum(lengths) + lengths, lengths)
+        rows = offsets + np.arange(lengths.sum())
+        diffs, _rels, dm = stats(rows)
+        for t, v in diffs.items():
+            boot_diff[t][b] = v
+        boot_dm[b] = dm
+    alpha = (1.0 - level) / 2.0
+
+    def interval(values: np.ndarray) -> tuple[float, float]:
+        ok = values[np.isfinite(values)]
+        if ok.size < 10:
+            return nan, nan
+        return float(np.quantile(ok, alpha)), float(np.quantile(ok, 1.0 - alpha))
+
+    per_task = {t: (point_diff[t], *interval(boot_diff[t])) for t in point_diff}
+    low, high = interval(boot_dm)
+    return DeltaResult(point_dm, low, high, per_task, point_rel, n_t, blk, n_boot)

@@ -1,0 +1,80 @@
+"""The Predictor's numpy inference path equals its torch path on real trained checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtl_bt.predictor import Predictor
+
+
+def _rows(predictor, frames):
+    symbol = predictor.symbols[0]
+    feats = predictor.features(frames[symbol]).dropna().to_numpy(np.float32)
+    return symbol, feats
+
+
+@pytest.mark.parametrize("batch", [1, 7, 50])
+def test_numpy_predict_equals_torch_on_real_checkpoints(predictors, frames, batch):
+    for predictor in predictors:
+        assert predictor.backend == "numpy"
+        symbol, feats = _rows(predictor, frames)
+        x = feats[:batch]
+        ids = predictor.asset_ids([symbol] * len(x))
+        fast, slow = predictor.predict(x, ids), predictor.predict_torch(x, ids)
+        assert list(fast) == list(slow) == predictor.task_names
+        for name in slow:
+            assert fast[name].dtype == np.float64 and fast[name].shape == (len(x),)
+            np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_predict_frame_equals_torch(predictors, frames, monkeypatch):
+    predictor = predictors[-1]
+    feats = {s: predictor.features(frames[s]) for s in predictor.symbols}
+    fast = predictor.predict_frame(feats)
+    monkeypatch.setenv("MTL_BT_TORCH_INFERENCE", "1")
+    slow_predictor = Predictor(predictor.checkpoint)
+    assert slow_predictor.backend == "torch"
+    slow = slow_predictor.predict_frame(feats)
+    assert fast[["datetime", "symbol"]].equals(slow[["datetime", "symbol"]])
+    for name in predictor.task_names:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_a_wrong_numpy_forward_falls_back_to_torch_with_a_warning(predictors, monkeypatch):
+    from mtl_bt import registry
+
+    cls = registry.get("architecture", predictors[0].checkpoint.architecture)
+    original = cls.numpy_predict
+
+    def off_by_a_bit(self):
+        inner = original(self)
+        return lambda h: {k: v + 1e-3 for k, v in inner(h).items()}
+
+    monkeypatch.setattr(cls, "numpy_predict", off_by_a_bit)
+    with pytest.warns(RuntimeWarning, match="disagrees with its torch model"):
+        predictor = Predictor(predictors[0].checkpoint)
+    assert predictor.backend == "torch"
+
+
+def test_bad_asset_ids_are_refused_on_the_numpy_path(predictors, frames):
+    predictor = predictors[0]
+    _, feats = _rows(predictor, frames)
+    for bad in ([0, 5], [-1, 0]):
+        with pytest.raises(ValueError, match="asset ids must be in"):
+            predictor.predict(feats[:2], np.array(bad))
+
+
+def test_a_wrong_transform_numpy_falls_back_to_the_torch_transform(predictors, frames, monkeypatch):
+    from mtl_bt import registry
+
+    cls = registry.get("task", "return")
+    monkeypatch.setattr(cls, "transform_numpy", lambda self, v: v * 2.0)
+    with pytest.warns(RuntimeWarning, match="transform_numpy disagrees"):
+        predictor = Predictor(predictors[0].checkpoint)
+    assert predictor.backend == "numpy"
+    symbol, feats = _rows(predictor, frames)
+    ids = predictor.asset_ids([symbol] * 5)
+    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
+    for name in slow:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)

@@ -1,0 +1,155 @@
+"""The numpy forward pass (fast inference) equals the torch model for every built-in
+architecture, input stage and option that changes the layers; task transforms too."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtl_bt import registry
+from mtl_bt.models import MTLModel
+
+ARCHS = ["shared_bottom", "soft_sharing", "cross_stitch", "mmoe", "ple", "hierarchical"]
+STAGES = ["plain", "asset", "gru", "conv"]
+#: options that change which layers the numpy version must reproduce
+VARIANTS = {
+    "shared_bottom": [{"norm": "layer"}, {"norm": "batch"}, {"norm": "none"}],
+    "soft_sharing": [{}],
+    "cross_stitch": [{"alpha_self": 0.6}],
+    "mmoe": [{"n_experts": 3}, {"n_experts": 2, "expert_hidden": [7]}],
+    "ple": [{"levels": 1}, {"levels": 3, "n_task_experts": 2}],
+    "hierarchical": [{"detach": True}, {"detach": False}],
+}
+CASES = [(a, s, o) for a in ARCHS for s in STAGES for o in VARIANTS[a]]
+
+
+def trained_like(model: MTLModel, seed: int = 3) -> MTLModel:
+    """Every parameter and BatchNorm statistic moved off its initial value, then eval."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_(0.0, 0.5, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+    return model.eval()
+
+
+def torch_outputs(model, x, asset):
+    with torch.inference_mode():
+        out = model(x, asset)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+@pytest.mark.parametrize(("arch", "stage", "options"), CASES)
+@pytest.mark.parametrize("batch", [1, 7, 50])
+def test_numpy_forward_equals_torch(arch, stage, options, batch, kit):
+    model = trained_like(kit.make(arch, stage, **options))
+    fast = model.numpy_forward()
+    assert fast is not None, f"{arch} has no numpy forward pass"
+    x, asset = kit.inputs(stage, batch=batch)
+    want = torch_outputs(model, x, asset)
+    got = fast(x.numpy().copy(), None if asset is None else asset.numpy())
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].shape == want[name].shape
+        assert got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_numpy_forward_does_not_modify_its_input(arch, kit):
+    model = trained_like(kit.make(arch, "plain"))
+    x, _ = kit.inputs("plain", batch=5)
+    before = x.numpy().copy()
+    arr = x.numpy().copy()
+    model.numpy_forward()(arr, None)
+    np.testing.assert_array_equal(arr, before)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    arch=st.sampled_from(ARCHS),
+    stage=st.sampled_from(STAGES),
+    batch=st.integers(1, 60),
+    scale=st.floats(0.01, 10.0),
+    seed=st.integers(0, 10_000),
+)
+def test_numpy_forward_equals_torch_on_any_input(arch, stage, batch, scale, seed, kit):
+    """Property: random weights, inputs of any batch size and scale: the passes agree."""
+    model = trained_like(kit.make(arch, stage, seed=seed % 7), seed=seed)
+    x, asset = kit.inputs(stage, batch=batch, seed=seed)
+    x = x * scale
+    want = torch_outputs(model, x, asset)
+    got = model.numpy_forward()(x.numpy().copy(), None if asset is None else asset.numpy())
+    for name in want:
+        tol = 1e-6 * max(1.0, float(np.abs(want[name]).max()))
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=tol, err_msg=name)
+
+
+def test_asset_embedding_checks_ids(kit):
+    model = trained_like(kit.make("shared_bottom", "asset"))
+    fast = model.numpy_forward()
+    x, _ = kit.inputs("asset", batch=3)
+    with pytest.raises(ValueError, match="asset ids"):
+        fast(x.numpy(), None)
+    with pytest.raises(ValueError, match="asset ids must be in 0..2"):
+        fast(x.numpy(), np.array([0, 1, 3]))
+
+
+def test_a_third_party_model_without_numpy_predict_has_none(kit):
+    class Plain(MTLModel):
+        architecture = "plain_test"
+
+        def __init__(self, in_features, tasks, **common):
+            super().__init__(in_features, tasks, **common)
+            self.head = torch.nn.Linear(self.stage_features, len(self.tasks))
+
+        def predict(self, h):
+            out = self.head(h)
+            return {n: out[:, i] for i, n in enumerate(self.task_names)}
+
+    assert Plain(kit.n_features, kit.specs).numpy_forward() is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("return", {}),
+        ("return", {"scale": 0.01}),
+        ("direction", {}),
+        ("volatility", {}),
+        ("volatility", {"loss": "log_mse"}),
+        ("volume", {}),
+    ],
+)
+def test_task_transform_numpy_equals_transform(kind, options):
+    task = registry.get("task", kind)(horizon=3, **options)
+    raw = np.concatenate(
+        [np.linspace(-8, 3, 101, dtype=np.float32), np.float32([-60.0, 30.0])]
+    )  # past the volatility clamp too
+    want = task.transform(torch.from_numpy(raw.copy())).numpy()
+    got = task.transform_numpy(raw.copy())
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_default_transform_numpy_runs_the_torch_transform():
+    from mtl_bt.tasks.base import Task
+
+    class Tanh(Task):
+        kind = "tanh_test"
+
+        def transform(self, output):
+            return torch.tanh(output)
+
+    raw = np.linspace(-2, 2, 9, dtype=np.float32)
+    np.testing.assert_array_equal(
+        Tanh().transform_numpy(raw), torch.tanh(torch.from_numpy(raw)).numpy()
+    )
+    assert Task().transform_numpy(raw) is raw
