@@ -49,6 +49,7 @@ class PaperJournal(bt.Analyzer):
         ("model_sha256", None),  # callable -> sha256 of the model in use
         ("on_bar", None),  # callable(BarRecord) after each commit
         ("retrainer", None),  # Retrainer: jobs started and models swapped at bar boundaries
+        ("resume_model", None),  # (predictor, sha256) of the last swapped-in model, on resume
     )
 
     def start(self) -> None:
@@ -167,6 +168,9 @@ class PaperJournal(bt.Analyzer):
                 self._ids[order.ref] = int(o["id"])
         finally:
             self._resubmitting = False
+        swap = getattr(self.strategy, "swap_model", None)
+        if self.p.resume_model is not None and swap is not None:
+            swap(*self.p.resume_model)  # the retrained model in use when the run stopped
         restore = getattr(self.strategy, "restore_paper_state", None)
         if restore is not None and res.strategy_state:
             restore(res.strategy_state)
