@@ -37,15 +37,18 @@ import numpy as np
 
 from mtl_bt.backtesting.bars import (
     check_bars,
+    datenum_micros,
     feed_name,
     feed_symbol,
     is_preloaded,
     preloaded_frame,
+    replay_edge_micros,
 )
 from mtl_bt.backtesting.calendar import feed_periods_per_year
 from mtl_bt.backtesting.feature_book import PreloadedBook
 from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
 from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
+from mtl_bt.backtesting.streaming import StreamingBook
 from mtl_bt.errors import CheckpointError, DataError, UserError
 from mtl_bt.signals.context import RuleCaller, sees_all_assets
 
@@ -69,7 +72,8 @@ class MTLStrategy(bt.Strategy):
         ("signal", "agree_voltarget"),  # signal-rule name (plugin) or a SignalRule instance
         ("signal_options", None),
         ("mode", "live"),  # "live": one forward pass per bar; "precomputed": before the run
-        ("live_features", False),  # recompute features each bar from the bars seen so far
+        ("streaming", False),  # True: the streaming path even on preloaded feeds (parity)
+        ("live_features", False),  # old name of streaming=True
         ("rebalance", "horizon"),  # "bar" or "horizon" (hold a position for h bars)
         ("horizon", None),  # holding period in bars (None: the signal's return horizon)
         ("max_weight", 0.5),
@@ -115,7 +119,7 @@ class MTLStrategy(bt.Strategy):
         self._all_assets = sees_all_assets(self.rule)
         heads = self.rule.heads(self.task_names) if hasattr(self.rule, "heads") else {}
         self.used_tasks = [t for t in heads.values() if t] or list(self.task_names)
-        self.hold = int(p.horizon or self._return_horizon(heads))
+        self.hold = int(p.horizon or self._holding_horizon(heads))
         self.schedule = FoldSchedule(self.predictors)
         self.rebalancer = Rebalancer(
             max_gross_leverage=p.max_gross_leverage,
@@ -127,6 +131,21 @@ class MTLStrategy(bt.Strategy):
         self.decisions = 0
         self.first_decision: float | None = None
 
+    @classmethod
+    def from_config(cls, config: Any, models: Any) -> tuple[type[MTLStrategy], dict[str, Any]]:
+        """``(strategy class, parameters)`` that ``mtl-bt backtest`` runs for ``config``
+        (a path, ``Config`` or ``BacktestConfig``) and ``models`` (checkpoint, train dir, or a
+        list): ``cerebro.addstrategy(cls, **params)``. Pair it with
+        :func:`mtl_bt.backtesting.broker.configure_broker` for the CLI's broker. The class
+        defaults are not a config's: this is how plain Backtrader code gets the config's.
+        """
+        from mtl_bt.backtesting.broker import backtest_config
+        from mtl_bt.backtesting.runner import build_signal, load_predictors, strategy_params
+
+        cfg = backtest_config(config)
+        predictors = load_predictors(models)
+        return cls, strategy_params(cfg, predictors, build_signal(cfg))
+
     def _make_rule(self) -> Any:
         from mtl_bt import registry
         from mtl_bt.signals.base import SignalRule
@@ -135,21 +154,61 @@ class MTLStrategy(bt.Strategy):
             return self.p.signal
         return registry.create("signal", str(self.p.signal), **(self.p.signal_options or {}))
 
-    @staticmethod
-    def _return_horizon(heads: dict[str, str | None]) -> int:
-        name = heads.get("return") or ""
-        return int(name.partition("@")[2] or 1)
+    def _holding_horizon(self, heads: dict[str, str | None]) -> int:
+        """Bars to hold a position: the rule's return head's horizon; for a rule without
+        ``heads()`` the model's one return horizon (from the checkpoint), else a refusal."""
+        if hasattr(self.rule, "heads") or self.p.rebalance == "bar":
+            return int(str(heads.get("return") or "").partition("@")[2] or 1)
+        from mtl_bt.signals.base import task_horizons
+
+        found = task_horizons(dict.fromkeys(self.task_names), "return")
+        if len(found) == 1:
+            return int(found[0])
+        name = self.p.signal if isinstance(self.p.signal, str) else type(self.rule).__name__
+        raise UserError(
+            f"signal rule {name!r} has no heads(), so the holding period is not known: the "
+            f"model's return horizons are {found or 'none'}. Pass MTLStrategy horizon= (bars "
+            "to hold), rebalance='bar', or give the rule a heads() method"
+        )
 
     def start(self) -> None:
         datas = self.datas
         n = len(datas)
         self.symbols = [feed_symbol(d, i) for i, d in enumerate(datas)]
         self.asset_ids = self._asset_ids()
-        if not is_preloaded(self):
-            raise DataError(
-                "MTLStrategy needs preloaded feeds for now (Cerebro's default); "
-                "replay, live feeds and preload=False are not supported yet"
-            )
+        self.streaming = bool(self.p.streaming or self.p.live_features) or not is_preloaded(self)
+        self._edge_us = [replay_edge_micros(d, s) for d, s in zip(datas, self.symbols, strict=True)]
+        if self.streaming:
+            self._start_streaming()
+        else:
+            self._start_preloaded()
+        self.used_folds: list[tuple[float, int]] = []
+        # A forward pass over a handful of rows is 3-4x slower with several torch threads
+        # (thread start-up dominates); use one during the run, restored in stop().
+        self._threads_before = None
+        if self.p.torch_threads is not None:
+            import torch
+
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(int(self.p.torch_threads))
+        self._asset_of = {id(d): a for a, d in enumerate(datas)}
+        self._lens = [0] * n
+        self._last_dt = [float("nan")] * n
+        self._bars = np.zeros(n, dtype=np.int64)
+        self._due = np.zeros(n, dtype=np.int64)
+        self._held = np.zeros(n, dtype=bool)
+        self._cost = dict(
+            commission=self.p.commission,
+            slippage=self.p.slippage,
+            max_weight=self.p.max_weight,
+            max_gross_leverage=self.p.max_gross_leverage,
+            allow_short=self.p.allow_short,
+            n_assets=n,
+        )
+
+    def _start_preloaded(self) -> None:
+        """Whole arrays are in the lines: one canonical frame per feed, features vectorised."""
+        datas = self.datas
         self.frames = [preloaded_frame(d, s) for d, s in zip(datas, self.symbols, strict=True)]
         for frame, sym in zip(self.frames, self.symbols, strict=True):
             check_bars(frame, sym)
@@ -171,28 +230,20 @@ class MTLStrategy(bt.Strategy):
         self._pred_mat = [
             np.column_stack([pred[t] for t in self.task_names]) for pred in self.vector_preds
         ]
-        self.used_folds: list[tuple[float, int]] = []
-        # A forward pass over a handful of rows is 3-4x slower with several torch threads
-        # (thread start-up dominates); use one during the run, restored in stop().
-        self._threads_before = None
-        if self.p.torch_threads is not None:
-            import torch
 
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(int(self.p.torch_threads))
-        self._asset_of = {id(d): a for a, d in enumerate(datas)}
-        self._lens = [0] * n
-        self._bars = np.zeros(n, dtype=np.int64)
-        self._due = np.zeros(n, dtype=np.int64)
-        self._held = np.zeros(n, dtype=bool)
-        self._cost = dict(
-            commission=self.p.commission,
-            slippage=self.p.slippage,
-            max_weight=self.p.max_weight,
-            max_gross_leverage=self.p.max_gross_leverage,
-            allow_short=self.p.allow_short,
-            n_assets=n,
+    def _start_streaming(self) -> None:
+        """Bars arrive one at a time (replay, resample, live, preload=False): the streaming
+        book computes each new bar's features on arrival; one forward pass per bar."""
+        self.frames = []
+        self.ppy = np.full(len(self.datas), np.nan)
+        self.book = StreamingBook(
+            self.predictors[0],
+            self.symbols,
+            self.lookback,
+            self.p.realised_vol_window,
+            keep_rows=bool(self.p.record),
         )
+        self.preds = None
 
     def _asset_ids(self) -> np.ndarray | None:
         pred = self.predictors[0]
@@ -265,7 +316,13 @@ class MTLStrategy(bt.Strategy):
         rows: list[int] = []
         for a, d in enumerate(self.datas):
             n = len(d)
-            if n == lens[a]:
+            edge = self._edge_us[a]
+            if edge:  # replayed: the bar is complete when its time reaches its right edge
+                dt = d.datetime[0]
+                if not n or dt == self._last_dt[a] or int(datenum_micros(dt)) % edge:
+                    continue
+                self._last_dt[a] = dt
+            elif n == lens[a]:
                 continue  # no new bar: never trade on stale data
             lens[a] = n
             self._bars[a] += 1
@@ -306,6 +363,9 @@ class MTLStrategy(bt.Strategy):
         self.used_folds.append((now, fold))
         idx = np.asarray(due_a)
         rv = np.array([book.vol(a, r) for a, r in zip(due_a, due_r, strict=True)])
+        if self.streaming:
+            for a in due_a:
+                self.ppy[a] = book.periods_per_year(a, self.datas[a], self.p.calendar)
         weights = self.rule_caller(
             preds,
             symbols=[self.symbols[a] for a in due_a],
@@ -335,22 +395,13 @@ class MTLStrategy(bt.Strategy):
             m = np.array([self._pred_mat[a][r] for a, r in zip(assets, rows, strict=True)])
             preds = {t: m[:, j] for j, t in enumerate(self.task_names)}
         else:
-            if self.p.live_features:
-                x = np.stack([self._live_inputs(a, r) for a, r in zip(assets, rows, strict=True)])
-            else:
-                x = np.stack([self.book.inputs(a, r) for a, r in zip(assets, rows, strict=True)])
+            x = np.stack([self.book.inputs(a, r) for a, r in zip(assets, rows, strict=True)])
             preds = self.predictors[fold].predict(x, self._ids(assets, len(assets)))
         if self.p.record:  # the predictions this bar's decision used
             self.predictions_log.append(
                 (self.datetime[0], list(assets), {t: np.array(v) for t, v in preds.items()})
             )
         return preds
-
-    def _live_inputs(self, a: int, row: int) -> np.ndarray:
-        """Features of bar ``row`` recomputed from the bars up to it (parity checks)."""
-        feats = self.predictors[0].features(self.frames[a].iloc[: row + 1])
-        x = feats.to_numpy(np.float32)
-        return x[-1] if self.lookback == 1 else x[-self.lookback :]
 
     # -- orders ----------------------------------------------------------
     def _flatten(self, assets: list[int]) -> None:

@@ -1,9 +1,10 @@
 """Backtrader integration: fast feeds, portfolio analyzer, runner, outputs, calendars.
 
 Public API: ``run_backtest``, ``run_buy_and_hold``, ``write_outputs``,
-``BacktestResult``, ``frame_feed``, ``periods_per_year`` (see docs/backtesting.md).
+``BacktestResult``, ``frame_feed``, ``configure_broker``, ``periods_per_year`` (see docs/backtesting.md).
 """
 
+from mtl_bt.backtesting.broker import configure_broker
 from mtl_bt.backtesting.calendar import periods_per_year
 from mtl_bt.backtesting.feeds import FrameFeed, frame_feed
 from mtl_bt.backtesting.outputs import write_outputs
@@ -11,6 +12,7 @@ from mtl_bt.backtesting.runner import BacktestResult, run_backtest, run_buy_and_
 
 __all__ = [
     "BacktestResult",
+    "configure_broker",
     "FrameFeed",
     "frame_feed",
     "periods_per_year",

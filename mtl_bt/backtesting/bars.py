@@ -33,20 +33,24 @@ def feed_symbol(data: bt.feed.DataBase, i: int) -> str:
     return feed_name(data) or f"data{i}"
 
 
-def datenum_index(nums: np.ndarray) -> pd.DatetimeIndex:
-    """UTC index of Backtrader date numbers (float days), as ``bt.num2date`` reads them."""
+def datenum_micros(nums: np.ndarray | float) -> np.ndarray:
+    """UTC epoch microseconds of Backtrader date numbers (float days), as ``bt.num2date``
+    reads them: a float day number resolves ~10 us, so a time within 10 us of a whole
+    second is snapped to it (an exact-second stamp comes back exact)."""
     nums = np.asarray(nums, dtype=np.float64)
     days = np.floor(nums)
     # the day and the time of day apart: the fraction keeps its full precision
     micros = (days - _EPOCH_NUM).astype(np.int64) * 86_400_000_000 + np.rint(
         (nums - days) * 86_400_000_000.0
     ).astype(np.int64)
-    # a float day number resolves ~10 us: snap to the whole second within 10 us, as
-    # bt.num2date does, so an exact-second stamp comes back exact
     sub = micros % 1_000_000
     micros = np.where(sub < 10, micros - sub, micros)
-    micros = np.where(sub > 999_990, micros + (1_000_000 - sub), micros)
-    index = pd.to_datetime(micros, unit="us", utc=True).as_unit("us")
+    return np.where(sub > 999_990, micros + (1_000_000 - sub), micros)
+
+
+def datenum_index(nums: np.ndarray) -> pd.DatetimeIndex:
+    """UTC index of Backtrader date numbers (float days), as ``bt.num2date`` reads them."""
+    index = pd.to_datetime(datenum_micros(nums), unit="us", utc=True).as_unit("us")
     return pd.DatetimeIndex(index, name="datetime")
 
 
@@ -95,10 +99,32 @@ def check_bars(frame: pd.DataFrame, symbol: str) -> None:
     check_prices(frame, f"feed {symbol!r}")
 
 
+def replay_edge_micros(data: bt.feed.DataBase, symbol: str) -> int:
+    """For a replayed feed, the bar length in microseconds (0 for any other feed).
+
+    Backtrader replays a bar by updating it in place tick by tick; with its defaults
+    (``bar2edge``, ``rightedge``) the bar is complete on the tick whose time reaches the
+    bar's right edge, a multiple of the bar length for sizes that divide a day. The
+    strategy decides only there. Larger replayed bars have no such edge: refused.
+    """
+    from mtl_bt.backtesting.calendar import stated_seconds
+
+    if not getattr(data, "replaying", False):
+        return 0
+    seconds = stated_seconds(data)
+    if seconds is None or seconds > 86400 or 86400 % seconds or seconds != int(seconds):
+        raise DataError(
+            f"feed {symbol!r}: replaydata to bars that do not divide a day: MTLStrategy "
+            "decides only on completed bars and cannot tell when such a bar completes; "
+            "use cerebro.resampledata (same bars, delivered complete)"
+        )
+    return int(seconds) * 1_000_000
+
+
 def current_bar(data: bt.feed.DataBase) -> tuple[float, float, float, float, float, float]:
-    """(datenum, open, high, low, close, volume) of the feed's current bar."""
+    """(UTC epoch microseconds, open, high, low, close, volume) of the feed's current bar."""
     return (
-        float(data.datetime[0]),
+        float(datenum_micros(data.datetime[0])),
         float(data.open[0]),
         float(data.high[0]),
         float(data.low[0]),

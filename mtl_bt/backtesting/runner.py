@@ -224,23 +224,9 @@ def check_frames(frames: Mapping[str, pd.DataFrame]) -> None:
 # -- the run --------------------------------------------------------------
 def make_cerebro(frames: Mapping[str, pd.DataFrame], cfg: BacktestConfig) -> bt.Cerebro:
     """Cerebro with our feeds, percent commission + slippage, no cheat-on-close/open."""
-    cerebro = bt.Cerebro(stdstats=False, maxcpus=1, cheat_on_open=False)
-    broker = cerebro.broker
-    broker.setcash(cfg.cash)
-    broker.set_coc(False)
-    broker.set_coo(False)
-    broker.addcommissioninfo(
-        bt.CommInfoBase(
-            commission=cfg.commission,
-            commtype=bt.CommInfoBase.COMM_PERC,
-            percabs=True,
-            stocklike=True,
-        )
-    )
-    if cfg.slippage:
-        broker.set_slippage_perc(
-            cfg.slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=False
-        )
+    from mtl_bt.backtesting.broker import configure_broker
+
+    cerebro = configure_broker(bt.Cerebro(stdstats=False, maxcpus=1, cheat_on_open=False), cfg)
     for symbol, frame in frames.items():
         cerebro.adddata(frame_feed(frame, name=symbol), name=symbol)
     return cerebro

@@ -28,6 +28,8 @@ def feature(
     warmup: Callable[..., int] | int,
     columns: Callable[..., Sequence[str]] | None = None,
     uses_volume: bool = False,
+    window: Callable[..., int] | int | None = None,
+    stream: Callable[..., Any] | None = None,
 ) -> Callable[[FeatureFn], FeatureFn]:
     """Declare a feature's warm-up and columns.
 
@@ -37,12 +39,21 @@ def feature(
     full parameter set (defaults merged with user values), so they can also
     validate parameter values and raise ``ConfigError``. ``uses_volume`` marks
     features that need a real volume column.
+
+    Streaming (feeds that are not preloaded, see ``mtl_bt.features.streaming``):
+    the newest row is recomputed from the last ``window(**params)`` bars (default
+    ``warmup + 1``, exact for a feature whose row t reads bars t-warmup..t only).
+    A feature with longer memory (a recursive average) declares a longer
+    ``window``, or ``stream(**params)``: a factory of an incremental updater
+    with ``update(bars) -> sequence of its column values`` for the newest bar.
     """
 
     def wrap(fn: FeatureFn) -> FeatureFn:
         fn.warmup = warmup  # type: ignore[attr-defined]
         fn.columns = columns  # type: ignore[attr-defined]
         fn.uses_volume = uses_volume  # type: ignore[attr-defined]
+        fn.window = window  # type: ignore[attr-defined]
+        fn.stream = stream  # type: ignore[attr-defined]
         return fn
 
     return wrap

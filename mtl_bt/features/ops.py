@@ -36,6 +36,11 @@ def _window_sum(x: np.ndarray, w: int) -> np.ndarray:
     """sum(x[t-w+1..t]) for t >= w-1, each window added up in the same fixed
     order (w vectorised passes): exact per window, no running-sum drift."""
     m = len(x) - w + 1
+    if m == 1:  # one window (the streaming path): the same additions on Python floats
+        total = float(x[0])
+        for v in x[1:w].tolist():
+            total += v
+        return np.array([total])
     acc = x[:m].copy()
     for k in range(1, w):
         acc += x[k : k + m]
@@ -56,6 +61,14 @@ def rolling_std(x: np.ndarray, w: int, ddof: int = 1) -> np.ndarray:
     if len(x) >= w and w > ddof:
         m = len(x) - w + 1
         mean = _window_sum(x, w) / w
+        if m == 1:  # one window: the same arithmetic on Python floats
+            mu = float(mean[0])
+            total = 0.0
+            for k, v in enumerate(x[:w].tolist()):
+                d = v - mu
+                total = d * d if k == 0 else total + d * d
+            out[w - 1 :] = np.sqrt(np.array([total]) / (w - ddof))
+            return out
         ss = (x[:m] - mean) ** 2
         for k in range(1, w):
             ss += (x[k : k + m] - mean) ** 2

@@ -19,6 +19,7 @@ from mtl_bt.errors import ConfigError
 from mtl_bt.features import ops
 from mtl_bt.features.base import feature, positive, window
 from mtl_bt.features.base import windows as window_list
+from mtl_bt.features.streaming import BarBuffer, Ewm, TailStream
 
 #: the warm-up of a recursive average ends when its seed weighs less than this
 SEED_WEIGHT = 0.05
@@ -51,33 +52,70 @@ def _ret_windows(value: list[int] | tuple[int, ...]) -> list[int]:
     return window_list("log_return", "windows", value)
 
 
+def _log_return_core(windows: list[int]):
+    def core(close: np.ndarray) -> list[np.ndarray]:
+        lc = np.log(close)
+        return [lc - ops.lag(lc, w) for w in windows]
+
+    return core
+
+
+def _log_return_stream(windows: list[int] | tuple[int, ...] = (1, 5, 10)) -> TailStream:
+    ws = _ret_windows(windows)
+    return TailStream(_log_return_core(ws), ["close"], max(ws) + 1)
+
+
 @feature(
     warmup=lambda windows=(1, 5, 10): max(_ret_windows(windows)),
     columns=lambda windows=(1, 5, 10): [f"log_return_{w}" for w in _ret_windows(windows)],
+    stream=_log_return_stream,
 )
 def log_return(
     frame: pd.DataFrame, windows: list[int] | tuple[int, ...] = (1, 5, 10)
 ) -> pd.DataFrame:
     """log(close[t] / close[t-w]) for each window w."""
-    lc = np.log(ops.column(frame, "close"))
-    return _out(frame, **{f"log_return_{w}": lc - ops.lag(lc, w) for w in _ret_windows(windows)})
+    ws = _ret_windows(windows)
+    out = _log_return_core(ws)(ops.column(frame, "close"))
+    return _out(frame, **{f"log_return_{w}": x for w, x in zip(ws, out, strict=True)})
 
 
 # -- trend ratios ----------------------------------------------------------------
 
 
-@feature(warmup=lambda window=20: _win("close_sma", window) - 1)
+def _sma_core(window: int):
+    return lambda close: [np.log(close / ops.rolling_mean(close, window))]
+
+
+@feature(
+    warmup=lambda window=20: _win("close_sma", window) - 1,
+    stream=lambda window=20: TailStream(_sma_core(_win("close_sma", window)), ["close"], window),
+)
 def close_sma(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """log(close / SMA(close, window))."""
-    close = ops.column(frame, "close")
-    return _out(frame, close_sma=np.log(close / ops.rolling_mean(close, _win("close_sma", window))))
+    (out,) = _sma_core(_win("close_sma", window))(ops.column(frame, "close"))
+    return _out(frame, close_sma=out)
 
 
 def _ema_warmup(span: int = 20) -> int:
     return ema_warmup(span_alpha(window("close_ema", "span", span)))
 
 
-@feature(warmup=_ema_warmup)
+class _CloseEmaStream:
+    """close_ema bar by bar: the recursive EMA carried forward (pandas' arithmetic)."""
+
+    def __init__(self, span: int = 20) -> None:
+        self.ema = Ewm(span_alpha(window("close_ema", "span", span)))
+        self.warm = _ema_warmup(span)
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        close = bars.column("close", 1)
+        ema = self.ema.update(float(close[0]))
+        if bars.count <= self.warm:
+            return (np.nan,)
+        return (float(np.log(close / ema)[0]),)
+
+
+@feature(warmup=_ema_warmup, stream=_CloseEmaStream)
 def close_ema(frame: pd.DataFrame, span: int = 20) -> pd.DataFrame:
     """log(close / EMA(close, span)), recursive EMA with alpha = 2/(span+1)."""
     close = ops.column(frame, "close")
@@ -88,18 +126,40 @@ def close_ema(frame: pd.DataFrame, span: int = 20) -> pd.DataFrame:
 # -- volatility and momentum -------------------------------------------------------
 
 
-@feature(warmup=lambda window=20: _win("volatility", window, 2))
+def _vol_core(window: int):
+    return lambda close: [ops.rolling_std(ops.diff(np.log(close)), window, ddof=1)]
+
+
+def _momentum_core(window: int):
+    def core(close: np.ndarray) -> list[np.ndarray]:
+        lc = np.log(close)
+        return [lc - ops.lag(lc, window)]
+
+    return core
+
+
+@feature(
+    warmup=lambda window=20: _win("volatility", window, 2),
+    stream=lambda window=20: TailStream(
+        _vol_core(_win("volatility", window, 2)), ["close"], window + 1
+    ),
+)
 def volatility(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """Rolling std (ddof=1) of 1-bar log returns: per-bar volatility, not annualised."""
-    r = ops.diff(np.log(ops.column(frame, "close")))
-    return _out(frame, volatility=ops.rolling_std(r, _win("volatility", window, 2), ddof=1))
+    (out,) = _vol_core(_win("volatility", window, 2))(ops.column(frame, "close"))
+    return _out(frame, volatility=out)
 
 
-@feature(warmup=lambda window=20: _win("momentum", window))
+@feature(
+    warmup=lambda window=20: _win("momentum", window),
+    stream=lambda window=20: TailStream(
+        _momentum_core(_win("momentum", window)), ["close"], window + 1
+    ),
+)
 def momentum(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """log(close[t] / close[t-window]): the longer-horizon trend."""
-    lc = np.log(ops.column(frame, "close"))
-    return _out(frame, momentum=lc - ops.lag(lc, _win("momentum", window)))
+    (out,) = _momentum_core(_win("momentum", window))(ops.column(frame, "close"))
+    return _out(frame, momentum=out)
 
 
 # -- oscillators -------------------------------------------------------------------
@@ -109,7 +169,34 @@ def _rsi_warmup(window: int = 14) -> int:
     return 1 + ema_warmup(1.0 / _win("rsi", window))
 
 
-@feature(warmup=_rsi_warmup)
+class _RsiStream:
+    """rsi bar by bar: Wilder's recursive averages of gains and losses carried forward."""
+
+    window = 2  # bars it reads: the new close and the one before
+
+    def __init__(self, window: int = 14) -> None:
+        w = _win("rsi", window)
+        self.gain, self.loss = Ewm(1.0 / w), Ewm(1.0 / w)
+        self.warm = _rsi_warmup(w)
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        close = bars.column("close", 2)
+        delta = float(close[1] - close[0]) if len(close) == 2 else np.nan
+        if np.isnan(delta):
+            gain = loss = np.nan
+        else:
+            gain, loss = (delta if delta > 0 else 0.0), (-delta if delta < 0 else 0.0)
+        g, lo = self.gain.update(gain), self.loss.update(loss)
+        if bars.count <= self.warm:
+            return (np.nan,)
+        g64, l64 = np.float64(g), np.float64(lo)
+        if l64 > 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (float(100.0 - 100.0 / (1.0 + g64 / l64)),)
+        return (100.0 if g64 > 0 else 50.0,)
+
+
+@feature(warmup=_rsi_warmup, stream=_RsiStream)
 def rsi(frame: pd.DataFrame, window: int = 14) -> pd.DataFrame:
     """Wilder's RSI in [0, 100]: recursive averages (alpha = 1/window) of gains and
     losses. No losses -> 100; no gains and no losses (flat price) -> 50."""
@@ -133,7 +220,23 @@ def _macd_warmup(fast: int = 12, slow: int = 26) -> int:
     return ema_warmup(span_alpha(s))
 
 
-@feature(warmup=_macd_warmup)
+class _MacdStream:
+    """macd bar by bar: both recursive EMAs carried forward."""
+
+    def __init__(self, fast: int = 12, slow: int = 26) -> None:
+        self.warm = _macd_warmup(fast, slow)
+        self.fast, self.slow = Ewm(span_alpha(fast)), Ewm(span_alpha(slow))
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        close = bars.column("close", 1)
+        c = float(close[0])
+        line = np.float64(self.fast.update(c)) - np.float64(self.slow.update(c))
+        if bars.count <= self.warm:
+            return (np.nan,)
+        return (float(line / close[0]),)
+
+
+@feature(warmup=_macd_warmup, stream=_MacdStream)
 def macd(frame: pd.DataFrame, fast: int = 12, slow: int = 26) -> pd.DataFrame:
     """(EMA_fast - EMA_slow) / close: the MACD line relative to price."""
     warm = _macd_warmup(fast, slow)
@@ -147,7 +250,21 @@ def _bollinger_warmup(window: int = 20, k: float = 2.0) -> int:
     return _win("bollinger", window, 2) - 1
 
 
-@feature(warmup=_bollinger_warmup)
+def _bollinger_core(window: int, k: float):
+    def core(close: np.ndarray) -> list[np.ndarray]:
+        mid = ops.rolling_mean(close, window)
+        sd = ops.rolling_std(close, window, ddof=0)
+        return [ops.safe_div(close - mid, float(k) * sd, 1e-12 * close, 0.0)]
+
+    return core
+
+
+def _bollinger_stream(window: int = 20, k: float = 2.0) -> TailStream:
+    _bollinger_warmup(window, k)
+    return TailStream(_bollinger_core(window, k), ["close"], window)
+
+
+@feature(warmup=_bollinger_warmup, stream=_bollinger_stream)
 def bollinger(frame: pd.DataFrame, window: int = 20, k: float = 2.0) -> pd.DataFrame:
     """(close - SMA) / (k * std): 0 at the middle band, +-1 at the bands.
 
@@ -155,8 +272,5 @@ def bollinger(frame: pd.DataFrame, window: int = 20, k: float = 2.0) -> pd.DataF
     window (std ~ 0) gives 0.
     """
     _bollinger_warmup(window, k)
-    close = ops.column(frame, "close")
-    mid = ops.rolling_mean(close, window)
-    sd = ops.rolling_std(close, window, ddof=0)
-    pos = ops.safe_div(close - mid, float(k) * sd, 1e-12 * close, 0.0)
-    return _out(frame, bollinger=pos)
+    (out,) = _bollinger_core(window, k)(ops.column(frame, "close"))
+    return _out(frame, bollinger=out)

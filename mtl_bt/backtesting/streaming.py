@@ -1,0 +1,133 @@
+"""The streaming feature book: model inputs for feeds that are not preloaded.
+
+``Cerebro(preload=False)``, ``replaydata``/``resampledata`` and live feeds
+(``islive()``) hand the strategy one bar at a time. Per asset this book keeps a
+bounded buffer of the bars delivered so far (``FeatureStream``), computes the
+new bar's feature row when it arrives, and keeps the last ``lookback`` rows and
+the closes the sizing volatility needs. Nothing grows with the length of the
+run, so a live feed can run for months.
+
+It answers the same questions as ``PreloadedBook`` (``advance``, ``ready``,
+``inputs``, ``vol``), and on the same bars gives the same numbers: the tests run
+both paths on the bundled data and compare every prediction and order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mtl_bt.backtesting.bars import current_bar
+from mtl_bt.backtesting.calendar import seconds_per_year, stated_seconds
+from mtl_bt.backtesting.feature_book import realised_vol
+from mtl_bt.errors import DataError
+from mtl_bt.features.streaming import FeatureStream
+
+_DAY_US = 86_400_000_000
+
+
+def is_weekend(micros: int) -> bool:
+    """Saturday or Sunday (UTC) of an epoch-microsecond time (1970-01-01 was a Thursday)."""
+    return (micros // _DAY_US + 3) % 7 >= 5
+
+
+class _Asset:
+    __slots__ = ("closes", "last_us", "ppy", "rows", "spacings", "stream", "weekend")
+
+    def __init__(self, stream: FeatureStream, lookback: int, vol_window: int) -> None:
+        self.stream = stream
+        self.rows: deque[np.ndarray] = deque(maxlen=lookback)
+        self.closes: deque[float] = deque(maxlen=vol_window + 1)
+        self.spacings: deque[int] = deque(maxlen=64)
+        self.last_us: int | None = None
+        self.weekend = False
+        self.ppy: float | None = None
+
+
+class StreamingBook:
+    """Feature rows computed bar by bar from each feed's delivered bars."""
+
+    streaming = True
+
+    def __init__(
+        self,
+        predictor: Any,
+        symbols: Sequence[str],
+        lookback: int,
+        vol_window: int,
+        keep_rows: bool = False,
+    ) -> None:
+        self.lookback = lookback
+        #: with keep_rows, every computed feature row per asset (tests compare them)
+        self.kept: list[list[np.ndarray]] | None = [[] for _ in symbols] if keep_rows else None
+        self.vol_window = int(vol_window)
+        self.symbols = list(symbols)
+        self.assets = [
+            _Asset(
+                FeatureStream(predictor.feature_spec, predictor.feature_columns, s),
+                lookback,
+                self.vol_window,
+            )
+            for s in self.symbols
+        ]
+        self.count = [0] * len(self.symbols)
+
+    def advance(self, a: int, data: Any) -> int:
+        """Read the feed's current bar, compute its feature row; its bar number."""
+        bar = current_bar(data)
+        asset = self.assets[a]
+        us = int(bar[0])
+        if asset.last_us is not None:
+            if us <= asset.last_us:
+                raise DataError(
+                    f"feed {self.symbols[a]!r}: bar {self.count[a]} is not after the bar before "
+                    "(zero spacing); for an intraday source give the feed timeframe= and "
+                    "compression="
+                )
+            asset.spacings.append(us - asset.last_us)
+        asset.last_us = us
+        asset.weekend = asset.weekend or is_weekend(us)
+        row = asset.stream.push(bar)
+        asset.rows.append(row.astype(np.float32))
+        if self.kept is not None:
+            self.kept[a].append(asset.rows[-1])
+        asset.closes.append(bar[4])
+        self.count[a] += 1
+        return self.count[a] - 1
+
+    def ready(self, a: int, row: int) -> bool:
+        rows = self.assets[a].rows
+        return len(rows) == self.lookback and all(np.isfinite(r).all() for r in rows)
+
+    def inputs(self, a: int, row: int) -> np.ndarray:
+        rows = self.assets[a].rows
+        return rows[-1] if self.lookback == 1 else np.stack(rows)
+
+    def vol(self, a: int, row: int) -> float:
+        closes = self.assets[a].closes
+        if len(closes) <= self.vol_window:
+            return float("nan")
+        return float(realised_vol(np.fromiter(closes, np.float64), self.vol_window)[-1])
+
+    def periods_per_year(self, a: int, data: Any, calendar: str) -> float:
+        """Bars per year of asset ``a``, fixed at its first decision: the feed's stated bar
+        size, else the most common spacing of the bars so far; ``calendar="auto"``: 24/7
+        once a weekend bar was seen."""
+        asset = self.assets[a]
+        if asset.ppy is None:
+            seconds = stated_seconds(data)
+            if seconds is None:
+                if not asset.spacings:
+                    raise DataError(
+                        f"feed {self.symbols[a]!r}: 1 bar so far, so its bar size cannot be "
+                        "told; give the feed timeframe= and compression="
+                    )
+                values, counts = np.unique(np.asarray(asset.spacings), return_counts=True)
+                seconds = float(values[np.argmax(counts)]) / 1e6
+            if calendar == "auto":
+                calendar = "24/7" if asset.weekend else "exchange"
+            asset.ppy = seconds_per_year(seconds, calendar)  # type: ignore[arg-type]
+        return asset.ppy

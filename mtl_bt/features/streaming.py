@@ -1,0 +1,249 @@
+"""Feature rows computed as bars arrive: the streaming path for feeds that are not preloaded.
+
+Replay, live feeds and ``Cerebro(preload=False)`` deliver one bar at a time, so
+there is no whole frame to compute features on. ``FeatureStream`` keeps, per
+asset, a bounded buffer of the newest bars and computes the new bar's row on
+arrival, feature by feature:
+
+- a feature with a ``stream`` updater (``@feature(stream=...)``) updates its
+  state from the newest bar: the built-in recursive averages (``close_ema``,
+  ``rsi``, ``macd``) do this, with the arithmetic of pandas'
+  ``ewm(adjust=False)``, so the values are the preloaded ones bit for bit;
+- any other feature is recomputed over the last ``window`` bars (declared with
+  ``@feature(window=...)``, default ``warmup + 1``) and its last row is kept:
+  exact for a feature whose row t reads bars t-warmup..t only (every built-in
+  rolling feature, as ``mtl_bt.features.ops`` computes each window on its own).
+
+``check_stream(spec, frame)`` says whether a spec (a third-party feature
+included) streams to the same rows as the vectorised ``compute`` on a frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtl_bt import registry
+from mtl_bt.errors import DataError, PluginError
+from mtl_bt.features.base import declared_columns, declared_warmup
+from mtl_bt.features.spec import FeatureSpec, compute
+
+_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def _index(micros: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(
+        pd.to_datetime(micros.astype(np.int64), unit="us", utc=True), name="datetime"
+    )
+
+
+class BarBuffer:
+    """The newest ``size`` bars of one asset (UTC epoch microseconds + OHLCV), oldest first.
+
+    Stored in arrays of twice the size, shifted down when full: O(1) amortised
+    per bar and ``tail(k)`` is a view, not a copy.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, int(size))
+        self._data = np.empty((6, 2 * self.size), dtype=np.float64)
+        self._n = 0  # bars held in _data
+        self.count = 0  # bars seen since the start
+
+    def append(self, bar: Sequence[float]) -> None:
+        if self._n == self._data.shape[1]:
+            keep = self.size - 1
+            self._data[:, :keep] = self._data[:, self._n - keep : self._n]
+            self._n = keep
+        self._data[:, self._n] = bar
+        self._n += 1
+        self.count += 1
+
+    def __len__(self) -> int:
+        return min(self._n, self.size)
+
+    def tail(self, k: int) -> np.ndarray:
+        """(6, min(k, held)) view: rows time (epoch us), open, high, low, close, volume."""
+        k = min(int(k), len(self))
+        return self._data[:, self._n - k : self._n]
+
+    def column(self, name: str, k: int) -> np.ndarray:
+        return self.tail(k)[1 + _FIELDS.index(name)]
+
+    def last(self, name: str) -> float:
+        return float(self._data[1 + _FIELDS.index(name), self._n - 1])
+
+    def frame(self, k: int, symbol: str) -> pd.DataFrame:
+        """The last ``k`` bars as a canonical frame (what a feature function receives)."""
+        from mtl_bt.backtesting.bars import datenum_index
+
+        t = self.tail(k)
+        frame = pd.DataFrame(
+            {c: t[1 + i] for i, c in enumerate(_FIELDS)}, index=datenum_index(t[0])
+        )
+        frame.attrs = {"symbol": symbol}
+        return frame
+
+
+class Ewm:
+    """``pd.Series.ewm(alpha, adjust=False).mean()`` one value at a time, bit for bit
+    (seeded at the first non-NaN value; a NaN input keeps the average and decays the
+    weight of the old average, as pandas does with ``ignore_na=False``)."""
+
+    __slots__ = ("_factor", "_old", "alpha", "value")
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = float(alpha)
+        self._factor = 1.0 - self.alpha
+        self._old = 1.0
+        self.value = float("nan")
+
+    def update(self, x: float) -> float:
+        w = self.value
+        if w == w:
+            self._old *= self._factor
+            if x == x:
+                if w != x:
+                    self.value = (self._old * w + self.alpha * x) / (self._old + self.alpha)
+                self._old = 1.0
+        elif x == x:
+            self.value = x
+        return self.value
+
+
+class TailStream:
+    """Updater for a window feature written as a numpy core over columns: the core runs
+    on the last ``window`` bars and the last value of each output is the new row.
+
+    ``core(*columns) -> sequence of arrays``; the columns are ``fields`` of the bars.
+    The built-in rolling features use it with the same core as their vectorised
+    function, so both paths run the same arithmetic on the same window.
+    """
+
+    def __init__(self, core: Any, fields: Sequence[str], window: int) -> None:
+        self.core, self.fields, self.window = core, tuple(fields), int(window)
+
+    def update(self, bars: BarBuffer) -> list[float]:
+        cols = [bars.column(f, self.window) for f in self.fields]
+        return [float(out[-1]) for out in self.core(*cols)]
+
+
+def feature_window(name: str, fn: Any, params: dict[str, Any]) -> int:
+    """Bars the streaming path recomputes a feature over (its newest row is exact)."""
+    hook = getattr(fn, "window", None)
+    if hook is None:
+        return declared_warmup(name, fn, params) + 1
+    value = hook(**params) if callable(hook) else hook
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise PluginError(f"feature {name!r} declared window {value!r}; expected an int >= 1")
+    return value
+
+
+class _Recompute:
+    """Fallback updater: the feature function over the last ``window`` bars."""
+
+    def __init__(self, name: str, fn: Any, params: dict[str, Any], window: int, symbol: str):
+        self.name, self.fn, self.params, self.window, self.symbol = name, fn, params, window, symbol
+        self.columns = declared_columns(name, fn, params)
+
+    def update(self, bars: BarBuffer) -> Sequence[float]:
+        out = self.fn(bars.frame(self.window, self.symbol), **self.params)
+        if not isinstance(out, pd.DataFrame) or list(out.columns) != self.columns:
+            raise PluginError(f"feature {self.name!r} returned columns other than {self.columns}")
+        return out.to_numpy(dtype=np.float64)[-1]
+
+
+class FeatureStream:
+    """One asset's causal feature rows, computed bar by bar (see the module docstring)."""
+
+    def __init__(
+        self, spec: FeatureSpec, columns: Sequence[str] | None = None, symbol: str = ""
+    ) -> None:
+        self.spec = spec
+        self.symbol = symbol
+        all_columns = spec.columns()
+        self.columns = list(columns) if columns is not None else all_columns
+        missing = [c for c in self.columns if c not in all_columns]
+        if missing:
+            raise PluginError(f"feature spec does not compute columns {missing}")
+        self._pick = np.array([all_columns.index(c) for c in self.columns], dtype=np.int64)
+        self._updaters: list[Any] = []
+        self._widths: list[int] = []
+        window = 1
+        for name, params in spec.resolved_params().items():
+            fn = registry.get("feature", name)
+            factory = getattr(fn, "stream", None)
+            if factory is not None:
+                updater = factory(**params)
+            else:
+                updater = _Recompute(name, fn, params, feature_window(name, fn, params), symbol)
+            # an updater reads at most its ``window`` newest bars (default 1: the new bar)
+            window = max(window, int(getattr(updater, "window", 1)))
+            self._updaters.append(updater)
+            self._widths.append(len(declared_columns(name, fn, params)))
+        self.volume = bool(spec.uses_volume())
+        #: bars the stream keeps (the longest window an updater reads)
+        self.window = window
+        self.bars = BarBuffer(window)
+        self._row = np.empty(len(all_columns), dtype=np.float64)
+
+    def push(self, bar: Sequence[float]) -> np.ndarray:
+        """Add one bar ``(utc_epoch_us, open, high, low, close, volume)``; its feature row."""
+        self._check(bar)
+        self.bars.append(bar)
+        row, j = self._row, 0
+        for updater, width in zip(self._updaters, self._widths, strict=True):
+            row[j : j + width] = updater.update(self.bars)
+            j += width
+        return row[self._pick]
+
+    def _check(self, bar: Sequence[float]) -> None:
+        prices = bar[1:5]
+        if not all(np.isfinite(p) and p > 0 for p in prices):
+            when = _index(np.array([bar[0]]))[0]
+            col, value = next(
+                (c, p)
+                for c, p in zip(_FIELDS, prices, strict=False)
+                if not (np.isfinite(p) and p > 0)
+            )
+            raise DataError(
+                f"{self.symbol}: {col} is {value} at {when} (bar {self.bars.count}); prices must "
+                "be finite and > 0. Fix or drop that bar"
+            )
+        if self.volume and not (np.isfinite(bar[5]) and bar[5] >= 0):
+            raise DataError(
+                f"{self.symbol}: volume is {bar[5]} at bar {self.bars.count}, but the volume "
+                "features need a real volume"
+            )
+
+
+def stream_frame(
+    spec: FeatureSpec, frame: pd.DataFrame, columns: Sequence[str] | None = None
+) -> np.ndarray:
+    """Every row of ``frame`` computed by the streaming path (bar by bar)."""
+    stream = FeatureStream(spec, columns, str(frame.attrs.get("symbol", "")))
+    nums = pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("us").asi8.astype(np.float64)
+    values = frame[list(_FIELDS)].to_numpy(np.float64)
+    return np.array([stream.push((nums[i], *values[i])) for i in range(len(frame))])
+
+
+def check_stream(spec: FeatureSpec, frame: pd.DataFrame, atol: float = 0.0) -> float:
+    """Largest |streamed - vectorised| over ``frame``; PluginError when above ``atol``."""
+    want = compute(frame, spec).to_numpy(np.float64)
+    got = stream_frame(spec, frame)
+    both_nan = np.isnan(want) & np.isnan(got)
+    diff = np.where(both_nan, 0.0, np.abs(got - want))
+    worst = float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))) if diff.size else 0.0
+    if worst > atol:
+        row, col = np.unravel_index(
+            int(np.argmax(np.where(np.isnan(diff), np.inf, diff))), diff.shape
+        )
+        raise PluginError(
+            f"feature column {spec.columns()[col]!r} streams to {got[row, col]!r} but computes "
+            f"{want[row, col]!r} at row {row}: its row reads bars beyond its window; declare "
+            "@feature(window=...) or a stream updater"
+        )
+    return worst
