@@ -137,6 +137,8 @@ class LiveMarket:
         )
         self.until = until
         self.resume_after = resume_after
+        #: first bar of the history (set at warm-up; give it to replay a run's history)
+        self.history_start: pd.Timestamp | None = None
         self.retry_seconds = self.poll_seconds if retry_seconds is None else retry_seconds
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait
@@ -278,6 +280,9 @@ class LiveMarket:
     def _warmup(self, now: pd.Timestamp) -> None:
         end = _floor(now, self.step)  # bars starting before it have closed
         start = end - self.warmup_bars * self.step
+        if self.history_start is not None:  # a resumed run replays the same history
+            start = min(start, self.history_start)
+        self.history_start = start
         frames = self.source.history(self.symbols, start, end)
         for symbol in self.symbols:
             frame = frames.get(symbol)

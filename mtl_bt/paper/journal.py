@@ -50,6 +50,7 @@ class PaperJournal(bt.Analyzer):
         ("on_bar", None),  # callable(BarRecord) after each commit
         ("retrainer", None),  # Retrainer: jobs started and models swapped at bar boundaries
         ("resume_model", None),  # (predictor, sha256) of the last swapped-in model, on resume
+        ("meta", None),  # callable -> run facts committed with the first bar
     )
 
     def start(self) -> None:
@@ -138,6 +139,7 @@ class PaperJournal(bt.Analyzer):
             updates=list(self._updates),
             positions=positions,
             strategy_state=state_fn() if state_fn else {},
+            meta=self.p.meta() if self.p.meta is not None else {},
         )
         ids = self.state.commit(rec)
         for order, journal_id in zip(self._created, ids, strict=True):
@@ -158,7 +160,10 @@ class PaperJournal(bt.Analyzer):
         by_name = dict(zip(self.names, self.strategy.datas, strict=True))
         broker.setcash(res.cash)
         for name, (size, price) in res.positions.items():
-            broker.positions[by_name[name]] = bt.Position(size, price)
+            d = by_name[name]
+            pos = bt.Position(size, price)
+            pos.datetime = pos.updt = d.datetime.datetime(0)  # the broker's interest code reads it
+            broker.positions[d] = pos
         self._resubmitting = True
         try:
             for o in res.open_orders:

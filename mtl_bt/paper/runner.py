@@ -140,6 +140,10 @@ def run_paper(
         if resume.bars == 0 and not state.db.execute("SELECT 1 FROM models").fetchone():
             state.record_model("start", str(checkpoint), model_sha, None)
         market.resume_after = None if resume.datetime is None else pd.Timestamp(resume.datetime)
+        # features with memory (EWMs) depend on where history starts: a resumed run
+        # replays the history from the first run's first bar, so its features are the same
+        started = state.meta().get("history_start")
+        market.history_start = None if started is None else pd.Timestamp(started)
         cerebro = make_cerebro({}, cfg.backtest)
         for feed in market.feeds():
             cerebro.adddata(feed, name=feed.p.symbol)
@@ -183,6 +187,11 @@ def run_paper(
             on_bar=on_bar,
             retrainer=retrainer if retrainer.enabled or cfg.paper.max_model_age else None,
             resume_model=resume_model,
+            meta=lambda: (
+                {"history_start": market.history_start.isoformat()}
+                if market.history_start is not None
+                else {}
+            ),
         )
 
         def stop(signum, frame) -> None:  # after the current bar: Cerebro checks between bars

@@ -69,3 +69,59 @@ def test_cli_paper_run_equals_backtest(exchange, paper_model, tmp_path, crypto_f
         np.testing.assert_allclose(got[col], want[col], rtol=0, atol=1e-6)
     equity = pd.read_csv(out / "equity.csv")
     assert abs(equity["equity"].iloc[-1] - bt_result.metrics["final_value"]) < 1e-6
+
+
+def _cli_run(url, out, model, clock, bars, advance):
+    cfg = config_mod.from_dict(paper_config_dict(url))
+    path = out.parent / "paper.toml"
+    path.write_text(config_mod.dumps(cfg))
+    with Lockstep(clock, journal_has(out / "paper.sqlite"), bars=advance):
+        result = CliRunner().invoke(
+            main,
+            [
+                "paper",
+                str(path),
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--max-bars",
+                str(bars),
+                "--quiet",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+
+
+def _journal(out):
+    db = sqlite3.connect(out / "paper.sqlite")
+    try:
+        return (
+            db.execute("SELECT datetime, cash, equity FROM bars ORDER BY seq").fetchall(),
+            db.execute(
+                "SELECT created, symbol, side, created_size, status, datetime, size, price, "
+                "commission FROM orders ORDER BY id"
+            ).fetchall(),
+        )
+    finally:
+        db.close()
+
+
+def test_mtl_run_stopped_and_resumed_equals_uninterrupted(exchange, paper_model, tmp_path):
+    clock = ExchangeClock(START, speed=0.0)
+    url, _ = exchange(clock)
+    (tmp_path / "a").mkdir()
+    whole = tmp_path / "a" / "paper"
+    _cli_run(url, whole, paper_model, clock, N, N - 1)
+
+    clock = ExchangeClock(START, speed=0.0)
+    url, _ = exchange(clock)
+    (tmp_path / "b").mkdir()
+    parts = tmp_path / "b" / "paper"
+    _cli_run(url, parts, paper_model, clock, N // 2, N // 2 - 1)  # stops with orders open
+    bars, orders = _journal(parts)
+    assert len(bars) == N // 2 and any(o[4] == "created" for o in orders)
+    _cli_run(url, parts, paper_model, clock, N // 2, N // 2)  # same command: resumes
+    got, want = _journal(parts), _journal(whole)
+    assert got[0] == want[0]
+    assert got[1] == want[1]
