@@ -192,6 +192,9 @@ class Retrainer:
             self.current_sha = sha
             self.state.record_model("swap", str(target), sha, iso(when))
             self.stale_reported = False
+            fresh = getattr(strategy, "model_stale", None)
+            if fresh is not None:
+                fresh(False)
             log.info("model %s in use from the bar after %s", target.name, iso(when))
         else:
             text = error_file.read_text() if error_file.exists() else f"exit code {proc.exitcode}"

@@ -51,3 +51,20 @@ class PaperMTLStrategy(MTLStrategy):
         self.predictors = [predictor]
         self.schedule = FoldSchedule(self.predictors)
         self.model_sha256 = sha256
+
+    def model_stale(self, stale: bool) -> None:
+        """Called when the model is older than ``[paper] max_model_age``: no new entries."""
+        self.stale = bool(stale)
+
+    def order_targets(self, targets: list[tuple[Any, float]]) -> None:
+        if getattr(self, "stale", False):  # a stale model may exit or reduce, never open
+            kept = []
+            for d, w in targets:
+                pos = self.getposition(d).size
+                if pos == 0.0 or w * pos < 0.0:
+                    w = 0.0  # no entry from flat, no flip to the other side
+                elif abs(w) * self.broker.getvalue() > abs(pos) * d.close[0]:
+                    w = float(np.sign(w)) * abs(pos) * d.close[0] / self.broker.getvalue()
+                kept.append((d, w))
+            targets = kept
+        super().order_targets(targets)

@@ -125,3 +125,44 @@ def test_mtl_run_stopped_and_resumed_equals_uninterrupted(exchange, paper_model,
     got, want = _journal(parts), _journal(whole)
     assert got[0] == want[0]
     assert got[1] == want[1]
+
+
+def test_stale_model_opens_no_new_positions(exchange, paper_model, tmp_path):
+    clock = ExchangeClock(START, speed=0.0)
+    url, _ = exchange(clock)
+    data = paper_config_dict(url)
+    data["paper"]["max_model_age"] = "2d"  # trained on bars up to 2024-02-20: stale at once
+    cfg = config_mod.from_dict(data)
+    path = tmp_path / "paper.toml"
+    path.write_text(config_mod.dumps(cfg))
+    out = tmp_path / "paper"
+    with Lockstep(clock, journal_has(out / "paper.sqlite"), bars=N - 1):
+        result = CliRunner().invoke(
+            main,
+            [
+                "paper",
+                str(path),
+                "--model",
+                str(paper_model),
+                "--out",
+                str(out),
+                "--max-bars",
+                str(N),
+                "--quiet",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    db = sqlite3.connect(out / "paper.sqlite")
+    stale = db.execute("SELECT datetime, error FROM models WHERE event='stale'").fetchall()
+    assert len(stale) == 1 and "trained up to" in stale[0][1]
+    when = stale[0][0]
+    # after the warning every order only reduces a position the strategy held on its bar
+    for created, symbol, side in db.execute(
+        "SELECT created, symbol, side FROM orders WHERE created > ?", (when,)
+    ):
+        held = db.execute(
+            "SELECT size FROM positions WHERE symbol = ? AND datetime <= ? ORDER BY datetime DESC "
+            "LIMIT 1",
+            (symbol, created),
+        ).fetchone()
+        assert held is not None and (held[0] > 0) == (side == "sell"), (created, symbol, side)
