@@ -137,6 +137,8 @@ class LiveMarket:
         )
         self.until = until
         self.resume_after = resume_after
+        #: first bar of the history (set at warm-up; give it to replay a run's history)
+        self.history_start: pd.Timestamp | None = None
         self.retry_seconds = self.poll_seconds if retry_seconds is None else retry_seconds
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait
@@ -227,8 +229,11 @@ class LiveMarket:
             if feed is not None and feed._laststatus != status:
                 feed.put_notification(status)
                 self.statuses.append((s, bt.feed.DataBase._NOTIFNAMES[status]))
+                name = bt.feed.DataBase._NOTIFNAMES[status]
                 if status == bt.feed.DataBase.DISCONNECTED:
-                    log.warning("%s: %s unreachable; retrying", s, self.source.name)
+                    log.warning("%s: DISCONNECTED (%s unreachable); retrying", s, self.source.name)
+                else:
+                    log.info("%s: %s", s, name)
 
     def _run(self) -> None:
         try:
@@ -275,6 +280,9 @@ class LiveMarket:
     def _warmup(self, now: pd.Timestamp) -> None:
         end = _floor(now, self.step)  # bars starting before it have closed
         start = end - self.warmup_bars * self.step
+        if self.history_start is not None:  # a resumed run replays the same history
+            start = min(start, self.history_start)
+        self.history_start = start
         frames = self.source.history(self.symbols, start, end)
         for symbol in self.symbols:
             frame = frames.get(symbol)

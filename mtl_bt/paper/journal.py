@@ -48,6 +48,9 @@ class PaperJournal(bt.Analyzer):
         ("resume", None),  # Resume
         ("model_sha256", None),  # callable -> sha256 of the model in use
         ("on_bar", None),  # callable(BarRecord) after each commit
+        ("retrainer", None),  # Retrainer: jobs started and models swapped at bar boundaries
+        ("resume_model", None),  # (predictor, sha256) of the last swapped-in model, on resume
+        ("meta", None),  # callable -> run facts committed with the first bar
     )
 
     def start(self) -> None:
@@ -136,6 +139,7 @@ class PaperJournal(bt.Analyzer):
             updates=list(self._updates),
             positions=positions,
             strategy_state=state_fn() if state_fn else {},
+            meta=self.p.meta() if self.p.meta is not None else {},
         )
         ids = self.state.commit(rec)
         for order, journal_id in zip(self._created, ids, strict=True):
@@ -143,6 +147,9 @@ class PaperJournal(bt.Analyzer):
         self._created.clear()
         self._updates.clear()
         self.committed += 1
+        if self.p.retrainer is not None:  # a swap here is used from the next bar on
+            predictors = getattr(self.strategy, "predictors", None) or [None]
+            self.p.retrainer.on_bar(self.strategy, now, predictors[0])
         if self.p.on_bar is not None:
             self.p.on_bar(rec)
 
@@ -153,7 +160,10 @@ class PaperJournal(bt.Analyzer):
         by_name = dict(zip(self.names, self.strategy.datas, strict=True))
         broker.setcash(res.cash)
         for name, (size, price) in res.positions.items():
-            broker.positions[by_name[name]] = bt.Position(size, price)
+            d = by_name[name]
+            pos = bt.Position(size, price)
+            pos.datetime = pos.updt = d.datetime.datetime(0)  # the broker's interest code reads it
+            broker.positions[d] = pos
         self._resubmitting = True
         try:
             for o in res.open_orders:
@@ -163,6 +173,9 @@ class PaperJournal(bt.Analyzer):
                 self._ids[order.ref] = int(o["id"])
         finally:
             self._resubmitting = False
+        swap = getattr(self.strategy, "swap_model", None)
+        if self.p.resume_model is not None and swap is not None:
+            swap(*self.p.resume_model)  # the retrained model in use when the run stopped
         restore = getattr(self.strategy, "restore_paper_state", None)
         if restore is not None and res.strategy_state:
             restore(res.strategy_state)

@@ -112,6 +112,15 @@ def run_paper(
     model_sha = sha256_file(checkpoint)
     config_text = config_mod.dumps(cfg)
     predictors = load_predictors(checkpoint)
+    # everything the config names is checked before the journal is touched
+    market = make_market(
+        cfg,
+        warmup=warmup_bars(predictors[0], cfg),
+        until=until,
+        resume_after=None,
+        **({"poll_seconds": poll_seconds} if poll_seconds else {}),
+        **(market_kwargs or {}),
+    )
     state = PaperState(db_path)
     try:
         state.claim(
@@ -130,14 +139,11 @@ def run_paper(
         resume = state.resume()
         if resume.bars == 0 and not state.db.execute("SELECT 1 FROM models").fetchone():
             state.record_model("start", str(checkpoint), model_sha, None)
-        market = make_market(
-            cfg,
-            warmup=warmup_bars(predictors[0], cfg),
-            until=until,
-            resume_after=resume.datetime,
-            **({"poll_seconds": poll_seconds} if poll_seconds else {}),
-            **(market_kwargs or {}),
-        )
+        market.resume_after = None if resume.datetime is None else pd.Timestamp(resume.datetime)
+        # features with memory (EWMs) depend on where history starts: a resumed run
+        # replays the history from the first run's first bar, so its features are the same
+        started = state.meta().get("history_start")
+        market.history_start = None if started is None else pd.Timestamp(started)
         cerebro = make_cerebro({}, cfg.backtest)
         for feed in market.feeds():
             cerebro.adddata(feed, name=feed.p.symbol)
@@ -161,8 +167,31 @@ def run_paper(
                 done["why"] = "max_bars"
                 cerebro.runstop()
 
+        from mtl_bt.paper.retrain import Retrainer
+
+        retrainer = Retrainer(cfg, out, state, market.step)
+        last_swap = state.db.execute(
+            "SELECT path, sha256 FROM models WHERE event='swap' ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        resume_model = None
+        if last_swap is not None and Path(last_swap[0]).exists():
+            from mtl_bt.predictor import Predictor
+
+            retrainer.current_sha = last_swap[1]
+            resume_model = (Predictor.from_checkpoint(last_swap[0]), last_swap[1])
         cerebro.addanalyzer(
-            PaperJournal, state=state, resume=resume, model_sha256=lambda: model_sha, on_bar=on_bar
+            PaperJournal,
+            state=state,
+            resume=resume,
+            model_sha256=lambda: retrainer.current_sha or model_sha,
+            on_bar=on_bar,
+            retrainer=retrainer if retrainer.enabled or cfg.paper.max_model_age else None,
+            resume_model=resume_model,
+            meta=lambda: (
+                {"history_start": market.history_start.isoformat()}
+                if market.history_start is not None
+                else {}
+            ),
         )
 
         def stop(signum, frame) -> None:  # after the current bar: Cerebro checks between bars
@@ -177,6 +206,7 @@ def run_paper(
             cerebro.run()
         finally:
             market.close()
+            retrainer.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         state.export(out)

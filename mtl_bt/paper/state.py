@@ -124,6 +124,8 @@ class BarRecord:
     )
     positions: dict[str, tuple[float, float]] = field(default_factory=dict)
     strategy_state: dict[str, Any] = field(default_factory=dict)
+    #: run facts recorded once, with the first bar (e.g. where the history starts)
+    meta: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +213,7 @@ class PaperState:
                     (o.created, o.symbol, o.side, o.size, o.price, n),
                 )
                 ids.append(int(cur.lastrowid))
+            db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", sorted(rec.meta.items()))
             db.executemany(
                 "INSERT INTO positions VALUES (?, ?, ?, ?)",
                 [(rec.datetime, s, size, price) for s, (size, price) in rec.positions.items()],

@@ -43,3 +43,28 @@ class PaperMTLStrategy(MTLStrategy):
         self._due = np.asarray(state["due"], dtype=np.int64)
         self._held = np.asarray(state["held"], dtype=bool)
         self.decisions = int(state.get("decisions", 0))
+
+    def swap_model(self, predictor: Any, sha256: str) -> None:
+        """Use ``predictor`` from the next bar on (a retrained model of the same config)."""
+        from mtl_bt.backtesting.folds import FoldSchedule
+
+        self.predictors = [predictor]
+        self.schedule = FoldSchedule(self.predictors)
+        self.model_sha256 = sha256
+
+    def model_stale(self, stale: bool) -> None:
+        """Called when the model is older than ``[paper] max_model_age``: no new entries."""
+        self.stale = bool(stale)
+
+    def order_targets(self, targets: list[tuple[Any, float]]) -> None:
+        if getattr(self, "stale", False):  # a stale model may exit or reduce, never open
+            kept = []
+            for d, w in targets:
+                pos = self.getposition(d).size
+                if pos == 0.0 or w * pos < 0.0:
+                    w = 0.0  # no entry from flat, no flip to the other side
+                elif abs(w) * self.broker.getvalue() > abs(pos) * d.close[0]:
+                    w = float(np.sign(w)) * abs(pos) * d.close[0] / self.broker.getvalue()
+                kept.append((d, w))
+            targets = kept
+        super().order_targets(targets)

@@ -48,3 +48,27 @@ class Momentum(bt.Strategy):
                 continue
             w = self.p.weight if d.close[0] > d.close[-self.p.lookback] else 0.0
             self.order_target_percent(data=d, target=w)
+
+
+class RetrainProbe(Momentum):
+    """Momentum that takes swapped-in models and stops two bars after the first swap."""
+
+    def __init__(self):
+        super().__init__()
+        self.swaps = []
+        self._after = None
+
+    def swap_model(self, predictor, sha256):
+        self.swaps.append((bar_time(self.datas[0]), sha256, predictor))
+        self._after = 0
+
+    def retrain_failed(self, error):
+        self.swaps.append((bar_time(self.datas[0]), None, error))
+        self._after = 0
+
+    def next(self):
+        super().next()
+        if self._after is not None and is_live_bar(self.datas[0]):
+            self._after += 1
+            if self._after >= 2:
+                self.env.runstop()

@@ -183,3 +183,66 @@ def test_out_of_order_bar_is_dropped(caplog):
     assert market.dropped == [("X", t0, "arrived out of order")]
     assert "X: dropped the bar at 2024-03-01T00:00:00+00:00" in caplog.text
     assert [b.time for b in market._queues["X"]] == [t0 + HOUR, t0 + 2 * HOUR]
+
+
+def test_429_burst_and_outage_survived_gap_backfilled(exchange, sample_frames, caplog):
+    """A 429/10006 burst (within the retries) and an outage of six bar intervals (every
+    connection dropped; 1.2 s of wall time on a clock where a bar closes every 0.2 s)."""
+    import threading
+
+    clock = ExchangeClock(START, speed=3600 / 0.2)
+    clock.pause()
+    url, state = exchange(clock)
+    until = START.floor("1h") + 24 * HOUR
+    market = ccxt_market(
+        ["BTC/USDT", "ETH/USDT"],
+        "1h",
+        options={"api_url": url, "retries": 3, "backoff": 0.01, "max_backoff": 0.02},
+        poll_seconds=0.02,
+        warmup_bars=5,
+        until=until,
+    )
+    events = {}
+
+    def disrupt():
+        while len(market.live_times) < 2:
+            if market._finished:
+                return
+            threading.Event().wait(0.01)
+        with state.lock:
+            state.script[:] = ["429", "429", "10006"]  # 3 failures, 4 attempts allowed
+        while state.script:
+            threading.Event().wait(0.01)
+        events["burst_done"] = len(market.live_times)
+        threading.Event().wait(0.1)
+        now = clock.now()
+        state.outage = (now, now + 6 * HOUR)
+        events["outage"] = state.outage
+
+    helper = threading.Thread(target=disrupt, daemon=True)
+    with caplog.at_level(logging.INFO, logger="mtl_bt.feeds"):
+        clock.resume()
+        helper.start()
+        strat = _run(market.feeds())
+        helper.join(timeout=5)
+    assert "outage" in events and state.dropped > 0
+    for symbol, sid in (("BTC/USDT", "BTCUSDT"), ("ETH/USDT", "ETHUSDT")):
+        got = _frame(strat.rows, symbol)
+        want = sample_frames[sid].loc[got.index[0] : until - HOUR]
+        # no bar missing, none twice, exact values: the gap was back-filled
+        assert got.index.equals(want.index)
+        np.testing.assert_array_equal(got[COLS].to_numpy(), want[COLS].to_numpy())
+        first, last = events["outage"]
+        during = got.loc[first.floor("1h") :]
+        back_online = during.index[during["live"] == 1.0][0]  # first decision after it
+        gap = during.loc[: back_online - HOUR]
+        # bars that closed while the exchange was down: back-filled, never decided
+        assert len(gap) >= 4 and (gap["live"] == 0.0).all()
+        assert back_online >= last.floor("1h") - HOUR
+    statuses = [s for name, s in market.statuses if name == "BTC/USDT"]
+    i = statuses.index("DISCONNECTED")
+    assert statuses[i + 1 : i + 3] == ["DELAYED", "LIVE"]
+    assert ("BTC/USDT", "DELAYED") in strat.notes and ("BTC/USDT", "DISCONNECTED") in strat.notes
+    assert "BTC/USDT: DISCONNECTED" in caplog.text and "BTC/USDT: DELAYED" in caplog.text
+    # the burst alone never disconnected the feed: the retries absorbed it
+    assert statuses.count("DISCONNECTED") == 1
