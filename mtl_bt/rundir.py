@@ -231,8 +231,23 @@ def locked(out: str | os.PathLike[str]) -> Iterator[Path]:
         release(lock)
 
 
-def _is_empty(path: Path) -> bool:
-    return not path.exists() or not any(path.iterdir())
+#: what mtl-bt writes at the top of a run folder: a folder holding only these (written by an
+#: mtl-bt from before manifests) is a run folder too, and may be replaced
+_ARTEFACTS = frozenset(
+    {
+        "config.toml", "data.json", "folds.json", "train_log.csv", "predictions.parquet",
+        "fold_metrics.csv", "oos_metrics.csv", "metrics.json", "returns.csv", "orders.csv",
+        "trades.csv", "report.md", "report.html", "checkpoints", "baselines", "plots",
+        "error.txt", MANIFEST,
+    }
+)  # fmt: skip
+
+
+def _replaceable(path: Path) -> bool:
+    """Empty, absent, or an mtl-bt run folder (a manifest, or only mtl-bt's artefacts)."""
+    if not path.exists() or (path / MANIFEST).exists():
+        return True
+    return all(p.name in _ARTEFACTS for p in path.iterdir())
 
 
 @contextlib.contextmanager
@@ -248,7 +263,7 @@ def owned(
     lock = acquire(out)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     try:
-        if not (force or _is_empty(out) or (out / MANIFEST).exists()):
+        if not (force or _replaceable(out)):
             raise OutputError(
                 f"--out {out} is not empty and is not an mtl-bt run folder (no {MANIFEST}); "
                 "choose a new or empty folder, or pass --force to replace its contents"
@@ -272,8 +287,10 @@ def _keep_partial(out: Path, staging: Path, kind: str, config: Any, exc: BaseExc
     """A run that stopped keeps what it finished (a crash loses no finished work) without
     mixing it into a previous run: into ``out`` when that held no finished run, else into
     ``<out>.interrupted``. Its manifest says ``complete: false``."""
-    if not staging.exists() or not any(p.is_file() for p in staging.rglob("*")):
-        return
+    if not staging.exists() or not any(
+        p.is_file() and p.name != "config.toml" for p in staging.rglob("*")
+    ):
+        return  # nothing finished yet (a config copy is not work): nothing to keep
     reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
     with contextlib.suppress(OSError):
         write_manifest(staging, kind, config, complete=False, reason=reason[:300])

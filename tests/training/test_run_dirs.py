@@ -232,3 +232,13 @@ def test_compare_takes_the_lock_too(config_file, tmp_path):
     finally:
         rundir.release(lock)
     assert res.exit_code == 2 and "is in use by another mtl-bt run" in res.output
+
+
+def test_a_run_folder_from_before_manifests_is_replaced_without_force(config_file, tmp_path):
+    out = tmp_path / "old"
+    (out / "checkpoints").mkdir(parents=True)
+    for name in ("config.toml", "metrics.json", "report.md", "checkpoints/fold_007.pt"):
+        (out / name).write_text("old")
+    res = _train(config_file, out, "--set", "walk_forward.max_folds=1")
+    assert res.exit_code == 0, res.output
+    assert not (out / "report.md").exists() and not (out / "checkpoints" / "fold_007.pt").exists()
