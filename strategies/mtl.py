@@ -142,7 +142,7 @@ class MTLStrategy(bt.Strategy):
         defaults are not a config's: this is how plain Backtrader code gets the config's.
         """
         from mtl_bt.backtesting.broker import backtest_config
-        from mtl_bt.backtesting.runner import build_signal, load_predictors, strategy_params
+        from mtl_bt.backtesting.inputs import build_signal, load_predictors, strategy_params
 
         cfg = backtest_config(config)
         predictors = load_predictors(models)

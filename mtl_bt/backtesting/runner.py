@@ -11,12 +11,8 @@ returns.csv, orders.csv and trades.csv atomically.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import backtrader as bt
@@ -26,6 +22,14 @@ import pandas as pd
 from mtl_bt.backtesting.analyzers import PortfolioAnalyzer
 from mtl_bt.backtesting.calendar import periods_per_year
 from mtl_bt.backtesting.feeds import bt_datenums, check_prices, frame_feed
+from mtl_bt.backtesting.inputs import (  # re-exported: callers import them from the runner
+    build_signal,
+    check_fold_set,
+    check_fold_table,
+    find_checkpoints,
+    load_predictors,
+    strategy_params,
+)
 from mtl_bt.backtesting.outputs import (  # re-exported: callers import them from the runner
     json_safe,
     metrics_document,
@@ -38,6 +42,11 @@ from mtl_bt.metrics import performance as perf
 
 __all__ = [
     "BacktestResult",
+    "build_signal",
+    "check_fold_set",
+    "check_fold_table",
+    "find_checkpoints",
+    "strategy_params",
     "json_safe",
     "load_predictors",
     "metrics_document",
@@ -61,105 +70,6 @@ TRADE_COLUMNS = [
 
 
 # -- inputs ---------------------------------------------------------------
-def find_checkpoints(path: str | os.PathLike[str]) -> list[Path]:
-    """A checkpoint file, or every fold checkpoint of a train output dir (in fold order)."""
-    from mtl_bt.rundir import verify_checkpoints
-
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted((path / "checkpoints").glob("fold_*.pt")) or sorted(path.glob("fold_*.pt"))
-        found = found or sorted(path.rglob("*.pt"))
-        if found:
-            verify_checkpoints(path, found)  # manifest.json: only this run's files
-            check_fold_table(path, found)
-            return found
-        raise CheckpointError(f"{path} holds no checkpoints (expected checkpoints/fold_XXX.pt)")
-    raise CheckpointError(f"model {path} not found (give a checkpoint file or a train output dir)")
-
-
-def _fold_table(folder: Path) -> tuple[Path, list[int]] | None:
-    """The run's fold numbers from folds.json (train) or data.json (run), if present."""
-    for name in ("folds.json", "data.json"):
-        table = folder / name
-        if table.exists():
-            try:
-                folds = json.loads(table.read_text(encoding="utf-8")).get("folds")
-                return table, [int(f["fold"]) for f in folds]
-            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-                raise CheckpointError(
-                    f"{table} is unreadable as a fold table ({type(exc).__name__}: {exc}); "
-                    "re-run training to rewrite it"
-                ) from None
-    return None
-
-
-def check_fold_table(folder: Path, checkpoints: list[Path]) -> None:
-    """Every fold of the run's fold table has exactly one ``fold_XXX.pt``, and no other."""
-    table = _fold_table(folder)
-    named = [p for p in checkpoints if re.fullmatch(r"fold_\d+\.pt", p.name)]
-    if table is None or not named:
-        return
-    source, folds = table
-    have = {int(p.stem.split("_")[1]): p for p in named}
-    missing = [k for k in folds if k not in have]
-    if missing:
-        raise CheckpointError(
-            f"{folder}: fold {missing[0]} of the run's fold table ({source.name}) has no "
-            f"checkpoint (expected fold_{missing[0]:03d}.pt); another fold would silently trade "
-            "its window. Re-run training"
-        )
-    extra = sorted(set(have) - set(folds))
-    if extra:
-        raise CheckpointError(
-            f"{have[extra[0]]} is not a fold of the run in {folder} ({source.name} lists folds "
-            f"{folds}): it was left by another run; delete it or re-run"
-        )
-
-
-def check_fold_set(predictors: Sequence[Any], names: Sequence[str]) -> None:
-    """Fold models must be distinct, contiguous folds: a duplicate or a hole is an error."""
-    numbers: dict[int, str] = {}
-    for predictor, name in zip(predictors, names, strict=True):
-        fold = (getattr(predictor, "fold", None) or {}).get("fold")
-        if fold is None:
-            continue
-        fold = int(fold)
-        if fold in numbers:
-            raise CheckpointError(
-                f"fold {fold} is given twice ({numbers[fold]} and {name}); pass each fold once"
-            )
-        numbers[fold] = name
-    if len(numbers) > 1:
-        holes = sorted(set(range(min(numbers), max(numbers) + 1)) - set(numbers))
-        if holes:
-            raise CheckpointError(
-                f"fold {holes[0]} is missing between fold {min(numbers)} and fold "
-                f"{max(numbers)}: the previous fold's model would trade its window. Pass every "
-                "fold (a train output folder) or a single one"
-            )
-
-
-def load_predictors(models: Any) -> list[Any]:
-    """Predictors from a Predictor, a path (file or train dir), or a list of those."""
-    from mtl_bt.predictor import Predictor
-
-    items = models if isinstance(models, list | tuple) else [models]
-    out: list[Any] = []
-    names: list[str] = []
-    for item in items:
-        if isinstance(item, str | os.PathLike):
-            for p in find_checkpoints(item):
-                out.append(Predictor.from_checkpoint(p))
-                names.append(str(p))
-        else:
-            out.append(item)
-            names.append(f"model {len(names)}")
-    if not out:
-        raise UserError("no model given: pass a checkpoint or a train output directory")
-    check_fold_set(out, names)
-    return out
 
 
 def check_models(
@@ -356,59 +266,6 @@ def _build_result(
 
 def _num2ts(num: float) -> pd.Timestamp:
     return pd.Timestamp(bt.num2date(num)).tz_localize("UTC").round("us")
-
-
-def build_signal(cfg: BacktestConfig) -> Any:
-    """The signal rule ``cfg`` names, built with its options: an unknown option is a
-    ``ConfigError`` naming ``backtest.signal_options.<key>`` (and the closest option)."""
-    import difflib
-    import inspect
-
-    from mtl_bt import registry
-    from mtl_bt.errors import ConfigError
-
-    factory = registry.get("signal", cfg.signal)
-    try:
-        return factory(**cfg.signal_options)
-    except TypeError as exc:
-        if "argument" not in str(exc):
-            raise
-        try:
-            known = [
-                p.name
-                for p in inspect.signature(factory).parameters.values()
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-        except (TypeError, ValueError):
-            known = []
-        unknown = [k for k in cfg.signal_options if known and k not in known]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"backtest.signal_options.{unknown[0]}: signal {cfg.signal!r} has no option "
-                f"{unknown[0]!r}{hint} Its options: {', '.join(known)}"
-            ) from None
-        raise ConfigError(
-            f"backtest.signal_options rejected by the signal {cfg.signal!r}: {exc}"
-        ) from None
-
-
-def strategy_params(cfg: BacktestConfig, predictors: Any, rule: Any) -> dict[str, Any]:
-    """``MTLStrategy`` parameters for a backtest config (what ``run_backtest`` passes)."""
-    return dict(
-        predictor=predictors,
-        signal=rule,
-        mode=cfg.mode,
-        rebalance=cfg.rebalance,
-        max_weight=cfg.max_weight,
-        max_gross_leverage=cfg.max_gross_leverage,
-        allow_short=cfg.allow_short,
-        commission=cfg.commission,
-        slippage=cfg.slippage,
-        min_trade_weight=cfg.min_trade_weight,
-        calendar=cfg.calendar,
-    )
 
 
 def run_backtest(
