@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from mtl_bt.errors import PluginError
+from mtl_bt.signals.clip import clip_weights
 
 
 def task_horizons(predictions: dict[str, Any], kind: str) -> list[int]:
@@ -77,7 +78,17 @@ class SignalRule:
         self.options = options
 
     def weights(self, predictions: dict[str, np.ndarray], **context: Any) -> np.ndarray:
-        raise NotImplementedError
+        """A ``separable`` rule's weights are its raw weights through the portfolio clip;
+        any other rule implements this itself."""
+        if not self.separable:
+            raise NotImplementedError
+        raw = self.raw_weights(predictions, **context)
+        return clip_weights(
+            raw,
+            context.get("max_weight", 1.0),
+            context.get("max_gross_leverage", 1.0),
+            context.get("allow_short", True),
+        )
 
     def raw_weights(self, predictions: dict[str, np.ndarray], **context: Any) -> np.ndarray:
         """Elementwise weights before the portfolio clip (``separable`` rules only)."""

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from mtl_bt.errors import PluginError
-from mtl_bt.plugins.signals.common import cap_weights
 from mtl_bt.signals.base import SignalRule, pick_horizon
 
 
@@ -34,7 +33,7 @@ class AgreeVolTarget(SignalRule):
     """Sign-agreement entry, volatility-targeted size, flat otherwise."""
 
     name = "agree_voltarget"
-    separable = True  # weights = cap_weights(raw_weights): precomputed mode vectorises it
+    separable = True  # SignalRule.weights clips raw_weights; precomputed mode vectorises it
 
     def __init__(
         self,
@@ -79,24 +78,6 @@ class AgreeVolTarget(SignalRule):
         }
         self._heads[key] = cached
         return cached
-
-    def weights(
-        self,
-        predictions: dict[str, np.ndarray],
-        *,
-        max_weight: float = 1.0,
-        max_gross_leverage: float = 1.0,
-        allow_short: bool = True,
-        **context: Any,
-    ) -> np.ndarray:
-        raw = self.raw_weights(
-            predictions,
-            max_weight=max_weight,
-            max_gross_leverage=max_gross_leverage,
-            allow_short=allow_short,
-            **context,
-        )
-        return cap_weights(raw, max_weight, max_gross_leverage, allow_short)
 
     def raw_weights(
         self,

@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from mtl_bt.plugins.signals.common import cap_weights
 from mtl_bt.signals.base import SignalRule, pick_horizon
 
 
 class SignRule(SignalRule):
     name = "sign"
-    separable = True  # weights = cap_weights(raw_weights): precomputed mode vectorises it
+    separable = True  # SignalRule.weights clips raw_weights; precomputed mode vectorises it
 
     def __init__(self, *, threshold: float | None = None, horizon: int | None = None) -> None:
         super().__init__(threshold=threshold, horizon=horizon)
@@ -27,24 +26,6 @@ class SignRule(SignalRule):
     def heads(self, task_names: list[str]) -> dict[str, str | None]:
         h = pick_horizon({n: np.empty(0) for n in task_names}, self.horizon, self.name)
         return {"return": f"return@{h}", "direction": None, "volatility": None}
-
-    def weights(
-        self,
-        predictions: dict[str, np.ndarray],
-        *,
-        max_weight: float = 1.0,
-        max_gross_leverage: float = 1.0,
-        allow_short: bool = True,
-        **context: Any,
-    ) -> np.ndarray:
-        raw = self.raw_weights(
-            predictions,
-            max_weight=max_weight,
-            max_gross_leverage=max_gross_leverage,
-            allow_short=allow_short,
-            **context,
-        )
-        return cap_weights(raw, max_weight, max_gross_leverage, allow_short)
 
     def raw_weights(
         self,
