@@ -35,7 +35,13 @@ def _train_job(
     config_text: str, frames: dict[str, pd.DataFrame], staging: str, target: str, seed: int
 ) -> None:
     """Runs in the child process: train one fold on ``frames``, publish atomically."""
+    import signal
     import tomllib
+
+    # a forked child inherits the paper loop's SIGINT/SIGTERM handlers (stop after the bar),
+    # which would make ``terminate()`` a no-op and leave the job running after the loop ends
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
     from mtl_bt import config as config_mod
     from mtl_bt.training.pipeline import train_walk_forward
@@ -231,3 +237,6 @@ class Retrainer:
             proc = self.job[0]
             proc.terminate()
             proc.join(timeout=10)
+            if proc.is_alive():  # never outlive the paper loop
+                proc.kill()
+                proc.join(timeout=10)

@@ -46,13 +46,17 @@ def _journal(out: Path) -> dict:
 
 
 class _Child:
-    """A paper run forked from this process (imports already done: starts in milliseconds)."""
+    """A paper run forked from a forkserver that imported the paper code once: it starts in
+    milliseconds, and never forks this multi-threaded test process (torch, sqlite), where a
+    forked child can crash ("Fatal Python error: Bus error" seen under a full suite)."""
 
     def __init__(self, args):
         import multiprocessing
 
         self.out = Path(args[2])
-        self.proc = multiprocessing.get_context("fork").Process(target=forked, args=(args,))
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["paper_child"])
+        self.proc = ctx.Process(target=forked, args=(args,))
         self.proc.start()
         self.pid = self.proc.pid
 
