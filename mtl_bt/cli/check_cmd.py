@@ -1,4 +1,5 @@
-"""``mtl-bt check CONFIG``: look-ahead and warm-up analysis of every plugin a config uses."""
+"""``mtl-bt check CONFIG``: look-ahead, warm-up and streaming parity of every plugin a
+config uses."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ class CheckFailed(UserError):
 )
 @click.option("--bars", default=2000, show_default=True, help="Last bars of each symbol to use.")
 @click.option("--cuts", default=5, show_default=True, help="Cut points per look-ahead check.")
+@click.option(
+    "--parity-bars",
+    default=300,
+    show_default=True,
+    help="Bars after the warm-up of the streaming-vs-preloaded backtest (0: skip it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.option("--no-cache", is_flag=True, help="Fetch data again instead of using the cache.")
 def check(
@@ -33,10 +40,13 @@ def check(
     overrides: tuple[str, ...],
     bars: int,
     cuts: int,
+    parity_bars: int,
     as_json: bool,
     no_cache: bool,
 ) -> None:
-    """Check every feature and task CONFIG uses for look-ahead and warm-up.
+    """Check every feature and task CONFIG uses for look-ahead and warm-up, the
+    architecture, weighting and signal rule for their contract, and a short backtest
+    for streaming = preloaded.
 
     Exit 0 with a table when every check passes; exit 2 naming each failing plugin and
     column otherwise.
@@ -46,12 +56,12 @@ def check(
     from mtl_bt.testing import config_check
     from mtl_bt.training import build_components
 
-    if bars < 100 or cuts < 1:
-        raise UserError("--bars must be >= 100 and --cuts >= 1")
+    if bars < 100 or cuts < 1 or parity_bars < 0:
+        raise UserError("--bars must be >= 100, --cuts >= 1 and --parity-bars >= 0")
     cfg = config_mod.load(config_path, list(overrides))
     build_components(cfg)  # unknown plugins/options fail before any data is fetched
     frames = load_frames(cfg.data, no_cache=no_cache, progress=sys.stderr.isatty())
-    rows = config_check.check_config(cfg, frames, bars=bars, cuts=cuts)
+    rows = config_check.check_config(cfg, frames, bars=bars, cuts=cuts, parity_bars=parity_bars)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:

@@ -26,15 +26,18 @@ def test_every_builtin_passes(tmp_path):
     assert {r["status"] for r in rows if r["kind"] in ("feature", "task")} <= {"pass", "note"}
     contract = {r["kind"]: r["status"] for r in rows if r["law"] == "contract"}
     assert contract == {"architecture": "pass", "weighting": "pass", "signal": "pass"}
-    [parity] = [r for r in rows if r["kind"] == "backtest"]
-    assert parity["status"] == "not checked"  # said, not claimed
+    parity = [r for r in rows if r["law"] == "streaming = preloaded"]
+    assert parity[-1]["kind"] == "backtest" and parity[-1]["status"] == "pass"
+    assert {r["status"] for r in parity[:-1]} <= {"note"}  # at most the calendar note
 
 
 def test_peek_centred_and_start_dependent_features_are_each_named(bad_plugins, tmp_path):
     cfg = _config(tmp_path, features={"names": ["log_return", "peek", "centred", "anchored"]})
     result = CliRunner().invoke(main, ["check", cfg])
     assert result.exit_code == 2, result.output
-    assert "3 check(s) failed" in result.output
+    # 3 look-ahead/warm-up failures; each also streams to other values (3 + the backtest)
+    assert "7 check(s) failed" in result.output
+    assert "feature 'anchored' (plugin 'bad_plugins') streaming = preloaded" in result.output
     assert "feature 'peek' (plugin 'bad_plugins') look-ahead" in result.output
     assert "column 'peek' first differs at bar" in result.output
     assert "feature 'centred' (plugin 'bad_plugins') look-ahead" in result.output
