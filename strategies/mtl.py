@@ -119,6 +119,8 @@ class MTLStrategy(bt.Strategy):
             self.rule, str(p.signal) if isinstance(p.signal, str) else None
         )
         self._all_assets = sees_all_assets(self.rule)
+        # optional context computed only for a rule that lists it (SignalRule.context_inputs)
+        self._ewma = "ewma_vol" in tuple(getattr(self.rule, "context_inputs", ()) or ())
         heads = self.rule.heads(self.task_names) if hasattr(self.rule, "heads") else {}
         self.used_tasks = [t for t in heads.values() if t] or list(self.task_names)
         self.hold = int(p.horizon or self._holding_horizon(heads))
@@ -224,7 +226,12 @@ class MTLStrategy(bt.Strategy):
             dtype=np.float64,
         )
         self.book = PreloadedBook(
-            self.predictors[0], self.frames, self.symbols, self.lookback, self.p.realised_vol_window
+            self.predictors[0],
+            self.frames,
+            self.symbols,
+            self.lookback,
+            self.p.realised_vol_window,
+            ewma=self._ewma,
         )
         self.fold_of = [self.schedule.rows(d.datetime.array) for d in datas]
         # One vectorised pass before the run: the predictions of mode="precomputed",
@@ -246,6 +253,7 @@ class MTLStrategy(bt.Strategy):
             self.lookback,
             self.p.realised_vol_window,
             keep_rows=bool(self.p.record),
+            ewma=self._ewma,
         )
         self.preds = None
 
@@ -303,14 +311,17 @@ class MTLStrategy(bt.Strategy):
         if self.preds is None or not self.p.vector_signals or not is_separable(rule):
             return None, None
         raw, usable = [], []
+        book = self.book
         for a, pred in enumerate(self.preds):
             ok = np.isfinite(pred[self.used_tasks[0]])
             for t in self.used_tasks[1:]:
                 ok &= np.isfinite(pred[t])
+            extra = {"ewma_vol": book.ewma[a]} if self._ewma else {}
             w = rule.raw_weights(
                 pred,
                 periods_per_year=self.ppy[a],
-                realised_vol=self.book.rvol[a],
+                realised_vol=book.rvol[a],
+                **extra,
                 **self._cost,
             )
             w = np.asarray(w, dtype=np.float64).reshape(-1)
@@ -398,6 +409,11 @@ class MTLStrategy(bt.Strategy):
         self.used_folds.append((now, fold))
         idx = np.asarray(due_a)
         rv = np.array([book.vol(a, r) for a, r in zip(due_a, due_r, strict=True)])
+        extra = {}
+        if self._ewma:
+            extra["ewma_vol"] = np.array(
+                [book.ewma_vol(a, r) for a, r in zip(due_a, due_r, strict=True)]
+            )
         if self.streaming:
             for a in due_a:
                 self.ppy[a] = book.periods_per_year(a, self.datas[a], self.p.calendar)
@@ -409,6 +425,7 @@ class MTLStrategy(bt.Strategy):
             all_current_weights=self._current_weights(range(len(self.datas))),
             periods_per_year=self.ppy[idx],
             realised_vol=rv,
+            **extra,
             **self._cost,
         )
         self._rebalance(due_a, np.asarray(weights, dtype=np.float64))

@@ -1,4 +1,5 @@
-"""The feature book: each asset's model inputs per bar, and the sizing volatility.
+"""The feature book: each asset's model inputs per bar, and the sizing volatilities
+(trailing realised vol; the EWMA forecast when the rule asks for ``ewma_vol``).
 
 ``PreloadedBook`` holds, per asset, the causal feature matrix of the feed's
 whole preloaded frame (computed once, vectorised: row t uses bars <= t only, so
@@ -19,6 +20,7 @@ import pandas as pd
 
 from mtl_bt.errors import DataError
 from mtl_bt.features import ops
+from mtl_bt.metrics.volatility import ewma_vol
 
 
 def complete_rows(x: np.ndarray, lookback: int) -> np.ndarray:
@@ -51,11 +53,14 @@ class PreloadedBook:
         symbols: Sequence[str],
         lookback: int,
         vol_window: int,
+        ewma: bool = False,
     ) -> None:
         self.lookback = lookback
         self.feats: list[np.ndarray] = []
         self.valid: list[np.ndarray] = []
         self.rvol: list[np.ndarray] = []
+        #: with ewma=True (a rule asked for ``ewma_vol``), the EWMA vol forecast of every bar
+        self.ewma: list[np.ndarray] | None = [] if ewma else None
         for frame, symbol in zip(frames, symbols, strict=True):
             x = np.ascontiguousarray(predictor.features(frame).to_numpy(np.float32))
             ok = complete_rows(x, lookback)
@@ -67,6 +72,8 @@ class PreloadedBook:
             self.feats.append(x)
             self.valid.append(ok)
             self.rvol.append(realised_vol(frame["close"].to_numpy(np.float64), vol_window))
+            if self.ewma is not None:
+                self.ewma.append(ewma_vol(frame["close"].to_numpy(np.float64)))
 
     def advance(self, a: int, data: Any) -> int:
         """Row of asset ``a``'s current bar (its position in the preloaded arrays)."""
@@ -82,6 +89,10 @@ class PreloadedBook:
 
     def vol(self, a: int, row: int) -> float:
         return float(self.rvol[a][row])
+
+    def ewma_vol(self, a: int, row: int) -> float:
+        """The EWMA per-bar vol forecast from the closes up to ``row`` (ewma=True only)."""
+        return float(self.ewma[a][row])  # type: ignore[index]
 
     def windows(self, a: int, rows: np.ndarray) -> np.ndarray:
         """Model inputs of many rows at once (the vectorised pass)."""

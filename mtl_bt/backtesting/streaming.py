@@ -25,6 +25,7 @@ from mtl_bt.backtesting.calendar import seconds_per_year, stated_seconds
 from mtl_bt.backtesting.feature_book import realised_vol
 from mtl_bt.errors import DataError
 from mtl_bt.features.streaming import FeatureStream
+from mtl_bt.metrics.volatility import EwmaVariance, floored_vol
 
 _DAY_US = 86_400_000_000
 
@@ -35,10 +36,28 @@ def is_weekend(micros: int) -> bool:
 
 
 class _Asset:
-    __slots__ = ("closes", "days", "last_us", "ppy", "rows", "spacings", "stream", "weekend")
+    __slots__ = (
+        "closes",
+        "days",
+        "ewma",
+        "ewma_vol",
+        "last_close",
+        "last_us",
+        "ppy",
+        "rows",
+        "spacings",
+        "stream",
+        "weekend",
+    )
 
-    def __init__(self, stream: FeatureStream, lookback: int, vol_window: int) -> None:
+    def __init__(
+        self, stream: FeatureStream, lookback: int, vol_window: int, ewma: bool = False
+    ) -> None:
         self.stream = stream
+        # the EWMA recursion carried bar by bar (O(1) memory), as ewma_vol over the whole past
+        self.ewma = EwmaVariance() if ewma else None
+        self.ewma_vol = float("nan")
+        self.last_close = float("nan")
         self.rows: deque[np.ndarray] = deque(maxlen=lookback)
         self.closes: deque[float] = deque(maxlen=vol_window + 1)
         self.spacings: deque[int] = deque(maxlen=64)
@@ -60,6 +79,7 @@ class StreamingBook:
         lookback: int,
         vol_window: int,
         keep_rows: bool = False,
+        ewma: bool = False,
     ) -> None:
         self.lookback = lookback
         #: with keep_rows, every computed feature row per asset (tests compare them)
@@ -71,6 +91,7 @@ class StreamingBook:
                 FeatureStream(predictor.feature_spec, predictor.feature_columns, s),
                 lookback,
                 self.vol_window,
+                ewma,
             )
             for s in self.symbols
         ]
@@ -101,6 +122,12 @@ class StreamingBook:
         if self.kept is not None:
             self.kept[a].append(asset.rows[-1])
         asset.closes.append(bar[4])
+        if asset.ewma is not None:
+            # log return as log_returns computes it (NaN on the first bar), then one step
+            logs = np.log(np.array([asset.last_close, bar[4]], dtype=np.float64))
+            var = asset.ewma.push(float(logs[1] - logs[0]))
+            asset.ewma_vol = float(floored_vol(var))
+            asset.last_close = float(bar[4])
         self.count[a] += 1
         return self.count[a] - 1
 
@@ -117,6 +144,10 @@ class StreamingBook:
         if len(closes) <= self.vol_window:
             return float("nan")
         return float(realised_vol(np.fromiter(closes, np.float64), self.vol_window)[-1])
+
+    def ewma_vol(self, a: int, row: int) -> float:
+        """The EWMA per-bar vol forecast from the bars delivered so far (ewma=True only)."""
+        return self.assets[a].ewma_vol
 
     def periods_per_year(self, a: int, data: Any, calendar: str) -> float:
         """Bars per year of asset ``a``, fixed at its first decision: the feed's stated bar

@@ -1,16 +1,18 @@
-"""Does a volatility forecast pay in trading? ``vol_managed`` on identical bars, three inputs.
+"""Does a volatility forecast pay in trading? ``vol_managed`` on identical bars, four inputs.
 
 Reads a finished ``mtl-bt compare`` folder and backtests the ``vol_managed`` rule (long
 every asset, target_vol / predicted vol) per seed with the fold models it already has:
 
 - ``mtl``: the MTL variant's ``volatility@h`` head;
 - ``single_task``: the single-task volatility model (the ensemble's member);
-- ``trailing``: the strategy's trailing 20-bar realised vol (``use_volatility = false``).
+- ``ewma``: the RiskMetrics EWMA (lambda 0.94) of the bars up to the decision bar
+  (``volatility_input = "ewma"``: the forecast the task metrics score as ``qlike_ewma``);
+- ``trailing``: the strategy's trailing 20-bar realised vol (``volatility_input = "trailing"``).
 
-Same bars, costs and caps for all three; a table of Sharpe (net and gross), annual
+Same bars, costs and caps for all four; a table of Sharpe (net and gross), annual
 volatility and costs per seed-ensemble, and the paired Sharpe difference of each forecast
-against the trailing realised vol. (The EWMA forecast is compared as a *forecast* in the
-task metrics, qlike_ewma; the strategy offers no EWMA sizing input.)
+against the trailing realised vol. It runs after ``mtl-bt compare``, not inside it
+(docs/run.md says why).
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ def backtests(
 
     options = {"target_vol": target_vol}
     bt = cfg.backtest.model_copy(update={"signal": "vol_managed", "signal_options": options})
-    off = bt.model_copy(update={"signal_options": {**options, "use_volatility": False}})
+    off = bt.model_copy(update={"signal_options": {**options, "volatility_input": "trailing"}})
+    ewma = bt.model_copy(update={"signal_options": {**options, "volatility_input": "ewma"}})
     runs = out / "runs"
-    series: dict[str, list[pd.Series]] = {"mtl": [], "single_task": [], "trailing": []}
+    series: dict[str, list[pd.Series]] = {"mtl": [], "single_task": [], "ewma": [], "trailing": []}
     metrics: dict[str, list[dict]] = {k: [] for k in series}
     for seed in seeds:
         mtl = [
@@ -61,6 +64,7 @@ def backtests(
         for name, models, config in (
             ("mtl", mtl, bt),
             ("single_task", ens, bt),
+            ("ewma", mtl, ewma),  # the model only fixes the traded bars; EWMA sizes
             ("trailing", mtl, off),
         ):
             res = run_backtest(frames, models, config)

@@ -4,7 +4,9 @@ Both forecast the per-bar RMS volatility of the next h bars (what the ``volatili
 predicts) from bars <= t only:
 
 - EWMA (RiskMetrics, lambda = 0.94): sigma2[t+1] = lambda * sigma2[t] + (1 - lambda) * r[t]^2,
-  flat over the h bars; seeded with the first 20 bars' mean r^2; no fitting.
+  flat over the h bars; seeded with the first 20 bars' mean r^2; no fitting. The same
+  recursion (``EwmaVariance``) is the ``vol_managed`` / ``agree_voltarget`` sizing input
+  ``volatility_input = "ewma"`` in backtests, bar by bar on the streaming path.
 - HAR-RV (Corsi 2009): OLS of the h-bar forward mean r^2 on the last bar's r^2, the last 5
   bars' and the last 22 bars' mean r^2, refitted per fold on the rows whose target ends
   before that fold's test window (pooled over symbols), so it never sees test bars.
@@ -12,6 +14,7 @@ predicts) from bars <= t only:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +26,8 @@ from mtl_bt.tasks.targets import forward_realised_vol
 
 LAMBDA = 0.94
 HAR_WINDOWS = (1, 5, 22)
+#: per-bar vol floor of the forecasts (the volatility task's default ``floor``)
+FLOOR = 1e-4
 
 
 def log_returns(close: np.ndarray) -> np.ndarray:
@@ -30,22 +35,57 @@ def log_returns(close: np.ndarray) -> np.ndarray:
     return ops.diff(np.log(np.asarray(close, dtype=np.float64)))
 
 
+class EwmaVariance:
+    """The RiskMetrics recursion one return at a time: the one implementation behind
+    ``ewma_variance`` (whole arrays) and a streaming backtest (bar by bar), so both give
+    the same numbers bit for bit."""
+
+    __slots__ = ("_finite", "_seed", "lam", "seed_bars", "var")
+
+    def __init__(self, lam: float = LAMBDA, seed_bars: int = 20) -> None:
+        self.lam = float(lam)
+        self.seed_bars = int(seed_bars)
+        self._seed: list[float] | None = []  # squares from the first finite one on
+        self._finite = 0
+        self.var = math.nan
+
+    def push(self, r: float) -> float:
+        """Add the return of bar t; the forecast made at t of bar t+1's variance (NaN until
+        ``seed_bars`` finite returns were seen, then seeded with their mean square)."""
+        x = float(r) * float(r)
+        finite = math.isfinite(x)
+        if self._seed is not None:
+            if finite or self._seed:
+                self._seed.append(x)
+                self._finite += finite
+                if self._finite == self.seed_bars:
+                    self.var = float(np.nanmean(np.array(self._seed)))
+                    self._seed = None
+            return self.var
+        if finite:
+            self.var = self.lam * self.var + (1.0 - self.lam) * x
+        return self.var
+
+
 def ewma_variance(returns: np.ndarray, lam: float = LAMBDA, seed_bars: int = 20) -> np.ndarray:
     """Forecast at bar t of the next bar's variance (uses r[..t]); NaN before ``seed_bars``."""
-    r2 = np.asarray(returns, dtype=np.float64) ** 2
-    out = np.full(r2.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(r2))
-    if finite.size < seed_bars:
-        return out
-    start = finite[seed_bars - 1]
-    var = float(np.nanmean(r2[finite[0] : start + 1]))
-    out[start] = var
-    for t in range(start + 1, r2.size):
-        x = r2[t]
-        if np.isfinite(x):
-            var = lam * var + (1.0 - lam) * x
-        out[t] = var
-    return out
+    state = EwmaVariance(lam, seed_bars)
+    r = np.asarray(returns, dtype=np.float64)
+    return np.array([state.push(x) for x in r.tolist()], dtype=np.float64).reshape(r.shape)
+
+
+def floored_vol(variance: np.ndarray | float, floor: float = FLOOR) -> np.ndarray:
+    """Per-bar vol from a variance forecast, floored like the volatility task's target
+    (NaN stays NaN)."""
+    return np.sqrt(np.maximum(np.asarray(variance, dtype=np.float64), floor**2))
+
+
+def ewma_vol(close: np.ndarray, floor: float = FLOOR) -> np.ndarray:
+    """The EWMA per-bar vol forecast at every bar from the closes up to it: the
+    ``ewma_<task>`` baseline column and the backtest's EWMA sizing input. Flat over the
+    h bars, so it is the per-bar RMS vol of the next h bars that ``volatility@h`` predicts
+    at any h."""
+    return floored_vol(ewma_variance(log_returns(close)), floor)
 
 
 def har_features(returns: np.ndarray) -> np.ndarray:
@@ -67,7 +107,7 @@ def add_baselines(
     predictions: pd.DataFrame,
     frames: Mapping[str, pd.DataFrame],
     folds: list[dict[str, Any]],
-    floor: float = 1e-4,
+    floor: float = FLOOR,
 ) -> pd.DataFrame:
     """``predictions`` with ``ewma_<task>`` and ``har_<task>`` columns for every
     ``volatility@h`` task (per-bar RMS vol forecasts on the same rows)."""
@@ -105,7 +145,7 @@ def add_baselines(
                 where = index.get_indexer(pd.DatetimeIndex(times.iloc[positions[mask]]))
                 ok = where >= 0
                 sel = positions[mask][ok]
-                ewma_col[sel] = np.sqrt(np.maximum(ewma[where[ok]], floor**2))
+                ewma_col[sel] = floored_vol(ewma[where[ok]], floor)
                 if coef is not None:
                     var = coef[0] + feats[where[ok]] @ coef[1:]
                     har_col[sel] = np.sqrt(np.maximum(var, floor**2))

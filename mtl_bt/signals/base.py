@@ -56,7 +56,10 @@ class SignalRule:
     ``all_symbols`` and ``all_current_weights`` (every asset of the backtest),
     ``periods_per_year`` and ``realised_vol`` (arrays over the batch),
     ``commission``, ``slippage``, ``max_weight``, ``max_gross_leverage``,
-    ``allow_short``, ``n_assets``. Whatever the rule returns is then held to
+    ``allow_short``, ``n_assets``; and, only for a rule whose ``context_inputs`` lists it,
+    ``ewma_vol`` (array over the batch: the RiskMetrics EWMA per-bar vol forecast from each
+    asset's bars up to and including this one, ``mtl_bt.metrics.volatility.ewma_vol``).
+    Whatever the rule returns is then held to
     ``max_weight``, ``max_gross_leverage`` and ``allow_short`` by
     ``mtl_bt.signals.clip.clip_weights`` (a breach is warned about and counted as
     ``signal_clipped`` in the run's metrics).
@@ -65,13 +68,17 @@ class SignalRule:
     #: True: the rule sees every asset with a usable prediction on every decision bar
     all_assets: bool = False
 
+    #: optional context the strategy computes only for rules that list it: ``"ewma_vol"``
+    context_inputs: tuple[str, ...] = ()
+
     #: True promises ``weights(p, **c) == clip_weights(raw_weights(p, **c), max_weight,
     #: max_gross_leverage, allow_short)`` (``mtl_bt.signals.clip``) with ``raw_weights``
     #: elementwise: an asset's raw weight depends only on its own predictions and its own
-    #: entries of array context (``periods_per_year``, ``realised_vol``) plus scalars, never on
-    #: the other assets of the batch, ``symbols`` or current weights. In precomputed mode the
-    #: strategy then computes the raw weight of every (bar, asset) before the run and applies
-    #: only the cross-sectional ``clip_weights`` per bar (identical orders, tested).
+    #: entries of array context (``periods_per_year``, ``realised_vol``, ``ewma_vol``) plus
+    #: scalars, never on the other assets of the batch, ``symbols`` or current weights. In
+    #: precomputed mode the strategy then computes the raw weight of every (bar, asset)
+    #: before the run and applies only the cross-sectional ``clip_weights`` per bar
+    #: (identical orders, tested).
     separable: bool = False
 
     def __init__(self, **options: Any) -> None:

@@ -441,6 +441,8 @@ def check_signal(name: str, task_names: Sequence[str] = SIGNAL_TASKS, **options:
                 symbols=[f"A{i}" for i in range(n)],
                 current_weights=np.zeros(n),
             )
+            if "ewma_vol" in tuple(getattr(rule, "context_inputs", ()) or ()):
+                context["ewma_vol"] = np.full(n, 0.012)  # what the strategy would add
             w = np.asarray(
                 rule.weights({k: v.copy() for k, v in preds.items()}, **context), dtype=np.float64
             )

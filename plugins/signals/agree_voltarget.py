@@ -12,11 +12,20 @@ then all weights are scaled down together when their gross sum exceeds
 product r * (2p - 1)) means two bearish heads never produce a long.
 ``threshold`` defaults to the round-trip cost ``2 * (commission + slippage)``.
 
+Option ``volatility_input`` chooses s: ``"head"`` (default) the model's volatility@h
+head; ``"trailing"`` the trailing realised per-bar vol the strategy passes as
+``realised_vol`` (window ``realised_vol_window``, 20 bars); ``"ewma"`` the RiskMetrics
+EWMA (lambda 0.94) per-bar vol forecast from the asset's bars up to and including the
+decision bar (the strategy's ``ewma_vol``; flat over the h bars, so the same per-bar
+quantity as the head's forecast; the forecast scored as ``qlike_ewma``).
+``use_volatility = false`` turns the head off (= ``"trailing"`` when the input is the
+head; the other inputs read no head).
+
 Fallbacks, so the same rule drives a single-task baseline:
 - no direction@h head: trade on sign(r) and the threshold alone;
-- no volatility@h head (or a non-finite prediction): size with the trailing
-  realised per-bar vol that the strategy passes as ``realised_vol``; if that is
-  missing too, equal weight ``min(max_weight, max_gross_leverage / n_assets)``.
+- no volatility@h head (or a non-finite prediction; or an EWMA still in its 20-bar
+  warm-up): size with the trailing realised per-bar vol; if that is missing too, equal
+  weight ``min(max_weight, max_gross_leverage / n_assets)``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mtl_bt.errors import PluginError
+from mtl_bt.plugins.signals.common import check_volatility_input, sizing_vol, vol_target_size
 from mtl_bt.signals.base import SignalRule, pick_horizon
 
 
@@ -43,18 +53,23 @@ class AgreeVolTarget(SignalRule):
         horizon: int | None = None,
         use_direction: bool = True,
         use_volatility: bool = True,
+        volatility_input: str = "head",
     ) -> None:
         if not target_vol > 0:
             raise PluginError(f"signal agree_voltarget: target_vol must be > 0, got {target_vol}")
         if threshold is not None and threshold < 0:
             raise PluginError(f"signal agree_voltarget: threshold must be >= 0, got {threshold}")
+        source = check_volatility_input("agree_voltarget", volatility_input)
         super().__init__(
             target_vol=target_vol,
             threshold=threshold,
             horizon=horizon,
             use_direction=use_direction,
             use_volatility=use_volatility,
+            volatility_input=source,
         )
+        self.volatility_input = source
+        self.context_inputs = ("ewma_vol",) if source == "ewma" else ()
         self.target_vol = float(target_vol)
         self.threshold = threshold
         self.horizon = horizon
@@ -74,7 +89,9 @@ class AgreeVolTarget(SignalRule):
         cached = {
             "return": f"return@{h}",
             "direction": direction if self.use_direction and direction in fake else None,
-            "volatility": volatility if self.use_volatility and volatility in fake else None,
+            "volatility": volatility
+            if self.use_volatility and self.volatility_input == "head" and volatility in fake
+            else None,
         }
         self._heads[key] = cached
         return cached
@@ -90,6 +107,7 @@ class AgreeVolTarget(SignalRule):
         max_gross_leverage: float = 1.0,
         allow_short: bool = True,
         realised_vol: np.ndarray | None = None,
+        ewma_vol: np.ndarray | None = None,
         n_assets: int | None = None,
         **context: Any,
     ) -> np.ndarray:
@@ -103,16 +121,9 @@ class AgreeVolTarget(SignalRule):
             side *= np.sign(up) == side
         side *= np.abs(r) > threshold  # a NaN r leaves NaN here; cap_weights zeroes it
 
-        if heads["volatility"] is not None:
-            vol = np.asarray(predictions[heads["volatility"]], dtype=np.float64)
-            if realised_vol is not None:
-                vol = np.where(vol > 0, vol, realised_vol)  # NaN > 0 is False
-        elif realised_vol is not None:
-            vol = np.asarray(realised_vol, dtype=np.float64)
-        else:
-            vol = np.full(n, np.nan)
-        equal = min(max_weight, max_gross_leverage / max(1, n_assets or n))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            size = np.minimum(self.target_vol / (vol * np.sqrt(periods_per_year)), max_weight)
-        size = np.where(vol > 0, size, equal)
+        head = None if heads["volatility"] is None else predictions[heads["volatility"]]
+        vol = sizing_vol(self.volatility_input, head, realised_vol, ewma_vol, n)
+        size = vol_target_size(
+            vol, self.target_vol, periods_per_year, max_weight, max_gross_leverage, n_assets
+        )
         return side * size

@@ -130,3 +130,76 @@ def test_sign_rule_and_registry():
     np.testing.assert_allclose(w, [0.25, 0.0, 0.0, 0.0])
     with pytest.raises(PluginError, match="target_vol"):
         registry.create("signal", "agree_voltarget", target_vol=0)
+
+
+# -- the volatility input of vol_managed / agree_voltarget -----------------------------------
+LIMITS = dict(max_weight=0.5, max_gross_leverage=1.0, allow_short=True, n_assets=3)
+
+
+@pytest.mark.parametrize("signal", ["vol_managed", "agree_voltarget"])
+def test_volatility_input_picks_the_sizing_vol(signal):
+    """head (default) / trailing / ewma size with the head, realised_vol, ewma_vol; an EWMA
+    in its warm-up (NaN) falls back to the trailing vol, then to equal weight."""
+    preds = {
+        "return@1": np.array([0.01, 0.01, 0.01]),
+        "direction@1": np.array([0.9, 0.9, 0.9]),
+        "volatility@1": np.array([0.01, 0.01, 0.01]),
+    }
+    ctx = dict(
+        periods_per_year=252.0,
+        realised_vol=np.array([0.02, 0.02, np.nan]),
+        ewma_vol=np.array([0.03, np.nan, np.nan]),
+        **LIMITS,
+        **COST,
+    )
+
+    def size(s):
+        return min(0.5, 0.02 / (s * math.sqrt(252)))
+
+    def weights(**options):
+        return registry.create("signal", signal, target_vol=0.02, **options).weights(preds, **ctx)
+
+    np.testing.assert_allclose(weights(), [size(0.01)] * 3)
+    assert weights().tolist() == weights(volatility_input="head").tolist()
+    np.testing.assert_allclose(weights(volatility_input="trailing"), [size(0.02)] * 2 + [1 / 3])
+    assert weights(use_volatility=False).tolist() == weights(volatility_input="trailing").tolist()
+    np.testing.assert_allclose(weights(volatility_input="ewma"), [size(0.03), size(0.02), 1 / 3])
+    # the EWMA input reads no volatility head, so use_volatility does not change it
+    assert weights(volatility_input="ewma", use_volatility=False).tolist() == (
+        weights(volatility_input="ewma").tolist()
+    )
+    rule = registry.create("signal", signal, volatility_input="ewma")
+    assert rule.context_inputs == ("ewma_vol",)
+    assert rule.heads(list(preds))["volatility"] is None  # no head gates its decisions
+    assert registry.create("signal", signal).context_inputs == ()
+    from mtl_bt.testing import check_signal
+
+    check_signal(signal, volatility_input="ewma")  # the kit passes ewma_vol when asked
+
+
+@pytest.mark.parametrize("signal", ["vol_managed", "agree_voltarget"])
+def test_unknown_volatility_input_is_a_one_line_error_naming_the_values(signal):
+    with pytest.raises(PluginError) as err:
+        registry.create("signal", signal, volatility_input="garch")
+    msg = str(err.value)
+    assert "\n" not in msg and "volatility_input" in msg and "'garch'" in msg
+    assert "'head', 'trailing', 'ewma'" in msg
+
+
+def test_unknown_volatility_input_stops_the_cli_before_any_work(tmp_path):
+    """`mtl-bt run` checks the signal options before loading data: exit 2, one line."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from mtl_bt.cli import main
+
+    tiny = Path(__file__).parents[1] / "e2e" / "tiny.toml"
+    out = tmp_path / "o"
+    args = ["--set", "backtest.signal=vol_managed"]
+    args += ["--set", "backtest.signal_options.volatility_input=garch"]
+    res = CliRunner().invoke(main, ["run", str(tiny), "--out", str(out), "--quiet", *args])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.strip().splitlines() if line]
+    assert len(lines) == 1 and "volatility_input" in lines[0] and "'ewma'" in lines[0]
+    assert not out.exists()

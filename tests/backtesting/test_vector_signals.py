@@ -18,7 +18,7 @@ def _same(a, b) -> None:
     pd.testing.assert_series_equal(a.returns, b.returns)
 
 
-@pytest.mark.parametrize("signal", ["agree_voltarget", "sign"])
+@pytest.mark.parametrize("signal", ["agree_voltarget", "sign", "vol_managed"])
 @pytest.mark.parametrize("rebalance", ["bar", "horizon"])
 def test_vectorised_rule_equals_per_bar_rule(frames, predictors, signal, rebalance):
     cfg = BacktestConfig(mode="precomputed", signal=signal, rebalance=rebalance, max_weight=0.4)
@@ -38,12 +38,23 @@ def test_built_in_rules_are_separable_and_elementwise():
         "volatility@1": rng.uniform(0.001, 0.03, 40),
     }
     preds["volatility@1"][3] = np.nan
-    ctx = dict(periods_per_year=np.full(40, 252.0), realised_vol=rng.uniform(0.005, 0.02, 40))
+    ctx = dict(
+        periods_per_year=np.full(40, 252.0),
+        realised_vol=rng.uniform(0.005, 0.02, 40),
+        ewma_vol=rng.uniform(0.005, 0.02, 40),
+    )
+    ctx["ewma_vol"][7] = np.nan
     limits = dict(max_weight=0.3, max_gross_leverage=1.0, allow_short=True, n_assets=40)
     from mtl_bt.signals.clip import clip_weights
 
-    for name in ("agree_voltarget", "sign"):
-        rule = registry.create("signal", name)
+    for name, options in (
+        ("agree_voltarget", {}),
+        ("agree_voltarget", {"volatility_input": "ewma"}),
+        ("sign", {}),
+        ("vol_managed", {}),
+        ("vol_managed", {"volatility_input": "ewma"}),
+    ):
+        rule = registry.create("signal", name, **options)
         assert rule.separable
         raw = rule.raw_weights(preds, **ctx, **limits)
         # one asset at a time = all at once (elementwise)
