@@ -73,6 +73,26 @@ def backtests(
     return series, metrics
 
 
+#: (comparator, rows compared with it): every forecast against trailing realised vol, the
+#: learned forecasts against EWMA, and joint training (MTL head) against the single-task model
+COMPARISONS = (
+    ("trailing", ("mtl", "single_task", "ewma")),
+    ("ewma", ("mtl", "single_task")),
+    ("single_task", ("mtl",)),
+)
+
+
+def _paired(a: pd.Series, b: pd.Series, ppy: float):
+    joined = pd.concat([a, b], axis=1, join="inner").dropna()
+    return stats.paired_bootstrap_sharpe_diff(
+        joined.iloc[:, 0].to_numpy(),
+        joined.iloc[:, 1].to_numpy(),
+        n_boot=2000,
+        seed=0,
+        periods_per_year=ppy,
+    )
+
+
 def table(series, metrics, ppy: float) -> pd.DataFrame:
     rows = []
     ens = {k: pd.concat(v, axis=1, join="inner").mean(axis=1) for k, v in series.items()}
@@ -83,17 +103,15 @@ def table(series, metrics, ppy: float) -> pd.DataFrame:
             row[f"{key} mean"] = float(np.mean(vals)) if vals else np.nan
             row[f"{key} std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan
         row["seed-ensemble Sharpe"] = stats.sharpe(ens[name].to_numpy()) * np.sqrt(ppy)
-        if name != "trailing":
-            joined = pd.concat([ens[name], ens["trailing"]], axis=1, join="inner").dropna()
-            res = stats.paired_bootstrap_sharpe_diff(
-                joined.iloc[:, 0].to_numpy(),
-                joined.iloc[:, 1].to_numpy(),
-                n_boot=2000,
-                seed=0,
-                periods_per_year=ppy,
-            )
-            row["ΔSharpe vs trailing"] = res.diff
-            row["95% CI"] = f"[{res.low:.3f}, {res.high:.3f}]"
+        for other, names in COMPARISONS:
+            ci = "95% CI" if other == "trailing" else f"95% CI ({other})"
+            if name in names and other in ens:
+                res = _paired(ens[name], ens[other], ppy)
+                row[f"ΔSharpe vs {other}"] = res.diff
+                row[ci] = f"[{res.low:.3f}, {res.high:.3f}]"
+            else:
+                row[f"ΔSharpe vs {other}"] = np.nan
+                row[ci] = None
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -34,6 +34,16 @@ def test_table_pairs_every_forecast_with_the_trailing_vol():
     assert out.loc["mtl", "sharpe mean"] == pytest.approx(1.5)
     assert out.loc["ewma", "ΔSharpe vs trailing"] < 0 < out.loc["mtl", "ΔSharpe vs trailing"]
     assert pd.isna(out.loc["trailing", "ΔSharpe vs trailing"])
+    # the learned forecasts against EWMA, and joint training against the single-task model
+    single = stats.sharpe(base.mean(axis=0)) * np.sqrt(252)
+    ewma = stats.sharpe(base.mean(axis=0) - 0.001) * np.sqrt(252)
+    assert out.loc["mtl", "ΔSharpe vs ewma"] == pytest.approx(expected + single - ewma)
+    assert out.loc["single_task", "ΔSharpe vs ewma"] == pytest.approx(single - ewma)
+    assert out.loc["mtl", "ΔSharpe vs single_task"] == pytest.approx(expected)
+    assert out.loc["mtl", "95% CI (single_task)"].startswith("[")
+    assert pd.isna(out.loc["ewma", "ΔSharpe vs ewma"])
+    assert pd.isna(out.loc["single_task", "ΔSharpe vs single_task"])
+    assert pd.isna(out.loc["trailing", "ΔSharpe vs ewma"])
 
 
 def _config(tasks):
