@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_bt.errors import UserError
 from mtl_bt.paper.state import PaperState, iso, sha256_file
 
 log = logging.getLogger("mtl_bt.paper")
@@ -186,15 +187,21 @@ class Retrainer:
         if proc.exitcode == 0 and target.exists():
             from mtl_bt.predictor import Predictor
 
-            predictor = Predictor.from_checkpoint(target)
             swap = getattr(strategy, "swap_model", None)
             if swap is None:
                 self.state.record_model(
                     "failed", str(target), None, iso(when), "strategy has no swap_model"
                 )
                 return
-            sha = sha256_file(target)
-            swap(predictor, sha)
+            try:  # a model the strategy cannot use is a failed job, never a stopped loop
+                predictor = Predictor.from_checkpoint(target)
+                sha = sha256_file(target)
+                swap(predictor, sha)
+            except UserError as exc:
+                self.state.record_model("failed", str(target), None, iso(when), str(exc))
+                log.warning("retrained model %s not used: %s", target.name, exc)
+                shutil.rmtree(staging, ignore_errors=True)
+                return
             self.current_sha = sha
             self.state.record_model("swap", str(target), sha, iso(when))
             self.stale_reported = False

@@ -413,20 +413,42 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class BybitServer:
-    """Context manager: serve ``state`` on 127.0.0.1 (free port) in a thread."""
+    """Context manager: serve ``state`` on 127.0.0.1 (free port) in a thread.
+
+    ``down()`` closes the listening socket (connections are refused, as when the exchange
+    is unreachable) and ``up()`` serves again on the same port; the state, and so the
+    exchange clock, carries on meanwhile."""
 
     def __init__(self, state: BybitState | None = None) -> None:
         self.state = state or BybitState()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._handler = type("Handler", (_Handler,), {"state": self.state})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.is_up = True
 
     def __enter__(self) -> BybitServer:
         self.thread.start()
         return self
 
+    def down(self) -> None:
+        """Stop serving and close the socket: every connection is refused."""
+        if self.is_up:
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(timeout=5)
+            self.is_up = False
+
+    def up(self) -> None:
+        """Serve again on the same port (after ``down``)."""
+        if not self.is_up:
+            self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+            self.thread = threading.Thread(
+                target=self.server.serve_forever, args=(0.02,), daemon=True
+            )
+            self.thread.start()
+            self.is_up = True
+
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.down()

@@ -1,9 +1,10 @@
 """A paper run in its own process (the crash tests kill it with SIGKILL).
 
-    python paper_child.py CONFIG.json MODEL OUT UNTIL [--slow-commit MARKER]
+    python paper_child.py CONFIG.json MODEL OUT UNTIL [--mtl] [--slow-commit MARKER]
 
 or forked from the test process (``main`` as the target: no second import of torch).
 
+``--mtl``: the default strategy (``PaperMTLStrategy`` with the model), else ``Momentum``.
 ``--slow-commit``: before every COMMIT of the journal, touch MARKER and wait, so the
 parent can kill the process in the middle of a database transaction.
 """
@@ -69,7 +70,8 @@ def main(argv: list[str]) -> int:
 
         state_mod.PaperState.commit = slow_commit
     cfg = config_mod.from_dict(json.loads(Path(cfg_path).read_text()))
-    run_paper(cfg, model, out, until=pd.Timestamp(until), echo=None, strategy=(Momentum, {}))
+    strategy = None if "--mtl" in argv else (Momentum, {})
+    run_paper(cfg, model, out, until=pd.Timestamp(until), echo=None, strategy=strategy)
     return 0
 
 

@@ -1,5 +1,7 @@
 """kill -9 at random moments (one of them inside a database commit), restart, repeat: the
-journal never holds a bar or an order twice, and the final state equals an uninterrupted run."""
+journal never holds a bar or an order twice, and the final state equals an uninterrupted run.
+The strategy is the real one (``PaperMTLStrategy`` with a trained model, what ``mtl-bt paper``
+runs): its holding counters and each bar's predictions are journaled and compared too."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from paper_testkit import HOUR, START, Lockstep, journal_has, paper_config_dict
 
 from mtl_bt import config as config_mod
 from mtl_bt.paper import run_paper
-from strategies import Momentum
 
 UNTIL = START.floor("1h") + 8 * HOUR  # bars 09:00 .. 17:00 are decided
 BARS = 9
@@ -28,7 +29,9 @@ def _journal(out: Path) -> dict:
     db = sqlite3.connect(f"file:{out / 'paper.sqlite'}?mode=ro", uri=True, timeout=10)
     try:
         return {
-            "bars": db.execute("SELECT datetime, cash, equity FROM bars ORDER BY seq").fetchall(),
+            "bars": db.execute(
+                "SELECT datetime, cash, equity, model_sha256, strategy_state FROM bars ORDER BY seq"
+            ).fetchall(),
             "dup_bars": db.execute(
                 "SELECT COUNT(*) FROM (SELECT datetime FROM bars GROUP BY 1 HAVING COUNT(*) > 1)"
             ).fetchone()[0],
@@ -89,7 +92,6 @@ def test_sigkill_at_random_points_then_resume(exchange, paper_model, tmp_path):
             ref_out,
             until=UNTIL,
             echo=None,
-            strategy=(Momentum, {}),
         )
     reference = _journal(ref_out)
     assert len(reference["bars"]) == BARS and any(o[4] == "filled" for o in reference["orders"])
@@ -99,7 +101,7 @@ def test_sigkill_at_random_points_then_resume(exchange, paper_model, tmp_path):
     cfg_path = tmp_path / "config.json"
     cfg_path.write_text(json.dumps(paper_config_dict(url)))
     out = tmp_path / "crashed"
-    args = [str(cfg_path), str(paper_model), str(out), UNTIL.isoformat()]
+    args = [str(cfg_path), str(paper_model), str(out), UNTIL.isoformat(), "--mtl"]
     env = None
     rng = random.Random(13)
     kills = 0

@@ -8,8 +8,9 @@ import logging
 import backtrader as bt
 import numpy as np
 import pandas as pd
-from data_testkit import ExchangeClock
-from paper_testkit import HOUR, START, Lockstep
+import pytest
+from data_testkit import BybitServer, ExchangeClock
+from paper_testkit import HOUR, START, Lockstep, make_state
 
 from mtl_bt.feeds import CCXTLiveFeed, LiveMarket, ccxt_market
 
@@ -246,3 +247,69 @@ def test_429_burst_and_outage_survived_gap_backfilled(exchange, sample_frames, c
     assert "BTC/USDT: DISCONNECTED" in caplog.text and "BTC/USDT: DELAYED" in caplog.text
     # the burst alone never disconnected the feed: the retries absorbed it
     assert statuses.count("DISCONNECTED") == 1
+
+
+@pytest.mark.slow
+def test_exchange_down_for_20_seconds_then_back(sample_frames, caplog):
+    """The loopback server really down (its socket closed: connections refused) for 20 s of
+    wall time while the exchange clock runs on (a bar closes every second): the feeds report
+    DISCONNECTED, keep retrying with bounded backoff, and once the server is back the gap is
+    back-filled before the next live bar; only the newest bar is ever live."""
+    import threading
+    import time
+
+    clock = ExchangeClock(START, speed=3600.0)  # an hourly candle closes every wall second
+    clock.pause()
+    outage = {}
+    with BybitServer(make_state(sample_frames, clock)) as server:
+        until = START.floor("1h") + 28 * HOUR
+        market = ccxt_market(
+            ["BTC/USDT", "ETH/USDT"],
+            "1h",
+            options={"api_url": server.url, "retries": 2, "backoff": 0.05, "max_backoff": 0.2},
+            poll_seconds=0.1,
+            warmup_bars=5,
+            until=until,
+        )
+
+        def disrupt():
+            deadline = time.monotonic() + 60
+            while len(market.live_times) < 2 and time.monotonic() < deadline:
+                if market._finished:
+                    return
+                time.sleep(0.01)
+            outage["first"] = clock.now()
+            server.down()
+            time.sleep(20.0)  # wall time, while the exchange clock keeps running
+            outage["last"] = clock.now()
+            server.up()
+
+        helper = threading.Thread(target=disrupt, daemon=True)
+        with caplog.at_level(logging.INFO, logger="mtl_bt.feeds"):
+            clock.resume()
+            helper.start()
+            strat = _run(market.feeds())
+            helper.join(timeout=30)
+    assert market.error is None and "last" in outage, outage
+    first, last = outage["first"], outage["last"]
+    assert last - first >= 19 * HOUR  # the clock ran on through the outage
+    # it kept trying while the server was down: each try is a bounded series of retries
+    failed = [r for r in caplog.records if "failed after 3 attempts" in r.getMessage()]
+    assert len(failed) >= 3
+    for symbol, sid in (("BTC/USDT", "BTCUSDT"), ("ETH/USDT", "ETHUSDT")):
+        got = _frame(strat.rows, symbol)
+        want = sample_frames[sid].loc[got.index[0] : until - HOUR]
+        # every bar once, in order, the exchange's values: the gap was back-filled
+        assert got.index.equals(want.index)
+        np.testing.assert_array_equal(got[COLS].to_numpy(), want[COLS].to_numpy())
+        after = got.loc[first.floor("1h") :]
+        back = after.index[after["live"] == 1.0][0]  # the first decision after the outage
+        gap = after.loc[: back - HOUR]
+        # the ~20 bars that closed while the server was down: back-filled, never decided on
+        assert len(gap) >= 15 and (gap["live"] == 0.0).all()
+        assert back >= last.floor("1h") - HOUR  # decided on the newest bar, not an old one
+    statuses = [s for name, s in market.statuses if name == "BTC/USDT"]
+    i = statuses.index("DISCONNECTED")
+    assert statuses[i + 1 : i + 3] == ["DELAYED", "LIVE"]
+    assert ("BTC/USDT", "DISCONNECTED") in strat.notes and ("BTC/USDT", "DELAYED") in strat.notes
+    assert "BTC/USDT: DISCONNECTED" in caplog.text and "BTC/USDT: DELAYED" in caplog.text
