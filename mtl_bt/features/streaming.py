@@ -20,7 +20,10 @@ included) streams to the same rows as the vectorised ``compute`` on a frame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import reduce
+from operator import add
 from typing import Any
 
 import numpy as np
@@ -44,23 +47,33 @@ class BarBuffer:
     """The newest ``size`` bars of one asset (UTC epoch microseconds + OHLCV), oldest first.
 
     Stored in arrays of twice the size, shifted down when full: O(1) amortised
-    per bar and ``tail(k)`` is a view, not a copy.
+    per bar and ``tail(k)`` is a view, not a copy. ``bar`` is the newest bar as a
+    tuple of Python floats and ``memo`` a dict emptied at every bar (updaters of one
+    asset share per-bar values there, e.g. the log of the close). With ``size=0``
+    no arrays are kept: only ``bar``, ``memo`` and ``count`` (every updater of the
+    stream reads the newest bar only and keeps its own history).
     """
 
     def __init__(self, size: int) -> None:
-        self.size = max(1, int(size))
+        self.size = max(0, int(size))
         self._data = np.empty((6, 2 * self.size), dtype=np.float64)
         self._n = 0  # bars held in _data
         self.count = 0  # bars seen since the start
+        self.bar: tuple[float, ...] = ()
+        self.memo: dict[str, float] = {}
 
     def append(self, bar: Sequence[float]) -> None:
+        self.bar = bar if type(bar) is tuple else tuple(bar)
+        self.memo = {}
+        self.count += 1
+        if not self.size:
+            return
         if self._n == self._data.shape[1]:
             keep = self.size - 1
             self._data[:, :keep] = self._data[:, self._n - keep : self._n]
             self._n = keep
         self._data[:, self._n] = bar
         self._n += 1
-        self.count += 1
 
     def __len__(self) -> int:
         return min(self._n, self.size)
@@ -74,7 +87,7 @@ class BarBuffer:
         return self.tail(k)[1 + _FIELDS.index(name)]
 
     def last(self, name: str) -> float:
-        return float(self._data[1 + _FIELDS.index(name), self._n - 1])
+        return self.bar[1 + _FIELDS.index(name)]
 
     def frame(self, k: int, symbol: str) -> pd.DataFrame:
         """The last ``k`` bars as a canonical frame (what a feature function receives)."""
@@ -112,6 +125,45 @@ class Ewm:
         elif x == x:
             self.value = x
         return self.value
+
+
+# -- scalar window arithmetic: the operations of ``mtl_bt.features.ops`` on one window --------
+
+
+def window_sum(values: Iterable[float]) -> float:
+    """The window's values added one at a time, oldest first: ``ops._window_sum``'s
+    additions on Python floats (not ``sum()``, which compensates since Python 3.12)."""
+    return reduce(add, values)
+
+
+def window_std(values: Sequence[float], ddof: int) -> float:
+    """``ops.rolling_std`` of one full window: two passes, squares added oldest first."""
+    mu = reduce(add, values) / len(values)
+    return math.sqrt(reduce(add, [(v - mu) * (v - mu) for v in values]) / (len(values) - ddof))
+
+
+def maximum(x: float, floor: float) -> float:
+    """``np.maximum(x, floor)`` for one value (NaN propagates)."""
+    return x if x >= floor or x != x else floor
+
+
+def safe_div(num: float, den: float, tiny: float, fill: float) -> float:
+    """``ops.safe_div`` for one value: ``fill`` where |den| <= tiny (NaN stays NaN)."""
+    return fill if abs(den) <= tiny else num / den
+
+
+def log(x: float) -> float:
+    """numpy's log of one value (``math.log`` may differ from numpy's in the last bit)."""
+    return float(np.log(x))
+
+
+def log_close(bars: BarBuffer) -> float:
+    """log of the newest close, computed once per bar for all updaters of the asset."""
+    memo = bars.memo
+    value = memo.get("log_close")
+    if value is None:
+        value = memo["log_close"] = float(np.log(bars.bar[4]))
+    return value
 
 
 class TailStream:
@@ -160,7 +212,11 @@ class FeatureStream:
     """One asset's causal feature rows, computed bar by bar (see the module docstring)."""
 
     def __init__(
-        self, spec: FeatureSpec, columns: Sequence[str] | None = None, symbol: str = ""
+        self,
+        spec: FeatureSpec,
+        columns: Sequence[str] | None = None,
+        symbol: str = "",
+        factories: Mapping[str, Callable[..., Any] | None] | None = None,
     ) -> None:
         self.spec = spec
         self.symbol = symbol
@@ -172,15 +228,19 @@ class FeatureStream:
         self._pick = np.array([all_columns.index(c) for c in self.columns], dtype=np.int64)
         self._updaters: list[Any] = []
         self._widths: list[int] = []
-        window = 1
+        window = 0
         for name, params in spec.resolved_params().items():
             fn = registry.get("feature", name)
-            factory = getattr(fn, "stream", None)
+            if factories is not None and name in factories:
+                factory = factories[name]  # benchmarks: another updater for this feature
+            else:
+                factory = getattr(fn, "stream", None)
             if factory is not None:
                 updater = factory(**params)
             else:
                 updater = _Recompute(name, fn, params, feature_window(name, fn, params), symbol)
-            # an updater reads at most its ``window`` newest bars (default 1: the new bar)
+            # an updater reads at most its ``window`` newest bars from the buffer's arrays
+            # (default 1: the new bar; 0: only ``bars.bar``, it keeps its own history)
             window = max(window, int(getattr(updater, "window", 1)))
             self._updaters.append(updater)
             self._widths.append(len(declared_columns(name, fn, params)))
@@ -188,21 +248,31 @@ class FeatureStream:
         #: bars the stream keeps (the longest window an updater reads)
         self.window = window
         self.bars = BarBuffer(window)
-        self._row = np.empty(len(all_columns), dtype=np.float64)
+        self._all = self.columns == all_columns
+        self._updates = [u.update for u in self._updaters]
 
     def push(self, bar: Sequence[float]) -> np.ndarray:
         """Add one bar ``(utc_epoch_us, open, high, low, close, volume)``; its feature row."""
+        bar = tuple(map(float, bar))
         self._check(bar)
-        self.bars.append(bar)
-        row, j = self._row, 0
-        for updater, width in zip(self._updaters, self._widths, strict=True):
-            row[j : j + width] = updater.update(self.bars)
-            j += width
-        return row[self._pick]
+        bars = self.bars
+        bars.append(bar)
+        values: list[float] = []
+        for update in self._updates:
+            values.extend(update(bars))
+        row = np.array(values, dtype=np.float64)
+        if len(row) != len(self._pick):
+            raise PluginError(
+                f"feature updaters returned {len(row)} values for {len(self._pick)} columns"
+            )
+        return row if self._all else row[self._pick]
 
     def _check(self, bar: Sequence[float]) -> None:
-        prices = bar[1:5]
-        if not all(np.isfinite(p) and p > 0 for p in prices):
+        _, o, h, lo, c, v = bar
+        if not (
+            0.0 < o < math.inf and 0.0 < h < math.inf and 0.0 < lo < math.inf and 0.0 < c < math.inf
+        ):
+            prices = bar[1:5]
             when = _index(np.array([bar[0]]))[0]
             col, value = next(
                 (c, p)
@@ -213,7 +283,7 @@ class FeatureStream:
                 f"{self.symbol}: {col} is {value} at {when} (bar {self.bars.count}); prices must "
                 "be finite and > 0. Fix or drop that bar"
             )
-        if self.volume and not (np.isfinite(bar[5]) and bar[5] >= 0):
+        if self.volume and not (0.0 <= v < math.inf):
             raise DataError(
                 f"{self.symbol}: volume is {bar[5]} at bar {self.bars.count}, but the volume "
                 "features need a real volume"

@@ -7,13 +7,17 @@ column: missing (NaN) or all-zero volume is a DataError naming the symbol.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pandas as pd
 
 from mtl_bt.features import ops
 from mtl_bt.features.base import feature, positive, require_volume
 from mtl_bt.features.base import window as int_window
-from mtl_bt.features.streaming import TailStream
+from mtl_bt.features.streaming import BarBuffer, log, maximum, safe_div, window_std, window_sum
+
+NAN = float("nan")
 
 
 def _ratio_warmup(window: int = 20, floor: float = 1e-3) -> int:
@@ -29,9 +33,45 @@ def _ratio_core(window: int, floor: float):
     return core
 
 
-def _ratio_stream(window: int = 20, floor: float = 1e-3) -> TailStream:
-    _ratio_warmup(window, floor)
-    return TailStream(_ratio_core(window, floor), ["volume"], window)
+class _RatioStream:
+    """volume_ratio bar by bar: the window's volumes added oldest first."""
+
+    window = 0
+
+    def __init__(self, window: int = 20, floor: float = 1e-3) -> None:
+        _ratio_warmup(window, floor)
+        self.w, self.floor = window, float(floor)
+        self.volume: deque[float] = deque(maxlen=window)
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        v = bars.bar[5]
+        self.volume.append(v)
+        if len(self.volume) < self.w:
+            return (NAN,)
+        ratio = safe_div(v, window_sum(self.volume) / self.w, 0.0, 1.0)
+        return (log(maximum(ratio, self.floor)),)
+
+
+def _ratio_stream(window: int = 20, floor: float = 1e-3) -> _RatioStream:
+    return _RatioStream(window, floor)
+
+
+class _ZStream:
+    """volume_zscore bar by bar: the window's mean and std (ddof=1) as ``ops`` computes them."""
+
+    window = 0
+
+    def __init__(self, window: int = 20) -> None:
+        self.w = _z_warmup(window) + 1
+        self.volume: deque[float] = deque(maxlen=self.w)
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        v = bars.bar[5]
+        self.volume.append(v)
+        if len(self.volume) < self.w:
+            return (NAN,)
+        mean = window_sum(self.volume) / self.w
+        return (safe_div(v - mean, window_std(self.volume, 1), 1e-12 * abs(mean), 0.0),)
 
 
 @feature(warmup=_ratio_warmup, uses_volume=True, stream=_ratio_stream)
@@ -57,11 +97,7 @@ def _z_core(window: int):
     return core
 
 
-@feature(
-    warmup=_z_warmup,
-    uses_volume=True,
-    stream=lambda window=20: TailStream(_z_core(_z_warmup(window) + 1), ["volume"], window),
-)
+@feature(warmup=_z_warmup, uses_volume=True, stream=_ZStream)
 def volume_zscore(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """(volume - SMA(volume, window)) / std(volume, window), ddof=1; a window of
     constant volume (std ~ 0) gives 0."""
