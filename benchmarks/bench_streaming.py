@@ -206,7 +206,7 @@ def _runs(n: int, frames: list[pd.DataFrame], timed: int) -> dict[str, Callable[
     """name -> callable returning the seconds of its timed bars (set-up and warm-up untimed)."""
     from mtl_bt.backtesting.streaming import StreamingBook
     from mtl_bt.features import FeatureSpec
-    from mtl_bt.features.streaming import FeatureStream
+    from mtl_bt.features.streaming import BatchStream, FeatureStream
 
     spec = FeatureSpec()
     bars = [_bars(frames[i % len(frames)].iloc[: WARM + timed], 1 + i / 1000) for i in range(n)]
@@ -230,20 +230,40 @@ def _runs(n: int, frames: list[pd.DataFrame], timed: int) -> dict[str, Callable[
 
         return run
 
+    def batched() -> float:
+        stream = BatchStream(spec, [f"A{i}" for i in range(n)])
+        idx = list(range(n))
+        steps = [[bars[a][t] for a in idx] for t in range(WARM + timed)]
+        for t in range(WARM):
+            stream.push(idx, steps[t])
+        t0 = time.perf_counter()
+        for t in range(WARM, WARM + timed):
+            out = stream.push(idx, steps[t])
+        dt = time.perf_counter() - t0
+        last["batch"] = out[-1]
+        return dt
+
     def book() -> float:
         b = StreamingBook(_Predictor(spec), [f"A{i}" for i in range(n)], 1, 20)
         for t in range(WARM):
             for a in range(n):
                 feeds[a].i = t
                 b.advance(a, feeds[a])
+            b.ready(0, 0)
         t0 = time.perf_counter()
         for t in range(WARM, WARM + timed):
             for a in range(n):
                 feeds[a].i = t
                 b.advance(a, feeds[a])
+            b.ready(0, 0)  # the strategy's first question computes the step's rows
         return time.perf_counter() - t0
 
-    runs: dict[str, Callable[[], float]] = {"old": streams(old), "new": streams(None), "book": book}
+    runs: dict[str, Callable[[], float]] = {
+        "old": streams(old),
+        "new": streams(None),
+        "batch": batched,
+        "book": book,
+    }
     runs["_last"] = lambda: last  # type: ignore[assignment]
     return runs
 
@@ -254,6 +274,8 @@ def measure_assets(
     """Microseconds per asset per bar, old vs new vs book, for each number of assets.
 
     ``budget``: asset-bars timed per repeat (n assets get ``max(10, budget // n)`` bars)."""
+    from mtl_bt.backtesting.streaming import BATCH_MIN_ASSETS
+
     frames = _frames()
     rows = []
     for n in assets:
@@ -263,26 +285,32 @@ def measure_assets(
         # each run returns the seconds of its timed bars only (set-up and warm-up excluded)
         timed_s: dict[str, list[float]] = {k: [] for k in runs}
         alternate(
-            {k: (lambda k=k, f=f: timed_s[k].append(f())) for k, f in runs.items()},
+            {k: (lambda k=k, f=f, out=timed_s: out[k].append(f())) for k, f in runs.items()},
             repeats=repeats,
         )
         us = {k: median(v) / (n * timed) * 1e6 for k, v in timed_s.items()}
         got = last()
+        best = min(us["new"], us["batch"])
         row = {
             "assets": n,
             "bars_timed": timed,
             "old_us": us["old"],
-            "new_us": us["new"],
+            "scalar_us": us["new"],
+            "batch_us": us["batch"],
             "book_us": us["book"],
-            "speedup": us["old"] / us["new"],
-            "goal_met": us["new"] <= GOAL_US,
-            "same_rows": bool(np.array_equal(got["old"], got["new"], equal_nan=True)),
+            "book_engine": "batch" if n >= BATCH_MIN_ASSETS else "scalar",
+            "speedup": us["old"] / best,
+            "goal_met": best <= GOAL_US,
+            "same_rows": bool(
+                np.array_equal(got["old"], got["new"], equal_nan=True)
+                and np.array_equal(got["old"], got["batch"], equal_nan=True)
+            ),
             "load": loadavg(),
         }
         log(
-            f"  {n:4d} assets x {timed:4d} bars: old {row['old_us']:7.1f}  new "
-            f"{row['new_us']:6.1f}  book {row['book_us']:6.1f} us/asset/bar  "
-            f"x{row['speedup']:.1f}  load {row['load']}"
+            f"  {n:4d} assets x {timed:4d} bars: old {row['old_us']:7.1f}  scalar "
+            f"{row['scalar_us']:6.1f}  batch {row['batch_us']:6.1f}  book "
+            f"{row['book_us']:6.1f} us/asset/bar  x{row['speedup']:.1f}  load {row['load']}"
         )
         rows.append(row)
     return rows
@@ -381,8 +409,9 @@ def plot(res: dict[str, Any], path: Path) -> Path:
     n = [r["assets"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(n, [r["old_us"] for r in rows], "o-", label="old: numpy core over the window")
-    ax.plot(n, [r["new_us"] for r in rows], "o-", label="new: scalar stream updaters")
-    ax.plot(n, [r["book_us"] for r in rows], "s--", label="new + StreamingBook.advance")
+    ax.plot(n, [r["scalar_us"] for r in rows], "o-", label="new: scalar updaters, per asset")
+    ax.plot(n, [r["batch_us"] for r in rows], "o-", label="new: batch over the step's assets")
+    ax.plot(n, [r["book_us"] for r in rows], "s--", label="StreamingBook (engine by assets)")
     ax.axhline(res["goal_us"], color="k", lw=0.8, ls=":", label=f"goal {res['goal_us']:.0f} us")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -268,25 +268,221 @@ class FeatureStream:
         return row if self._all else row[self._pick]
 
     def _check(self, bar: Sequence[float]) -> None:
-        _, o, h, lo, c, v = bar
-        if not (
-            0.0 < o < math.inf and 0.0 < h < math.inf and 0.0 < lo < math.inf and 0.0 < c < math.inf
-        ):
-            prices = bar[1:5]
-            when = _index(np.array([bar[0]]))[0]
-            col, value = next(
-                (c, p)
-                for c, p in zip(_FIELDS, prices, strict=False)
-                if not (np.isfinite(p) and p > 0)
-            )
-            raise DataError(
-                f"{self.symbol}: {col} is {value} at {when} (bar {self.bars.count}); prices must "
-                "be finite and > 0. Fix or drop that bar"
-            )
-        if self.volume and not (0.0 <= v < math.inf):
-            raise DataError(
-                f"{self.symbol}: volume is {bar[5]} at bar {self.bars.count}, but the volume "
-                "features need a real volume"
+        check_bar(bar, self.symbol, self.bars.count, self.volume)
+
+
+def check_bar(bar: Sequence[float], symbol: str, count: int, volume: bool) -> None:
+    """DataError unless the prices are finite and > 0 (and the volume, if used, >= 0).
+    ``count``: bars of the asset before this one (named in the message)."""
+    _, o, h, lo, c, v = bar
+    if not (
+        0.0 < o < math.inf and 0.0 < h < math.inf and 0.0 < lo < math.inf and 0.0 < c < math.inf
+    ):
+        prices = bar[1:5]
+        when = _index(np.array([bar[0]]))[0]
+        col, value = next(
+            (c, p) for c, p in zip(_FIELDS, prices, strict=False) if not (np.isfinite(p) and p > 0)
+        )
+        raise DataError(
+            f"{symbol}: {col} is {value} at {when} (bar {count}); prices must "
+            "be finite and > 0. Fix or drop that bar"
+        )
+    if volume and not (0.0 <= v < math.inf):
+        raise DataError(
+            f"{symbol}: volume is {bar[5]} at bar {count}, but the volume features need a real volume"
+        )
+
+
+# -- many assets at once: one vectorised update per feature over the assets of a step ------
+
+
+class BatchBars:
+    """One step's new bars for a subset of the assets, as arrays over that subset.
+
+    ``idx``: the assets (ints, ascending or in arrival order); ``all``: True when ``idx`` is
+    every asset in order (updaters may then use slices instead of fancy indexing);
+    ``open`` ... ``volume``: the new bars' values; ``count``: bars of each asset so far,
+    this one included; ``memo``: per-step values shared between updaters (``log_close``).
+    """
+
+    __slots__ = ("all", "close", "count", "high", "idx", "low", "memo", "open", "volume")
+
+    def __init__(self, idx: np.ndarray, values: np.ndarray, count: np.ndarray, all_: bool):
+        self.idx, self.count, self.all = idx, count, all_
+        self.open, self.high, self.low, self.close, self.volume = values[1:]
+        self.memo: dict[str, np.ndarray] = {}
+
+    def sel(self) -> slice | np.ndarray:
+        """Index of these assets into per-asset state arrays."""
+        return slice(None) if self.all else self.idx
+
+
+def batch_log_close(bars: BatchBars) -> np.ndarray:
+    """np.log of the new closes, once per step for every updater that needs it."""
+    value = bars.memo.get("log_close")
+    if value is None:
+        value = bars.memo["log_close"] = np.log(bars.close)
+    return value
+
+
+class Windows:
+    """The last ``w`` values of a per-bar series for every asset, oldest first: a (w, n)
+    matrix shifted by one row when a bar arrives (NaN before ``w`` values came)."""
+
+    def __init__(self, n: int, w: int) -> None:
+        self.w = int(w)
+        self.m = np.full((self.w, n), np.nan)
+
+    def push(self, bars: BatchBars, values: np.ndarray) -> np.ndarray:
+        """Append the step's values; the (w, len(idx)) windows of those assets."""
+        m = self.m
+        if bars.all:
+            m[:-1] = m[1:]
+            m[-1] = values
+            return m
+        x = m[:, bars.idx]
+        x[:-1] = x[1:]
+        x[-1] = values
+        m[:, bars.idx] = x
+        return x
+
+
+def window_sums(x: np.ndarray) -> np.ndarray:
+    """Column sums of (w, k) windows, rows added oldest first: ``ops._window_sum``'s order.
+
+    ``np.add.accumulate`` along the rows is that order by definition (row i is row i-1
+    plus x[i]); ``x.sum(axis=0)`` is not guaranteed to be (numpy may sum pairwise)."""
+    return np.add.accumulate(x, axis=0)[-1]
+
+
+def window_stds(x: np.ndarray, mean: np.ndarray, ddof: int) -> np.ndarray:
+    """``ops.rolling_std`` of (w, k) windows with their ``mean`` (two-pass, same order)."""
+    d = x - mean
+    d *= d  # numpy's ``** 2`` on float64 is this product
+    return np.sqrt(np.add.accumulate(d, axis=0)[-1] / (len(x) - ddof))
+
+
+class EwmBatch:
+    """``Ewm`` for many assets: the same recursion, elementwise over the step's assets."""
+
+    def __init__(self, n: int, alpha: float) -> None:
+        self.alpha = float(alpha)
+        self._factor = 1.0 - self.alpha
+        self.value = np.full(n, np.nan)
+        self.old = np.ones(n)
+
+    def update(self, bars: BatchBars, x: np.ndarray) -> np.ndarray:
+        sel = bars.sel()
+        w, old = self.value[sel], self.old[sel]
+        has, seen = w == w, x == x
+        # old + alpha > 0, and NaN arithmetic does not warn: no errstate needed
+        if has.all() and seen.all():  # the usual step: every average seeded, every x a number
+            old = old * self._factor
+            value = np.where(w != x, (old * w + self.alpha * x) / (old + self.alpha), w)
+            self.value[sel] = value
+            self.old[sel] = 1.0
+            return value
+        old = np.where(has, old * self._factor, old)
+        mixed = (old * w + self.alpha * x) / (old + self.alpha)
+        value = np.where(has, np.where(seen & (w != x), mixed, w), np.where(seen, x, w))
+        self.value[sel] = value
+        self.old[sel] = np.where(has & seen, 1.0, old)
+        return value
+
+
+class BatchStream:
+    """Feature rows of many assets, a step's new bars at once (``push(idx, bars)``).
+
+    A feature with a ``batch`` updater (``@feature(batch=...)``: ``factory(n_assets,
+    **params)`` whose ``update(bars: BatchBars)`` returns one array per column over the
+    step's assets) is updated once per step for all its assets; every built-in has one, with
+    the arithmetic of its vectorised function, so rows are bit-identical. Any other
+    feature runs its per-asset updater (``stream`` or the recompute fallback) asset by
+    asset. Assets may get their bars at different steps (different calendars, live feeds):
+    each step updates only the assets in ``idx``.
+    """
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        symbols: Sequence[str],
+        columns: Sequence[str] | None = None,
+        factories: Mapping[str, Callable[..., Any] | None] | None = None,
+    ) -> None:
+        self.symbols = list(symbols)
+        n = len(self.symbols)
+        all_columns = spec.columns()
+        self.columns = list(columns) if columns is not None else all_columns
+        missing = [c for c in self.columns if c not in all_columns]
+        if missing:
+            raise PluginError(f"feature spec does not compute columns {missing}")
+        self._pick = np.array([all_columns.index(c) for c in self.columns], dtype=np.int64)
+        self._all = self.columns == all_columns
+        self.volume = bool(spec.uses_volume())
+        #: (column offset, width, batch updater or None, per-asset updaters or None)
+        self._parts: list[tuple[int, int, Any, list[Any] | None]] = []
+        window, j = 0, 0
+        for name, params in spec.resolved_params().items():
+            fn = registry.get("feature", name)
+            width = len(declared_columns(name, fn, params))
+            batch = getattr(fn, "batch", None)
+            if batch is not None and not (factories is not None and name in factories):
+                self._parts.append((j, width, batch(n, **params), None))
+            else:
+                factory = (
+                    factories[name]
+                    if factories is not None and name in factories
+                    else getattr(fn, "stream", None)
+                )
+                per = [
+                    factory(**params)
+                    if factory is not None
+                    else _Recompute(name, fn, params, feature_window(name, fn, params), s)
+                    for s in self.symbols
+                ]
+                window = max([window, *(int(getattr(u, "window", 1)) for u in per)])
+                self._parts.append((j, width, None, per))
+            j += width
+        self.width = j
+        self.count = np.zeros(n, dtype=np.int64)
+        self._per_asset = any(per is not None for *_, per in self._parts)
+        self.buffers = [BarBuffer(window) for _ in self.symbols] if self._per_asset else []
+        self._every = np.arange(n)
+
+    def push(self, idx: Sequence[int], bars: Sequence[Sequence[float]]) -> np.ndarray:
+        """The new bars ``(utc_epoch_us, open, high, low, close, volume)`` of assets ``idx``
+        (each at most once); their feature rows, (len(idx), columns)."""
+        ids = np.asarray(idx, dtype=np.int64)
+        values = np.array(bars, dtype=np.float64).reshape(len(ids), 6).T.copy()
+        checked = values[1:6] if self.volume else values[1:5]
+        bad_volume = self.volume and bool((values[5] < 0).any())
+        if not (checked < math.inf).all() or not (values[1:5] > 0).all() or bad_volume:
+            self._refuse(ids, values)
+        every = len(ids) == len(self.symbols) and bool((ids == self._every).all())
+        if not every and len(np.unique(ids)) != len(ids):
+            raise ValueError("an asset got two bars in one step; push them one step at a time")
+        self.count[ids] += 1
+        step = BatchBars(ids, values, self.count[ids], every)
+        out = np.empty((len(ids), self.width), dtype=np.float64)
+        if self._per_asset:
+            for i, a in enumerate(ids.tolist()):
+                self.buffers[a].append(tuple(values[:, i].tolist()))
+        for j, width, batch, per in self._parts:
+            if batch is not None:
+                cols = batch.update(step)
+                if len(cols) != width:
+                    raise PluginError(f"a batch updater returned {len(cols)} columns, not {width}")
+                for k, col in enumerate(cols):
+                    out[:, j + k] = col
+            else:
+                for i, a in enumerate(ids.tolist()):
+                    out[i, j : j + width] = per[a].update(self.buffers[a])
+        return out if self._all else out[:, self._pick]
+
+    def _refuse(self, ids: np.ndarray, values: np.ndarray) -> None:
+        for i, a in enumerate(ids.tolist()):
+            check_bar(
+                tuple(values[:, i].tolist()), self.symbols[a], int(self.count[a]), self.volume
             )
 
 
@@ -298,6 +494,28 @@ def stream_frame(
     nums = pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("us").asi8.astype(np.float64)
     values = frame[list(_FIELDS)].to_numpy(np.float64)
     return np.array([stream.push((nums[i], *values[i])) for i in range(len(frame))])
+
+
+def batch_frames(
+    spec: FeatureSpec, frames: Sequence[pd.DataFrame], columns: Sequence[str] | None = None
+) -> list[np.ndarray]:
+    """Every row of each frame computed by ``BatchStream``, the assets' bars merged by time:
+    a step delivers the bars of the assets that have one at that time (frames may have
+    different calendars)."""
+    stream = BatchStream(
+        spec, [str(f.attrs.get("symbol", i)) for i, f in enumerate(frames)], columns
+    )
+    times = [pd.DatetimeIndex(f.index).tz_convert("UTC").as_unit("us").asi8 for f in frames]
+    values = [f[list(_FIELDS)].to_numpy(np.float64) for f in frames]
+    pos = [0] * len(frames)
+    rows: list[list[np.ndarray]] = [[] for _ in frames]
+    for now in np.unique(np.concatenate(times)) if frames else []:
+        idx = [a for a in range(len(frames)) if pos[a] < len(times[a]) and times[a][pos[a]] == now]
+        out = stream.push(idx, [(float(now), *values[a][pos[a]]) for a in idx])
+        for i, a in enumerate(idx):
+            rows[a].append(out[i])
+            pos[a] += 1
+    return [np.array(r).reshape(len(r), len(stream.columns)) for r in rows]
 
 
 def check_stream(spec: FeatureSpec, frame: pd.DataFrame, atol: float = 0.0) -> float:

@@ -20,7 +20,20 @@ from mtl_bt.errors import ConfigError
 from mtl_bt.features import ops
 from mtl_bt.features.base import feature, positive, window
 from mtl_bt.features.base import windows as window_list
-from mtl_bt.features.streaming import BarBuffer, Ewm, log, log_close, window_std, window_sum
+from mtl_bt.features.streaming import (
+    BarBuffer,
+    BatchBars,
+    Ewm,
+    EwmBatch,
+    Windows,
+    batch_log_close,
+    log,
+    log_close,
+    window_std,
+    window_stds,
+    window_sum,
+    window_sums,
+)
 from mtl_bt.features.streaming import safe_div as scalar_div
 
 NAN = float("nan")
@@ -86,10 +99,27 @@ def _log_return_stream(windows: list[int] | tuple[int, ...] = (1, 5, 10)) -> _La
     return _LagStream(_ret_windows(windows))
 
 
+class _LagBatch:
+    """_LagStream for many assets: the last max(w) + 1 log closes of each."""
+
+    def __init__(self, n: int, lags: list[int]) -> None:
+        self.lags = lags
+        self.lc = Windows(n, max(lags) + 1)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        x = self.lc.push(bars, batch_log_close(bars))
+        return [x[-1] - x[-1 - w] for w in self.lags]
+
+
+def _log_return_batch(n: int, windows: list[int] | tuple[int, ...] = (1, 5, 10)) -> _LagBatch:
+    return _LagBatch(n, _ret_windows(windows))
+
+
 @feature(
     warmup=lambda windows=(1, 5, 10): max(_ret_windows(windows)),
     columns=lambda windows=(1, 5, 10): [f"log_return_{w}" for w in _ret_windows(windows)],
     stream=_log_return_stream,
+    batch=_log_return_batch,
 )
 def log_return(
     frame: pd.DataFrame, windows: list[int] | tuple[int, ...] = (1, 5, 10)
@@ -124,7 +154,16 @@ class _SmaStream:
         return (log(c / (window_sum(self.close) / self.w)),)
 
 
-@feature(warmup=lambda window=20: _win("close_sma", window) - 1, stream=_SmaStream)
+class _SmaBatch:
+    def __init__(self, n: int, window: int = 20) -> None:
+        self.close = Windows(n, _win("close_sma", window))
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        x = self.close.push(bars, bars.close)
+        return [np.log(bars.close / (window_sums(x) / self.close.w))]
+
+
+@feature(warmup=lambda window=20: _win("close_sma", window) - 1, stream=_SmaStream, batch=_SmaBatch)
 def close_sma(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """log(close / SMA(close, window))."""
     (out,) = _sma_core(_win("close_sma", window))(ops.column(frame, "close"))
@@ -152,7 +191,18 @@ class _CloseEmaStream:
         return (log(c / ema),)
 
 
-@feature(warmup=_ema_warmup, stream=_CloseEmaStream)
+class _CloseEmaBatch:
+    def __init__(self, n: int, span: int = 20) -> None:
+        self.ema = EwmBatch(n, span_alpha(window("close_ema", "span", span)))
+        self.warm = _ema_warmup(span)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        out = np.log(bars.close / self.ema.update(bars, bars.close))
+        out[bars.count <= self.warm] = np.nan
+        return [out]
+
+
+@feature(warmup=_ema_warmup, stream=_CloseEmaStream, batch=_CloseEmaBatch)
 def close_ema(frame: pd.DataFrame, span: int = 20) -> pd.DataFrame:
     """log(close / EMA(close, span)), recursive EMA with alpha = 2/(span+1)."""
     close = ops.column(frame, "close")
@@ -196,7 +246,19 @@ class _VolStream:
         return (window_std(self.ret, 1),)
 
 
-@feature(warmup=lambda window=20: _win("volatility", window, 2), stream=_VolStream)
+class _VolBatch:
+    def __init__(self, n: int, window: int = 20) -> None:
+        self.ret = Windows(n, _win("volatility", window, 2))
+        self.prev = np.full(n, np.nan)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        lc = batch_log_close(bars)
+        x = self.ret.push(bars, lc - self.prev[bars.sel()])
+        self.prev[bars.sel()] = lc
+        return [window_stds(x, window_sums(x) / self.ret.w, 1)]
+
+
+@feature(warmup=lambda window=20: _win("volatility", window, 2), stream=_VolStream, batch=_VolBatch)
 def volatility(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """Rolling std (ddof=1) of 1-bar log returns: per-bar volatility, not annualised."""
     (out,) = _vol_core(_win("volatility", window, 2))(ops.column(frame, "close"))
@@ -206,6 +268,7 @@ def volatility(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
 @feature(
     warmup=lambda window=20: _win("momentum", window),
     stream=lambda window=20: _LagStream([_win("momentum", window)]),
+    batch=lambda n, window=20: _LagBatch(n, [_win("momentum", window)]),
 )
 def momentum(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """log(close[t] / close[t-window]): the longer-horizon trend."""
@@ -247,7 +310,27 @@ class _RsiStream:
         return (100.0 if g > 0 else 50.0,)
 
 
-@feature(warmup=_rsi_warmup, stream=_RsiStream)
+class _RsiBatch:
+    def __init__(self, n: int, window: int = 14) -> None:
+        w = _win("rsi", window)
+        self.gain, self.loss = EwmBatch(n, 1.0 / w), EwmBatch(n, 1.0 / w)
+        self.warm = _rsi_warmup(w)
+        self.prev = np.full(n, np.nan)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        delta = bars.close - self.prev[bars.sel()]
+        self.prev[bars.sel()] = bars.close
+        nan = np.isnan(delta)
+        gain = self.gain.update(bars, np.where(delta > 0, delta, np.where(nan, np.nan, 0.0)))
+        loss = self.loss.update(bars, np.where(delta < 0, -delta, np.where(nan, np.nan, 0.0)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = 100.0 - 100.0 / (1.0 + gain / loss)
+        value = np.where(loss > 0, value, np.where(gain > 0, 100.0, 50.0))
+        value[bars.count <= self.warm] = np.nan
+        return [value]
+
+
+@feature(warmup=_rsi_warmup, stream=_RsiStream, batch=_RsiBatch)
 def rsi(frame: pd.DataFrame, window: int = 14) -> pd.DataFrame:
     """Wilder's RSI in [0, 100]: recursive averages (alpha = 1/window) of gains and
     losses. No losses -> 100; no gains and no losses (flat price) -> 50."""
@@ -288,7 +371,19 @@ class _MacdStream:
         return (line / c,)
 
 
-@feature(warmup=_macd_warmup, stream=_MacdStream)
+class _MacdBatch:
+    def __init__(self, n: int, fast: int = 12, slow: int = 26) -> None:
+        self.warm = _macd_warmup(fast, slow)
+        self.fast, self.slow = EwmBatch(n, span_alpha(fast)), EwmBatch(n, span_alpha(slow))
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        c = bars.close
+        out = (self.fast.update(bars, c) - self.slow.update(bars, c)) / c
+        out[bars.count <= self.warm] = np.nan
+        return [out]
+
+
+@feature(warmup=_macd_warmup, stream=_MacdStream, batch=_MacdBatch)
 def macd(frame: pd.DataFrame, fast: int = 12, slow: int = 26) -> pd.DataFrame:
     """(EMA_fast - EMA_slow) / close: the MACD line relative to price."""
     warm = _macd_warmup(fast, slow)
@@ -335,7 +430,20 @@ def _bollinger_stream(window: int = 20, k: float = 2.0) -> _BollingerStream:
     return _BollingerStream(window, k)
 
 
-@feature(warmup=_bollinger_warmup, stream=_bollinger_stream)
+class _BollingerBatch:
+    def __init__(self, n: int, window: int = 20, k: float = 2.0) -> None:
+        _bollinger_warmup(window, k)
+        self.close, self.k = Windows(n, window), float(k)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        c = bars.close
+        x = self.close.push(bars, c)
+        mid = window_sums(x) / self.close.w
+        sd = window_stds(x, mid, 0)
+        return [ops.safe_div(c - mid, self.k * sd, 1e-12 * c, 0.0)]
+
+
+@feature(warmup=_bollinger_warmup, stream=_bollinger_stream, batch=_BollingerBatch)
 def bollinger(frame: pd.DataFrame, window: int = 20, k: float = 2.0) -> pd.DataFrame:
     """(close - SMA) / (k * std): 0 at the middle band, +-1 at the bands.
 

@@ -16,7 +16,15 @@ import pandas as pd
 from mtl_bt.features import ops
 from mtl_bt.features.base import feature
 from mtl_bt.features.base import window as int_window
-from mtl_bt.features.streaming import BarBuffer, log, maximum, window_sum
+from mtl_bt.features.streaming import (
+    BarBuffer,
+    BatchBars,
+    Windows,
+    log,
+    maximum,
+    window_sum,
+    window_sums,
+)
 
 NAN = float("nan")
 #: the constants of the vectorised cores, computed by the same expressions
@@ -57,6 +65,34 @@ class _RangeStream:
         return (math.sqrt(maximum(self.variance(), 0.0)),)
 
 
+def _batch_log_hl(bars: BatchBars) -> np.ndarray:
+    value = bars.memo.get("log_hl")
+    if value is None:
+        value = bars.memo["log_hl"] = np.log(bars.high / bars.low)
+    return value
+
+
+class _ParkinsonBatch:
+    def __init__(self, n: int, window: int = 20) -> None:
+        self.terms = Windows(n, _pk_warmup(window) + 1)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        x = self.terms.push(bars, _batch_log_hl(bars) ** 2)
+        var = window_sums(x) / self.terms.w / _PK_DEN
+        return [np.sqrt(np.maximum(var, 0.0))]
+
+
+class _GarmanKlassBatch:
+    def __init__(self, n: int, window: int = 20) -> None:
+        self.terms = Windows(n, _gk_warmup(window) + 1)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        hl = _batch_log_hl(bars)
+        co = np.log(bars.close / bars.open)
+        x = self.terms.push(bars, 0.5 * hl**2 - _GK_CO * co**2)
+        return [np.sqrt(np.maximum(window_sums(x) / self.terms.w, 0.0))]
+
+
 class _ParkinsonStream(_RangeStream):
     def __init__(self, window: int = 20) -> None:
         super().__init__(_pk_warmup(window) + 1)
@@ -93,7 +129,7 @@ def _pk_core(window: int):
     return core
 
 
-@feature(warmup=_pk_warmup, stream=_ParkinsonStream)
+@feature(warmup=_pk_warmup, stream=_ParkinsonStream, batch=_ParkinsonBatch)
 def parkinson(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """sqrt(mean_window(ln(H/L)^2) / (4 ln 2)) (Parkinson 1980)."""
     _pk_warmup(window)
@@ -115,7 +151,7 @@ def _gk_core(window: int):
     return core
 
 
-@feature(warmup=_gk_warmup, stream=_GarmanKlassStream)
+@feature(warmup=_gk_warmup, stream=_GarmanKlassStream, batch=_GarmanKlassBatch)
 def garman_klass(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """sqrt(mean_window(0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2)) (Garman-Klass 1980).
 

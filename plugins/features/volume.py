@@ -15,7 +15,18 @@ import pandas as pd
 from mtl_bt.features import ops
 from mtl_bt.features.base import feature, positive, require_volume
 from mtl_bt.features.base import window as int_window
-from mtl_bt.features.streaming import BarBuffer, log, maximum, safe_div, window_std, window_sum
+from mtl_bt.features.streaming import (
+    BarBuffer,
+    BatchBars,
+    Windows,
+    log,
+    maximum,
+    safe_div,
+    window_std,
+    window_stds,
+    window_sum,
+    window_sums,
+)
 
 NAN = float("nan")
 
@@ -74,7 +85,18 @@ class _ZStream:
         return (safe_div(v - mean, window_std(self.volume, 1), 1e-12 * abs(mean), 0.0),)
 
 
-@feature(warmup=_ratio_warmup, uses_volume=True, stream=_ratio_stream)
+class _RatioBatch:
+    def __init__(self, n: int, window: int = 20, floor: float = 1e-3) -> None:
+        _ratio_warmup(window, floor)
+        self.volume, self.floor = Windows(n, window), floor
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        v = bars.volume
+        mean = window_sums(self.volume.push(bars, v)) / self.volume.w
+        return [np.log(np.maximum(ops.safe_div(v, mean, 0.0, 1.0), self.floor))]
+
+
+@feature(warmup=_ratio_warmup, uses_volume=True, stream=_ratio_stream, batch=_RatioBatch)
 def volume_ratio(frame: pd.DataFrame, window: int = 20, floor: float = 1e-3) -> pd.DataFrame:
     """log(volume / SMA(volume, window)), the ratio floored at ``floor`` so a
     zero-volume bar stays finite; a window with no volume at all gives 0."""
@@ -97,7 +119,19 @@ def _z_core(window: int):
     return core
 
 
-@feature(warmup=_z_warmup, uses_volume=True, stream=_ZStream)
+class _ZBatch:
+    def __init__(self, n: int, window: int = 20) -> None:
+        self.volume = Windows(n, _z_warmup(window) + 1)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        v = bars.volume
+        x = self.volume.push(bars, v)
+        mean = window_sums(x) / self.volume.w
+        sd = window_stds(x, mean, 1)
+        return [ops.safe_div(v - mean, sd, 1e-12 * np.abs(mean), 0.0)]
+
+
+@feature(warmup=_z_warmup, uses_volume=True, stream=_ZStream, batch=_ZBatch)
 def volume_zscore(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """(volume - SMA(volume, window)) / std(volume, window), ddof=1; a window of
     constant volume (std ~ 0) gives 0."""
