@@ -101,6 +101,14 @@ class BarBuffer:
         return frame
 
 
+def pandas_alpha(alpha: float) -> float:
+    """The smoothing factor pandas really uses for ``ewm(alpha=alpha)``: it converts alpha
+    to a centre of mass and back, ``1 / (1 + (1 - alpha) / alpha)``, which differs from
+    alpha in the last bit for some values (1/6, 1/3, ...)."""
+    alpha = float(alpha)
+    return 1.0 / (1.0 + (1.0 - alpha) / alpha)
+
+
 class Ewm:
     """``pd.Series.ewm(alpha, adjust=False).mean()`` one value at a time, bit for bit
     (seeded at the first non-NaN value; a NaN input keeps the average and decays the
@@ -109,7 +117,7 @@ class Ewm:
     __slots__ = ("_factor", "_old", "alpha", "value")
 
     def __init__(self, alpha: float) -> None:
-        self.alpha = float(alpha)
+        self.alpha = pandas_alpha(alpha)
         self._factor = 1.0 - self.alpha
         self._old = 1.0
         self.value = float("nan")
@@ -249,6 +257,7 @@ class FeatureStream:
         self.window = window
         self.bars = BarBuffer(window)
         self._all = self.columns == all_columns
+        self._width = len(all_columns)
         self._updates = [u.update for u in self._updaters]
 
     def push(self, bar: Sequence[float]) -> np.ndarray:
@@ -261,9 +270,9 @@ class FeatureStream:
         for update in self._updates:
             values.extend(update(bars))
         row = np.array(values, dtype=np.float64)
-        if len(row) != len(self._pick):
+        if len(row) != self._width:
             raise PluginError(
-                f"feature updaters returned {len(row)} values for {len(self._pick)} columns"
+                f"feature updaters returned {len(row)} values for {self._width} columns"
             )
         return row if self._all else row[self._pick]
 
@@ -366,7 +375,7 @@ class EwmBatch:
     """``Ewm`` for many assets: the same recursion, elementwise over the step's assets."""
 
     def __init__(self, n: int, alpha: float) -> None:
-        self.alpha = float(alpha)
+        self.alpha = pandas_alpha(alpha)
         self._factor = 1.0 - self.alpha
         self.value = np.full(n, np.nan)
         self.old = np.ones(n)
