@@ -20,7 +20,7 @@ from benchmarks import report
 from benchmarks.common import THREADS, loadavg, machine_info, set_threads
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ("demo", "backtest", "inference", "training", "weighting", "scale")
+NAMES = ("demo", "backtest", "inference", "training", "weighting", "scale", "streaming")
 
 #: sizes per mode. backtest: (assets, bars, repeats); 50 x 20,000 bars of Backtrader
 #: alone (~1M feed-bars per variant, 5 variants) does not fit a 15-minute run on 2 cores,
@@ -34,6 +34,7 @@ PLANS: dict[str, dict[str, Any]] = {
         "weighting": {"repeats": 200, "warmup": 20},
         "scale": None,  # bench_scale.SIZES
         "scale_epochs": None,
+        "streaming": {"assets": (1, 5, 20, 50, 200), "repeats": 3, "budget": 2000},
     },
     "quick": {
         "backtest": [(1, 2_000, 1), (5, 1_000, 1), (50, 200, 1)],
@@ -46,6 +47,7 @@ PLANS: dict[str, dict[str, Any]] = {
             ("synthetic daily", "synthetic", 10, 2500),
         ],
         "scale_epochs": 2,
+        "streaming": {"assets": (1, 5, 20), "repeats": 1, "budget": 200, "single_bars": 200},
     },
 }
 
@@ -166,6 +168,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--md", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "results.json"))
     ap.add_argument("--plot", default=str(REPO / "docs" / "benchmarks_scale.png"))
+    ap.add_argument("--streaming-plot", default=str(REPO / "docs" / "benchmarks_streaming.png"))
     return ap.parse_args(argv)
 
 
@@ -217,6 +220,7 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         bench_demo,
         bench_inference,
         bench_scale,
+        bench_streaming,
         bench_training,
         weighting,
     )
@@ -236,6 +240,7 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         "scale",
         lambda: bench_scale.measure(plan["scale"] or bench_scale.SIZES, plan["scale_epochs"], log),
     )
+    step("streaming", lambda: bench_streaming.measure(**plan["streaming"], log=log))
     results["analysis"] = ANALYSIS
     results["fixed"] = FIXED
     results["tried"] = TRIED
@@ -244,17 +249,26 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     return results
 
 
+def _relative(plot: Path | None, md_path: Path) -> str | None:
+    if plot is None:
+        return None
+    try:
+        return str(Path(plot).resolve().relative_to(md_path.resolve().parent))
+    except ValueError:
+        return str(plot)
+
+
 def write(results: dict[str, Any], args: argparse.Namespace) -> None:
     plot = None
     if results.get("scale"):
         plot = report.plot_scale(results["scale"], Path(args.plot))
     md_path = Path(args.md)
-    plot_name = None
-    if plot is not None:
-        try:
-            plot_name = str(Path(plot).resolve().relative_to(md_path.resolve().parent))
-        except ValueError:
-            plot_name = str(plot)
+    plot_name = _relative(plot, md_path)
+    if results.get("streaming"):
+        from benchmarks import bench_streaming
+
+        streaming_plot = bench_streaming.plot(results["streaming"], Path(args.streaming_plot))
+        results["streaming"]["plot"] = _relative(streaming_plot, md_path)
     report.write_json(Path(args.json), results)
     report.atomic_write_text(md_path, report.markdown(results, plot_name))
 

@@ -220,12 +220,13 @@ def _runs(n: int, frames: list[pd.DataFrame], timed: int) -> dict[str, Callable[
             for t in range(WARM):
                 for a in range(n):
                     made[a].push(bars[a][t])
+            out = None
             t0 = time.perf_counter()
             for t in range(WARM, WARM + timed):
                 for a in range(n):
-                    made[a].push(bars[a][t])
+                    out = made[a].push(bars[a][t])
             dt = time.perf_counter() - t0
-            last["new" if factories is None else "old"] = made[-1].push(bars[-1][WARM + timed - 1])
+            last["new" if factories is None else "old"] = out  # the last asset's last row
             return dt
 
         return run

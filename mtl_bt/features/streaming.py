@@ -1,21 +1,24 @@
 """Feature rows computed as bars arrive: the streaming path for feeds that are not preloaded.
 
 Replay, live feeds and ``Cerebro(preload=False)`` deliver one bar at a time, so
-there is no whole frame to compute features on. ``FeatureStream`` keeps, per
-asset, a bounded buffer of the newest bars and computes the new bar's row on
-arrival, feature by feature:
+there is no whole frame to compute features on. Two engines compute the new bar's row,
+both equal to the vectorised ``compute`` bit for bit:
 
-- a feature with a ``stream`` updater (``@feature(stream=...)``) updates its
-  state from the newest bar: the built-in recursive averages (``close_ema``,
-  ``rsi``, ``macd``) do this, with the arithmetic of pandas'
-  ``ewm(adjust=False)``, so the values are the preloaded ones bit for bit;
-- any other feature is recomputed over the last ``window`` bars (declared with
-  ``@feature(window=...)``, default ``warmup + 1``) and its last row is kept:
-  exact for a feature whose row t reads bars t-warmup..t only (every built-in
-  rolling feature, as ``mtl_bt.features.ops`` computes each window on its own).
+- ``FeatureStream``: one asset, feature by feature. A feature with a ``stream``
+  updater (``@feature(stream=...)``) updates its state from the newest bar: the
+  built-ins keep their last ``window`` values as Python floats and redo each window's
+  arithmetic in the order ``mtl_bt.features.ops`` does (recursive averages: pandas'
+  ``ewm(adjust=False)`` recursion, ``Ewm``). Any other feature is recomputed over the
+  last ``window`` bars (declared with ``@feature(window=...)``, default ``warmup + 1``)
+  and its last row kept (``_Recompute``): exact for a feature whose row t reads bars
+  t-warmup..t only.
+- ``BatchStream``: many assets, a step's bars at once; a feature with a ``batch``
+  updater (every built-in) is updated for all the step's assets in one vectorised pass
+  over a (window, assets) matrix; others run their per-asset updater asset by asset.
 
 ``check_stream(spec, frame)`` says whether a spec (a third-party feature
-included) streams to the same rows as the vectorised ``compute`` on a frame.
+included) streams to the same rows as the vectorised ``compute`` on a frame;
+``batch_frames`` runs frames through ``BatchStream``.
 """
 
 from __future__ import annotations
