@@ -71,11 +71,22 @@ def is_weekend(micros: int) -> bool:
 
 
 class _Asset:
-    __slots__ = ("closes", "days", "last_us", "ppy", "rows", "spacings", "stream", "weekend")
+    __slots__ = (
+        "closes",
+        "days",
+        "finite",
+        "last_us",
+        "ppy",
+        "rows",
+        "spacings",
+        "stream",
+        "weekend",
+    )
 
     def __init__(self, stream: FeatureStream | None, lookback: int, vol_window: int) -> None:
         self.stream = stream
         self.rows: deque[np.ndarray] = deque(maxlen=lookback)
+        self.finite: deque[bool] = deque(maxlen=lookback)  # row i has no NaN/inf
         self.closes: deque[float] = deque(maxlen=vol_window + 1)
         self.spacings: deque[int] = deque(maxlen=64)
         self.days: deque[list[int]] = deque(maxlen=64)  # [UTC day, bars that day]
@@ -127,8 +138,10 @@ class StreamingBook:
             return
         self._pending = {}
         rows = self.features.push(list(pending), list(pending.values())).astype(np.float32)
+        finite = np.isfinite(rows).all(axis=1).tolist()
         for i, a in enumerate(pending):
             self.assets[a].rows.append(rows[i])
+            self.assets[a].finite.append(finite[i])
             if self._kept is not None:
                 self._kept[a].append(rows[i])
 
@@ -158,7 +171,9 @@ class StreamingBook:
                 self.flush()
             self._pending[a] = bar
         else:
-            asset.rows.append(asset.stream.push(bar).astype(np.float32))
+            row = asset.stream.push(bar).astype(np.float32)
+            asset.rows.append(row)
+            asset.finite.append(bool(np.isfinite(row).all()))
             if self._kept is not None:
                 self._kept[a].append(asset.rows[-1])
         asset.closes.append(bar[4])
@@ -168,8 +183,8 @@ class StreamingBook:
     def ready(self, a: int, row: int) -> bool:
         if self._pending:
             self.flush()
-        rows = self.assets[a].rows
-        return len(rows) == self.lookback and all(np.isfinite(r).all() for r in rows)
+        asset = self.assets[a]
+        return len(asset.rows) == self.lookback and all(asset.finite)
 
     def inputs(self, a: int, row: int) -> np.ndarray:
         if self._pending:
