@@ -156,7 +156,7 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         "",
         "Names for `--only`: demo (0), backtest (1 + 2), inference (2b), training (3), "
         "weighting (4), "
-        "scale (5). "
+        "scale (5), streaming (7). "
         "Benchmarks are not tests: nothing here asserts a time; `tests/benchmarks` only checks "
         "that the harness runs and returns well-formed results.",
         "",
@@ -210,6 +210,9 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     sw = results.get("sweeps")
     if sw:
         L += _sweeps_section(sw)
+    stream = results.get("streaming")
+    if stream:
+        L += _streaming_section(stream)
     L += _dominates_section(results)
     L += _fixed_section(results)
     return "\n".join(L).rstrip() + "\n"
@@ -431,6 +434,82 @@ def _sweeps_section(sw: dict[str, Any]) -> list[str]:
         ],
     )
     L += ["", *sw.get("notes", []), ""]
+    return L
+
+
+def _streaming_section(res: dict[str, Any]) -> list[str]:
+    """Section 7: streaming feature cost per asset per bar vs assets (bench_streaming)."""
+    goal = res["goal_us"]
+    m = res.get("machine") or {}
+    L = [
+        "## 7. Streaming features (issue 16, goal 5)",
+        "",
+        "Feeds that are not preloaded (`Cerebro(preload=False)`, replay/resample, live) get "
+        "each bar's feature row computed on arrival. Microseconds per asset per bar for the "
+        "default feature set (every built-in), n assets each getting a bar every step, after "
+        f"a {res['warm_bars']}-bar warm-up; old / scalar / batch / book alternate in one "
+        f"process, median of {res['repeats']} (`python -m benchmarks.bench_streaming`). "
+        "old = the previous path (numpy core over each window); scalar = `FeatureStream` "
+        "(Python-float updaters, per asset); batch = `BatchStream` (one vectorised update "
+        "per feature over the step's assets); book = `StreamingBook.advance` + the step's "
+        "first `ready` (what MTLStrategy pays: the engine it picks by the number of feeds, "
+        "plus reading the bar and the book's bookkeeping). Goal: <= "
+        f"{goal:.0f} us for the features (best engine). Load average "
+        f"{m.get('load_average_at_start')} at start, {res.get('load_average_at_end')} at "
+        "end: on a loaded machine every absolute number is inflated; the old/new ratio is "
+        "measured side by side.",
+        "",
+    ]
+    rows = []
+    for r in res["rows"]:
+        best = min(r["scalar_us"], r["batch_us"])
+        rows.append(
+            [
+                str(r["assets"]),
+                _f(r["old_us"], 0),
+                _f(r["scalar_us"], 1),
+                _f(r["batch_us"], 1),
+                f"{_f(r['book_us'], 1)} ({r['book_engine']})",
+                f"{r['old_us'] / best:.1f}x",
+                "met" if best <= goal else "missed",
+                "yes" if r["same_rows"] else "NO",
+                _f(r.get("load"), 2),
+            ]
+        )
+    L += _table(
+        [
+            "assets",
+            "old us",
+            "scalar us",
+            "batch us",
+            "book us (engine)",
+            "old / best",
+            f"<= {goal:.0f} us",
+            "same rows",
+            "load",
+        ],
+        rows,
+    )
+    single = res.get("single")
+    if single:
+        L += [
+            "",
+            f"One asset, {single['bars']} bars, us per bar (ratio to the vectorised `compute`; "
+            f"streamed rows identical to it: {single['identical_rows']}). The fallback is what "
+            "a third-party feature without a stream updater gets (its function over its "
+            "window, per bar):",
+            "",
+        ]
+        L += _table(
+            ["path", "us per bar", "x vectorised"],
+            [
+                [name, _f(v["us_per_bar"], 1), _f(v["ratio_to_vectorised"], 1)]
+                for name, v in single["rows"].items()
+            ],
+        )
+    if res.get("plot"):
+        L += ["", f"![streaming cost vs assets]({res['plot']})"]
+    L.append("")
     return L
 
 

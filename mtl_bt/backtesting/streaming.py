@@ -10,24 +10,60 @@ run, so a live feed can run for months.
 It answers the same questions as ``PreloadedBook`` (``advance``, ``ready``,
 ``inputs``, ``vol``), and on the same bars gives the same numbers: the tests run
 both paths on the bundled data and compare every prediction and order.
+
+With many assets (``batch``, default from ``BATCH_MIN_ASSETS`` feeds on) the rows of a
+step are computed together: ``advance`` only reads the bar, and the first question about
+a row (``ready``/``inputs``, or a second bar of an asset) runs one ``BatchStream.push``
+over every asset that got a bar since, one vectorised update per feature. With few
+assets each bar's row is computed on arrival by the asset's ``FeatureStream`` (scalar
+updaters: cheaper than a numpy call per feature for one asset).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mtl_bt.backtesting.bars import current_bar
+from mtl_bt.backtesting.bars import _EPOCH_NUM
 from mtl_bt.backtesting.calendar import seconds_per_year, stated_seconds
 from mtl_bt.backtesting.feature_book import realised_vol
 from mtl_bt.errors import DataError
-from mtl_bt.features.streaming import FeatureStream
+from mtl_bt.features.streaming import BatchStream, FeatureStream
 from mtl_bt.metrics.volatility import EwmaVariance, floored_vol
 
 _DAY_US = 86_400_000_000
+#: from this many feeds on, a step's feature rows are computed in one batch (see the module
+#: docstring; ``python -m benchmarks.bench_streaming`` measures both engines vs assets)
+BATCH_MIN_ASSETS = 8
+
+
+def bar_micros(num: float) -> int:
+    """``bars.datenum_micros`` of one Backtrader date number, on Python numbers (the same
+    arithmetic: day and time of day apart, round half to even, snap within 10 us)."""
+    days = float(math.floor(num))
+    micros = int(days - _EPOCH_NUM) * _DAY_US + round((num - days) * 86_400_000_000.0)
+    sub = micros % 1_000_000
+    if sub < 10:
+        return micros - sub
+    if sub > 999_990:
+        return micros + (1_000_000 - sub)
+    return micros
+
+
+def read_bar(data: Any) -> tuple[float, float, float, float, float, float]:
+    """``bars.current_bar`` without a numpy call per bar: (UTC epoch us, OHLCV)."""
+    return (
+        float(bar_micros(float(data.datetime[0]))),
+        float(data.open[0]),
+        float(data.high[0]),
+        float(data.low[0]),
+        float(data.close[0]),
+        float(data.volume[0]),
+    )
 
 
 def is_weekend(micros: int) -> bool:
@@ -41,6 +77,7 @@ class _Asset:
         "days",
         "ewma",
         "ewma_vol",
+        "finite",
         "last_close",
         "last_us",
         "ppy",
@@ -51,7 +88,7 @@ class _Asset:
     )
 
     def __init__(
-        self, stream: FeatureStream, lookback: int, vol_window: int, ewma: bool = False
+        self, stream: FeatureStream | None, lookback: int, vol_window: int, ewma: bool = False
     ) -> None:
         self.stream = stream
         # the EWMA recursion carried bar by bar (O(1) memory), as ewma_vol over the whole past
@@ -59,6 +96,7 @@ class _Asset:
         self.ewma_vol = float("nan")
         self.last_close = float("nan")
         self.rows: deque[np.ndarray] = deque(maxlen=lookback)
+        self.finite: deque[bool] = deque(maxlen=lookback)  # row i has no NaN/inf
         self.closes: deque[float] = deque(maxlen=vol_window + 1)
         self.spacings: deque[int] = deque(maxlen=64)
         self.days: deque[list[int]] = deque(maxlen=64)  # [UTC day, bars that day]
@@ -80,15 +118,18 @@ class StreamingBook:
         vol_window: int,
         keep_rows: bool = False,
         ewma: bool = False,
+        batch: bool | None = None,
     ) -> None:
         self.lookback = lookback
-        #: with keep_rows, every computed feature row per asset (tests compare them)
-        self.kept: list[list[np.ndarray]] | None = [[] for _ in symbols] if keep_rows else None
+        self._kept: list[list[np.ndarray]] | None = [[] for _ in symbols] if keep_rows else None
         self.vol_window = int(vol_window)
         self.symbols = list(symbols)
+        spec, columns = predictor.feature_spec, predictor.feature_columns
+        self.batch = len(self.symbols) >= BATCH_MIN_ASSETS if batch is None else bool(batch)
+        self.features = BatchStream(spec, self.symbols, columns) if self.batch else None
         self.assets = [
             _Asset(
-                FeatureStream(predictor.feature_spec, predictor.feature_columns, s),
+                None if self.batch else FeatureStream(spec, columns, s),
                 lookback,
                 self.vol_window,
                 ewma,
@@ -96,10 +137,32 @@ class StreamingBook:
             for s in self.symbols
         ]
         self.count = [0] * len(self.symbols)
+        self._pending: dict[int, tuple[float, ...]] = {}
+
+    @property
+    def kept(self) -> list[list[np.ndarray]] | None:
+        """With keep_rows, every computed feature row per asset (tests compare them)."""
+        self.flush()
+        return self._kept
+
+    def flush(self) -> None:
+        """Compute the rows of the bars read since the last flush (batch mode), one batch."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = {}
+        rows = self.features.push(list(pending), list(pending.values())).astype(np.float32)
+        finite = np.isfinite(rows).all(axis=1).tolist()
+        for i, a in enumerate(pending):
+            self.assets[a].rows.append(rows[i])
+            self.assets[a].finite.append(finite[i])
+            if self._kept is not None:
+                self._kept[a].append(rows[i])
 
     def advance(self, a: int, data: Any) -> int:
-        """Read the feed's current bar, compute its feature row; its bar number."""
-        bar = current_bar(data)
+        """Read the feed's current bar and its feature row (batch mode: when first needed);
+        its bar number."""
+        bar = read_bar(data)
         asset = self.assets[a]
         us = int(bar[0])
         if asset.last_us is not None:
@@ -117,10 +180,16 @@ class StreamingBook:
             asset.days[-1][1] += 1
         else:
             asset.days.append([day, 1])
-        row = asset.stream.push(bar)
-        asset.rows.append(row.astype(np.float32))
-        if self.kept is not None:
-            self.kept[a].append(asset.rows[-1])
+        if self.batch:
+            if a in self._pending:
+                self.flush()
+            self._pending[a] = bar
+        else:
+            row = asset.stream.push(bar).astype(np.float32)
+            asset.rows.append(row)
+            asset.finite.append(bool(np.isfinite(row).all()))
+            if self._kept is not None:
+                self._kept[a].append(asset.rows[-1])
         asset.closes.append(bar[4])
         if asset.ewma is not None:
             # log return as log_returns computes it (NaN on the first bar), then one step
@@ -132,10 +201,14 @@ class StreamingBook:
         return self.count[a] - 1
 
     def ready(self, a: int, row: int) -> bool:
-        rows = self.assets[a].rows
-        return len(rows) == self.lookback and all(np.isfinite(r).all() for r in rows)
+        if self._pending:
+            self.flush()
+        asset = self.assets[a]
+        return len(asset.rows) == self.lookback and all(asset.finite)
 
     def inputs(self, a: int, row: int) -> np.ndarray:
+        if self._pending:
+            self.flush()
         rows = self.assets[a].rows
         return rows[-1] if self.lookback == 1 else np.stack(rows)
 

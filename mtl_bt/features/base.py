@@ -30,6 +30,7 @@ def feature(
     uses_volume: bool = False,
     window: Callable[..., int] | int | None = None,
     stream: Callable[..., Any] | None = None,
+    batch: Callable[..., Any] | None = None,
 ) -> Callable[[FeatureFn], FeatureFn]:
     """Declare a feature's warm-up and columns.
 
@@ -46,6 +47,9 @@ def feature(
     A feature with longer memory (a recursive average) declares a longer
     ``window``, or ``stream(**params)``: a factory of an incremental updater
     with ``update(bars) -> sequence of its column values`` for the newest bar.
+    ``batch(n_assets, **params)``: optionally, an updater for many assets at once, whose
+    ``update(bars: BatchBars)`` returns one array per column over a step's assets
+    (``mtl_bt.features.streaming.BatchStream``, used by backtests with many feeds).
     """
 
     def wrap(fn: FeatureFn) -> FeatureFn:
@@ -54,6 +58,7 @@ def feature(
         fn.uses_volume = uses_volume  # type: ignore[attr-defined]
         fn.window = window  # type: ignore[attr-defined]
         fn.stream = stream  # type: ignore[attr-defined]
+        fn.batch = batch  # type: ignore[attr-defined]
         return fn
 
     return wrap

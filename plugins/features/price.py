@@ -11,6 +11,7 @@ weight (1 - alpha)^n drops below 5%.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,23 @@ from mtl_bt.errors import ConfigError
 from mtl_bt.features import ops
 from mtl_bt.features.base import feature, positive, window
 from mtl_bt.features.base import windows as window_list
-from mtl_bt.features.streaming import BarBuffer, Ewm, TailStream
+from mtl_bt.features.streaming import (
+    BarBuffer,
+    BatchBars,
+    Ewm,
+    EwmBatch,
+    Windows,
+    batch_log_close,
+    log,
+    log_close,
+    window_std,
+    window_stds,
+    window_sum,
+    window_sums,
+)
+from mtl_bt.features.streaming import safe_div as scalar_div
+
+NAN = float("nan")
 
 #: the warm-up of a recursive average ends when its seed weighs less than this
 SEED_WEIGHT = 0.05
@@ -60,15 +77,49 @@ def _log_return_core(windows: list[int]):
     return core
 
 
-def _log_return_stream(windows: list[int] | tuple[int, ...] = (1, 5, 10)) -> TailStream:
-    ws = _ret_windows(windows)
-    return TailStream(_log_return_core(ws), ["close"], max(ws) + 1)
+class _LagStream:
+    """log(close[t] / close[t-w]) for each lag w bar by bar: the last max(w) + 1 log closes
+    (``lc - ops.lag(lc, w)``: one subtraction, NaN until w bars came before)."""
+
+    window = 0  # reads the newest bar only
+
+    def __init__(self, lags: list[int]) -> None:
+        self.lags = [-1 - w for w in lags]
+        self.lc: deque[float] = deque(maxlen=max(lags) + 1)
+
+    def update(self, bars: BarBuffer) -> list[float]:
+        lc = self.lc
+        x = log_close(bars)
+        lc.append(x)
+        n = len(lc)
+        return [x - lc[k] if n >= -k else NAN for k in self.lags]
+
+
+def _log_return_stream(windows: list[int] | tuple[int, ...] = (1, 5, 10)) -> _LagStream:
+    return _LagStream(_ret_windows(windows))
+
+
+class _LagBatch:
+    """_LagStream for many assets: the last max(w) + 1 log closes of each."""
+
+    def __init__(self, n: int, lags: list[int]) -> None:
+        self.lags = lags
+        self.lc = Windows(n, max(lags) + 1)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        x = self.lc.push(bars, batch_log_close(bars))
+        return [x[-1] - x[-1 - w] for w in self.lags]
+
+
+def _log_return_batch(n: int, windows: list[int] | tuple[int, ...] = (1, 5, 10)) -> _LagBatch:
+    return _LagBatch(n, _ret_windows(windows))
 
 
 @feature(
     warmup=lambda windows=(1, 5, 10): max(_ret_windows(windows)),
     columns=lambda windows=(1, 5, 10): [f"log_return_{w}" for w in _ret_windows(windows)],
     stream=_log_return_stream,
+    batch=_log_return_batch,
 )
 def log_return(
     frame: pd.DataFrame, windows: list[int] | tuple[int, ...] = (1, 5, 10)
@@ -86,10 +137,33 @@ def _sma_core(window: int):
     return lambda close: [np.log(close / ops.rolling_mean(close, window))]
 
 
-@feature(
-    warmup=lambda window=20: _win("close_sma", window) - 1,
-    stream=lambda window=20: TailStream(_sma_core(_win("close_sma", window)), ["close"], window),
-)
+class _SmaStream:
+    """close_sma bar by bar: the window's closes added oldest first (``ops.rolling_mean``)."""
+
+    window = 0
+
+    def __init__(self, window: int = 20) -> None:
+        self.w = _win("close_sma", window)
+        self.close: deque[float] = deque(maxlen=self.w)
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        c = bars.bar[4]
+        self.close.append(c)
+        if len(self.close) < self.w:
+            return (NAN,)
+        return (log(c / (window_sum(self.close) / self.w)),)
+
+
+class _SmaBatch:
+    def __init__(self, n: int, window: int = 20) -> None:
+        self.close = Windows(n, _win("close_sma", window))
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        x = self.close.push(bars, bars.close)
+        return [np.log(bars.close / (window_sums(x) / self.close.w))]
+
+
+@feature(warmup=lambda window=20: _win("close_sma", window) - 1, stream=_SmaStream, batch=_SmaBatch)
 def close_sma(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """log(close / SMA(close, window))."""
     (out,) = _sma_core(_win("close_sma", window))(ops.column(frame, "close"))
@@ -103,19 +177,32 @@ def _ema_warmup(span: int = 20) -> int:
 class _CloseEmaStream:
     """close_ema bar by bar: the recursive EMA carried forward (pandas' arithmetic)."""
 
+    window = 0
+
     def __init__(self, span: int = 20) -> None:
         self.ema = Ewm(span_alpha(window("close_ema", "span", span)))
         self.warm = _ema_warmup(span)
 
     def update(self, bars: BarBuffer) -> tuple[float]:
-        close = bars.column("close", 1)
-        ema = self.ema.update(float(close[0]))
+        c = bars.bar[4]
+        ema = self.ema.update(c)
         if bars.count <= self.warm:
-            return (np.nan,)
-        return (float(np.log(close / ema)[0]),)
+            return (NAN,)
+        return (log(c / ema),)
 
 
-@feature(warmup=_ema_warmup, stream=_CloseEmaStream)
+class _CloseEmaBatch:
+    def __init__(self, n: int, span: int = 20) -> None:
+        self.ema = EwmBatch(n, span_alpha(window("close_ema", "span", span)))
+        self.warm = _ema_warmup(span)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        out = np.log(bars.close / self.ema.update(bars, bars.close))
+        out[bars.count <= self.warm] = np.nan
+        return [out]
+
+
+@feature(warmup=_ema_warmup, stream=_CloseEmaStream, batch=_CloseEmaBatch)
 def close_ema(frame: pd.DataFrame, span: int = 20) -> pd.DataFrame:
     """log(close / EMA(close, span)), recursive EMA with alpha = 2/(span+1)."""
     close = ops.column(frame, "close")
@@ -138,12 +225,40 @@ def _momentum_core(window: int):
     return core
 
 
-@feature(
-    warmup=lambda window=20: _win("volatility", window, 2),
-    stream=lambda window=20: TailStream(
-        _vol_core(_win("volatility", window, 2)), ["close"], window + 1
-    ),
-)
+class _VolStream:
+    """volatility bar by bar: the last ``window`` 1-bar log returns, two-pass std
+    (``ops.rolling_std`` on one window)."""
+
+    window = 0
+
+    def __init__(self, window: int = 20) -> None:
+        self.w = _win("volatility", window, 2)
+        self.ret: deque[float] = deque(maxlen=self.w)
+        self.prev = NAN
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        x = log_close(bars)
+        if bars.count > 1:
+            self.ret.append(x - self.prev)
+        self.prev = x
+        if len(self.ret) < self.w:
+            return (NAN,)
+        return (window_std(self.ret, 1),)
+
+
+class _VolBatch:
+    def __init__(self, n: int, window: int = 20) -> None:
+        self.ret = Windows(n, _win("volatility", window, 2))
+        self.prev = np.full(n, np.nan)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        lc = batch_log_close(bars)
+        x = self.ret.push(bars, lc - self.prev[bars.sel()])
+        self.prev[bars.sel()] = lc
+        return [window_stds(x, window_sums(x) / self.ret.w, 1)]
+
+
+@feature(warmup=lambda window=20: _win("volatility", window, 2), stream=_VolStream, batch=_VolBatch)
 def volatility(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """Rolling std (ddof=1) of 1-bar log returns: per-bar volatility, not annualised."""
     (out,) = _vol_core(_win("volatility", window, 2))(ops.column(frame, "close"))
@@ -152,9 +267,8 @@ def volatility(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
 
 @feature(
     warmup=lambda window=20: _win("momentum", window),
-    stream=lambda window=20: TailStream(
-        _momentum_core(_win("momentum", window)), ["close"], window + 1
-    ),
+    stream=lambda window=20: _LagStream([_win("momentum", window)]),
+    batch=lambda n, window=20: _LagBatch(n, [_win("momentum", window)]),
 )
 def momentum(frame: pd.DataFrame, window: int = 20) -> pd.DataFrame:
     """log(close[t] / close[t-window]): the longer-horizon trend."""
@@ -172,31 +286,51 @@ def _rsi_warmup(window: int = 14) -> int:
 class _RsiStream:
     """rsi bar by bar: Wilder's recursive averages of gains and losses carried forward."""
 
-    window = 2  # bars it reads: the new close and the one before
+    window = 0
 
     def __init__(self, window: int = 14) -> None:
         w = _win("rsi", window)
         self.gain, self.loss = Ewm(1.0 / w), Ewm(1.0 / w)
         self.warm = _rsi_warmup(w)
+        self.prev = NAN
 
     def update(self, bars: BarBuffer) -> tuple[float]:
-        close = bars.column("close", 2)
-        delta = float(close[1] - close[0]) if len(close) == 2 else np.nan
-        if np.isnan(delta):
-            gain = loss = np.nan
+        c = bars.bar[4]
+        delta = c - self.prev  # NaN at the first bar
+        self.prev = c
+        if delta != delta:
+            gain = loss = NAN
         else:
             gain, loss = (delta if delta > 0 else 0.0), (-delta if delta < 0 else 0.0)
         g, lo = self.gain.update(gain), self.loss.update(loss)
         if bars.count <= self.warm:
-            return (np.nan,)
-        g64, l64 = np.float64(g), np.float64(lo)
-        if l64 > 0:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return (float(100.0 - 100.0 / (1.0 + g64 / l64)),)
-        return (100.0 if g64 > 0 else 50.0,)
+            return (NAN,)
+        if lo > 0:  # g / lo is finite: lo > 0 and g is finite
+            return (100.0 - 100.0 / (1.0 + g / lo),)
+        return (100.0 if g > 0 else 50.0,)
 
 
-@feature(warmup=_rsi_warmup, stream=_RsiStream)
+class _RsiBatch:
+    def __init__(self, n: int, window: int = 14) -> None:
+        w = _win("rsi", window)
+        self.gain, self.loss = EwmBatch(n, 1.0 / w), EwmBatch(n, 1.0 / w)
+        self.warm = _rsi_warmup(w)
+        self.prev = np.full(n, np.nan)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        delta = bars.close - self.prev[bars.sel()]
+        self.prev[bars.sel()] = bars.close
+        nan = np.isnan(delta)
+        gain = self.gain.update(bars, np.where(delta > 0, delta, np.where(nan, np.nan, 0.0)))
+        loss = self.loss.update(bars, np.where(delta < 0, -delta, np.where(nan, np.nan, 0.0)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = 100.0 - 100.0 / (1.0 + gain / loss)
+        value = np.where(loss > 0, value, np.where(gain > 0, 100.0, 50.0))
+        value[bars.count <= self.warm] = np.nan
+        return [value]
+
+
+@feature(warmup=_rsi_warmup, stream=_RsiStream, batch=_RsiBatch)
 def rsi(frame: pd.DataFrame, window: int = 14) -> pd.DataFrame:
     """Wilder's RSI in [0, 100]: recursive averages (alpha = 1/window) of gains and
     losses. No losses -> 100; no gains and no losses (flat price) -> 50."""
@@ -223,20 +357,33 @@ def _macd_warmup(fast: int = 12, slow: int = 26) -> int:
 class _MacdStream:
     """macd bar by bar: both recursive EMAs carried forward."""
 
+    window = 0
+
     def __init__(self, fast: int = 12, slow: int = 26) -> None:
         self.warm = _macd_warmup(fast, slow)
         self.fast, self.slow = Ewm(span_alpha(fast)), Ewm(span_alpha(slow))
 
     def update(self, bars: BarBuffer) -> tuple[float]:
-        close = bars.column("close", 1)
-        c = float(close[0])
-        line = np.float64(self.fast.update(c)) - np.float64(self.slow.update(c))
+        c = bars.bar[4]
+        line = self.fast.update(c) - self.slow.update(c)
         if bars.count <= self.warm:
-            return (np.nan,)
-        return (float(line / close[0]),)
+            return (NAN,)
+        return (line / c,)
 
 
-@feature(warmup=_macd_warmup, stream=_MacdStream)
+class _MacdBatch:
+    def __init__(self, n: int, fast: int = 12, slow: int = 26) -> None:
+        self.warm = _macd_warmup(fast, slow)
+        self.fast, self.slow = EwmBatch(n, span_alpha(fast)), EwmBatch(n, span_alpha(slow))
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        c = bars.close
+        out = (self.fast.update(bars, c) - self.slow.update(bars, c)) / c
+        out[bars.count <= self.warm] = np.nan
+        return [out]
+
+
+@feature(warmup=_macd_warmup, stream=_MacdStream, batch=_MacdBatch)
 def macd(frame: pd.DataFrame, fast: int = 12, slow: int = 26) -> pd.DataFrame:
     """(EMA_fast - EMA_slow) / close: the MACD line relative to price."""
     warm = _macd_warmup(fast, slow)
@@ -259,12 +406,44 @@ def _bollinger_core(window: int, k: float):
     return core
 
 
-def _bollinger_stream(window: int = 20, k: float = 2.0) -> TailStream:
-    _bollinger_warmup(window, k)
-    return TailStream(_bollinger_core(window, k), ["close"], window)
+class _BollingerStream:
+    """bollinger bar by bar: the window's mean and population std (``ops`` on one window)."""
+
+    window = 0
+
+    def __init__(self, window: int = 20, k: float = 2.0) -> None:
+        _bollinger_warmup(window, k)
+        self.w, self.k = window, float(k)
+        self.close: deque[float] = deque(maxlen=window)
+
+    def update(self, bars: BarBuffer) -> tuple[float]:
+        c = bars.bar[4]
+        self.close.append(c)
+        if len(self.close) < self.w:
+            return (NAN,)
+        mid = window_sum(self.close) / self.w
+        sd = window_std(self.close, 0)
+        return (scalar_div(c - mid, self.k * sd, 1e-12 * c, 0.0),)
 
 
-@feature(warmup=_bollinger_warmup, stream=_bollinger_stream)
+def _bollinger_stream(window: int = 20, k: float = 2.0) -> _BollingerStream:
+    return _BollingerStream(window, k)
+
+
+class _BollingerBatch:
+    def __init__(self, n: int, window: int = 20, k: float = 2.0) -> None:
+        _bollinger_warmup(window, k)
+        self.close, self.k = Windows(n, window), float(k)
+
+    def update(self, bars: BatchBars) -> list[np.ndarray]:
+        c = bars.close
+        x = self.close.push(bars, c)
+        mid = window_sums(x) / self.close.w
+        sd = window_stds(x, mid, 0)
+        return [ops.safe_div(c - mid, self.k * sd, 1e-12 * c, 0.0)]
+
+
+@feature(warmup=_bollinger_warmup, stream=_bollinger_stream, batch=_BollingerBatch)
 def bollinger(frame: pd.DataFrame, window: int = 20, k: float = 2.0) -> pd.DataFrame:
     """(close - SMA) / (k * std): 0 at the middle band, +-1 at the bands.
 

@@ -14,6 +14,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mtl_bt.backtesting import frame_feed
 from mtl_bt.backtesting.runner import make_cerebro
@@ -74,6 +76,34 @@ def test_streaming_run_equals_the_preloaded_run(how, real_frames, real_model, pr
     assert strat.ppy.tolist() == preloaded[0].ppy.tolist()
     for a in range(2):
         np.testing.assert_array_equal(np.array(strat.book.kept[a]), preloaded[0].book.feats[a])
+
+
+def test_batched_streaming_run_equals_the_preloaded_run(
+    real_frames, real_model, preloaded, monkeypatch
+):
+    """The many-feeds engine (one BatchStream per step, rows computed at the strategy's first
+    question) on the two feeds: AAPL daily and BTC/USDT hourly, so most steps deliver one
+    asset only and the rest both: same features, predictions and orders."""
+    import mtl_bt.backtesting.streaming as streaming
+
+    monkeypatch.setattr(streaming, "BATCH_MIN_ASSETS", 1)
+    strat, *rest = run_feeds(_feeds(real_frames), real_model, cerebro_kwargs={"preload": False})
+    assert strat.streaming and strat.book.batch
+    _same_run(preloaded, (strat, *rest))
+    for a in range(2):
+        np.testing.assert_array_equal(np.array(strat.book.kept[a]), preloaded[0].book.feats[a])
+
+
+@given(st.floats(719_163.0, 800_000.0), st.integers(-12, 12))
+def test_bar_micros_is_datenum_micros(num, nudge):
+    """The book's per-bar time conversion (Python numbers) equals the array one, snapping
+    included (``nudge`` moves a stamp a few microseconds around a whole second)."""
+    from mtl_bt.backtesting.bars import datenum_micros
+    from mtl_bt.backtesting.streaming import bar_micros
+
+    second = round(num * 86_400) / 86_400 + nudge / 86_400e6
+    for x in (num, second):
+        assert bar_micros(x) == int(datenum_micros(np.array([x]))[0])
 
 
 def _resampled_by_pandas(hourly: pd.DataFrame) -> pd.DataFrame:

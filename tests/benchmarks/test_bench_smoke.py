@@ -202,3 +202,27 @@ def test_floor_ratios_reach_the_page(backtest_rows):
     s = backtest_rows[0]["seconds"]
     assert f"**{s['mtl_precomputed'] / s['same_orders']:.2f}**" in page
     assert "precomputed / floor" in page
+
+
+def test_streaming_harness_times_every_engine_with_equal_rows(tmp_path):
+    """Section 7: old, scalar, batch and book per asset per bar, rows identical across
+    engines, the page section and the plot."""
+    from benchmarks import bench_streaming
+
+    res = bench_streaming.measure(
+        assets=(1, 9), repeats=1, budget=20, single_bars=120, log=lambda _m: None
+    )
+    assert [r["assets"] for r in res["rows"]] == [1, 9]
+    for r in res["rows"]:
+        assert r["same_rows"] and r["bars_timed"] == max(10, 20 // r["assets"])
+        assert all(_finite_positive(r[k]) for k in ("old_us", "scalar_us", "batch_us", "book_us"))
+        assert r["speedup"] == pytest.approx(r["old_us"] / min(r["scalar_us"], r["batch_us"]))
+    assert [r["book_engine"] for r in res["rows"]] == ["scalar", "batch"]
+    assert res["single"]["identical_rows"] and res["single"]["bars"] == 120
+    png = bench_streaming.plot(res, tmp_path / "s.png")
+    assert png.stat().st_size > 0
+    base = {"generated": "now", "quick": True, "only": [], "threads": 1, "errors": {}}
+    base.update(total_seconds=1.0, machine=machine_info())
+    page = report.markdown({**base, "streaming": {**res, "plot": "s.png"}}, None)
+    assert "## 7. Streaming features" in page and "![streaming cost vs assets](s.png)" in page
+    assert "| 9 |" in page and "(batch)" in page
