@@ -71,11 +71,27 @@ ANALYSIS = [
     "Precomputed mode with a separable rule (both built-ins) no longer calls the rule per "
     "bar: raw weights of every (bar, asset) are computed before the run and a bar only "
     "gathers the due assets' values and applies the cross-sectional clip (also skipping "
-    "the two `getposition` scans that built the rule's current-weights context). What is "
-    "left of our per-bar Python: the loop over the feeds (`len(d)`), the fold lookup, "
-    "`_rebalance` (a `getposition` per held asset for the gross cap), the order sizing, "
-    "`PortfolioAnalyzer.next` and the result tables; the 'precomputed / floor' column is "
-    "that cost on top of Backtrader's own order handling.",
+    "the two `getposition` scans that built the rule's current-weights context); live mode "
+    "calls a separable rule's `raw_weights` + the clip per bar, also without those scans. "
+    "What is left of our per-bar Python: the loop over the feeds (bar counts read off "
+    "their datetime buffers), `_rebalance` (a `getposition` per held asset for the gross "
+    "cap), the order sizing, `PortfolioAnalyzer.next` and the result tables; the "
+    "'precomputed / floor' column is that cost on top of Backtrader's own order handling.",
+    "Demo workload (section 0): the 'same orders' floor is itself above the goal. Holding "
+    "positions costs Backtrader per bar what the empty strategy never pays: "
+    "`BackBroker.next` books credit interest for every open position "
+    "(`data.datetime.datetime()`, a `num2date` per position per bar), adjusts cash and "
+    "revalues every position (`_get_value`); a cProfile of the precomputed demo run had "
+    "`BackBroker.next` at 6.1 s of 48 s. Measured in CPU seconds (load 5-7): empty 3.29, "
+    "same orders 4.17 (1.27x), precomputed 4.62 (1.40x, 1.11x the floor), live 5.47 "
+    "(1.66x, 1.31x the floor). So precomputed <= 1.10x the empty strategy cannot be met "
+    "by any strategy placing the demo's 1,432 orders in Backtrader's broker.",
+    "Numpy's OpenBLAS starts threads for products above ~262k multiply-adds (m*n*k): on "
+    "this shared 2-core machine a (800, 14) x (14, 48) product took 0.2-2.5 ms on 2 "
+    "threads and 34-52 us on 1, and the demo's vectorised pass in `MTLStrategy.start` "
+    "(8,192-row chunks) 0.62 s instead of ~0.01 s (cProfile, load 5-7). The strategy now "
+    "runs numpy's OpenBLAS on one thread during the run (`blas_threads=1`, restored in "
+    "`stop`, as it already did for torch); the inference benchmark does the same.",
     "With many assets the per-bar work is batched and the ratio falls toward the 'same "
     "orders' floor: Backtrader's broker (order creation, fills, notifications) and "
     "engine dominate, then the strategy's per-bar Python loop over the feeds and the "
@@ -117,10 +133,48 @@ FIXED = [
     "converts it to a centre of mass and back, `1 / (1 + (1 - a) / a)`, a different last "
     "bit for a = 1/6 or 1/3: `rsi` with window 6 or 3 streamed 1e-14 away from `compute` "
     "(the previous path too; found by the new hypothesis test). `Ewm` uses pandas' factor.",
+    "Issue 16 - inference, second pass (profiled first: for shared_bottom + embedding, 1 "
+    "row, at a tiny numpy call of 0.57 us: `Predictor.predict` 67 us = forward pass 38, "
+    "transforms + float64 dict 13, scaling 2, the rest the input stage's concatenation and "
+    "checks): the scaler's `x * a + b` (no clip) and the asset embedding fold into the "
+    "first matmul (`numpy_forward.InputFold`: `x @ (a * W_x) + (b @ W_x + bias + table @ "
+    "W_e)[ids]`, float64 constants once per weight; checked against torch on raw probe "
+    "rows at load, a fold that disagrees falls back to scaling first), 2-D products use "
+    "`ndarray.dot` (about half of `@`, a gufunc, per call at 1-5 rows), asset ids are "
+    "checked with one unsigned max instead of min + max, volatility's `transform_numpy` "
+    "uses `np.maximum`/`np.minimum` instead of `np.clip` (several times cheaper on a "
+    "handful of rows). A/B in one process (old modules loaded beside the new, alternating "
+    "blocks, load 7-8): shared_bottom 1/5/50 rows 220 -> 142, 159 -> 100, 198 -> 172 us; "
+    "mmoe 166 -> 133, 175 -> 164, 316 -> 295; hierarchical 211 -> 170, 184 -> 143, 246 -> "
+    "198. Sequence encoders are unchanged: the GRU's 16 steps are ~10 small products and "
+    "gates each (~0.5-1 ms per call at this load), far above 25 us in numpy.",
+    "Issue 16 - per bar: bar counts and closes read off each feed's line buffers "
+    "(`bars.line_buffers`: `len(feed)` is three Python calls down to "
+    "`LineBuffer.lencount`, `close[0]` two), the fold lookup cached between window edges "
+    "(`FoldSchedule.at`), live mode skips the two `getposition` scans for separable rules, "
+    "`Holding` is a NamedTuple. Demo workload, old and new strategy in one process, 3 "
+    "alternating rounds, load 4.6-5.7: precomputed / empty 1.455 -> 1.354 wall (1.449 -> "
+    "1.428 CPU), live / empty 1.701 -> 1.597 wall (1.784 -> 1.606 CPU). Every shortcut "
+    "has an equality test against the code it replaces.",
 ]
 
 #: optimisations that were measured side by side and not kept (numbers from those A/B runs)
 TRIED = [
+    "Numpy forward pass: one 2-D product for a (batch, time, in) input (reshape, then "
+    "`ndarray.dot`; `dot` on 3-D arrays does not use BLAS) for the GRU's input "
+    "projection: 50 rows x 16 steps is big enough for OpenBLAS to start threads, and "
+    "`predict` took 12.8 ms instead of 1.4 ms (shared_bottom + GRU, load 8). 3-D inputs "
+    "stay on `np.matmul`.",
+    "Checking asset ids inside the gather (`np.take` with the ids viewed as uint64 so a "
+    "negative id would be out of range): numpy casts the indices back to intp, so -1 "
+    "still wraps to the last asset. The check is one `ids.view(np.uint64).max()` before "
+    "the gather instead (a negative id is above every valid one as unsigned). "
+    "`np.take(c, ids)` (4.6 us) vs the method `c.take(ids, 0)` (1.4 us) at load ~6: the "
+    "method is used.",
+    "Plain Python lists for the strategy's per-asset counters (`_bars`, `_due`, `_held`; "
+    "`self._bars[a] += 1` on a numpy array was 1.3 us per asset per bar under "
+    "line_profiler): not done, `PaperMTLStrategy` journals and restores them as numpy "
+    "arrays; the counters path adds one to the whole array when every feed moved instead.",
     "One `torch.stack(heads).numpy()` conversion in `Predictor.predict` instead of one "
     "`.numpy()` per task (suggested by an earlier profile): measured slower, 100 -> 112 us "
     "per call for 1 row and 116 -> 130 us for 50 rows (median of 7 alternating blocks of "

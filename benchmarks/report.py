@@ -550,6 +550,42 @@ def _demo_section(d: dict[str, Any]) -> list[str]:
         ],
     )
     L.append("")
+    if "ratio_same_orders" in d:
+        c = d["cpu_seconds"]
+        L += [
+            "The same runs against their floor: 'same orders' replays the precomputed run's "
+            f"{d['orders']:,} orders with no model on the same feeds and broker (what Backtrader "
+            "charges for the orders and for holding the positions: its broker values every "
+            "open position and books credit interest on every bar, which the empty strategy "
+            "never does), and the same ratios in CPU seconds of this process "
+            "(`time.process_time`), which the other jobs on a shared machine inflate far less "
+            "than wall time.",
+            "",
+        ]
+        L += _table(
+            [
+                "clock",
+                "empty s",
+                "same orders s (ratio)",
+                "precomputed s (ratio)",
+                "live s (ratio)",
+                "precomputed / same orders",
+                "live / same orders",
+            ],
+            [
+                [
+                    clock,
+                    _f(t["empty"]),
+                    f"{_f(t['same_orders'])} ({_f(t['same_orders'] / t['empty'])})",
+                    f"{_f(t['precomputed'])} ({_f(t['precomputed'] / t['empty'])})",
+                    f"{_f(t['live'])} ({_f(t['live'] / t['empty'])})",
+                    _f(t["precomputed"] / t["same_orders"]),
+                    _f(t["live"] / t["same_orders"]),
+                ]
+                for clock, t in (("wall", s), ("CPU", c))
+            ],
+        )
+        L.append("")
     return L
 
 

@@ -103,37 +103,60 @@ class Predictor:
         self._asset_ids = {s: i for i, s in enumerate(self.symbols)}
         width = len(self.feature_columns)
         self._shape = (self.lookback, width) if self.lookback > 1 else (width,)
-        self._fast = self._checked_numpy_forward(where)
+        #: the numpy forward pass (None: torch); prescaled: it takes raw features
+        self._fast, self._prescaled = self._checked_numpy_forward(where)
         #: (name, numpy transform or None for the identity), in task order
         self._transforms = self._checked_transforms(where)
         #: "numpy" (the model's numpy forward pass) or "torch": what ``predict`` runs
         self.backend = "torch" if self._fast is None else "numpy"
 
-    def _checked_numpy_forward(self, where: str) -> Any:
-        """The model's numpy forward pass if it has one that matches torch on probe rows."""
+    def _checked_numpy_forward(self, where: str) -> tuple[Any, bool]:
+        """``(forward, prescaled)``: the model's numpy forward pass if it has one that matches
+        torch on probe rows, and whether it takes raw features (the scaler folded into its
+        first matmul: only without a clip, which is not affine)."""
         if os.environ.get("MTL_BT_TORCH_INFERENCE", "") not in ("", "0"):
-            return None
+            return None, False
+        if self._clip is None:
+            try:
+                fast = self.model.numpy_forward(scale=(self._a_np, self._b_np))
+            except TypeError:  # an override of numpy_forward without `scale`
+                fast = None
+            if fast is not None and self._agrees(fast, raw=True):
+                return fast, True
         fast = self.model.numpy_forward()
         if fast is None:
-            return None
+            return None, False
+        if self._agrees(fast, raw=False):
+            return fast, False
+        warnings.warn(
+            f"{where}: architecture {self.checkpoint.architecture!r}'s numpy forward pass "
+            "disagrees with its torch model; using torch for inference",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None, False
+
+    def _agrees(self, fast: Any, raw: bool) -> bool:
+        """``fast`` equals the torch model on probe rows (raw features when ``raw``)."""
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((7, *self._shape)).astype(np.float32)
+        z = rng.standard_normal((7, *self._shape)).astype(np.float32)
         n_assets = int(getattr(self.model.input_stage, "n_assets", 1))
         ids = np.arange(7, dtype=np.int64) % n_assets if self._uses_asset() else None
+        asset = None if ids is None else torch.from_numpy(ids)
         with torch.inference_mode():
-            want = self.model(torch.from_numpy(x), None if ids is None else torch.from_numpy(ids))
-        got = fast(x.copy(), ids)
+            if raw:  # raw features that scale to z, scaled by torch as _predict_torch does
+                x = ((z - self._b_np) / self._a_np).astype(np.float32)
+                z = torch.addcmul(self._b, torch.from_numpy(x), self._a).numpy()
+            want = self.model(torch.from_numpy(z), asset)
+        try:
+            got = fast((x if raw else z).copy(), ids)
+        except Exception:  # noqa: BLE001 - a broken fast path is refused, not fatal
+            return False
         for name in self.task_names:
             w, g = want[name].numpy(), np.asarray(got.get(name))
             if g.shape != w.shape or not np.allclose(g, w, rtol=1e-5, atol=1e-6):
-                warnings.warn(
-                    f"{where}: architecture {self.checkpoint.architecture!r}'s numpy forward pass "
-                    f"disagrees with its torch model on task {name!r}; using torch for inference",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                return None
-        return fast
+                return False
+        return True
 
     def _checked_transforms(self, where: str) -> list[tuple[str, Any]]:
         """``(task name, numpy transform or None for the identity)`` per task; a task whose
@@ -227,11 +250,14 @@ class Predictor:
             raise ValueError(f"x must have shape (n, {want}), got {x.shape}")
         if self._fast is None:
             return self._predict_torch(x, asset_ids)
-        z = x * self._a_np
-        z += self._b_np
-        if self._clip is not None:  # np.clip costs several times more at this size
-            np.maximum(z, -self._clip, out=z)
-            np.minimum(z, self._clip, out=z)
+        if self._prescaled:  # the scaler is folded into the first matmul
+            z = x
+        else:
+            z = x * self._a_np
+            z += self._b_np
+            if self._clip is not None:  # np.clip costs several times more at this size
+                np.maximum(z, -self._clip, out=z)
+                np.minimum(z, self._clip, out=z)
         ids = None if asset_ids is None else np.asarray(asset_ids, dtype=np.int64)
         out = self._fast(z, ids)
         return {

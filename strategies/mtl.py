@@ -41,6 +41,7 @@ from mtl_bt.backtesting.bars import (
     feed_name,
     feed_symbol,
     is_preloaded,
+    line_buffers,
     preloaded_frame,
     replay_edge_micros,
 )
@@ -85,9 +86,11 @@ class MTLStrategy(bt.Strategy):
         ("calendar", "auto"),
         ("realised_vol_window", 20),
         ("record", False),  # keep every bar's predictions (parity tests)
-        # precomputed mode + a separable rule: raw weights of every bar before the run
+        # a separable rule: raw weights of every bar before the run (precomputed mode),
+        # raw_weights + the clip per bar without the current-weights context (live)
         ("vector_signals", True),
         ("torch_threads", 1),  # torch threads during the run (None: leave torch's setting)
+        ("blas_threads", 1),  # numpy's OpenBLAS threads during the run (None: leave them)
     )
 
     # -- setup -----------------------------------------------------------
@@ -121,6 +124,8 @@ class MTLStrategy(bt.Strategy):
         self._all_assets = sees_all_assets(self.rule)
         # optional context computed only for a rule that lists it (SignalRule.context_inputs)
         self._ewma = "ewma_vol" in tuple(getattr(self.rule, "context_inputs", ()) or ())
+        #: call a separable rule's raw_weights + the clip (no current-weights context)
+        self._separable = bool(p.vector_signals) and is_separable(self.rule)
         heads = self.rule.heads(self.task_names) if hasattr(self.rule, "heads") else {}
         self.used_tasks = [t for t in heads.values() if t] or list(self.task_names)
         self.hold = int(p.horizon or self._holding_horizon(heads))
@@ -182,6 +187,13 @@ class MTLStrategy(bt.Strategy):
         self.asset_ids = self._asset_ids()
         self.streaming = bool(self.p.streaming or self.p.live_features) or not is_preloaded(self)
         self._edge_us = [replay_edge_micros(d, s) for d, s in zip(datas, self.symbols, strict=True)]
+        # numpy's OpenBLAS threads only slow the small products of inference down (and the
+        # vectorised pass's, on a loaded machine a lot): one during the run, as torch below
+        self._restore_blas = None
+        if self.p.blas_threads is not None:
+            from mtl_bt.models.numpy_forward import blas_threads
+
+            self._restore_blas = blas_threads(int(self.p.blas_threads))
         if self.streaming:
             self._start_streaming()
         else:
@@ -197,6 +209,15 @@ class MTLStrategy(bt.Strategy):
             torch.set_num_threads(int(self.p.torch_threads))
         self._asset_of = {id(d): a for a, d in enumerate(datas)}
         self._lens = [0] * n
+        # per-bar shortcuts (same values as the general path, fewer Python calls):
+        # a preloaded, non-replayed feed's bar count read off its datetime buffer
+        # (what len(feed) returns) and its row = count - 1 (PreloadedBook.advance)
+        self._buffers = line_buffers(datas)
+        self._counters = None
+        if not self.streaming and not any(self._edge_us) and self._buffers is not None:
+            self._counters = [dt for dt, _ in self._buffers]
+        self._every_bar = self.p.rebalance == "bar" or self._all_assets
+        self._clock = self.lines.datetime
         self._last_dt = [float("nan")] * n
         self._bars = np.zeros(n, dtype=np.int64)
         self._due = np.zeros(n, dtype=np.int64)
@@ -342,6 +363,8 @@ class MTLStrategy(bt.Strategy):
         return self.asset_ids[np.asarray(a, dtype=np.int64)]
 
     def stop(self) -> None:
+        if self._restore_blas is not None:
+            self._restore_blas()
         if self._threads_before is not None:
             import torch
 
@@ -357,23 +380,36 @@ class MTLStrategy(bt.Strategy):
         book = self.book
         new: list[int] = []
         rows: list[int] = []
-        for a, d in enumerate(self.datas):
-            n = len(d)
-            edge = self._edge_us[a]
-            if edge:  # replayed: the bar is complete when its time reaches its right edge
-                dt = d.datetime[0]
-                if not n or dt == self._last_dt[a] or int(datenum_micros(dt)) % edge:
-                    continue
-                self._last_dt[a] = dt
-            elif n == lens[a]:
-                continue  # no new bar: never trade on stale data
-            lens[a] = n
-            self._bars[a] += 1
-            new.append(a)
-            rows.append(book.advance(a, d))
+        if self._counters is not None:  # preloaded feeds: row = bar count - 1
+            for a, buf in enumerate(self._counters):
+                n = buf.lencount
+                if n != lens[a]:  # else no new bar: never trade on stale data
+                    lens[a] = n
+                    new.append(a)
+                    rows.append(n - 1)
+            if len(new) == len(lens):
+                self._bars += 1
+            else:
+                for a in new:
+                    self._bars[a] += 1
+        else:
+            for a, d in enumerate(self.datas):
+                n = len(d)
+                edge = self._edge_us[a]
+                if edge:  # replayed: the bar is complete when its time reaches its right edge
+                    dt = d.datetime[0]
+                    if not n or dt == self._last_dt[a] or int(datenum_micros(dt)) % edge:
+                        continue
+                    self._last_dt[a] = dt
+                elif n == lens[a]:
+                    continue  # no new bar: never trade on stale data
+                lens[a] = n
+                self._bars[a] += 1
+                new.append(a)
+                rows.append(book.advance(a, d))
         if not new:
             return
-        now = self.datetime[0]
+        now = self._clock[0]
         fold = self.schedule.at(now)
         if fold == NO_FOLD:
             self._flatten(new)
@@ -382,11 +418,20 @@ class MTLStrategy(bt.Strategy):
             raise RuntimeError(f"fold {fold} model would be used at/before its train_end")
         due_a: list[int] = []
         due_r: list[int] = []
-        for a, row in zip(new, rows, strict=True):
-            due = self.p.rebalance == "bar" or self._all_assets or self._bars[a] >= self._due[a]
-            if book.ready(a, row) and due:
-                due_a.append(a)
-                due_r.append(row)
+        if self._counters is not None:
+            valid = book.valid
+            bars, due_at = self._bars, self._due
+            every = self._every_bar
+            for a, row in zip(new, rows, strict=True):
+                if valid[a][row] and (every or bars[a] >= due_at[a]):
+                    due_a.append(a)
+                    due_r.append(row)
+        else:
+            for a, row in zip(new, rows, strict=True):
+                due = self._every_bar or self._bars[a] >= self._due[a]
+                if book.ready(a, row) and due:
+                    due_a.append(a)
+                    due_r.append(row)
         if not due_a:
             return
         if self._raw is not None and not self.p.record:
@@ -417,6 +462,21 @@ class MTLStrategy(bt.Strategy):
         if self.streaming:
             for a in due_a:
                 self.ppy[a] = book.periods_per_year(a, self.datas[a], self.p.calendar)
+        if self._separable:
+            # a separable rule's weights are clip_weights of its raw weights, which never
+            # read symbols or current weights: skip the two getposition scans
+            c = self._cost
+            raw = self.rule.raw_weights(
+                preds, periods_per_year=self.ppy[idx], realised_vol=rv, **extra, **c
+            )
+            weights = self.rule_caller.precomputed(
+                self._raw_array(raw, len(due_a), self.symbols[due_a[0]]),
+                max_weight=c["max_weight"],
+                max_gross_leverage=c["max_gross_leverage"],
+                allow_short=c["allow_short"],
+            )
+            self._rebalance(due_a, weights)
+            return
         weights = self.rule_caller(
             preds,
             symbols=[self.symbols[a] for a in due_a],
@@ -429,6 +489,15 @@ class MTLStrategy(bt.Strategy):
             **self._cost,
         )
         self._rebalance(due_a, np.asarray(weights, dtype=np.float64))
+
+    def _raw_array(self, raw: Any, n: int, symbol: str) -> np.ndarray:
+        w = np.asarray(raw, dtype=np.float64).reshape(-1)
+        if w.shape[0] != n:
+            raise UserError(
+                f"signal {self.rule_caller.name!r} is separable but raw_weights returned "
+                f"{w.shape[0]} weights for {n} assets (first: {symbol})"
+            )
+        return w
 
     def _decide_precomputed(
         self, now: float, fold: int, due_a: list[int], due_r: list[int]

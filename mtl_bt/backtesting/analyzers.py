@@ -26,6 +26,8 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 
+from mtl_bt.backtesting.bars import line_buffers
+
 _FINAL = {
     bt.Order.Completed: "completed",
     bt.Order.Canceled: "canceled",
@@ -65,6 +67,8 @@ class PortfolioAnalyzer(bt.Analyzer):
 
     def start(self) -> None:
         self.datas_ = list(self.strategy.datas)
+        #: each feed's (datetime, close) line buffers, read directly per bar (None: len/close[0])
+        self._buffers = line_buffers(self.datas_)
         self.index = {id(d): i for i, d in enumerate(self.datas_)}
         n = len(self.datas_)
         self.names = [getattr(d, "_name", "") or f"data{i}" for i, d in enumerate(self.datas_)]
@@ -172,7 +176,11 @@ class PortfolioAnalyzer(bt.Analyzer):
         self.next()
 
     def next(self) -> None:
-        closes = np.array([d.close[0] if len(d) else 0.0 for d in self.datas_])
+        bufs = self._buffers
+        if bufs is not None:  # the same numbers as below, without Backtrader's proxy calls
+            closes = np.array([c.array[c.idx] if t.lencount else 0.0 for t, c in bufs])
+        else:
+            closes = np.array([d.close[0] if len(d) else 0.0 for d in self.datas_])
         value = self.strategy.broker.getvalue()
         held = self.pos * closes
         self.dt.append(float(self.strategy.datetime[0]))

@@ -11,6 +11,9 @@ streaming path. Both paths therefore see the same numbers for the same bar.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import backtrader as bt
 import numpy as np
 import pandas as pd
@@ -131,3 +134,33 @@ def current_bar(data: bt.feed.DataBase) -> tuple[float, float, float, float, flo
         float(data.close[0]),
         float(data.volume[0]),
     )
+
+
+def line_buffers(datas: Sequence[Any]) -> list[tuple[Any, Any]] | None:
+    """``(datetime buffer, close buffer)`` of every feed, for per-bar reads without
+    Backtrader's attribute and proxy calls: ``len(feed)`` is the datetime buffer's
+    ``lencount`` (``LineSeries.__len__`` -> ``Lines.__len__`` -> ``LineBuffer.__len__``)
+    and ``feed.close[0]`` is ``buf.array[buf.idx]`` (``LineBuffer.__getitem__``). None
+    when any feed computes either in another way (then use ``len``/``close[0]``)."""
+    from backtrader.linebuffer import LineBuffer
+    from backtrader.lineseries import Lines, LineSeries
+
+    out = []
+    for d in datas:
+        lines = getattr(d, "lines", None)
+        if (
+            not isinstance(lines, Lines)
+            or type(d).__len__ is not LineSeries.__len__
+            or type(lines).__len__ is not Lines.__len__
+        ):
+            return None
+        pair = (lines.lines[0], getattr(lines, "close", None))
+        for buf in pair:
+            if (
+                not isinstance(buf, LineBuffer)
+                or type(buf).__len__ is not LineBuffer.__len__
+                or type(buf).__getitem__ is not LineBuffer.__getitem__
+            ):
+                return None
+        out.append(pair)
+    return out

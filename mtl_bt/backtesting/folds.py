@@ -8,6 +8,7 @@ overlap, the later-trained model wins. A bar outside every window is held flat.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,9 @@ class FoldSchedule:
         self._windows = sorted(windows, key=lambda w: w[1])
         #: train_end date number of each model (-inf when unknown)
         self.train_end = np.array([w[1] for w in windows], dtype=np.float64)
+        # every window edge: strictly between two consecutive edges `at` is constant
+        self._edges = sorted({e for w in windows for e in w[1:] if np.isfinite(e)})
+        self._span = (np.inf, -np.inf, NO_FOLD)  # (lo, hi, fold): `at` on lo < t < hi
 
     def rows(self, datenums: np.ndarray) -> np.ndarray:
         """Fold index of every bar (NO_FOLD where no model may decide it)."""
@@ -72,7 +76,19 @@ class FoldSchedule:
         return out
 
     def at(self, datenum: float) -> int:
-        """Fold index of one bar (the streaming path's per-bar lookup)."""
+        """Fold index of one bar (the per-bar lookup): from the span of the last lookup
+        while ``datenum`` stays strictly between the same two window edges."""
+        lo, hi, fold = self._span
+        if lo < datenum < hi:
+            return fold
+        fold = self._at(datenum)
+        i = bisect.bisect_right(self._edges, datenum)
+        lo = self._edges[i - 1] if i else -np.inf
+        if lo != datenum:  # on an edge itself the answer may differ from either side
+            self._span = (lo, self._edges[i] if i < len(self._edges) else np.inf, fold)
+        return fold
+
+    def _at(self, datenum: float) -> int:
         fold = NO_FOLD
         for k, train_end, start, upper in self._windows:
             if train_end < datenum and start <= datenum <= upper:

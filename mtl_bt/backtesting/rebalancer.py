@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from mtl_bt.errors import DataError
 
 
-@dataclass(frozen=True)
-class Holding:
-    """One asset as the rebalancer sees it on this bar."""
+class Holding(NamedTuple):
+    """One asset as the rebalancer sees it on this bar (a named tuple: built for every
+    decided asset on every decision bar, about 5x cheaper than a frozen dataclass)."""
 
     symbol: str
     position: float  # units held (negative: short)

@@ -264,16 +264,20 @@ class MTLModel(nn.Module):
         return None
 
     def numpy_forward(
-        self,
+        self, scale: tuple[np.ndarray, np.ndarray] | None = None
     ) -> Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]] | None:
-        """``forward`` (input stage + ``numpy_predict``) as a numpy function, or None."""
+        """``forward`` (input stage + ``numpy_predict``) as a numpy function, or None.
+
+        ``scale=(a, b)``: the function takes raw features and applies the per-column
+        ``x * a + b`` first, folded into the first matmul (``numpy_forward.InputFold``).
+        """
         from mtl_bt.models import numpy_forward as nf
 
         try:
             predict = self.numpy_predict()
             if predict is None:
                 return None
-            stage = nf.input_stage(self.input_stage)
+            stage = nf.input_stage(self.input_stage, scale)
         except NotImplementedError:
             return None
         return lambda x, asset=None: predict(stage(x, asset))

@@ -25,6 +25,59 @@ from torch import nn
 
 from mtl_bt.models.layers import Experts, Gate
 
+
+def _openblas_thread_calls() -> list[tuple[Any, Any]]:
+    """``(get, set)`` thread-count functions of every OpenBLAS loaded in this process
+    (numpy's wheels bundle ``scipy_openblas``), found through ``/proc/self/maps`` as
+    threadpoolctl does; empty where there is none or no such file (not Linux)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {
+                line.split()[-1]
+                for line in fh
+                if "openblas" in line.lower() and line.split()[-1].startswith("/")
+            }
+    except OSError:
+        return []
+    calls = []
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                    calls.append((get, put))
+                    break
+            else:
+                continue
+            break
+    return calls
+
+
+def blas_threads(n: int) -> Callable[[], None]:
+    """Run numpy's OpenBLAS on ``n`` threads; returns the function that restores the
+    previous counts. For the small products of inference, OpenBLAS's threads only cost:
+    a (800, 14) x (14, 48) product took 0.2-2.5 ms with its default 2 threads on a
+    loaded 2-core machine and 34-52 us on one."""
+    calls = _openblas_thread_calls()
+    before = [get() for get, _ in calls]
+    for _, put in calls:
+        put(int(n))
+
+    def restore() -> None:
+        for (_, put), k in zip(calls, before, strict=True):
+            put(k)
+
+    return restore
+
+
 #: ``f(h) -> h'`` on float32 arrays
 Layer = Callable[[np.ndarray], np.ndarray]
 #: ``f(x, asset_ids) -> {task: raw output (batch,) or (batch, out_dim)}``
@@ -55,17 +108,131 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e
 
 
-def _affine(weight: np.ndarray, bias: np.ndarray | None) -> Layer:
-    """``x @ weight + bias`` (weight already (in, out))."""
-    if bias is None:
-        return lambda x: x @ weight
+class InputFold:
+    """A first layer's view of the input stage's output ``h = [x * a + b, table[ids]]``
+    (scaling and embedding each optional), kept unassembled.
 
-    def f(x: np.ndarray) -> np.ndarray:
-        out = x @ weight
-        out += bias
+    ``h @ w + bias`` (any first Linear, expert layer or gate) is linear in ``h``, so it
+    equals ``x @ (a * w_x) + (b @ w_x + bias + table @ w_e)[ids]``: one matmul, one
+    gather and one add instead of the scaling, the concatenation, the matmul and the bias
+    (ten numpy calls for one row). The folded weights are computed in float64 once per
+    weight matrix and kept. An architecture that does anything else with ``h`` gets the
+    assembled array (``Folded.__array__``), so a fold is never wrong, only not faster.
+    """
+
+    def __init__(
+        self,
+        a: np.ndarray | None = None,
+        b: np.ndarray | None = None,
+        table: np.ndarray | None = None,
+    ) -> None:
+        self.a = None if a is None else np.asarray(a, np.float64)
+        self.b = None if b is None else np.asarray(b, np.float64)
+        #: float32 copies for ``assemble`` (the scaling exactly as the predictor does it)
+        self._a32 = None if a is None else np.asarray(a, _F32)
+        self._b32 = None if b is None else np.asarray(b, _F32)
+        self.table = table
+        self._cache: dict[tuple[int, int], tuple[Any, ...]] = {}
+
+    def fold(self, w: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(w_x', c)`` for a weight ``w`` (in, out) or stacked (K, in, out) and its ``bias``
+        ((out,) or (K, 1, out)): ``h @ w + bias == x @ w_x' + c[ids]`` (``c`` without
+        ``[ids]`` when there is no embedding)."""
+        key = (id(w), id(bias))
+        hit = self._cache.get(key)
+        if hit is None or hit[0] is not w or hit[1] is not bias:
+            w64 = np.asarray(w, np.float64)
+            stacked = w64.ndim == 3
+            width = w64.shape[-2] - (0 if self.table is None else self.table.shape[1])
+            wx, we = w64[..., :width, :], w64[..., width:, :]
+            c = np.zeros((w64.shape[0], 1, w64.shape[-1]) if stacked else w64.shape[-1])
+            if bias is not None:
+                c = c + np.asarray(bias, np.float64).reshape(c.shape)
+            if self.b is not None:
+                bw = np.matmul(self.b, wx)  # (out,) or (K, out)
+                c = c + (bw[:, None, :] if stacked else bw)
+            if self.a is not None:
+                wx = self.a[:, None] * wx
+            if self.table is not None:
+                c = c + np.matmul(self.table.astype(np.float64), we)  # (..., n_assets, out)
+            hit = self._cache[key] = (
+                w,
+                bias,
+                np.ascontiguousarray(wx, dtype=_F32),
+                np.ascontiguousarray(c, dtype=_F32),
+            )
+        return hit[2], hit[3]
+
+    def assemble(self, x: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
+        """``h`` itself (what a layer that is not a matmul reads)."""
+        if self.a is not None:
+            x = x * self._a32
+            x += self._b32
+        if self.table is None:
+            return x
+        out = np.empty((x.shape[0], x.shape[1] + self.table.shape[1]), _F32)
+        out[:, : x.shape[1]] = x
+        out[:, x.shape[1] :] = self.table[ids]
         return out
 
-    return f
+
+class Folded:
+    """``h`` of one call: the raw ``x`` and asset ids under an ``InputFold``."""
+
+    __slots__ = ("x", "ids", "fold")
+
+    def __init__(self, x: np.ndarray, ids: np.ndarray | None, fold: InputFold) -> None:
+        self.x, self.ids, self.fold = x, ids, fold
+
+    @property
+    def ndim(self) -> int:
+        return self.x.ndim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        extra = 0 if self.fold.table is None else self.fold.table.shape[1]
+        return (*self.x.shape[:-1], self.x.shape[-1] + extra)
+
+    def affine(self, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        wx, c = self.fold.fold(w, bias)
+        out = _matmul(self.x, wx)
+        out += c if self.ids is None else c.take(self.ids, -2)
+        return out
+
+    def __matmul__(self, w: np.ndarray) -> np.ndarray:
+        return self.affine(w, None)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.fold.assemble(self.x, self.ids)
+        return out if dtype is None else out.astype(dtype)
+
+
+def affine(x: Any, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ w + bias`` as a fresh array; ``x`` may be a ``Folded`` input.
+
+    ``ndarray.dot`` for 2-D weights: about half the cost of ``@`` (a gufunc) per call
+    at this size (``_matmul``).
+    """
+    if type(x) is Folded:
+        return x.affine(w, bias)
+    out = _matmul(x, w)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w``: ``ndarray.dot`` for a 2-D input and weight, else ``np.matmul`` (``dot``
+    on more dimensions does not use BLAS; one 2-D product of a (batch * time, in) input
+    was tried: large enough for OpenBLAS to start threads, 10x slower on a loaded machine)."""
+    if x.ndim == 2 and w.ndim == 2:
+        return x.dot(w)
+    return np.matmul(x, w)
+
+
+def _affine(weight: np.ndarray, bias: np.ndarray | None) -> Layer:
+    """``x @ weight + bias`` (weight already (in, out))."""
+    return lambda x: affine(x, weight, bias)
 
 
 def linear_params(
@@ -110,7 +277,7 @@ def normalise(d: np.ndarray, mean_of: np.ndarray, eps: np.float32) -> np.ndarray
     ``mean_of`` is a ``(width, 1)`` column of ``1/width``: a matmul is several
     times cheaper than ``ndarray.mean`` on rows this short.
     """
-    var = (d * d) @ mean_of
+    var = (d * d).dot(mean_of)
     var += eps
     np.sqrt(var, out=var)
     d /= var
@@ -128,8 +295,7 @@ def linear_layer_norm(module: nn.Linear, norm: nn.LayerNorm) -> Layer:
     eps32 = _F32(eps)
 
     def f(x: np.ndarray) -> np.ndarray:
-        d = x @ w
-        d += b
+        d = affine(x, w, b)
         normalise(d, mean_of, eps32)
         if gamma is not None:
             d *= gamma
@@ -146,8 +312,9 @@ def layer_norm(module: nn.LayerNorm) -> Layer:
     eps32 = _F32(eps)
 
     def f(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
         mean_of = np.full((x.shape[-1], 1), 1.0 / x.shape[-1], _F32)
-        d = x - x @ mean_of
+        d = x - x.dot(mean_of)
         normalise(d, mean_of, eps32)
         if gamma is not None:
             d *= gamma
@@ -253,8 +420,7 @@ def parallel(modules: Sequence[nn.Module]) -> Layer:
         for kind, params in steps:
             if kind == "affine":
                 w, b = params
-                x = np.matmul(x, w)  # (batch, in) broadcasts over the task axis
-                x += b
+                x = affine(x, w, b)  # (batch, in) broadcasts over the task axis
                 fresh = True
             else:
                 x = relu(x) if fresh else np.maximum(x, _F32(0.0))
@@ -277,12 +443,10 @@ def experts(module: Experts) -> Layer:
         for k, (w2, b2, shape) in enumerate(packed):
             n, _, o = shape
             if x.ndim == 2:
-                out = x @ w2
-                out += b2
-                x = relu(out).reshape(-1, n, o)
+                x = relu(affine(x, w2, b2)).reshape(-1, n, o)
             else:
                 w, b = stages[k]
-                out = np.matmul(x.transpose(1, 0, 2), w).transpose(1, 0, 2) + b
+                out = np.matmul(np.asarray(x).transpose(1, 0, 2), w).transpose(1, 0, 2) + b
                 x = relu(out)
         return x
 
@@ -305,10 +469,9 @@ def gates(modules: Sequence[Gate]) -> Callable[[np.ndarray, np.ndarray], np.ndar
     block = np.kron(np.eye(k), np.ones((n, n))).astype(_F32)
 
     def f(x: np.ndarray, e: np.ndarray) -> np.ndarray:
-        logits = x @ w
-        logits += b
+        logits = affine(x, w, b)
         g = np.exp(logits)  # (an np.errstate here would cost more than the whole gate)
-        g /= g @ block
+        g /= g.dot(block)
         if not np.isfinite(g).all():  # exp overflowed or every exp underflowed
             g = softmax(logits.reshape(-1, k, n))
         return np.matmul(g.reshape(-1, k, n), e).transpose(1, 0, 2)
@@ -389,17 +552,16 @@ def gru(module: nn.GRU) -> Layer:
     b_hh_rz, b_hh_n = b_hh[: 2 * hidden], b_hh[2 * hidden :]
 
     def f(x: np.ndarray) -> np.ndarray:
-        gi = x @ w_ih  # (batch, time, 3H)
-        gi += b_ih
+        gi = affine(x, w_ih, b_ih)  # (batch, time, 3H)
         h = np.zeros((x.shape[0], hidden), _F32)
         for t in range(x.shape[1]):
             g = gi[:, t]
-            rz = h @ w_hh_rz
+            rz = h.dot(w_hh_rz)
             rz += b_hh_rz
             rz += g[:, : 2 * hidden]
             rz = sigmoid(rz)
             r, z = rz[:, :hidden], rz[:, hidden:]
-            hn = h @ w_hh_n
+            hn = h.dot(w_hh_n)
             hn += b_hh_n
             hn *= r
             hn += g[:, 2 * hidden :]
@@ -436,43 +598,63 @@ def causal_conv(module: nn.Module) -> Layer:
     return f
 
 
-def input_stage(stage: nn.Module) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
-    """``InputStage``: encoder ("none" | "gru" | "conv") then the asset embedding."""
+def _bad_ids(ids: np.ndarray, n_assets: int) -> ValueError:
+    return ValueError(
+        f"asset ids must be in 0..{n_assets - 1} (n_assets={n_assets}); "
+        f"got {int(ids.min())}..{int(ids.max())}"
+    )
+
+
+def input_stage(
+    stage: nn.Module, scale: tuple[np.ndarray, np.ndarray] | None = None
+) -> Callable[[np.ndarray, np.ndarray | None], Any]:
+    """``InputStage``: encoder ("none" | "gru" | "conv") then the asset embedding.
+
+    Returns ``h`` as a ``Folded`` input (see ``InputFold``) where it has something to
+    fold: the asset embedding, and with ``scale=(a, b)`` the scaler's ``x * a + b``
+    (then ``x`` is the raw features); the encoder's first matmul or the model's first
+    layers absorb them.
+    """
     from mtl_bt.models.input_stage import CausalConv
 
     if stage.encoder is None:
-        encode: Layer = lambda x: x  # noqa: E731
+        encode: Layer | None = None
     elif isinstance(stage.encoder, nn.GRU):
         encode = gru(stage.encoder)
     elif isinstance(stage.encoder, CausalConv):
         encode = causal_conv(stage.encoder)
     else:
         raise NotImplementedError(f"no numpy version of encoder {type(stage.encoder).__name__}")
+    scaled = None if scale is None else InputFold(scale[0], scale[1])
     if stage.embedding is None:
-        return lambda x, asset=None: encode(x)
+        if encode is None:
+            return (
+                (lambda x, asset=None: x)
+                if scaled is None
+                else (lambda x, asset=None: Folded(x, None, scaled))
+            )
+        if scaled is None:
+            return lambda x, asset=None: encode(x)
+        return lambda x, asset=None: encode(Folded(x, None, scaled))
     table = array(stage.embedding.weight)
-    n_assets, width = table.shape[0], table.shape[1]
+    n_assets = table.shape[0]
+    # no encoder: the scaling and the embedding fold into the same first layer
+    embed = InputFold(*(scale if encode is None and scale is not None else (None, None)), table)
 
-    def f(x: np.ndarray, asset: np.ndarray | None) -> np.ndarray:
-        h = encode(x)
+    def f(x: np.ndarray, asset: np.ndarray | None) -> Folded:
+        if encode is not None:
+            x = encode(x if scaled is None else Folded(x, None, scaled))
         if asset is None:
             raise ValueError(
                 "this model has an asset embedding: pass asset ids (batch,) as `asset`"
             )
         ids = np.asarray(asset, dtype=np.int64).reshape(-1)
-        if ids.shape[0] != h.shape[0]:
-            raise ValueError(f"got {ids.shape[0]} asset ids for a batch of {h.shape[0]} rows")
-        out = np.empty((h.shape[0], h.shape[1] + width), _F32)
-        out[:, : h.shape[1]] = h
-        try:  # an id >= n_assets raises here; a negative one would wrap around
-            if ids.size and ids.min() < 0:
-                raise IndexError
-            out[:, h.shape[1] :] = table[ids]
-        except IndexError:
-            raise ValueError(
-                f"asset ids must be in 0..{n_assets - 1} (n_assets={n_assets}); "
-                f"got {int(ids.min())}..{int(ids.max())}"
-            ) from None
-        return out
+        if ids.shape[0] != x.shape[0]:
+            raise ValueError(f"got {ids.shape[0]} asset ids for a batch of {x.shape[0]} rows")
+        # one reduction checks both ends: a negative id (which would wrap around when
+        # gathered) is above every valid one as an unsigned number
+        if ids.size and ids.view(np.uint64).max() >= n_assets:
+            raise _bad_ids(ids, n_assets)
+        return Folded(x, ids, embed)
 
     return f

@@ -14,6 +14,7 @@ from mtl_bt.tasks.targets import as_target, close_of, forward_realised_vol
 
 #: raw outputs are clamped to this range inside exp() (a runaway head cannot overflow)
 _LOG_RANGE = (-40.0, 20.0)
+_LO32, _HI32, _HALF32 = np.float32(_LOG_RANGE[0]), np.float32(_LOG_RANGE[1]), np.float32(0.5)
 
 
 class VolatilityTask(Task):
@@ -67,8 +68,11 @@ class VolatilityTask(Task):
     def transform_numpy(self, output: np.ndarray) -> np.ndarray:
         if self._loss == "log_mse":
             return np.exp(output)
-        lo, hi = _LOG_RANGE
-        return np.exp(np.float32(0.5) * np.clip(output, np.float32(lo), np.float32(hi)))
+        # np.maximum/np.minimum: np.clip costs several times more on a handful of rows
+        out = np.maximum(output, _LO32)
+        np.minimum(out, _HI32, out=out)
+        out *= _HALF32
+        return np.exp(out, out=out)
 
     def initial_output(self, target: torch.Tensor) -> float:
         y = torch.clamp(target.double(), min=self._floor)

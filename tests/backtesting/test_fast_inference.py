@@ -78,3 +78,29 @@ def test_a_wrong_transform_numpy_falls_back_to_the_torch_transform(predictors, f
     fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
     for name in slow:
         np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_the_scaler_is_folded_into_the_first_layer_without_a_clip(predictors):
+    for predictor in predictors:
+        assert predictor.scaler.clip is None and predictor._prescaled
+
+
+def test_a_fold_that_disagrees_falls_back_to_scaling_first(predictors, frames, monkeypatch):
+    """A wrong fold is refused at load (probe rows vs torch): the numpy path scales first,
+    silently (it is only slower), and predictions still equal torch."""
+    from mtl_bt.models import numpy_forward as nf
+
+    original = nf.InputFold.fold
+
+    def off(self, w, bias):  # only the scaler's fold (the embedding's stays right)
+        wx, c = original(self, w, bias)
+        return (wx, c + np.float32(1e-3)) if self.a is not None else (wx, c)
+
+    monkeypatch.setattr(nf.InputFold, "fold", off)
+    predictor = Predictor(predictors[0].checkpoint)
+    assert predictor.backend == "numpy" and not predictor._prescaled
+    symbol, feats = _rows(predictor, frames)
+    ids = predictor.asset_ids([symbol] * 5)
+    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
+    for name in slow:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)

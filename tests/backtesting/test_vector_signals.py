@@ -25,9 +25,14 @@ def test_vectorised_rule_equals_per_bar_rule(frames, predictors, signal, rebalan
     fast = run_backtest(frames, predictors, cfg)
     slow = run_backtest(frames, predictors, cfg, vector_signals=False)
     live = run_backtest(frames, predictors, cfg.model_copy(update={"mode": "live"}))
+    # live mode calls a separable rule's raw_weights + the clip (no current weights)
+    live_slow = run_backtest(
+        frames, predictors, cfg.model_copy(update={"mode": "live"}), vector_signals=False
+    )
     assert len(fast.orders) > 0
     _same(fast, slow)
     _same(fast, live)
+    _same(live, live_slow)
 
 
 def test_built_in_rules_are_separable_and_elementwise():

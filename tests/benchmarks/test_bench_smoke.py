@@ -226,3 +226,30 @@ def test_streaming_harness_times_every_engine_with_equal_rows(tmp_path):
     page = report.markdown({**base, "streaming": {**res, "plot": "s.png"}}, None)
     assert "## 7. Streaming features" in page and "![streaming cost vs assets](s.png)" in page
     assert "| 9 |" in page and "(batch)" in page
+
+
+def test_demo_section_shows_the_same_orders_floor_and_cpu_ratios():
+    """The demo page section renders the floor and CPU-time table when the results have
+    them, and still renders results from before they were recorded."""
+    base = {
+        "assets": 5,
+        "bars": 8736,
+        "folds": 4,
+        "architecture": "shared_bottom",
+        "repeats": 3,
+        "seconds": {"empty": 10.0, "precomputed": 13.0, "live": 16.0},
+        "decisions": {"precomputed": 3273, "live": 3273},
+        "ratio_precomputed": 1.3,
+        "ratio_live": 1.6,
+    }
+    old = "\n".join(report._demo_section(base))
+    assert "same orders" not in old and "1.30" in old
+    new = dict(base, orders=1432, ratio_same_orders=1.25)
+    new["seconds"] = dict(base["seconds"], same_orders=12.5)
+    new["cpu_seconds"] = {"empty": 4.0, "precomputed": 5.6, "live": 6.4, "same_orders": 5.0}
+    text = "\n".join(report._demo_section(new))
+    assert "1,432 orders" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| wall", "| CPU"))]
+    assert len(rows) == 2
+    assert "| 12.50 (1.25) |" in rows[0] and "| 1.04 | 1.28 |" in rows[0]  # 13/12.5, 16/12.5
+    assert "| 5.00 (1.25) |" in rows[1] and "| 1.12 | 1.28 |" in rows[1]  # 5.6/5, 6.4/5

@@ -101,6 +101,8 @@ def test_asset_embedding_checks_ids(kit):
         fast(x.numpy(), None)
     with pytest.raises(ValueError, match="asset ids must be in 0..2"):
         fast(x.numpy(), np.array([0, 1, 3]))
+    with pytest.raises(ValueError, match="asset ids must be in 0..2"):
+        fast(x.numpy(), np.array([0, -1, 1]))
 
 
 def test_a_third_party_model_without_numpy_predict_has_none(kit):
@@ -153,3 +155,57 @@ def test_default_transform_numpy_runs_the_torch_transform():
         Tanh().transform_numpy(raw), torch.tanh(torch.from_numpy(raw)).numpy()
     )
     assert Task().transform_numpy(raw) is raw
+
+
+@pytest.mark.parametrize(("arch", "stage", "options"), CASES)
+@pytest.mark.parametrize("batch", [1, 7])
+def test_scaler_folded_into_the_first_layer_equals_scaling_first(arch, stage, options, batch, kit):
+    """``numpy_forward(scale=(a, b))`` on raw features = ``numpy_forward()`` on ``x * a + b``
+    (the fold is linear algebra, only float rounding may differ) and = torch."""
+    model = trained_like(kit.make(arch, stage, **options))
+    x, asset = kit.inputs(stage, batch=batch)
+    rng = np.random.default_rng(5)
+    a = rng.uniform(0.2, 3.0, kit.n_features).astype(np.float32)
+    b = rng.normal(0.0, 2.0, kit.n_features).astype(np.float32)
+    z = x.numpy()
+    raw = ((z - b) / a).astype(np.float32)
+    ids = None if asset is None else asset.numpy()
+    folded = model.numpy_forward(scale=(a, b))(raw.copy(), ids)
+    scaled = raw * a + b
+    plain = model.numpy_forward()(scaled, ids)
+    want = torch_outputs(model, torch.from_numpy(scaled), asset)
+    assert list(folded) == list(plain)
+    for name in plain:
+        assert folded[name].shape == plain[name].shape and folded[name].dtype == np.float32
+        np.testing.assert_allclose(folded[name], plain[name], rtol=0, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(folded[name], want[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_a_folded_input_assembles_to_the_stage_output(kit):
+    """What a layer that is not a matmul reads: ``[x * a + b, table[ids]]``."""
+    from mtl_bt.models import numpy_forward as nf
+
+    model = trained_like(kit.make("shared_bottom", "asset"))
+    a = np.full(kit.n_features, 2.0, np.float32)
+    b = np.full(kit.n_features, -1.0, np.float32)
+    x, asset = kit.inputs("asset", batch=4)
+    h = nf.input_stage(model.input_stage, (a, b))(x.numpy(), asset.numpy())
+    assert isinstance(h, nf.Folded) and h.shape == (4, model.stage_features)
+    table = model.input_stage.embedding.weight.detach().numpy()
+    want = np.concatenate([x.numpy() * a + b, table[asset.numpy()]], axis=1)
+    np.testing.assert_allclose(np.asarray(h), want, rtol=0, atol=1e-6)
+    w = np.random.default_rng(0).standard_normal((model.stage_features, 3)).astype(np.float32)
+    np.testing.assert_allclose(h @ w, want @ w, rtol=0, atol=1e-5)
+
+
+def test_blas_threads_sets_and_restores_openblas_threads():
+    from mtl_bt.models import numpy_forward as nf
+
+    calls = nf._openblas_thread_calls()
+    if not calls:
+        pytest.skip("no OpenBLAS loaded in this process")
+    before = [get() for get, _ in calls]
+    restore = nf.blas_threads(1)
+    assert [get() for get, _ in calls] == [1] * len(calls)
+    restore()
+    assert [get() for get, _ in calls] == before

@@ -1,0 +1,87 @@
+"""The per-bar shortcuts equal the general code they stand in for: the fold lookup's cached
+span, and the strategy's bar counters and the analyzer's closes read off the feeds' line
+buffers instead of ``len(feed)`` and ``feed.close[0]``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtl_bt.backtesting.folds import FoldSchedule
+from mtl_bt.backtesting.runner import run_backtest
+from mtl_bt.config import BacktestConfig
+
+
+class _Fold:
+    def __init__(self, train_end, test_start, test_end):
+        self.fold = {"train_end": train_end, "test_start": test_start, "test_end": test_end}
+
+
+def test_cached_fold_lookup_equals_the_scan_on_and_between_edges():
+    folds = [
+        _Fold("2024-01-10", "2024-01-11", "2024-01-20"),
+        _Fold("2024-01-18", "2024-01-19", "2024-01-31"),  # overlaps: the later one wins
+        _Fold("2024-02-05", "2024-02-05", "2024-02-10"),  # a gap before it
+    ]
+    schedule = FoldSchedule(folds)
+    edges = np.array(schedule._edges)
+    grid = np.concatenate(
+        [edges, edges - 1e-7, edges + 1e-7, np.linspace(edges[0] - 5, edges[-1] + 5, 400)]
+    )
+    rng = np.random.default_rng(0)
+    for order in (np.sort(grid), rng.permutation(grid), np.sort(grid)[::-1]):
+        got = [schedule.at(t) for t in order]
+        want = [schedule._at(t) for t in order]
+        assert got == want
+    assert {schedule.at(t) for t in grid} == {-1, 0, 1, 2}
+
+
+def _same(a, b) -> None:
+    pd.testing.assert_frame_equal(a.orders, b.orders)
+    pd.testing.assert_frame_equal(a.trades, b.trades)
+    pd.testing.assert_series_equal(a.returns, b.returns)
+
+
+@pytest.mark.parametrize("mode", ["live", "precomputed"])
+@pytest.mark.parametrize("rebalance", ["bar", "horizon"])
+def test_bar_counters_equal_len_of_each_feed(frames, predictors, monkeypatch, mode, rebalance):
+    """Feeds of different lengths (an asset starts late), so some bars move only some
+    feeds: the counters path and the len(feed) path give the same orders and returns."""
+    from mtl_bt.backtesting import analyzers
+    from mtl_bt.strategies import mtl
+
+    uneven = dict(frames)
+    first = next(iter(uneven))
+    uneven[first] = uneven[first].iloc[60:]
+    cfg = BacktestConfig(mode=mode, rebalance=rebalance, max_weight=0.4)
+    fast = run_backtest(uneven, predictors, cfg)
+    assert fast.strategy._counters is not None
+    monkeypatch.setattr(mtl, "line_buffers", lambda d: None)
+    monkeypatch.setattr(analyzers, "line_buffers", lambda d: None)
+    slow = run_backtest(uneven, predictors, cfg)
+    assert slow.strategy._counters is None
+    assert len(fast.orders) > 0
+    _same(fast, slow)
+    np.testing.assert_array_equal(fast.strategy._bars, slow.strategy._bars)
+    a = fast.strategy.analyzers.portfolio.get_analysis()
+    b = slow.strategy.analyzers.portfolio.get_analysis()
+    for key in ("dt", "value", "equity", "positions", "traded", "costs", "gross"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_the_run_pins_blas_threads_and_restores_them(frames, predictors, monkeypatch):
+    from mtl_bt.models import numpy_forward as nf
+
+    seen = []
+    original = nf.blas_threads
+
+    def spy(n):
+        seen.append(n)
+        return original(n)
+
+    monkeypatch.setattr(nf, "blas_threads", spy)
+    before = [get() for get, _ in nf._openblas_thread_calls()]
+    run_backtest(frames, predictors, BacktestConfig(mode="precomputed"))
+    assert seen == [1]
+    assert [get() for get, _ in nf._openblas_thread_calls()] == before
