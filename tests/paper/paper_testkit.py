@@ -87,7 +87,14 @@ def paper_config_dict(url: str, **sections) -> dict:
             "source": "ccxt",
             "symbols": list(PAIRS),
             "timeframe": "1h",
-            "options": {"api_url": url, "backoff": 0.01, "max_backoff": 0.05, "retries": 3},
+            # a loopback server needs no request spacing (docs/data.md, rate_limit_ms)
+            "options": {
+                "api_url": url,
+                "backoff": 0.01,
+                "max_backoff": 0.05,
+                "retries": 3,
+                "rate_limit_ms": 0,
+            },
         },
         "features": {"names": ["log_return", "volatility", "rsi"]},
         "tasks": [
