@@ -48,6 +48,8 @@ OPTIONS = {
     "backoff": "first retry delay in seconds, doubled each retry (default 1.0)",
     "max_backoff": "longest retry delay in seconds (default 30)",
     "timeout": "HTTP timeout in seconds (default 30)",
+    "rate_limit_ms": "ccxt's rateLimit: ms between requests per unit of an endpoint's cost "
+    "(default: the exchange's own; 0 only for a local test server)",
 }
 MARKETS = ("spot", "linear", "inverse")
 _MAX_MESSAGE = 300
@@ -138,6 +140,21 @@ class CcxtSource(Source):
                     f"source 'ccxt': option {name} = {value!r} must be in [{low}, {high}]"
                 )
             settings[name] = value
+        # ccxt's request spacing: the exchange's own unless set (its limiter is always on)
+        given = rate = options.get("rate_limit_ms")
+        if rate is not None:
+            try:
+                rate = float(rate)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"source 'ccxt': option rate_limit_ms = {rate!r} is not a number"
+                ) from None
+            if not 0.0 <= rate <= 3_600_000.0:
+                raise ConfigError(
+                    f"source 'ccxt': option rate_limit_ms = {given!r} must be in [0, 3600000] "
+                    "(milliseconds; leave it out for the exchange's own spacing)"
+                )
+        settings["rate_limit_ms"] = rate
         return settings
 
     def cache_namespace(self, options: dict[str, Any]) -> str:
@@ -151,7 +168,14 @@ class CcxtSource(Source):
 
     # -- exchange ------------------------------------------------------------
     def _exchange(self, s: dict[str, Any]) -> ccxt.Exchange:
-        key = (s["exchange"], s["market"], s["api_url"], s["testnet"], s["timeout"])
+        key = (
+            s["exchange"],
+            s["market"],
+            s["api_url"],
+            s["testnet"],
+            s["timeout"],
+            s["rate_limit_ms"],
+        )
         if key in self._exchanges:
             return self._exchanges[key]
         if s["exchange"] not in ccxt.exchanges:
@@ -164,6 +188,8 @@ class CcxtSource(Source):
             "options": {"defaultType": "spot" if s["market"] == "spot" else "swap"},
             **_credentials(s["exchange"]),
         }
+        if s["rate_limit_ms"] is not None:  # else ccxt's own spacing for this exchange
+            config["rateLimit"] = s["rate_limit_ms"]
         exchange = getattr(ccxt, s["exchange"])(config)
         if s["testnet"]:
             exchange.set_sandbox_mode(True)

@@ -293,3 +293,54 @@ def test_progress_bar_counts_fetched_bars(bybit, ccxt_test, tmp_path, monkeypatc
     source.on_progress = seen.append
     source.fetch(["BTC/USDT"], timeframe="1h", since="2024-01-01", until="2024-02-01", api_url=url)
     assert sum(seen) == 744 and len(seen) == 1
+
+
+def test_rate_limit_ms_sets_ccxt_request_spacing_limiter_stays_on(bybit):
+    """``rate_limit_ms`` is ccxt's ``rateLimit`` (and the ccxt source's exchange and the live
+    feeds' are built with it); left out it is the exchange's own; the limiter is always on."""
+    from mtl_bt.feeds.ccxt_live import CcxtBarSource
+
+    url, _ = bybit
+    source = _source()
+    default = source._exchange(source._settings({"api_url": url}))
+    assert default.enableRateLimit and default.rateLimit == ccxt_bybit_rate_limit() > 0
+    fast = source._exchange(source._settings({"api_url": url, "rate_limit_ms": 0}))
+    assert fast is not default and fast.enableRateLimit and fast.rateLimit == 0
+    slow = source._exchange(source._settings({"api_url": url, "rate_limit_ms": "250"}))
+    assert slow.rateLimit == 250
+    frame = source.fetch(
+        ["BTC/USDT"],
+        timeframe="1h",
+        since="2024-02-01",
+        until="2024-02-02",
+        api_url=url,
+        rate_limit_ms=0,
+    )["BTC/USDT"]
+    assert len(frame) == 24
+    # the option changes no data: one cache for any spacing
+    assert source.cache_namespace({"api_url": url}) == source.cache_namespace(
+        {"api_url": url, "rate_limit_ms": 0}
+    )
+    live = CcxtBarSource("1h", options={"api_url": url, "rate_limit_ms": 0})
+    assert live._ex().rateLimit == 0 and live._ex().enableRateLimit
+
+
+def ccxt_bybit_rate_limit() -> float:
+    import ccxt
+
+    return ccxt.bybit().rateLimit
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, "fast", float("nan")])
+def test_bad_rate_limit_ms_is_a_one_line_error_naming_the_key(value):
+    with pytest.raises(ConfigError, match=r"option rate_limit_ms = .*") as info:
+        CcxtSource._settings({"rate_limit_ms": value})
+    assert "\n" not in str(info.value)
+
+
+def test_every_ccxt_option_is_in_docs_data_md():
+    from mtl_bt.plugins.sources.ccxt_source import OPTIONS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text()
+    for name in OPTIONS:
+        assert f"| `{name}` |" in doc, name

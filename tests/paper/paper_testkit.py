@@ -87,7 +87,14 @@ def paper_config_dict(url: str, **sections) -> dict:
             "source": "ccxt",
             "symbols": list(PAIRS),
             "timeframe": "1h",
-            "options": {"api_url": url, "backoff": 0.01, "max_backoff": 0.05, "retries": 3},
+            # a loopback server needs no request spacing (docs/data.md, rate_limit_ms)
+            "options": {
+                "api_url": url,
+                "backoff": 0.01,
+                "max_backoff": 0.05,
+                "retries": 3,
+                "rate_limit_ms": 0,
+            },
         },
         "features": {"names": ["log_return", "volatility", "rsi"]},
         "tasks": [
@@ -103,3 +110,29 @@ def paper_config_dict(url: str, **sections) -> dict:
     }
     data.update(sections)
     return data
+
+
+def recorded_decisions(strat) -> dict[pd.Timestamp, dict[str, dict[str, float]]]:
+    """A backtest's recorded predictions (``record=True``), per bar and symbol."""
+    import backtrader as bt
+
+    out: dict[pd.Timestamp, dict[str, dict[str, float]]] = {}
+    for num, assets, preds in strat.predictions_log:
+        when = pd.Timestamp(bt.num2date(num)).tz_localize("UTC").round("us")
+        out[when] = {
+            strat.symbols[a]: {t: float(v[i]) for t, v in preds.items()}
+            for i, a in enumerate(assets)
+        }
+    return out
+
+
+def close_decisions(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> bool:
+    """Two bars' predictions (symbol -> task -> value) agree to 1e-5."""
+    import numpy as np
+
+    if set(a) != set(b):
+        return False
+    return all(
+        np.allclose([a[s][t] for t in a[s]], [b[s][t] for t in a[s]], rtol=1e-5, atol=1e-7)
+        for s in a
+    )

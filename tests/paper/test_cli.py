@@ -38,6 +38,19 @@ def test_not_a_live_source_is_one_line_error(tmp_path, paper_model):
     assert not (tmp_path / "o" / "paper.sqlite").exists()  # refused before any state
 
 
+def test_negative_rate_limit_ms_is_one_line_error_naming_the_key(tmp_path, paper_model):
+    data = paper_config_dict("http://127.0.0.1:9")
+    data["data"]["options"]["rate_limit_ms"] = -5
+    out = tmp_path / "o"
+    result = CliRunner().invoke(
+        main, ["paper", _toml(tmp_path, data), "--model", str(paper_model), "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "option rate_limit_ms = -5 must be in [0, 3600000]" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (out / "paper.sqlite").exists()  # refused before any state
+
+
 def test_model_that_does_not_match_the_config_is_refused(tmp_path, paper_model):
     data = paper_config_dict("http://127.0.0.1:9")
     data["tasks"] = [{"name": "return", "horizons": [2]}]

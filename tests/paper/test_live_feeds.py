@@ -64,7 +64,12 @@ def test_closed_bars_only_in_order_with_warmup_backfill(exchange, sample_frames)
     symbols = ["BTC/USDT", "ETH/USDT"]
     until = START.floor("1h") + 6 * HOUR
     market = ccxt_market(
-        symbols, "1h", options={"api_url": url}, poll_seconds=0.02, warmup_bars=30, until=until
+        symbols,
+        "1h",
+        options={"api_url": url, "rate_limit_ms": 0},
+        poll_seconds=0.02,
+        warmup_bars=30,
+        until=until,
     )
     with Lockstep(clock, lambda newest: newest in market.live_times, bars=6):
         strat = _run(market.feeds())
@@ -96,7 +101,7 @@ def test_single_feed_class_with_any_strategy(exchange, sample_frames):
         exchange="bybit",
         symbol="SOL/USDT",
         timeframe="1h",
-        options={"api_url": url},
+        options={"api_url": url, "rate_limit_ms": 0},
         poll_seconds=0.02,
         warmup_bars=5,
         until=START + 8 * HOUR,
@@ -131,7 +136,7 @@ def test_bad_duplicate_and_late_candles_dropped_with_warning(exchange, caplog):
     market = ccxt_market(
         ["BTC/USDT", "ETH/USDT"],
         "1h",
-        options={"api_url": url},
+        options={"api_url": url, "rate_limit_ms": 0},
         poll_seconds=0.02,
         warmup_bars=3,
         until=START.floor("1h") + 4 * HOUR,
@@ -198,7 +203,13 @@ def test_429_burst_and_outage_survived_gap_backfilled(exchange, sample_frames, c
     market = ccxt_market(
         ["BTC/USDT", "ETH/USDT"],
         "1h",
-        options={"api_url": url, "retries": 3, "backoff": 0.01, "max_backoff": 0.02},
+        options={
+            "api_url": url,
+            "rate_limit_ms": 0,
+            "retries": 3,
+            "backoff": 0.01,
+            "max_backoff": 0.02,
+        },
         poll_seconds=0.02,
         warmup_bars=5,
         until=until,
@@ -266,7 +277,13 @@ def test_exchange_down_for_20_seconds_then_back(sample_frames, caplog):
         market = ccxt_market(
             ["BTC/USDT", "ETH/USDT"],
             "1h",
-            options={"api_url": server.url, "retries": 2, "backoff": 0.05, "max_backoff": 0.2},
+            options={
+                "api_url": server.url,
+                "rate_limit_ms": 0,
+                "retries": 2,
+                "backoff": 0.05,
+                "max_backoff": 0.2,
+            },
             poll_seconds=0.1,
             warmup_bars=5,
             until=until,

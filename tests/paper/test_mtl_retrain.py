@@ -13,13 +13,14 @@ import signal
 import sqlite3
 import time
 
-import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from data_testkit import ExchangeClock
 from paper_testkit import HOUR, PAIRS, START, Lockstep, journal_has, paper_config_dict
+from paper_testkit import close_decisions as _close
+from paper_testkit import recorded_decisions as _decisions
 
 from mtl_bt import config as config_mod
 from mtl_bt.cli import main
@@ -98,27 +99,6 @@ class _Paced:
                 os.kill(self.paused, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-
-
-def _decisions(strat) -> dict[pd.Timestamp, dict[str, dict[str, float]]]:
-    """A backtest's recorded predictions, per bar and symbol."""
-    out: dict[pd.Timestamp, dict[str, dict[str, float]]] = {}
-    for num, assets, preds in strat.predictions_log:
-        when = pd.Timestamp(bt.num2date(num)).tz_localize("UTC").round("us")
-        out[when] = {
-            strat.symbols[a]: {t: float(v[i]) for t, v in preds.items()}
-            for i, a in enumerate(assets)
-        }
-    return out
-
-
-def _close(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> bool:
-    if set(a) != set(b):
-        return False
-    return all(
-        np.allclose([a[s][t] for t in a[s]], [b[s][t] for t in a[s]], rtol=1e-5, atol=1e-7)
-        for s in a
-    )
 
 
 def test_retrained_model_decides_every_bar_after_the_swap(
