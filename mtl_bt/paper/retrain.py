@@ -197,9 +197,10 @@ class Retrainer:
                 predictor = Predictor.from_checkpoint(target)
                 sha = sha256_file(target)
                 swap(predictor, sha)
-            except UserError as exc:
-                self.state.record_model("failed", str(target), None, iso(when), str(exc))
-                log.warning("retrained model %s not used: %s", target.name, exc)
+            except Exception as exc:  # noqa: BLE001 - any refusal or load error: keep trading
+                text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                self.state.record_model("failed", str(target), None, iso(when), text)
+                log.warning("retrained model %s not used: %s", target.name, text)
                 shutil.rmtree(staging, ignore_errors=True)
                 return
             self.current_sha = sha

@@ -85,9 +85,18 @@ class PaperMTLStrategy(MTLStrategy):
         if not self.streaming or self.preds is not None or self._raw is not None:
             # preloaded feeds: predictions were precomputed from the old model in start()
             raise UserError("swap_model needs live feeds (MTLStrategy's streaming path)")
+        # everything that can refuse the model runs before anything is replaced, so a
+        # refused model leaves the strategy exactly as it was
+        previous = self.predictors
         self.predictors = [predictor]
-        self.schedule = FoldSchedule(self.predictors)
-        self.asset_ids = self._asset_ids()  # the new model's own symbol order
+        try:
+            asset_ids = self._asset_ids()  # the new model's own symbol order
+            schedule = FoldSchedule(self.predictors)
+        except BaseException:
+            self.predictors = previous
+            raise
+        self.schedule = schedule
+        self.asset_ids = asset_ids
         self.model_sha256 = sha256
 
     def model_stale(self, stale: bool) -> None:

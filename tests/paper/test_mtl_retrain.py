@@ -205,3 +205,30 @@ def test_swap_to_a_model_with_other_features_is_refused(paper_model, tmp_path):
     with pytest.raises(CheckpointError, match="lookback"):
         strat.swap_model(other, "0" * 64)
     assert strat.predictors[0] is not other
+
+
+def test_a_refused_swap_leaves_the_strategy_as_it_was(paper_model):
+    """A model refused at the last check (its asset ids: a symbol it was not trained on)
+    must not leave the strategy half swapped: model, fold schedule, ids and sha unchanged."""
+    import types
+
+    from paper_testkit import PAIRS
+
+    from mtl_bt.checkpoint import load as load_checkpoint
+    from mtl_bt.paper.strategy import PaperMTLStrategy
+    from mtl_bt.predictor import Predictor
+
+    strat = PaperMTLStrategy.__new__(PaperMTLStrategy)
+    strat.predictors = [Predictor.from_checkpoint(paper_model)]
+    strat.streaming, strat.preds, strat._raw = True, None, None
+    strat.symbols = list(PAIRS)
+    strat.datas = [types.SimpleNamespace(_name=s) for s in PAIRS]
+    strat.schedule, strat.asset_ids, strat.model_sha256 = "schedule", "ids", "a" * 64
+    other = Predictor(load_checkpoint(paper_model))
+    other.symbols = list(PAIRS)[:2]  # trained without the third pair, with an embedding
+    other._uses_asset = lambda: True
+    before = list(strat.predictors)
+    with pytest.raises(CheckpointError, match="training set"):
+        strat.swap_model(other, "b" * 64)
+    assert strat.predictors == before
+    assert (strat.schedule, strat.asset_ids, strat.model_sha256) == ("schedule", "ids", "a" * 64)

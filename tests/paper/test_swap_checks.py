@@ -189,6 +189,24 @@ def test_unreadable_retrained_checkpoint_is_journaled_failed_and_the_run_goes_on
     _kept_the_model(out, cfg, paper_model, crypto_frames, "cannot be read")
 
 
+def test_any_error_while_swapping_is_journaled_failed_and_the_run_goes_on(
+    exchange, paper_model, tmp_path, crypto_frames, monkeypatch
+):
+    """Not only a refusal (a UserError): any exception while loading or swapping the new
+    model (here a bug inside swap_model) is a failed job, never a stopped loop."""
+    from mtl_bt.paper.strategy import PaperMTLStrategy
+
+    def broken(self, predictor, sha256):
+        raise RuntimeError("a bug while swapping")
+
+    monkeypatch.setattr(PaperMTLStrategy, "swap_model", broken)
+    clock = ExchangeClock(START, speed=0.0)
+    url, _ = exchange(clock)
+    result, out, cfg = _cli_run(url, clock, tmp_path, paper_model)
+    assert result.exit_code == 0, result.output
+    _kept_the_model(out, cfg, paper_model, crypto_frames, "RuntimeError: a bug while swapping")
+
+
 # -- asset ids after a swap -------------------------------------------------------------
 
 
