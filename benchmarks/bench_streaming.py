@@ -398,8 +398,6 @@ def measure(
 
 def plot(res: dict[str, Any], path: Path) -> Path:
     """us per asset per bar vs assets (log-log): old, new, book, the goal line."""
-    import os
-    import tempfile
 
     import matplotlib
 
@@ -426,12 +424,11 @@ def plot(res: dict[str, Any], path: Path) -> Path:
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
+    from mtl_bt.atomic import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

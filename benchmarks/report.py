@@ -125,12 +125,11 @@ def plot_scale(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_ylim(0, max(bottom or [1]) * 1.25)
     axes[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
+    from mtl_bt.atomic import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -219,6 +219,18 @@ class _Recompute:
         return out.to_numpy(dtype=np.float64)[-1]
 
 
+def picked_columns(
+    all_columns: list[str], columns: Sequence[str] | None
+) -> tuple[list[str], np.ndarray]:
+    """The columns a stream returns (default: all the spec computes) and their positions
+    among ``all_columns``; a column the spec does not compute is an error."""
+    picked = list(columns) if columns is not None else all_columns
+    missing = [c for c in picked if c not in all_columns]
+    if missing:
+        raise PluginError(f"feature spec does not compute columns {missing}")
+    return picked, np.array([all_columns.index(c) for c in picked], dtype=np.int64)
+
+
 class FeatureStream:
     """One asset's causal feature rows, computed bar by bar (see the module docstring)."""
 
@@ -232,11 +244,7 @@ class FeatureStream:
         self.spec = spec
         self.symbol = symbol
         all_columns = spec.columns()
-        self.columns = list(columns) if columns is not None else all_columns
-        missing = [c for c in self.columns if c not in all_columns]
-        if missing:
-            raise PluginError(f"feature spec does not compute columns {missing}")
-        self._pick = np.array([all_columns.index(c) for c in self.columns], dtype=np.int64)
+        self.columns, self._pick = picked_columns(all_columns, columns)
         self._updaters: list[Any] = []
         self._widths: list[int] = []
         window = 0
@@ -424,11 +432,7 @@ class BatchStream:
         self.symbols = list(symbols)
         n = len(self.symbols)
         all_columns = spec.columns()
-        self.columns = list(columns) if columns is not None else all_columns
-        missing = [c for c in self.columns if c not in all_columns]
-        if missing:
-            raise PluginError(f"feature spec does not compute columns {missing}")
-        self._pick = np.array([all_columns.index(c) for c in self.columns], dtype=np.int64)
+        self.columns, self._pick = picked_columns(all_columns, columns)
         self._all = self.columns == all_columns
         self.volume = bool(spec.uses_volume())
         #: (column offset, width, batch updater or None, per-asset updaters or None)
