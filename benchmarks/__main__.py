@@ -274,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         results["sweeps"] = json.loads(sweeps.read_text())
+    assets = REPO / "benchmarks" / "scale_assets.json"
+    if assets.is_file():  # python -m benchmarks.bench_scale --assets 10,100,500 (too long here)
+        import json
+
+        results["scale_assets"] = json.loads(assets.read_text())
+        png = Path(args.plot).with_name("benchmarks_scale_assets.png")
+        if report.plot_scale_assets(results["scale_assets"], png) is not None:
+            results["scale_assets_plot"] = png.name
     write(results, args)
     print(f"\nwrote {args.md}, {args.json}" + (f", {args.plot}" if results.get("scale") else ""))
     print(report.markdown(results, None).split("## What dominates now")[0][-6000:])
