@@ -208,7 +208,8 @@ def _scale_assets_section(sweep: dict[str, Any], plot_name: str | None) -> list[
             for r in rows
         ],
     )
-    L += ["", *sweep.get("notes", [])]
+    for note in sweep.get("notes", []):  # one paragraph each
+        L += ["", note]
     if plot_name:
         L += ["", f"![scale per asset-bar]({plot_name})"]
     L.append("")
@@ -514,7 +515,9 @@ def _sweeps_section(sw: dict[str, Any]) -> list[str]:
             for r in sw["runs"]
         ],
     )
-    L += ["", *sw.get("notes", []), ""]
+    for note in sw.get("notes", []):  # one paragraph each
+        L += ["", note]
+    L.append("")
     return L
 
 
