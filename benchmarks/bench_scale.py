@@ -285,6 +285,7 @@ def asset_sweep(
     from benchmarks.common import machine_info
 
     info = machine_info()
+    load_start = [round(x, 2) for x in os.getloadavg()]
     rows = measure([("synthetic daily", "synthetic", n, bars) for n in assets], epochs, log)
     for row in rows:
         cells = row["assets"] * row["bars"]
@@ -294,6 +295,8 @@ def asset_sweep(
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m benchmarks.bench_scale --assets " + ",".join(str(n) for n in assets),
         "machine": info,
+        "load_at_start": load_start,
+        "load_at_end": [round(x, 2) for x in os.getloadavg()],
         "rows": rows,
     }
 

@@ -133,6 +133,88 @@ def plot_scale(rows: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
+def plot_scale_assets(sweep: dict[str, Any], path: Path) -> Path | None:
+    """Cost per asset-bar (microseconds, stacked by stage) against the number of assets."""
+    rows = sorted(sweep.get("rows") or [], key=lambda r: r["assets"])
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    stages = list(rows[0]["stage_us_per_asset_bar"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    labels = [f"{r['assets']} x {r['bars']:,}" for r in rows]
+    bottom = [0.0] * len(rows)
+    for stage in stages:
+        vals = [max(0.0, r["stage_us_per_asset_bar"][stage]) for r in rows]
+        axes[0].bar(labels, vals, bottom=bottom, label=stage)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    for i, r in enumerate(rows):
+        axes[0].text(i, bottom[i], f"{r['us_per_asset_bar']:.0f} us", ha="center", va="bottom")
+    axes[0].set_title("cost per asset-bar of mtl-bt run (synthetic daily)")
+    axes[0].set_ylabel("microseconds per asset-bar")
+    axes[0].set_ylim(0, max(bottom) * 1.2)
+    axes[0].legend(fontsize=8)
+    assets = [r["assets"] for r in rows]
+    axes[1].plot(assets, [r["wall_seconds"] for r in rows], "o-", label="wall s")
+    axes[1].plot(assets, [r["peak_rss_mb"] for r in rows], "s--", label="peak RSS MB")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("assets (2,500 bars each)")
+    axes[1].set_title("wall time and peak memory")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _scale_assets_section(sweep: dict[str, Any], plot_name: str | None) -> list[str]:
+    """``benchmarks/scale_assets.json`` (issue 16, goal 7): cost per asset-bar vs assets."""
+    rows = sorted(sweep["rows"], key=lambda r: r["assets"])
+    stages = list(rows[0]["stage_us_per_asset_bar"])
+    L = [
+        "### 5b. Cost per asset-bar with the number of assets (issue 16, goal 7)",
+        "",
+        f"`{sweep['command']}` ({sweep['generated']}; load average at start "
+        f"{sweep.get('load_at_start', '-')}, at end {sweep.get('load_at_end', '-')}): "
+        "the same child as the table above, synthetic daily bars, 2,500 per asset. "
+        "Cost per asset-bar = wall seconds / (assets x bars); a flat row means linear "
+        "scaling in assets. The 500-asset run used to spend 441 s of 1,254 s after training "
+        "in the EWMA/HAR-RV baseline columns of the predictions (`add_baselines`: the whole "
+        "symbol column was converted and compared once per fold and symbol, quadratic in "
+        "assets); they are now grouped once.",
+        "",
+    ]
+    L += _table(
+        ["assets x bars", "folds", "wall s", "peak RSS MB", "us / asset-bar"]
+        + [f"{s} us" for s in stages],
+        [
+            [
+                f"{r['assets']} x {r['bars']:,}",
+                str(r["folds"]),
+                _f(r["wall_seconds"], 1),
+                _f(r["peak_rss_mb"], 0),
+                _f(r["us_per_asset_bar"], 1),
+            ]
+            + [_f(r["stage_us_per_asset_bar"][s], 1) for s in stages]
+            for r in rows
+        ],
+    )
+    for note in sweep.get("notes", []):  # one paragraph each
+        L += ["", note]
+    if plot_name:
+        L += ["", f"![scale per asset-bar]({plot_name})"]
+    L.append("")
+    return L
+
+
 def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     m = results["machine"]
     L: list[str] = ["# Benchmarks", ""]
@@ -206,6 +288,9 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     sc = results.get("scale")
     if sc:
         L += _scale_section(sc, plot_name)
+    sa = results.get("scale_assets")
+    if sa and sa.get("rows"):
+        L += _scale_assets_section(sa, results.get("scale_assets_plot"))
     sw = results.get("sweeps")
     if sw:
         L += _sweeps_section(sw)
@@ -432,7 +517,9 @@ def _sweeps_section(sw: dict[str, Any]) -> list[str]:
             for r in sw["runs"]
         ],
     )
-    L += ["", *sw.get("notes", []), ""]
+    for note in sw.get("notes", []):  # one paragraph each
+        L += ["", note]
+    L.append("")
     return L
 
 

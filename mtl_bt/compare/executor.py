@@ -10,6 +10,13 @@ atomically into the job's output folder, then a ``job.json`` marker last. So:
 - Ctrl-C or a crash never leaves a job folder that looks finished (no marker, no skip);
 - a re-run skips every job whose marker exists and whose parameters hash is unchanged;
 - a failing job is reported by name with its error, the others still complete.
+
+Jobs that depend on others (compare's backtests join their fold jobs' files) are made by
+``then``, called as each job finishes: the new jobs run in the *same* worker processes
+(one start-up per worker: ``import torch`` and the first optimizer's lazy
+``torch._dynamo`` import cost seconds each) and go ahead of the jobs still queued, so
+long dependent jobs start early instead of after a barrier. A job's ``inputs`` (e.g. the
+fold files) travel with it and are not part of its digest.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import os
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +48,18 @@ _SHARED: dict[str, Any] = {}
 
 @dataclass(frozen=True)
 class Job:
-    """``fn`` is "module:function", called as fn(shared, workdir, **params) in a worker."""
+    """``fn`` is "module:function", called as fn(shared, workdir, **params) in a worker.
+
+    ``inputs``: data the job reads as ``shared[key]`` besides the payload every job
+    shares (compare: the fold files a backtest joins); shipped with the job, not hashed
+    (what determines them is in ``params``, e.g. the fold jobs' digests).
+    """
 
     name: str
     fn: str
     params: dict[str, Any]
     out_dir: Path
+    inputs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def digest(self) -> str:
         """Hash of what determines the job's result (function + parameters)."""
@@ -94,8 +108,9 @@ def execute(job: Job, shared: dict[str, Any]) -> _Outcome:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mtl-bt-job-") as tmp:
         work = Path(tmp)
+        payload = {**shared, **job.inputs} if job.inputs else shared
         try:
-            _resolve(job.fn)(shared, work, **job.params)
+            _resolve(job.fn)(payload, work, **job.params)
         except Exception as exc:  # reported by name; the sweep goes on
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return _Outcome(
@@ -161,49 +176,83 @@ def run_jobs(
     workers: int | None = None,
     address: str | None = None,
     on_done: Callable[[JobResult], None] | None = None,
+    then: Callable[[JobResult], Iterable[Job]] | None = None,
 ) -> list[JobResult]:
-    """Run (or skip) every job; results in the order of ``jobs``.
+    """Run (or skip) every job; results in the order of ``jobs``, then the jobs ``then``
+    made in the order they were made.
 
     ``executor="local"`` uses ``workers`` processes (``1``: in this process, no pool);
     ``executor="ray"`` connects to ``address`` (None: start a local Ray instance).
+    ``then(result)``, called in this process after each job is stored (or skipped),
+    returns the jobs that can start now (e.g. a backtest whose last fold job finished);
+    they run in the same workers, ahead of the jobs still waiting.
     """
     jobs = list(jobs)
+    shared = shared or {}
+    results: dict[str, JobResult] = {}
+    order: list[str] = []
+    seen: set[str] = set()
+    todo: deque[Job] = deque()
+    urgent: deque[Job] = deque()
+
+    def finish(result: JobResult) -> None:
+        results[result.name] = result
+        if on_done:
+            on_done(result)
+        if then is not None:
+            for new in then(result):
+                admit(new, urgent)
+
+    def admit(job: Job, queue: deque[Job]) -> None:
+        if job.name in seen:
+            raise ValueError(f"job names must be unique ({job.name!r} twice)")
+        seen.add(job.name)
+        order.append(job.name)
+        if is_done(job):
+            finish(JobResult(job.name, job.out_dir, True, skipped=True))
+        else:
+            queue.append(job)
+
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise ValueError("job names must be unique")
-    shared = shared or {}
-    results: dict[str, JobResult] = {}
-    todo: list[Job] = []
+    runners = {"local": _run_local, "ray": _run_ray}
+    if executor not in runners:
+        raise UserError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     for job in jobs:
-        if is_done(job):
-            results[job.name] = JobResult(job.name, job.out_dir, True, skipped=True)
-            if on_done:
-                on_done(results[job.name])
-        else:
-            todo.append(job)
-    if todo:
+        admit(job, todo)
+    if todo or urgent:
         workers = workers or default_workers()
-        if executor == "local":
-            runner = _run_local
-        elif executor == "ray":
-            runner = _run_ray
-        else:
-            raise UserError(f"unknown executor {executor!r}; use 'local' or 'ray'")
-        for job, outcome in runner(todo, shared, workers, address):
-            results[job.name] = _store(job, outcome)
-            if on_done:
-                on_done(results[job.name])
-    return [results[name] for name in names]
+        runner = runners[executor]
+        dynamic = then is not None
+        for job, outcome in runner(_Queue(todo, urgent), shared, workers, address, dynamic):
+            finish(_store(job, outcome))
+    return [results[name] for name in order]
+
+
+class _Queue:
+    """The jobs still to run: those made by ``then`` (``urgent``) before the rest."""
+
+    def __init__(self, todo: deque[Job], urgent: deque[Job]) -> None:
+        self.todo, self.urgent = todo, urgent
+
+    def __len__(self) -> int:
+        return len(self.todo) + len(self.urgent)
+
+    def pop(self) -> Job:
+        return self.urgent.popleft() if self.urgent else self.todo.popleft()
 
 
 def _run_local(
-    todo: list[Job], shared: dict[str, Any], workers: int, address: str | None
-) -> Iterable[tuple[Job, _Outcome]]:
-    if workers <= 1 or len(todo) == 1:
-        for job in todo:
-            yield job, execute(job, shared)
+    queue: _Queue, shared: dict[str, Any], workers: int, address: str | None, dynamic: bool
+) -> Iterator[tuple[Job, _Outcome]]:
+    if workers <= 1 or (len(queue) == 1 and not dynamic):
+        while queue:
+            job = queue.pop()
+            yield job, execute(job, shared)  # the caller's ``then`` may queue more
         return
-    workers = min(workers, len(todo))
+    if not dynamic:
+        workers = min(workers, len(queue))
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_mp_context(),
@@ -211,8 +260,13 @@ def _run_local(
         initargs=(shared,),
     )
     try:
-        pending: dict[Future[_Outcome], Job] = {pool.submit(_execute_in_worker, j): j for j in todo}
-        while pending:
+        # at most one job per worker in flight: the next job is chosen when a worker is
+        # free, so jobs ``then`` makes meanwhile go first
+        pending: dict[Future[_Outcome], Job] = {}
+        while queue or pending:
+            while queue and len(pending) < workers:
+                job = queue.pop()
+                pending[pool.submit(_execute_in_worker, job)] = job
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 job = pending.pop(fut)
@@ -226,8 +280,8 @@ def _run_local(
 
 
 def _run_ray(
-    todo: list[Job], shared: dict[str, Any], workers: int, address: str | None
-) -> Iterable[tuple[Job, _Outcome]]:
+    queue: _Queue, shared: dict[str, Any], workers: int, address: str | None, dynamic: bool
+) -> Iterator[tuple[Job, _Outcome]]:
     try:
         import ray
     except ImportError:
@@ -249,8 +303,11 @@ def _run_ray(
     try:
         remote = ray.remote(num_cpus=1)(execute)
         shared_ref = ray.put(shared)
-        refs = {remote.remote(job, shared_ref): job for job in todo}
-        while refs:
+        refs: dict[Any, Job] = {}
+        while queue or refs:
+            while queue:  # Ray queues them on the cluster; jobs made by ``then`` come later
+                job = queue.pop()
+                refs[remote.remote(job, shared_ref)] = job
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
                 job = refs.pop(ref)

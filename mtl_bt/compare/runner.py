@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,44 +243,65 @@ def compare(
         detail = f" {result.seconds:.1f}s" if result.ok and not result.skipped else ""
         say(f"  {result.name}: {status}{detail}" + (f": {result.error}" if result.error else ""))
 
+    # One pool for every job: a run's backtest starts as soon as its last fold job is
+    # stored (ahead of the fold jobs still queued), in the workers that trained them.
+    fold_results: dict[str, JobResult] = {}
+    fold_files: dict[str, dict[str, bytes]] = {}
+    by_name: dict[str, JobResult] = {}
+    waiting = {plan.name: {j.name for j in plan.needed()} for plan in plans}
+    users: dict[str, list[RunPlan]] = {}
+    for plan in plans:
+        for job in plan.needed():
+            users.setdefault(job.name, []).append(plan)
+    unreleased = {name: len(plans_) for name, plans_ in users.items()}
+
+    def release(plan: RunPlan) -> list[Job]:
+        """The plan's backtest job once every fold it needs is stored, else its failure."""
+        bad = [fold_results[j.name] for j in plan.needed() if not fold_results[j.name].ok]
+        if plan.error is not None or bad:
+            error = plan.error or f"fold job {bad[0].name} failed: {bad[0].error}"
+            trace = plan.trace
+            if bad:
+                trace = (Path(bad[0].out_dir) / ERROR_FILE).read_text()
+            by_name[plan.name] = _fail_run(plan, error, trace)
+            done(by_name[plan.name])
+            return []
+        files = {}
+        for job in plan.needed():
+            if job.name not in fold_files:
+                fold_files[job.name] = _fold_files(job)
+            files[job.name] = fold_files[job.name]
+            unreleased[job.name] -= 1
+            if not unreleased[job.name]:  # its last backtest has it: free the bytes
+                del fold_files[job.name]
+        return [replace(plan.backtest_job(), inputs={"fold_files": files})]
+
+    def then(result: JobResult) -> list[Job]:
+        if result.name not in users:  # a backtest job
+            by_name[result.name] = result
+            return []
+        fold_results[result.name] = result
+        ready = []
+        for plan in users[result.name]:
+            waiting[plan.name].discard(result.name)
+            if not waiting[plan.name]:
+                ready += release(plan)
+        return ready
+
     try:
-        fold_results = {
-            r.name: r
-            for r in run_jobs(
-                fold_jobs,
-                shared={"frames": frames},
-                executor=executor,
-                workers=workers,
-                address=address,
-                on_done=done,
-            )
-        }
-        ready: list[Job] = []
-        fold_files: dict[str, dict[str, bytes]] = {}
-        by_name: dict[str, JobResult] = {}
-        for plan in plans:
-            bad = [fold_results[j.name] for j in plan.needed() if not fold_results[j.name].ok]
-            if plan.error is not None or bad:
-                error = plan.error or f"fold job {bad[0].name} failed: {bad[0].error}"
-                trace = plan.trace
-                if bad:
-                    trace = (Path(bad[0].out_dir) / ERROR_FILE).read_text()
-                by_name[plan.name] = _fail_run(plan, error, trace)
-                done(by_name[plan.name])
-                continue
-            for job in plan.needed():
-                if job.name not in fold_files:
-                    fold_files[job.name] = _fold_files(job)
-            ready.append(plan.backtest_job())
-        for r in run_jobs(
-            ready,
-            shared={"frames": frames, "fold_files": fold_files},
+        first = [plan for plan in plans if not waiting[plan.name]]  # nothing to wait for
+        for plan in first:
+            for job in release(plan):  # (a plan that has no folds failed to plan)
+                fold_jobs.append(job)
+        run_jobs(
+            fold_jobs,
+            shared={"frames": frames},
             executor=executor,
             workers=workers,
             address=address,
             on_done=done,
-        ):
-            by_name[r.name] = r
+            then=then,
+        )
         results = [by_name[plan.name] for plan in plans]
     finally:
         if bar is not None:

@@ -117,6 +117,18 @@ def add_baselines(
     out = predictions.copy()
     starts = {f.get("fold"): pd.Timestamp(f["test_start"]) for f in folds if f.get("test_start")}
     times = pd.to_datetime(out["datetime"], utc=True)
+    # each fold's rows of each symbol, in row order, found once: comparing the whole symbol
+    # column with every symbol in every fold grew with assets squared (500 assets: minutes)
+    codes, names = pd.factorize(out["symbol"])
+    rows: dict[Any, dict[Any, np.ndarray]] = {}
+    for fold, positions in out.groupby("fold", sort=True).indices.items():
+        by_code = np.argsort(codes[positions], kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[positions][by_code])) + 1
+        rows[fold] = {
+            names[codes[positions[part[0]]]]: positions[part]
+            for part in np.split(by_code, bounds)
+            if len(part) and codes[positions[part[0]]] >= 0
+        }
     for task in tasks:
         h = int(task.split("@", 1)[1])
         ewma_col = np.full(len(out), np.nan)
@@ -128,7 +140,7 @@ def add_baselines(
             target = forward_realised_vol(frame["close"].astype("float64"), h).to_numpy() ** 2
             index = pd.DatetimeIndex(frame.index).tz_convert("UTC")
             per_symbol[symbol] = (index, ewma_variance(r), har_features(r), target)
-        for fold, positions in out.groupby("fold", sort=True).indices.items():
+        for fold, of_symbol in rows.items():
             start = starts.get(fold)
             xs, ys = [], []
             for index, _ewma, feats, target in per_symbol.values():
@@ -139,12 +151,12 @@ def add_baselines(
                 ys.append(target[:stop])
             coef = _fit_ols(np.vstack(xs), np.concatenate(ys)) if xs else None
             for symbol, (index, ewma, feats, _t) in per_symbol.items():
-                mask = out["symbol"].to_numpy()[positions] == symbol
-                if not mask.any():
+                mine = of_symbol.get(symbol)
+                if mine is None:
                     continue
-                where = index.get_indexer(pd.DatetimeIndex(times.iloc[positions[mask]]))
+                where = index.get_indexer(pd.DatetimeIndex(times.iloc[mine]))
                 ok = where >= 0
-                sel = positions[mask][ok]
+                sel = mine[ok]
                 ewma_col[sel] = floored_vol(ewma[where[ok]], floor)
                 if coef is not None:
                     var = coef[0] + feats[where[ok]] @ coef[1:]

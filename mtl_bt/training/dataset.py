@@ -190,14 +190,34 @@ def assemble(
     )
 
 
+def symbol_features(
+    frames: Mapping[str, pd.DataFrame], feature_spec: Any
+) -> dict[str, pd.DataFrame]:
+    """Every symbol's causal features, warm-up rows dropped, in the spec's column order."""
+    from mtl_bt import features as feat
+
+    columns = list(feature_spec.columns())
+    out = {}
+    for symbol, frame in frames.items():
+        raw = feat.compute(frame, feature_spec)
+        kept, _ = feat.drop_warmup(raw, feature_spec, symbol)
+        out[symbol] = kept[columns]
+    return out
+
+
 def build_dataset(
     frames: Mapping[str, pd.DataFrame],
     feature_spec: Any,
     tasks: Sequence[Any],
     lookback: int = 1,
+    *,
+    features: Mapping[str, pd.DataFrame] | None = None,
 ) -> Dataset:
-    """Features (causal, warm-up dropped) and targets for every symbol, pooled."""
-    from mtl_bt import features as feat
+    """Features (causal, warm-up dropped) and targets for every symbol, pooled.
+
+    ``features``: ``symbol_features(frames, feature_spec)`` computed before (the same data
+    and spec; ``cached_dataset`` shares them between task sets), else computed here.
+    """
     from mtl_bt.tasks import build_targets
 
     if not frames:
@@ -205,18 +225,22 @@ def build_dataset(
     columns = list(feature_spec.columns())
     names = [t.name for t in tasks]
     horizon = max(t.horizon for t in tasks)
+    if features is None:
+        features = symbol_features(frames, feature_spec)
     blocks = []
     for symbol, frame in frames.items():
-        raw = feat.compute(frame, feature_spec)
-        kept, _ = feat.drop_warmup(raw, feature_spec, symbol)
         targets = build_targets(frame, tasks)
-        blocks.append(symbol_block(symbol, frame, kept[columns], targets, horizon))
+        blocks.append(symbol_block(symbol, frame, features[symbol], targets, horizon))
     return assemble(blocks, columns, names, horizon, lookback)
 
 
 #: datasets built in this process, newest last (see ``cached_dataset``)
 _CACHE: OrderedDict[str, Dataset] = OrderedDict()
 _CACHE_SIZE = 4
+#: per-symbol features of the data + feature spec of the newest cached datasets: every task
+#: set of a sweep (the MTL model, each single-task model) shares them
+_FEATURES: OrderedDict[str, dict[str, pd.DataFrame]] = OrderedDict()
+_FEATURES_SIZE = 2
 
 
 def frames_digest(frames: Mapping[str, pd.DataFrame]) -> str:
@@ -227,6 +251,23 @@ def frames_digest(frames: Mapping[str, pd.DataFrame]) -> str:
         h.update(repr((symbol, list(frame.columns), frame.shape)).encode())
         h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def cached_features(
+    frames: Mapping[str, pd.DataFrame], feature_spec: Any, *, digest: str | None = None
+) -> dict[str, pd.DataFrame]:
+    """``symbol_features``, memoised per process on the data's content and the feature
+    settings (read-only, as ``cached_dataset``); ``digest``: ``frames_digest(frames)``."""
+    key = json.dumps(
+        [digest or frames_digest(frames), feature_spec.to_dict()], sort_keys=True, default=str
+    )
+    if key in _FEATURES:
+        _FEATURES.move_to_end(key)
+        return _FEATURES[key]
+    _FEATURES[key] = symbol_features(frames, feature_spec)
+    while len(_FEATURES) > _FEATURES_SIZE:
+        _FEATURES.popitem(last=False)
+    return _FEATURES[key]
 
 
 def cached_dataset(
@@ -241,14 +282,16 @@ def cached_dataset(
     A sweep (``mtl-bt compare``) runs one job per (variant, seed, fold) in a few worker
     processes, and every job of a variant family used to recompute the same features and
     targets from the same frames: about a fifth of a fold job on the bundled crypto
-    config. Callers must treat the returned dataset as read-only (the training pipeline
+    config. The features alone are also shared between task sets (single-task models of
+    each task): only targets are rebuilt. Callers must treat the returned dataset as read-only (the training pipeline
     does: folds scale copies), and the feature and task plugins must not change between
     calls (true inside one sweep; ``train_walk_forward`` only uses this when asked,
     ``reuse_dataset=True``, which compare's fold jobs do).
     """
+    digest = frames_digest(frames)
     key = json.dumps(
         [
-            frames_digest(frames),
+            digest,
             feature_spec.to_dict(),
             [[type(t).__module__, type(t).__qualname__, dataclasses.asdict(t.spec)] for t in tasks],
             int(lookback),
@@ -259,7 +302,8 @@ def cached_dataset(
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    ds = build_dataset(frames, feature_spec, tasks, lookback)
+    features = cached_features(frames, feature_spec, digest=digest)
+    ds = build_dataset(frames, feature_spec, tasks, lookback, features=features)
     _CACHE[key] = ds
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -27,7 +27,7 @@ from mtl_bt.atomic import atomic_write, write_bytes, write_text
 from mtl_bt.config import Config, TaskConfig, WeightingConfig, dumps
 from mtl_bt.errors import ConfigError, DataError
 from mtl_bt.predictor import scale_array
-from mtl_bt.training.dataset import Dataset, build_dataset, cached_dataset
+from mtl_bt.training.dataset import Dataset, build_dataset, cached_dataset, cached_features
 from mtl_bt.training.guards import check_causal
 from mtl_bt.training.splits import Split, walk_forward_splits
 from mtl_bt.training.trainer import fit, make_batches, predict_raw
@@ -395,10 +395,14 @@ def _train_walk_forward(
 
 
 def fold_numbers(config: Config, frames: Mapping[str, pd.DataFrame]) -> list[int]:
-    """The fold numbers ``train_walk_forward`` would train (builds the dataset, trains nothing)."""
+    """The fold numbers ``train_walk_forward`` would train (builds the dataset, trains nothing).
+
+    The features are computed once per process for every task set (``compare`` counts the
+    folds of each variant: the MTL model and every single-task model)."""
     comp = build_components(config)
     check_causal(comp.feature_spec, comp.tasks, frames)  # third-party features and tasks
-    ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
+    features = cached_features(frames, comp.feature_spec)
+    ds = build_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback, features=features)
     return [split.fold for split in splits_for(config, ds)]
 
 

@@ -52,39 +52,80 @@ SCALARIZERS = {
 PREFIX = "torchjd_"
 
 
+#: the torchjd release the pack is tested against (the extra pins it): every class named in
+#: AGGREGATORS and SCALARIZERS exists there, so its names register without importing it
+TESTED_VERSION = "0.18.0"
+
+
 def available() -> bool:
     return importlib.util.find_spec("torchjd") is not None
+
+
+class _Lazy:
+    """Factory of one torchjd weighting that imports torchjd on first use.
+
+    Importing torchjd pulls in cvxpy and scipy.stats: seconds per process (6 s at a load of
+    6 on 2 cores), paid by every ``mtl-bt`` command and every ``compare`` worker when the
+    registry loads, although almost no config names a torchjd scheme.
+    """
+
+    def __init__(self, name: str, kind: str, cls_name: str) -> None:
+        self.name, self.kind, self.cls_name = name, kind, cls_name
+        self.__doc__ = f"torchjd.{kind}.{cls_name}"
+        self._cls: type | None = None
+
+    def resolve(self) -> type:
+        """The adapter class (``adapters.aggregator`` / ``adapters.scalarizer``)."""
+        if self._cls is None:
+            import importlib
+
+            from mtl_bt.plugins.torchjd import adapters
+
+            torchjd_cls = getattr(importlib.import_module(f"torchjd.{self.kind}"), self.cls_name)
+            make = adapters.aggregator if self.kind == "aggregation" else adapters.scalarizer
+            self._cls = make(self.name, torchjd_cls)
+        return self._cls
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<torchjd weighting {self.name} ({self.__doc__}), imported on first use>"
+
+
+def _classes(version: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The aggregators and scalarizers this torchjd has (another release than the tested
+    one is imported to see which of the names it defines)."""
+    if version == TESTED_VERSION:
+        return AGGREGATORS, SCALARIZERS
+    import torchjd.aggregation as aggregation
+    import torchjd.scalarization as scalarization
+
+    return (
+        {k: v for k, v in AGGREGATORS.items() if hasattr(aggregation, v)},
+        {k: v for k, v in SCALARIZERS.items() if hasattr(scalarization, v)},
+    )
 
 
 @hookimpl
 def register_weightings(register):
     if not available():
         return
-    import torchjd.aggregation as aggregation
-    import torchjd.scalarization as scalarization
-
-    from mtl_bt.plugins.torchjd import adapters
-
     version = importlib.metadata.version("torchjd")
-    for short, cls_name in AGGREGATORS.items():
-        cls = getattr(aggregation, cls_name, None)
-        if cls is None:  # not in this torchjd version
-            continue
+    aggregators, scalarizers = _classes(version)
+    for short, cls_name in aggregators.items():
         name = PREFIX + short
         register(
             name,
-            adapters.aggregator(name, cls),
+            _Lazy(name, "aggregation", cls_name),
             f"torchjd aggregator {cls_name} on the shared-parameter task gradients.",
             source=f"torchjd {version}: torchjd.aggregation.{cls_name}",
         )
-    for short, cls_name in SCALARIZERS.items():
-        cls = getattr(scalarization, cls_name, None)
-        if cls is None:
-            continue
+    for short, cls_name in scalarizers.items():
         name = PREFIX + short
         register(
             name,
-            adapters.scalarizer(name, cls),
+            _Lazy(name, "scalarization", cls_name),
             f"torchjd scalarizer {cls_name} on the task losses (loss level).",
             source=f"torchjd {version}: torchjd.scalarization.{cls_name}",
         )

@@ -253,3 +253,30 @@ def test_demo_section_shows_the_same_orders_floor_and_cpu_ratios():
     assert len(rows) == 2
     assert "| 12.50 (1.25) |" in rows[0] and "| 1.04 | 1.28 |" in rows[0]  # 13/12.5, 16/12.5
     assert "| 5.00 (1.25) |" in rows[1] and "| 1.12 | 1.28 |" in rows[1]  # 5.6/5, 6.4/5
+
+
+def test_asset_sweep_section_and_plot(tmp_path):
+    """``scale_assets.json`` rows reach the page (cost per asset-bar by stage) and the plot."""
+    rows = []
+    for n in (10, 100):
+        stages = {"training": 2.0 * n, "backtest": 1.0 * n}
+        cells = n * 2500
+        rows.append(
+            {
+                "assets": n,
+                "bars": 2500,
+                "folds": 3,
+                "wall_seconds": 3.0 * n,
+                "peak_rss_mb": 500.0 + n,
+                "stages": stages,
+                "us_per_asset_bar": 1e6 * 3.0 * n / cells,
+                "stage_us_per_asset_bar": {k: 1e6 * v / cells for k, v in stages.items()},
+            }
+        )
+    sweep = {"command": "python -m benchmarks.bench_scale --assets 10,100", "generated": "x"}
+    sweep["rows"] = rows
+    png = report.plot_scale_assets(sweep, tmp_path / "assets.png")
+    assert png is not None and png.stat().st_size > 0
+    page = "\n".join(report._scale_assets_section(sweep, "assets.png"))
+    assert "| 100 x 2,500 | 3 | 300.0 | 600 | 1200.0 | 800.0 | 400.0 |" in page
+    assert "![scale per asset-bar](assets.png)" in page

@@ -15,3 +15,9 @@ def square(shared: dict[str, Any], workdir: Path, *, x: int, fail: bool = False)
     (workdir / "sub").mkdir()
     (workdir / "result.json").write_text(json.dumps({"value": value}))
     (workdir / "sub" / "pid.txt").write_text(str(os.getpid()))
+
+
+def total(shared: dict[str, Any], workdir: Path, *, names: list[str]) -> None:
+    """A dependent job: sums the values its inputs carry (``shared["values"]``)."""
+    value = sum(shared["values"][n] for n in names) + shared.get("offset", 0)
+    (workdir / "result.json").write_text(json.dumps({"value": value, "pid": os.getpid()}))

@@ -71,3 +71,55 @@ def test_unknown_executor_and_duplicate_names(tmp_path: Path) -> None:
     job = _jobs(tmp_path)[0]
     with pytest.raises(ValueError, match="unique"):
         run_jobs([job, job])
+
+
+def _chained(tmp_path: Path, workers: int) -> tuple[list, list[str]]:
+    """Four jobs and, made by ``then`` once all four are stored, one job summing their
+    values (shipped as its ``inputs``); returns the results and the order of ``then`` calls."""
+    jobs = _jobs(tmp_path)
+    calls: list[str] = []
+    seen: dict[str, int] = {}
+
+    def then(result) -> list[Job]:
+        calls.append(result.name)
+        if result.name == "sum":
+            return []
+        seen[result.name] = _value(next(j for j in jobs if j.name == result.name))
+        if len(seen) < len(jobs):
+            return []
+        names = sorted(seen)
+        return [
+            Job(
+                "sum",
+                "_toy_jobs:total",
+                {"names": names},
+                tmp_path / "sum",
+                inputs={"values": dict(seen)},
+            )
+        ]
+
+    results = run_jobs(jobs, shared={"offset": 10}, workers=workers, then=then)
+    return results, calls
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_then_runs_dependent_jobs_in_the_same_workers_and_rerun_skips(
+    tmp_path: Path, workers: int
+) -> None:
+    results, calls = _chained(tmp_path, workers)
+    assert [r.name for r in results] == ["x0", "x1", "x2", "x3", "sum"]
+    assert all(r.ok and not r.skipped for r in results)
+    doc = json.loads((tmp_path / "sum" / "result.json").read_text())
+    assert doc["value"] == (10 + 11 + 14 + 19) + 10  # inputs merged over the shared payload
+    assert (doc["pid"] == os.getpid()) == (workers == 1)
+    assert sorted(calls) == ["sum", "x0", "x1", "x2", "x3"] and calls[-1] == "sum"
+    # the inputs are not part of the digest: a re-run skips every job, ``then`` still called
+    again, calls = _chained(tmp_path, workers)
+    assert [r.skipped for r in again] == [True] * 5
+    assert calls == ["x0", "x1", "x2", "x3", "sum"]
+
+
+def test_then_duplicate_name_is_refused(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path)
+    with pytest.raises(ValueError, match="unique"):
+        run_jobs(jobs[:1], workers=1, then=lambda r: [jobs[0]] if r.name == "x0" else [])

@@ -65,3 +65,31 @@ def test_train_walk_forward_with_reuse_dataset_gives_identical_predictions(tmp_p
     assert len(dataset_mod._CACHE) == 1
     for result in reused:
         pd.testing.assert_frame_equal(result.predictions, plain.predictions)
+
+
+def test_task_sets_share_the_features_and_equal_fresh_builds():
+    """The single-task models' datasets reuse the MTL model's features (computed once per
+    process) and are exactly what a fresh build gives."""
+    dataset_mod._CACHE.clear()
+    dataset_mod._FEATURES.clear()
+    cfg, frames = tiny_config(), synthetic_frames()
+    comp = build_components(cfg)
+    cached_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
+    assert len(dataset_mod._FEATURES) == 1
+    shared = next(iter(dataset_mod._FEATURES.values()))
+    for task in cfg.task_names():
+        st = build_components(single_task(cfg, task))
+        ds = cached_dataset(frames, st.feature_spec, st.tasks, st.lookback)
+        _equal(ds, build_dataset(frames, st.feature_spec, st.tasks, st.lookback))
+    assert len(dataset_mod._FEATURES) == 1 and next(iter(dataset_mod._FEATURES.values())) is shared
+
+
+def test_fold_numbers_with_shared_features_are_the_trained_folds():
+    from mtl_bt.training.pipeline import fold_numbers
+
+    dataset_mod._FEATURES.clear()
+    cfg, frames = tiny_config(), synthetic_frames()
+    for config in (cfg, single_task(cfg)):
+        folds = fold_numbers(config, frames)
+        assert folds == [f["fold"] for f in train_walk_forward(config, frames).folds]
+    assert len(dataset_mod._FEATURES) == 1

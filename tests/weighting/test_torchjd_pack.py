@@ -99,3 +99,27 @@ def test_without_torchjd_the_pack_registers_nothing_and_warns_nothing(monkeypatc
     assert not [n for n in registry.names("weighting") if n.startswith(PREFIX)]
     assert "equal" in registry.names("weighting")
     assert not [w for w in recwarn if issubclass(w.category, PluginWarning)]
+
+
+def test_the_pack_registers_without_importing_torchjd():
+    """torchjd (and its cvxpy / scipy.stats) is imported when a torchjd scheme is built, not
+    when the registry loads: every command and compare worker would pay seconds for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mtl_bt import registry; "
+        "names = registry.names('weighting'); "
+        "assert 'torchjd_upgrad' in names, names; "
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('torchjd', 'cvxpy')]; "
+        "w = registry.create('weighting', 'torchjd_upgrad', ['a', 'b']); "
+        "assert 'torchjd' in sys.modules and w.torchjd_class.__name__ == 'UPGrad'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_tested_release_has_every_named_class():
+    from mtl_bt.plugins.torchjd import TESTED_VERSION, _classes
+
+    aggregators, scalarizers = _classes(TESTED_VERSION + ".dev-not-it")  # imports torchjd
+    assert (aggregators, scalarizers) == (AGGREGATORS, SCALARIZERS)
