@@ -162,7 +162,8 @@ def test_checkpoint_predictor_round_trip(run):
     merged = oos.merge(table, on=["datetime", "symbol"], suffixes=("", "_re"))
     assert len(merged) == len(oos)
     for name in predictor.task_names:
-        np.testing.assert_allclose(merged[name], merged[f"{name}_re"], rtol=1e-5, atol=1e-7)
+        # the numpy forward pass (scaler folded into the first layer) equals torch to 1e-6
+        np.testing.assert_allclose(merged[name], merged[f"{name}_re"], rtol=1e-5, atol=1e-6)
     # the per-bar path: one row per asset at one timestamp
     ts = oos["datetime"].iloc[-1]
     x = np.stack([feats[s].loc[ts].to_numpy() for s in predictor.symbols])
