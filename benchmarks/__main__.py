@@ -172,6 +172,15 @@ FIXED = [
     "Issue 16 - scale: `add_baselines` (EWMA/HAR-RV columns of the OOS predictions) "
     "converted and compared the whole symbol column once per (fold, symbol): 441 s of the "
     "1,254 s 500-asset run; 200 assets 90.1 s -> 8.8 s alone (tested equal to the old code).",
+    "Issue 16 - sweeps, the Δm bootstrap (compare's tables, 203 s of a 530 s 1-seed compare "
+    "under load; `pandas.rank` 92 s in 12,040 calls): a resample only repeats or drops "
+    "original rows, so each value's average rank follows from per-replicate counts of "
+    "groups of equal original values (`compare.delta._Scorer`: one `np.unique` per array, "
+    "then `np.bincount` + `cumsum` per replicate) for return/volume rank IC and direction "
+    "AUC; volume's IC no longer computes the unused rank IC. One variant of the 5-seed "
+    "crypto compare (300 replicates), old and new module side by side, load ~1.5: 14.5 / "
+    "13.8 s -> 2.6 / 2.7 s, identical results (and a hypothesis test against scoring the "
+    "resampled arrays).",
 ]
 
 #: optimisations that were measured side by side and not kept (numbers from those A/B runs)

@@ -121,6 +121,60 @@ class DeltaResult:
     n_boot: int = 0
 
 
+class _Scorer:
+    """``spec.score(values[rows], target[rows])`` for many bootstrap row sets.
+
+    A rank IC re-sorts every resample otherwise (most of a compare's table time). A resample
+    only repeats or drops the original rows, so each value's average rank in it follows
+    from how many resampled values fall in each group of equal original values: sorted
+    once, counted per replicate (``np.bincount``), the same numbers as ranking the
+    resample (``pandas.Series.rank(method="average")``, tested equal). Return/volume
+    ``ic``/``rank_ic`` and direction ``auc`` take this path; other metrics (and plugin
+    tasks) use ``spec.score`` as it is.
+    """
+
+    def __init__(self, spec: TaskMetric, values: np.ndarray, target: np.ndarray) -> None:
+        from mtl_bt.report.oos import _corr
+
+        self.spec, self.values, self.target, self._corr = spec, values, target, _corr
+        self.ok = np.isfinite(values) & np.isfinite(target)
+        self.fast = (
+            spec.kind in ("return", "volume")
+            and spec.metric in ("ic", "rank_ic")
+            or (spec.kind == "direction" and spec.metric == "auc")
+        )
+        if self.fast and spec.metric in ("rank_ic", "auc"):
+            # group ids of equal values (any id for a non-finite value: never counted)
+            self._vg = np.unique(np.where(self.ok, values, 0.0), return_inverse=True)[1]
+            self._tg = np.unique(np.where(self.ok, target, 0.0), return_inverse=True)[1]
+            self._binary = np.isin(target, (0.0, 1.0))  # see report.oos._direction_labels
+
+    @staticmethod
+    def _ranks(groups: np.ndarray) -> np.ndarray:
+        counts = np.bincount(groups).astype(np.float64)
+        average = np.cumsum(counts) - counts + (counts + 1.0) / 2.0
+        return average[groups]
+
+    def score(self, rows: np.ndarray) -> float:
+        if not self.fast:
+            return self.spec.score(self.values[rows], self.target[rows])
+        rows = rows[self.ok[rows]]
+        if self.spec.metric == "ic":
+            return self._corr(self.values[rows], self.target[rows])
+        if self.spec.metric == "auc":
+            y = self.target[rows]
+            label = y > 0.5 if self._binary[rows].all() else y > 0
+            pos = int(label.sum())
+            neg = label.size - pos
+            if pos == 0 or neg == 0:
+                return float("nan")
+            ranks = self._ranks(self._vg[rows])
+            return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
+        if rows.size == 0:
+            return float("nan")
+        return self._corr(self._ranks(self._vg[rows]), self._ranks(self._tg[rows]))
+
+
 def _time_blocks(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row ranges of each distinct time (rows sorted by time): starts, lengths."""
     _, starts, counts = np.unique(times, return_index=True, return_counts=True)
@@ -177,13 +231,20 @@ def bootstrap_delta(
         for s in usable
     }
 
+    scorers = {
+        s.task: (_Scorer(s, arrays[s.task][0], arrays[s.task][2]), _Scorer(s, *arrays[s.task][1:]))
+        for s in usable
+    }
+
     def stats(rows: np.ndarray | None) -> tuple[dict[str, float], dict[str, float], float]:
         diffs, rels = {}, {}
         for s in usable:
-            m, st, y = arrays[s.task]
-            if rows is not None:
-                m, st, y = m[rows], st[rows], y[rows]
-            a, b = s.score(m, y), s.score(st, y)
+            if rows is None:
+                m, st, y = arrays[s.task]
+                a, b = s.score(m, y), s.score(st, y)
+            else:
+                score_m, score_st = scorers[s.task]
+                a, b = score_m.score(rows), score_st.score(rows)
             diffs[s.task] = a - b
             rels[s.task] = relative(a, b, s.higher_is_better)
         rel = list(rels.values())
