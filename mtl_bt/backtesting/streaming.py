@@ -22,6 +22,7 @@ updaters: cheaper than a numpy call per feature for one asset).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -79,6 +80,7 @@ class _Asset:
         "ewma_vol",
         "finite",
         "last_close",
+        "first_us",
         "last_us",
         "ppy",
         "rows",
@@ -100,6 +102,7 @@ class _Asset:
         self.closes: deque[float] = deque(maxlen=vol_window + 1)
         self.spacings: deque[int] = deque(maxlen=64)
         self.days: deque[list[int]] = deque(maxlen=64)  # [UTC day, bars that day]
+        self.first_us: int | None = None
         self.last_us: int | None = None
         self.weekend = False
         self.ppy: float | None = None
@@ -173,6 +176,8 @@ class StreamingBook:
                     "compression="
                 )
             asset.spacings.append(us - asset.last_us)
+        if asset.first_us is None:
+            asset.first_us = us
         asset.last_us = us
         asset.weekend = asset.weekend or is_weekend(us)
         day = us // _DAY_US
@@ -237,12 +242,26 @@ class StreamingBook:
                     )
                 values, counts = np.unique(np.asarray(asset.spacings), return_counts=True)
                 seconds = float(values[np.argmax(counts)]) / 1e6
+            warn_short = False
             if calendar == "auto":
                 calendar = "24/7" if asset.weekend else "exchange"
+                seen = (asset.last_us or 0) - (asset.first_us or 0)
+                warn_short = not asset.weekend and seen < 7 * _DAY_US
             # intraday exchange bars: bars per session counted per UTC day, as the preloaded
             # path counts them (over the days seen so far)
             per_session = None
             if seconds < 86400 and len(asset.days) > 1:
                 per_session = max(1, int(round(float(np.median([n for _, n in asset.days])))))
             asset.ppy = seconds_per_year(seconds, calendar, per_session)  # type: ignore[arg-type]
+            if warn_short:
+                # no weekend bar in less than a week of bars proves nothing: a 24/7 market
+                # would be annualised with more bars (vol targeting sizes by it)
+                always = seconds_per_year(seconds, "24/7", None)
+                warnings.warn(
+                    f"feed {self.symbols[a]!r}: calendar='auto' chose 'exchange' "
+                    f"({asset.ppy:g} bars a year) from {seen / _DAY_US:.1f} days of bars with no "
+                    f"weekend bar; if the market trades 24/7 ({always:g} bars a year), set "
+                    "calendar='24/7' (backtest.calendar, or MTLStrategy's calendar=)",
+                    stacklevel=2,
+                )
         return asset.ppy

@@ -278,3 +278,43 @@ def test_intraday_session_calendar_is_the_same_on_both_paths(crypto_frames, real
     )[0]
     assert pre.ppy.tolist() == stream.ppy.tolist() == [252.0 * 5]
     assert stream.decisions == pre.decisions > 10
+
+
+def test_auto_calendar_decided_on_less_than_a_week_of_weekday_bars_warns(crypto_frames, real_model):
+    """BTC/USDT trades 24/7, but 110 hourly bars from a Monday fall Monday to Friday:
+    the streaming path must fix bars per year at its first decision and can only guess
+    'exchange' from them. That guess is said (once per asset), naming the feed and the fix;
+    with the calendar given, or with a weekend bar seen, nothing is said."""
+    btc = crypto_frames["BTC/USDT"]
+    weekdays = btc.loc["2024-01-01":"2024-01-05 13:00"]  # Monday 00:00 to Friday 13:00
+    assert len(weekdays) == 110 and not (weekdays.index.day_of_week >= 5).any()
+    with pytest.warns(
+        UserWarning, match=r"feed 'BTC/USDT': calendar='auto' chose 'exchange'"
+    ) as record:
+        strat = run_feeds(
+            {"BTC/USDT": frame_feed(weekdays, name="BTC/USDT")},
+            real_model,
+            cerebro_kwargs={"preload": False},
+        )[0]
+    assert strat.decisions > 0
+    said = [str(w.message) for w in record if "calendar='auto'" in str(w.message)]
+    assert len(said) == 1  # once per asset
+    assert f"({strat.ppy[0]:g} bars a year)" in said[0] and "(8760 bars a year)" in said[0]
+    assert strat.ppy[0] < 8760
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        told = run_feeds(
+            {"BTC/USDT": frame_feed(weekdays, name="BTC/USDT")},
+            real_model,
+            cerebro_kwargs={"preload": False},
+            calendar="24/7",
+        )[0]
+        with_weekend = btc.loc["2024-01-05 14:00":].iloc[:150]  # Friday 14:00 on
+        run_feeds(
+            {"BTC/USDT": frame_feed(with_weekend, name="BTC/USDT")},
+            real_model,
+            cerebro_kwargs={"preload": False},
+        )
+    assert told.ppy.tolist() == [24.0 * 365]
