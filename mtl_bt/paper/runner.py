@@ -152,7 +152,12 @@ def run_paper(
             from mtl_bt.paper.strategy import PaperMTLStrategy
 
             rule = registry.create("signal", cfg.backtest.signal, **cfg.backtest.signal_options)
-            strategy = (PaperMTLStrategy, strategy_params(cfg.backtest, predictors, rule))
+            params = strategy_params(cfg.backtest, predictors, rule)
+            if cfg.backtest.calendar == "auto" and cfg.data.source == "ccxt":
+                # crypto venues trade 24/7: a live run decides before it may have seen a
+                # weekend bar, and "auto" would annualise a weekday start as an exchange
+                params["calendar"] = "24/7"
+            strategy = (PaperMTLStrategy, params)
         cerebro.addstrategy(strategy[0], **strategy[1])
 
         done = {"bars": 0, "why": "until"}

@@ -166,3 +166,26 @@ def test_stale_model_opens_no_new_positions(exchange, paper_model, tmp_path):
             (symbol, created),
         ).fetchone()
         assert held is not None and (held[0] > 0) == (side == "sell"), (created, symbol, side)
+
+
+def test_ccxt_paper_run_is_annualised_24_7_without_a_weekend_in_its_history(
+    exchange, paper_model, tmp_path
+):
+    """The test market's 60-bar warm-up ends on a Friday and holds no weekend bar: with
+    calendar="auto" the streaming path would have to guess, and guessed 'exchange' (4284
+    bars a year for a 24/7 crypto market: positions sized sqrt(8760/4284) = 1.43x too
+    large). A ccxt paper run is 24/7 unless [backtest] calendar says otherwise."""
+    import warnings
+
+    from mtl_bt.paper import run_paper
+
+    clock = ExchangeClock(START, speed=0.0)
+    url, _ = exchange(clock)
+    cfg = config_mod.from_dict(paper_config_dict(url))
+    assert cfg.backtest.calendar == "auto" and cfg.data.source == "ccxt"
+    out = tmp_path / "paper"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*calendar='auto' chose")
+        with Lockstep(clock, journal_has(out / "paper.sqlite"), bars=3):
+            result = run_paper(cfg, paper_model, out, max_bars=4, echo=None)
+    assert result.bars == 4
