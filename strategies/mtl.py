@@ -329,7 +329,7 @@ class MTLStrategy(bt.Strategy):
         for every (bar, asset) and where the predictions are usable, before the run; each
         bar then only gathers them and applies the cross-sectional clip."""
         rule = self.rule
-        if self.preds is None or not self.p.vector_signals or not is_separable(rule):
+        if self.preds is None or not self._separable:
             return None, None
         raw, usable = [], []
         book = self.book
@@ -345,13 +345,7 @@ class MTLStrategy(bt.Strategy):
                 **extra,
                 **self._cost,
             )
-            w = np.asarray(w, dtype=np.float64).reshape(-1)
-            if w.shape != ok.shape:
-                raise UserError(
-                    f"signal {self.rule_caller.name!r} is separable but raw_weights returned "
-                    f"{w.shape[0]} weights for {ok.shape[0]} bars of {self.symbols[a]}"
-                )
-            raw.append(w)
+            raw.append(self._raw_array(w, ok.shape[0], f"bars of {self.symbols[a]}"))
             usable.append(ok)
         return raw, usable
 
@@ -470,7 +464,7 @@ class MTLStrategy(bt.Strategy):
                 preds, periods_per_year=self.ppy[idx], realised_vol=rv, **extra, **c
             )
             weights = self.rule_caller.precomputed(
-                self._raw_array(raw, len(due_a), self.symbols[due_a[0]]),
+                self._raw_array(raw, len(due_a), f"assets (first: {self.symbols[due_a[0]]})"),
                 max_weight=c["max_weight"],
                 max_gross_leverage=c["max_gross_leverage"],
                 allow_short=c["allow_short"],
@@ -490,12 +484,13 @@ class MTLStrategy(bt.Strategy):
         )
         self._rebalance(due_a, np.asarray(weights, dtype=np.float64))
 
-    def _raw_array(self, raw: Any, n: int, symbol: str) -> np.ndarray:
+    def _raw_array(self, raw: Any, n: int, of: str) -> np.ndarray:
+        """A separable rule's raw weights as one float vector of ``n`` values (``of`` what)."""
         w = np.asarray(raw, dtype=np.float64).reshape(-1)
         if w.shape[0] != n:
             raise UserError(
                 f"signal {self.rule_caller.name!r} is separable but raw_weights returned "
-                f"{w.shape[0]} weights for {n} assets (first: {symbol})"
+                f"{w.shape[0]} weights for {n} {of}"
             )
         return w
 

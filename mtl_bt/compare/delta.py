@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_bt.report.oos import task_metrics
+from mtl_bt.report.oos import _corr, task_metrics
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,7 @@ class _Scorer:
     """
 
     def __init__(self, spec: TaskMetric, values: np.ndarray, target: np.ndarray) -> None:
-        from mtl_bt.report.oos import _corr
-
-        self.spec, self.values, self.target, self._corr = spec, values, target, _corr
+        self.spec, self.values, self.target = spec, values, target
         self.ok = np.isfinite(values) & np.isfinite(target)
         self.fast = (
             spec.kind in ("return", "volume")
@@ -160,7 +158,7 @@ class _Scorer:
             return self.spec.score(self.values[rows], self.target[rows])
         rows = rows[self.ok[rows]]
         if self.spec.metric == "ic":
-            return self._corr(self.values[rows], self.target[rows])
+            return _corr(self.values[rows], self.target[rows])
         if self.spec.metric == "auc":
             y = self.target[rows]
             label = y > 0.5 if self._binary[rows].all() else y > 0
@@ -172,7 +170,7 @@ class _Scorer:
             return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
         if rows.size == 0:
             return float("nan")
-        return self._corr(self._ranks(self._vg[rows]), self._ranks(self._tg[rows]))
+        return _corr(self._ranks(self._vg[rows]), self._ranks(self._tg[rows]))
 
 
 def _time_blocks(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
