@@ -118,6 +118,8 @@ def _alternate(
     runs: dict[str, Any], repeats: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Any]]:
     """``benchmarks.common.alternate`` (rotating round-robin) timing wall and CPU seconds."""
+    from benchmarks.common import fresh_heap
+
     names = list(runs)
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -125,6 +127,7 @@ def _alternate(
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
+            fresh_heap()
             t0, c0 = time.perf_counter(), time.process_time()
             last[name] = runs[name]()
             wall[name].append(time.perf_counter() - t0)

@@ -26,6 +26,10 @@ from mtl_bt.strategies.mtl import MTLStrategy
 
 
 class PaperMTLStrategy(MTLStrategy):
+    # a paper run lasts days and swaps models: what was alive at its start (the first
+    # model among it) must stay collectable
+    params = (("gc_freeze", False),)
+
     def next(self) -> None:
         self._decision: dict[str, dict[str, float]] = {}
         moved = [a for a, d in enumerate(self.datas) if len(d) != self._lens[a]]

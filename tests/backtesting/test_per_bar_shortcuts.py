@@ -85,3 +85,41 @@ def test_the_run_pins_blas_threads_and_restores_them(frames, predictors, monkeyp
     run_backtest(frames, predictors, BacktestConfig(mode="precomputed"))
     assert seen == [1]
     assert [get() for get, _ in nf._openblas_thread_calls()] == before
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_run_freezes_the_heap_and_unfreezes_it(frames, predictors, monkeypatch, freeze):
+    """gc_freeze: objects alive at start are out of the collector's view during the run
+    and back in it afterwards; the orders do not depend on it."""
+    import gc
+
+    from mtl_bt.strategies import mtl
+
+    seen = []
+    original = mtl.MTLStrategy.next
+
+    def spy(self):
+        seen.append(gc.get_freeze_count())
+        return original(self)
+
+    monkeypatch.setattr(mtl.MTLStrategy, "next", spy)
+    gc.unfreeze()
+    cfg = BacktestConfig(mode="precomputed", max_weight=0.4)
+    result = run_backtest(frames, predictors, cfg, gc_freeze=freeze)
+    assert seen and (min(seen) > 0 if freeze else max(seen) == 0)
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(mtl.MTLStrategy, "next", original)
+    _same(result, run_backtest(frames, predictors, cfg, gc_freeze=not freeze))
+
+
+def test_a_heap_frozen_by_the_caller_is_left_to_the_caller(frames, predictors):
+    import gc
+
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        run_backtest(frames, predictors, BacktestConfig(mode="precomputed"))
+        # not unfrozen behind the caller's back (a frozen object freed meanwhile leaves)
+        assert before > 0 and gc.get_freeze_count() > before // 2
+    finally:
+        gc.unfreeze()
