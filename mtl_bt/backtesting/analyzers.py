@@ -77,15 +77,20 @@ class PortfolioAnalyzer(bt.Analyzer):
         self.start_value = self.strategy.broker.getvalue()
         self._traded = 0.0
         self._costs = 0.0
-        self._traded_asset = np.zeros(n)
-        self.costs: list[float] = []
+        # Per bar only plain floats are appended (a bar with numpy work on every asset cost
+        # more than the strategy's own decision); the arrays are built in get_analysis.
         self.dt: list[float] = []
         self.value: list[float] = []
-        self.equity: list[np.ndarray] = []
-        self.positions: list[np.ndarray] = []
+        self.closes: list[list[float]] = []
         self.traded: list[float] = []
-        self.traded_asset: list[np.ndarray] = []
-        self.gross: list[float] = []
+        self.costs: list[float] = []
+        #: (bar row, asset, |notional|) of every fill, in fill order
+        self._fills: list[tuple[int, int, float]] = []
+        #: (first bar row, positions, cash flows): the book from that row until the next
+        self._books: list[tuple[int, np.ndarray, np.ndarray]] = [
+            (0, self.pos.copy(), self.cashflow.copy())
+        ]
+        self._moved = False
         self.orders: list[dict[str, Any]] = []
         self.trades: list[dict[str, Any]] = []
         self._open: list[_Trade | None] = [None] * n
@@ -112,7 +117,8 @@ class PortfolioAnalyzer(bt.Analyzer):
             self.cashflow[a] -= size * price + comm
             self._traded += abs(size * price)
             self._costs += comm + abs(size) * abs(price - _reference_price(order))
-            self._traded_asset[a] += abs(size * price)
+            self._fills.append((len(self.dt), a, abs(size * price)))
+            self._moved = True
             self._fill(a, size, price, comm, dt)
         else:
             size = float(order.created.size)
@@ -178,36 +184,52 @@ class PortfolioAnalyzer(bt.Analyzer):
     def next(self) -> None:
         bufs = self._buffers
         if bufs is not None:  # the same numbers as below, without Backtrader's proxy calls
-            closes = np.array([c.array[c.idx] if t.lencount else 0.0 for t, c in bufs])
+            closes = [c.array[c.idx] if t.lencount else 0.0 for t, c in bufs]
         else:
-            closes = np.array([d.close[0] if len(d) else 0.0 for d in self.datas_])
-        value = self.strategy.broker.getvalue()
-        held = self.pos * closes
+            closes = [d.close[0] if len(d) else 0.0 for d in self.datas_]
+        if self._moved:  # fills since the last bar: the book from this bar on
+            self._books.append((len(self.dt), self.pos.copy(), self.cashflow.copy()))
+            self._moved = False
         self.dt.append(float(self.strategy.datetime[0]))
-        self.value.append(value)
-        self.equity.append(self.cashflow + held)
-        self.positions.append(held)
+        self.value.append(self.strategy.broker.getvalue())
+        self.closes.append(closes)
         self.traded.append(self._traded)
         self.costs.append(self._costs)
-        self._costs = 0.0
-        self.traded_asset.append(self._traded_asset.copy())
-        self.gross.append(float(np.abs(held).sum()) / value if value > 0 else np.nan)
         self._traded = 0.0
-        self._traded_asset[:] = 0.0
+        self._costs = 0.0
 
     def get_analysis(self) -> dict[str, Any]:
         n = len(self.datas_)
+        bars = len(self.dt)
+        value = np.asarray(self.value, dtype=np.float64)
+        closes = np.asarray(self.closes, dtype=np.float64).reshape(bars, n)
+        starts = [row for row, _, _ in self._books if row < bars]
+        counts = np.diff([*starts, bars])
+        pos = np.repeat(
+            np.array([p for _, p, _ in self._books[: len(starts)]]).reshape(-1, n), counts, axis=0
+        )
+        flow = np.repeat(
+            np.array([f for _, _, f in self._books[: len(starts)]]).reshape(-1, n), counts, axis=0
+        )
+        held = pos * closes
+        traded_asset = np.zeros((bars, n))
+        fills = [f for f in self._fills if f[0] < bars]
+        if fills:
+            rows, assets, notional = (np.array(c) for c in zip(*fills, strict=True))
+            np.add.at(traded_asset, (rows, assets), notional)  # in fill order, as per bar
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gross = np.where(value > 0, np.abs(held).sum(axis=1) / value, np.nan)
         return {
             "names": list(self.names),
             "start_value": self.start_value,
-            "dt": np.asarray(self.dt),
-            "value": np.asarray(self.value),
-            "equity": np.asarray(self.equity).reshape(-1, n),
-            "positions": np.asarray(self.positions).reshape(-1, n),
-            "traded": np.asarray(self.traded),
-            "costs": np.asarray(self.costs),
-            "traded_asset": np.asarray(self.traded_asset).reshape(-1, n),
-            "gross": np.asarray(self.gross),
+            "dt": np.asarray(self.dt, dtype=np.float64),
+            "value": value,
+            "equity": flow + held,
+            "positions": held,
+            "traded": np.asarray(self.traded, dtype=np.float64),
+            "costs": np.asarray(self.costs, dtype=np.float64),
+            "traded_asset": traded_asset,
+            "gross": gross,
             "orders": list(self.orders),
             "trades": list(self.trades),
         }
