@@ -52,6 +52,7 @@ from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
 from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
 from mtl_bt.backtesting.streaming import StreamingBook
 from mtl_bt.errors import CheckpointError, DataError, UserError
+from mtl_bt.signals.clip import clip_each
 from mtl_bt.signals.context import RuleCaller, is_separable, sees_all_assets
 
 __all__ = ["MTLStrategy", "fold_window"]
@@ -236,7 +237,7 @@ class MTLStrategy(bt.Strategy):
             n_assets=n,
         )
         # a separable rule's weights for every (bar, asset) before the run (precomputed mode)
-        self._raw, self._usable = self._precompute_signals()
+        self._raw, self._usable = self._precompute_signals()  # raw weights through clip_each
         # Python's full collections scan every tracked object: with torch, pandas and the
         # models loaded, one costs 0.3 s, and a run's orders and notifications trigger
         # them. Objects alive now live for the whole run: freeze them (stop() unfreezes).
@@ -336,15 +337,18 @@ class MTLStrategy(bt.Strategy):
             out.append(pred)
         return out
 
-    def _precompute_signals(self) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+    def _precompute_signals(self) -> tuple[list[list[float]] | None, list[list[bool]] | None]:
         """Precomputed mode with a separable rule (``SignalRule.separable``): its raw weight
-        for every (bar, asset) and where the predictions are usable, before the run; each
-        bar then only gathers them and applies the cross-sectional clip."""
+        for every (bar, asset) through the elementwise part of the clip (``clip_each``) and
+        where the predictions are usable, before the run, as lists (a per-bar read of a list
+        is a fraction of a numpy element read); each bar then only gathers them and applies
+        the cross-sectional gross cap."""
         rule = self.rule
         if self.preds is None or not self._separable:
             return None, None
-        raw, usable = [], []
+        each, usable = [], []
         book = self.book
+        c = self._cost
         for a, pred in enumerate(self.preds):
             ok = np.isfinite(pred[self.used_tasks[0]])
             for t in self.used_tasks[1:]:
@@ -355,11 +359,12 @@ class MTLStrategy(bt.Strategy):
                 periods_per_year=self.ppy[a],
                 realised_vol=book.rvol[a],
                 **extra,
-                **self._cost,
+                **c,
             )
-            raw.append(self._raw_array(w, ok.shape[0], f"bars of {self.symbols[a]}"))
-            usable.append(ok)
-        return raw, usable
+            raw = self._raw_array(w, ok.shape[0], f"bars of {self.symbols[a]}")
+            each.append(clip_each(raw, c["max_weight"], c["allow_short"]).tolist())
+            usable.append(ok.tolist())
+        return each, usable
 
     def _ids(self, a: int | Sequence[int], n: int) -> np.ndarray | None:
         if self.asset_ids is None:
@@ -512,22 +517,23 @@ class MTLStrategy(bt.Strategy):
         self, now: float, fold: int, due_a: list[int], due_r: list[int]
     ) -> None:
         """``next``'s decision for a separable rule in precomputed mode (same orders)."""
-        usable, raw = self._usable, self._raw
-        keep = [(a, r) for a, r in zip(due_a, due_r, strict=True) if usable[a][r]]
+        usable, each = self._usable, self._raw
+        keep: list[int] = []
+        ws: list[float] = []
+        for a, r in zip(due_a, due_r, strict=True):
+            if usable[a][r]:
+                keep.append(a)
+                ws.append(each[a][r])
         if not keep:
             return
         if self.first_decision is None:
             self.first_decision = now
         self.decisions += 1
         self.used_folds.append((now, fold))
-        c = self._cost
-        weights = self.rule_caller.precomputed(
-            np.array([raw[a][r] for a, r in keep], dtype=np.float64),
-            max_weight=c["max_weight"],
-            max_gross_leverage=c["max_gross_leverage"],
-            allow_short=c["allow_short"],
+        weights = self.rule_caller.precomputed_clipped(
+            np.array(ws), max_gross_leverage=self._cost["max_gross_leverage"]
         )
-        self._rebalance([a for a, _ in keep], weights)
+        self._rebalance(keep, weights)
 
     def _current_weights(self, assets) -> np.ndarray:
         """Signed position value / portfolio value of each asset (the rule's context)."""

@@ -37,9 +37,19 @@ def clip_weights(
     weights: np.ndarray, max_weight: float, max_gross_leverage: float, allow_short: bool
 ) -> np.ndarray:
     """Per-asset cap, no shorts unless allowed, then scale all down to the gross cap."""
+    return scale_to_gross(clip_each(weights, max_weight, allow_short), max_gross_leverage)
+
+
+def clip_each(weights: np.ndarray, max_weight: float, allow_short: bool) -> np.ndarray:
+    """``clip_weights``' per-asset part: non-finite -> 0, no shorts unless allowed, the cap.
+    Elementwise, so it can run on every bar of a run at once (precomputed mode)."""
     w = np.asarray(weights, dtype=np.float64)
     w = np.where(np.isfinite(w), w, 0.0)
-    w = np.minimum(np.maximum(w, -max_weight if allow_short else 0.0), max_weight)
+    return np.minimum(np.maximum(w, -max_weight if allow_short else 0.0), max_weight)
+
+
+def scale_to_gross(w: np.ndarray, max_gross_leverage: float) -> np.ndarray:
+    """``clip_weights``' cross-sectional part: scale the book down to the gross cap."""
     gross = float(np.abs(w).sum())
     if gross > max_gross_leverage:
         w = w * (max_gross_leverage / gross)

@@ -71,3 +71,24 @@ def test_a_trailing_window_is_never_flagged_and_its_warmup_is_measured(window):
     assert not lookahead.future_findings(fn, FRAME, cuts)
     starts = lookahead.default_starts(len(FRAME), window - 1)
     assert lookahead.measured_warmup(fn, FRAME, starts)["ok"] == window - 1
+
+
+@given(
+    weights,
+    st.floats(0.01, 2.0),
+    st.floats(0.01, 5.0),
+    st.booleans(),
+    st.randoms(use_true_random=False),
+)
+def test_clip_each_before_the_run_then_the_gross_cap_per_bar_equals_clip_weights(
+    w, max_weight, gross, short, rnd
+):
+    """Precomputed mode clips every bar elementwise before the run (as Python floats) and
+    scales each bar's subset to the gross cap: bit for bit ``clip_weights`` of the subset."""
+    from mtl_bt.signals.clip import clip_each, scale_to_gross
+
+    raw = np.array(w)
+    each = clip_each(raw, max_weight, short).tolist()
+    subset = sorted(rnd.sample(range(len(w)), rnd.randint(1, len(w))))
+    got = scale_to_gross(np.array([each[i] for i in subset]), gross)
+    np.testing.assert_array_equal(got, clip_weights(raw[subset], max_weight, gross, short))
