@@ -125,6 +125,42 @@ def test_cerebro_plot_works_headless_after_import_mtl_bt(tmp_path, real_frames):
     assert chosen.stdout.strip() == "svg"
 
 
+@pytest.mark.parametrize(
+    ("code", "extra_env", "want"),
+    [
+        # import mtl_bt loads neither the plot module nor matplotlib (0.4-1.2 s a process)
+        (
+            "import sys, mtl_bt; print('matplotlib' in sys.modules, 'backtrader.plot' in sys.modules)",
+            {},
+            "False False",
+        ),
+        # a backend the user chose survives Backtrader's matplotlib.use('TkAgg')
+        (
+            "import mtl_bt, backtrader.plot, matplotlib; print(matplotlib.get_backend())",
+            {"MPLBACKEND": "svg"},
+            "svg",
+        ),
+        (
+            "import mtl_bt, matplotlib; matplotlib.use('pdf'); import backtrader.plot; "
+            "print(matplotlib.get_backend())",
+            {},
+            "pdf",
+        ),
+        # the plot module loaded before mtl_bt: Agg all the same
+        ("import backtrader.plot, mtl_bt, matplotlib; print(matplotlib.get_backend())", {}, "agg"),
+    ],
+)
+def test_headless_backend_is_chosen_when_the_plot_module_loads(code, extra_env, want):
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**env, **extra_env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().lower() == want.lower()
+
+
 def test_docs_order_hook_example_subclass_runs(real_frames, real_model):
     import re
     from pathlib import Path
