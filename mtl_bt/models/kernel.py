@@ -556,15 +556,26 @@ def _run(ops, weights, x, ids, out):  # type: ignore[no-untyped-def]  # numba ty
                 o = s[p[1] : p[1] + n_out]
                 h = s[p[2] : p[2] + n_in]
                 o[:] = weights[w + n_in * n_out : w + n_in * n_out + n_out]
-                for i in range(n_in):
-                    hi = h[i]
-                    wr = weights[w + i * n_out : w + (i + 1) * n_out]
+                i = 0
+                while i + 4 <= n_in:  # four inputs a pass: a quarter of the loads and stores of o
+                    h0, h1, h2, h3 = h[i], h[i + 1], h[i + 2], h[i + 3]
+                    q = w + i * n_out
+                    w0 = weights[q : q + n_out]
+                    w1 = weights[q + n_out : q + 2 * n_out]
+                    w2 = weights[q + 2 * n_out : q + 3 * n_out]
+                    w3 = weights[q + 3 * n_out : q + 4 * n_out]
                     for j in range(n_out):
-                        o[j] += hi * wr[j]
-                if act == RELU:
+                        o[j] += (h0 * w0[j] + h1 * w1[j]) + (h2 * w2[j] + h3 * w3[j])
+                    i += 4
+                while i < n_in:
+                    h0 = h[i]
+                    w0 = weights[w + i * n_out : w + (i + 1) * n_out]
                     for j in range(n_out):
-                        if o[j] < zero:
-                            o[j] = zero
+                        o[j] += h0 * w0[j]
+                    i += 1
+                if act == RELU:  # a select, not a branch: vectorised; NaN stays NaN as in torch
+                    for j in range(n_out):
+                        o[j] = zero if o[j] < zero else o[j]
                 elif act == SIGMOID:
                     for j in range(n_out):
                         o[j] = one / (one + np.exp(-o[j]))
@@ -677,16 +688,42 @@ def _run(ops, weights, x, ids, out):  # type: ignore[no-untyped-def]  # numba ty
                     gi[:] = b_ih
                     gh[:] = b_hh
                     xt = s[p[2] + t * f : p[2] + (t + 1) * f]
-                    for i in range(f):
-                        xi = xt[i]
-                        wr = weights[w + i * g3 : w + (i + 1) * g3]
+                    i = 0
+                    while i + 4 <= f:  # four inputs a pass: a quarter of the loads and stores of gi
+                        h0, h1, h2, h3 = xt[i], xt[i + 1], xt[i + 2], xt[i + 3]
+                        q = w + i * g3
+                        w0 = weights[q : q + g3]
+                        w1 = weights[q + g3 : q + 2 * g3]
+                        w2 = weights[q + 2 * g3 : q + 3 * g3]
+                        w3 = weights[q + 3 * g3 : q + 4 * g3]
                         for j in range(g3):
-                            gi[j] += xi * wr[j]
-                    for i in range(hidden):
-                        hi = h[i]
-                        wr = weights[w_hh + i * g3 : w_hh + (i + 1) * g3]
+                            gi[j] += (h0 * w0[j] + h1 * w1[j]) + (h2 * w2[j] + h3 * w3[j])
+                        i += 4
+                    while i < f:
+                        h0 = xt[i]
+                        w0 = weights[w + i * g3 : w + (i + 1) * g3]
                         for j in range(g3):
-                            gh[j] += hi * wr[j]
+                            gi[j] += h0 * w0[j]
+                        i += 1
+                    i = 0
+                    while (
+                        i + 4 <= hidden
+                    ):  # four inputs a pass: a quarter of the loads and stores of gh
+                        h0, h1, h2, h3 = h[i], h[i + 1], h[i + 2], h[i + 3]
+                        q = w_hh + i * g3
+                        w0 = weights[q : q + g3]
+                        w1 = weights[q + g3 : q + 2 * g3]
+                        w2 = weights[q + 2 * g3 : q + 3 * g3]
+                        w3 = weights[q + 3 * g3 : q + 4 * g3]
+                        for j in range(g3):
+                            gh[j] += (h0 * w0[j] + h1 * w1[j]) + (h2 * w2[j] + h3 * w3[j])
+                        i += 4
+                    while i < hidden:
+                        h0 = h[i]
+                        w0 = weights[w_hh + i * g3 : w_hh + (i + 1) * g3]
+                        for j in range(g3):
+                            gh[j] += h0 * w0[j]
+                        i += 1
                     for j in range(hidden):
                         rg = one / (one + np.exp(-(gi[j] + gh[j])))
                         zg = one / (one + np.exp(-(gi[hidden + j] + gh[hidden + j])))
@@ -704,15 +741,28 @@ def _run(ops, weights, x, ids, out):  # type: ignore[no-untyped-def]  # numba ty
                         if tt < 0:  # left padding: zeros
                             continue
                         h = s[p[2] + tt * c_in : p[2] + (tt + 1) * c_in]
-                        for i in range(c_in):
-                            hi = h[i]
-                            row = w + (tap * c_in + i) * c_out
-                            wr = weights[row : row + c_out]
+                        wt = w + tap * c_in * c_out
+                        i = 0
+                        while (
+                            i + 4 <= c_in
+                        ):  # four inputs a pass: a quarter of the loads and stores of o
+                            h0, h1, h2, h3 = h[i], h[i + 1], h[i + 2], h[i + 3]
+                            q = wt + i * c_out
+                            w0 = weights[q : q + c_out]
+                            w1 = weights[q + c_out : q + 2 * c_out]
+                            w2 = weights[q + 2 * c_out : q + 3 * c_out]
+                            w3 = weights[q + 3 * c_out : q + 4 * c_out]
                             for j in range(c_out):
-                                o[j] += hi * wr[j]
+                                o[j] += (h0 * w0[j] + h1 * w1[j]) + (h2 * w2[j] + h3 * w3[j])
+                            i += 4
+                        while i < c_in:
+                            h0 = h[i]
+                            w0 = weights[wt + i * c_out : wt + (i + 1) * c_out]
+                            for j in range(c_out):
+                                o[j] += h0 * w0[j]
+                            i += 1
                     for j in range(c_out):
-                        if o[j] < zero:
-                            o[j] = zero
+                        o[j] = zero if o[j] < zero else o[j]
                 pc += (n_t + WIDTH - 2) // (WIDTH - 1)
             elif op == OUTPUT:
                 h = s[p[1] : p[1] + p[2]]
