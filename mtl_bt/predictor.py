@@ -319,7 +319,7 @@ class Predictor:
             n = x.shape[0]
             ids = kernel.ids(asset_ids, n)
             raw = np.empty((kernel.n_cols, n), np.float32)
-            if kernel.run(kernel.ops, kernel.weights, x.reshape(n, -1), ids, raw):
+            if kernel.run(kernel.ops, kernel.weights, x.reshape(n, kernel.n_inputs), ids, raw):
                 from mtl_bt.models.kernel import bad_ids
 
                 raise bad_ids(ids, kernel.n_assets)

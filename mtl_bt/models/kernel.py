@@ -428,9 +428,10 @@ class Kernel:
     def raw(self, x: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
         """Every output column, ``(n_cols, n)`` float32; ``x`` as in the class docstring."""
         n = x.shape[0]
-        x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(n, -1)
-        if x2.shape[1] != self.n_inputs:
-            raise ValueError(f"rows of {x2.shape[1]} values; the program reads {self.n_inputs}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.size != n * self.n_inputs:
+            raise ValueError(f"rows of {x.shape[1:]} values; the program reads {self.n_inputs}")
+        x2 = x.reshape(n, self.n_inputs)
         ids = self.ids(ids, n)
         out = np.empty((self.n_cols, n), np.float32)
         status = self.run(self.ops, self.weights, x2, ids, out)
