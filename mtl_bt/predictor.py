@@ -1,14 +1,19 @@
 """Inference from a checkpoint: per bar (Backtrader) and vectorised (whole frames).
 
 ``predict`` is called every bar with one row per asset, so it stays off pandas
-and, when the architecture provides one (``MTLModel.numpy_predict``; every
-built-in does), off torch too: the saved scaler becomes two float32 arrays once
-(``x * a + b``) and the forward pass is the model's numpy version
-(``mtl_bt.models.numpy_forward``), about 10x cheaper than torch's eager dispatch
-for a batch of 1-50 rows. The numpy version is checked against the torch model
-on probe rows when the checkpoint loads; any other model (or a failed check,
-which warns) runs one batched torch forward pass under ``torch.inference_mode``.
-Set ``MTL_BT_TORCH_INFERENCE=1`` to force the torch path.
+and, when the architecture provides one, off torch too. The first of these that
+exists and matches the torch model on probe rows at load runs (a mismatch warns):
+
+1. the compiled kernel (``MTLModel.kernel_predict``, ``mtl_bt.models.kernel``; every
+   built-in has one): scaling, clip, encoder, embedding and model as one numba call,
+   each row computed on its own (a row's outputs do not depend on the batch);
+2. the numpy forward pass (``MTLModel.numpy_predict``, ``mtl_bt.models.numpy_forward``):
+   the saved scaler as two float32 arrays (``x * a + b``), a few dozen numpy calls;
+3. one batched torch forward pass under ``torch.inference_mode``.
+
+``Predictor.backend`` says which ("kernel", "numpy", "torch"). Set ``MTL_BT_NO_KERNEL=1``
+to skip the kernel (numba is then never imported), ``MTL_BT_TORCH_INFERENCE=1`` to force
+the torch path.
 """
 
 from __future__ import annotations
