@@ -521,7 +521,10 @@ def runner() -> Callable[..., int] | None:
             import numba
 
             sig = "int64(int64[:, ::1], float32[::1], float32[:, ::1], int64[::1], float32[:, ::1])"
-            run = numba.njit(sig, cache=True, nogil=True, error_model="numpy")(_run)
+            try:  # cached beside this module, else in numba's user-wide cache directory
+                run = numba.njit(sig, cache=True, nogil=True, error_model="numpy")(_run)
+            except RuntimeError:  # no writable cache anywhere (read-only install): compile
+                run = numba.njit(sig, cache=False, nogil=True, error_model="numpy")(_run)
             # one tiny program end to end: a numba that compiles but miscomputes is refused
             ops = np.zeros((3, WIDTH), np.int64)
             ops[0, :3] = [HEADER, 16, 1]
