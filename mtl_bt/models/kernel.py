@@ -288,10 +288,41 @@ class Program:
         is never written; with ``dst`` the result lands there."""
         from mtl_bt.models.numpy_forward import _layers
 
-        mods = _layers(module)
+        return self._leaves(_layers(module), src, dst, owned=False)
+
+    def parallel(self, modules: Sequence[nn.Module], src: Slot) -> list[Slot]:
+        """Several ``nn.Sequential`` reading ``src`` (per-task towers, columns): their first
+        Linears (+ BatchNorm) as one wider op, a ReLU right after each fused into it, the
+        rest of each on its own part. Same result as one ``sequential`` each, fewer and
+        longer loops."""
+        from mtl_bt.models.numpy_forward import _layers
+
+        seqs = [_layers(m) for m in modules]
+        if len(seqs) < 2 or not all(seq and isinstance(seq[0], nn.Linear) for seq in seqs):
+            return [self.sequential(m, src) for m in modules]
+        firsts, rests = [], []
+        for seq in seqs:
+            bn = seq[1] if len(seq) > 1 and isinstance(seq[1], nn.BatchNorm1d) else None
+            firsts.append(linear_params(seq[0], bn))
+            rests.append(seq[2 if bn is not None else 1 :])
+        relu = all(rest and isinstance(rest[0], nn.ReLU) for rest in rests)
+        if relu:
+            rests = [rest[1:] for rest in rests]
+        w = np.concatenate([f[0] for f in firsts], axis=1)
+        out = self.affine(
+            src, w, np.concatenate([f[1] for f in firsts]), act="relu" if relu else "none"
+        )
+        parts = self.split(out, [f[0].shape[1] for f in firsts])
+        return [
+            self._leaves(rest, part, None, owned=True)
+            for rest, part in zip(rests, parts, strict=True)
+        ]
+
+    def _leaves(self, mods: Sequence[nn.Module], src: Slot, dst: Slot | None, owned: bool) -> Slot:
+        """``sequential`` over leaf modules; ``owned``: ``src`` may be written in place."""
         linear_at = [i for i, m in enumerate(mods) if isinstance(m, nn.Linear)]
         last_linear = linear_at[-1] if linear_at else -1
-        cur, owned, i = src, False, 0
+        cur, i = src, 0
         while i < len(mods):
             m = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None

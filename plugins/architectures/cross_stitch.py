@@ -78,9 +78,16 @@ class CrossStitch(MTLModel):
         xs = [h] * len(names)
         for layer, alpha in enumerate(self.stitches):
             d = self.hidden[layer]
-            hs = prog.slot(len(names) * d)  # the columns' outputs back to back
-            for i, n in enumerate(names):
-                prog.sequential(self.columns[n][layer], xs[i], dst=hs.sub(i * d, d))
+            columns = [self.columns[n][layer] for n in names]
+            if all(x == h for x in xs):  # every column reads h: one op for their first layers
+                parts = prog.parallel(columns, h)
+                hs = kn.Slot(parts[0].offset, len(names) * d)
+                if parts != prog.split(hs, [d] * len(names)):
+                    hs = prog.concat(parts)
+            else:
+                hs = prog.slot(len(names) * d)  # the columns' outputs back to back
+                for i, column in enumerate(columns):
+                    prog.sequential(column, xs[i], dst=hs.sub(i * d, d))
             xs = prog.split(prog.mix(hs, alpha.detach().double().numpy()), [d] * len(names))
         return {n: prog.linear(self.heads[n], xs[i]) for i, n in enumerate(names)}
 

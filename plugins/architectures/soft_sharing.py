@@ -50,9 +50,9 @@ class SoftSharing(MTLModel):
         return lambda h: nf.per_task(names, heads(towers(h)))
 
     def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
+        towers = prog.parallel([self.towers[n] for n in self.task_names], h)  # first layers: one op
         return {
-            n: prog.linear(self.heads[n], prog.sequential(self.towers[n], h))
-            for n in self.task_names
+            n: prog.linear(self.heads[n], z) for n, z in zip(self.task_names, towers, strict=True)
         }
 
     def task_modules(self, name: str) -> list[nn.Module]:

@@ -213,3 +213,25 @@ def test_without_numba_compile_returns_none(monkeypatch, kit):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
     assert kn.runner() is None
     assert trained_like(kit.make("ple", "plain")).kernel_program().compile() is None
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch", "none"])
+def test_parallel_towers_equal_each_tower(norm):
+    """``Program.parallel`` fuses the towers' first layers into one op; every tower's output
+    still equals torch's (LayerNorm and BatchNorm after the fused layer included)."""
+    from mtl_bt.models.layers import mlp
+
+    torch.manual_seed(0)
+    towers = [trained_like(mlp(5, [8, 6], dropout=0.1, norm=norm), seed=k) for k in range(3)]
+    prog = kn.Program()
+    x = prog.input(5)
+    for k, z in enumerate(prog.parallel(towers, x)):
+        prog.output(f"t{k}", z)
+    ops, _ = prog.tables()
+    assert (ops[:, 0] == kn.AFFINE).sum() == 1 + 3  # one fused first layer, then one each
+    rows = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
+    got = prog.compile()(rows)
+    with torch.inference_mode():
+        for k, tower in enumerate(towers):
+            want = tower(torch.from_numpy(rows)).numpy()
+            np.testing.assert_allclose(got[f"t{k}"], want, rtol=1e-5, atol=1e-6)
