@@ -1,13 +1,15 @@
-"""Per-call cost of ``Predictor.predict`` for every built-in architecture: numpy vs torch.
+"""Per-call cost of ``Predictor.predict`` for every built-in architecture: kernel vs
+numpy vs torch.
 
 The demo's model shape (24 features, hidden [32, 16], four tasks, a 4-wide asset
 embedding over 5 assets) is built for each architecture, saved as a real
-checkpoint and loaded back through ``Predictor.from_checkpoint``, once with the
-numpy forward pass (the default) and once with ``MTL_BT_TORCH_INFERENCE=1``.
+checkpoint and loaded back through ``Predictor.from_checkpoint`` three times: with
+the compiled kernel (the default, ``mtl_bt.models.kernel``), with the numpy
+closures (``MTL_BT_NO_KERNEL=1``) and with ``MTL_BT_TORCH_INFERENCE=1``.
 Weights are random (cost does not depend on their values; equality with torch is
-tested in ``tests/models/test_numpy_forward.py`` and checked here on the rows
-timed). The two paths are timed in alternating blocks in one process; the
-reported number is the median block.
+tested in ``tests/models/test_kernel.py`` and ``test_numpy_forward.py`` and checked
+here on the rows timed). The paths are timed in alternating blocks in one process;
+the reported number is the median block.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def _checkpoint(base: Any, arch: str, options: dict[str, Any]) -> Any:
     )
 
 
+def _load(ckpt: Any, env: dict[str, str]) -> Any:
+    """``Predictor(ckpt)`` loaded with ``env`` set (each path picks itself at load)."""
+    from mtl_bt.predictor import Predictor
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return Predictor(ckpt)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
 def _timer(fn: Callable[[], Any], calls: int) -> float:
     t0 = time.perf_counter()
     for _ in range(calls):
@@ -71,20 +89,19 @@ def _timer(fn: Callable[[], Any], calls: int) -> float:
 def measure(
     base: Any, calls: int = 400, blocks: int = 7, log: Callable[[str], None] = print
 ) -> list[dict]:
-    from mtl_bt.predictor import Predictor
-
     rows_out = []
     if True:
         for stage, options in STAGES:
             for arch in ARCHITECTURES:
                 ckpt = _checkpoint(base, arch, options)
-                fast = Predictor(ckpt)
-                os.environ["MTL_BT_TORCH_INFERENCE"] = "1"
-                try:
-                    slow = Predictor(ckpt)
-                finally:
-                    del os.environ["MTL_BT_TORCH_INFERENCE"]
-                assert fast.backend == "numpy" and slow.backend == "torch"
+                paths = {
+                    "kernel": _load(ckpt, {}),
+                    "numpy": _load(ckpt, {"MTL_BT_NO_KERNEL": "1"}),
+                    "torch": _load(ckpt, {"MTL_BT_TORCH_INFERENCE": "1"}),
+                }
+                for name, p in paths.items():
+                    assert p.backend == name, (name, p.backend)
+                slow, fast = paths["torch"], paths["kernel"]
                 row: dict[str, Any] = {"architecture": arch, "input stage": stage}
                 worst = 0.0
                 for n in ROWS:
@@ -92,26 +109,26 @@ def measure(
                     z = rng.standard_normal((n, *fast._shape))  # scaled features ~ N(0, 1)
                     x = ((z - fast._b_np) / fast._a_np).astype(np.float32)
                     ids = np.arange(n) % len(base.symbols) if fast._uses_asset() else None
-                    a, b = fast.predict(x, ids), slow.predict(x, ids)
-                    for t in a:
-                        worst = max(worst, float(np.max(np.abs(a[t] - b[t]))))
-                    per = {"numpy": [], "torch": []}
-                    for _ in range(blocks):  # alternate the two paths block by block
-                        per["numpy"].append(
-                            _timer(lambda p=fast, x=x, i=ids: p.predict(x, i), calls)
-                        )
-                        per["torch"].append(
-                            _timer(lambda p=slow, x=x, i=ids: p.predict(x, i), calls)
-                        )
-                    row[f"numpy {n} rows us"] = statistics.median(per["numpy"])
-                    row[f"torch {n} rows us"] = statistics.median(per["torch"])
+                    want = slow.predict(x, ids)
+                    for name in ("kernel", "numpy"):
+                        got = paths[name].predict(x, ids)
+                        for t in want:
+                            worst = max(worst, float(np.max(np.abs(got[t] - want[t]))))
+                    per: dict[str, list[float]] = {name: [] for name in paths}
+                    for _ in range(blocks):  # alternate the paths block by block
+                        for name, p in paths.items():
+                            per[name].append(_timer(lambda p=p, x=x, i=ids: p.predict(x, i), calls))
+                    for name in paths:
+                        row[f"{name} {n} rows us"] = statistics.median(per[name])
                 row["max abs diff"] = worst
+                row["worst kernel us"] = max(row[f"kernel {n} rows us"] for n in ROWS)
                 row["worst numpy us"] = max(row[f"numpy {n} rows us"] for n in ROWS)
                 log(
-                    f"  inference {arch:<14} {stage:<17} numpy "
-                    + " / ".join(f"{row[f'numpy {n} rows us']:.1f}" for n in ROWS)
-                    + " us, torch "
-                    + " / ".join(f"{row[f'torch {n} rows us']:.0f}" for n in ROWS)
+                    f"  inference {arch:<14} {stage:<17} "
+                    + ", ".join(
+                        f"{name} " + " / ".join(f"{row[f'{name} {n} rows us']:.1f}" for n in ROWS)
+                        for name in paths
+                    )
                     + f" us (1/5/50 rows), max |diff| {worst:.1e}"
                 )
                 rows_out.append(row)

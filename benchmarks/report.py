@@ -679,33 +679,34 @@ def _inference_section(inf: dict[str, Any]) -> list[str]:
     goal = inf["goal_us"]
     m = inf["model"]
     L = [
-        "## 2b. Inference: one batched prediction, numpy vs torch",
+        "## 2b. Inference: one batched prediction, kernel vs numpy vs torch",
         "",
         f"`Predictor.predict` (scaling, forward pass, task transforms) per call, for every "
         f"built-in architecture with the benchmark model's shape ({m['features']} features, "
         f"hidden {m['hidden']}, tasks {', '.join(m['tasks'])}) and three input stages; the "
-        "numpy path (the default, `mtl_bt.models.numpy_forward`) and the torch path "
-        "(`MTL_BT_TORCH_INFERENCE=1`) alternate in blocks in one process, median block. "
+        "compiled kernel (the default, `mtl_bt.models.kernel`: one numba call runs the "
+        "whole forward pass), the numpy closures (`MTL_BT_NO_KERNEL=1`, "
+        "`mtl_bt.models.numpy_forward`) and the torch path (`MTL_BT_TORCH_INFERENCE=1`) "
+        "alternate in blocks in one process, median block. "
         f"Goal (issue 16, goal 3): <= {goal:.0f} us for 1-50 rows, outputs equal to torch "
-        "to 1e-6 (the max |diff| column; `tests/models/test_numpy_forward.py` holds every "
-        "architecture x input stage to it).",
+        "to 1e-6 (the max |diff| column; `tests/models/test_kernel.py` and "
+        "`test_numpy_forward.py` hold every architecture x input stage to it).",
         "",
         f"One tiny numpy call (`a + a`, 5 x 32) cost **{inf['numpy_op_us']:.2f} us** in this "
-        "run; a forward pass is a few dozen such calls, so on a loaded machine every "
-        "number below scales with it. The torch/numpy ratio is the load-independent figure.",
+        "run; the numpy path is a few dozen such calls and the task transforms a few more, "
+        "so on a loaded machine every number below scales with it.",
         "",
     ]
     rows = []
     for r in inf["rows"]:
-        worst = r["worst numpy us"]
-        speed = r["torch 1 rows us"] / r["numpy 1 rows us"]
+        worst = r.get("worst kernel us", r["worst numpy us"])
         rows.append(
             [
                 f"`{r['architecture']}`",
                 r["input stage"],
+                *(_f(r.get(f"kernel {n} rows us"), 1) for n in (1, 5, 50)),
                 *(_f(r[f"numpy {n} rows us"], 1) for n in (1, 5, 50)),
                 *(_f(r[f"torch {n} rows us"], 0) for n in (1, 5, 50)),
-                f"{speed:.1f}x",
                 f"{r['max abs diff']:.1e}",
                 "met" if worst <= goal else "missed",
             ]
@@ -714,15 +715,17 @@ def _inference_section(inf: dict[str, Any]) -> list[str]:
         [
             "architecture",
             "input stage",
+            "kernel 1 row us",
+            "kernel 5",
+            "kernel 50",
             "numpy 1 row us",
             "numpy 5",
             "numpy 50",
             "torch 1 row us",
             "torch 5",
             "torch 50",
-            "torch / numpy (1 row)",
             "max abs diff",
-            f"<= {goal:.0f} us",
+            f"<= {goal:.0f} us (default path)",
         ],
         rows,
     )

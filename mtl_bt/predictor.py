@@ -1,14 +1,19 @@
 """Inference from a checkpoint: per bar (Backtrader) and vectorised (whole frames).
 
 ``predict`` is called every bar with one row per asset, so it stays off pandas
-and, when the architecture provides one (``MTLModel.numpy_predict``; every
-built-in does), off torch too: the saved scaler becomes two float32 arrays once
-(``x * a + b``) and the forward pass is the model's numpy version
-(``mtl_bt.models.numpy_forward``), about 10x cheaper than torch's eager dispatch
-for a batch of 1-50 rows. The numpy version is checked against the torch model
-on probe rows when the checkpoint loads; any other model (or a failed check,
-which warns) runs one batched torch forward pass under ``torch.inference_mode``.
-Set ``MTL_BT_TORCH_INFERENCE=1`` to force the torch path.
+and, when the architecture provides one, off torch too. The first of these that
+exists and matches the torch model on probe rows at load runs (a mismatch warns):
+
+1. the compiled kernel (``MTLModel.kernel_predict``, ``mtl_bt.models.kernel``; every
+   built-in has one): scaling, clip, encoder, embedding and model as one numba call,
+   each row computed on its own (a row's outputs do not depend on the batch);
+2. the numpy forward pass (``MTLModel.numpy_predict``, ``mtl_bt.models.numpy_forward``):
+   the saved scaler as two float32 arrays (``x * a + b``), a few dozen numpy calls;
+3. one batched torch forward pass under ``torch.inference_mode``.
+
+``Predictor.backend`` says which ("kernel", "numpy", "torch"). Set ``MTL_BT_NO_KERNEL=1``
+to skip the kernel (numba is then never imported), ``MTL_BT_TORCH_INFERENCE=1`` to force
+the torch path.
 """
 
 from __future__ import annotations
@@ -103,12 +108,77 @@ class Predictor:
         self._asset_ids = {s: i for i, s in enumerate(self.symbols)}
         width = len(self.feature_columns)
         self._shape = (self.lookback, width) if self.lookback > 1 else (width,)
-        #: the numpy forward pass (None: torch); prescaled: it takes raw features
-        self._fast, self._prescaled = self._checked_numpy_forward(where)
+        #: the compiled program (``mtl_bt.models.kernel``), None: the numpy or torch path
+        self._kernel = self._checked_kernel(where)
+        #: the numpy forward pass (None: torch or the kernel); prescaled: it takes raw features
+        self._fast, self._prescaled = (
+            (None, False) if self._kernel is not None else self._checked_numpy_forward(where)
+        )
         #: (name, numpy transform or None for the identity), in task order
         self._transforms = self._checked_transforms(where)
-        #: "numpy" (the model's numpy forward pass) or "torch": what ``predict`` runs
-        self.backend = "torch" if self._fast is None else "numpy"
+        #: (name, output column or column slice, transpose, transform) for the kernel path
+        self._columns = (
+            []
+            if self._kernel is None
+            else [
+                (name, c if w == 1 else slice(c, c + w), w > 1, f)
+                for (name, c, w), (_, f) in zip(self._kernel.outputs, self._transforms, strict=True)
+            ]
+        )
+        #: what ``predict`` runs: "kernel" (the compiled program), "numpy" (the model's
+        #: numpy forward pass) or "torch"
+        self.backend = (
+            "kernel" if self._kernel is not None else "torch" if self._fast is None else "numpy"
+        )
+
+    def _checked_kernel(self, where: str) -> Any:
+        """The model's compiled program if it has one, numba runs here and it matches torch
+        on probe rows (raw features, scaled and clipped as ``_predict_torch`` does), else None
+        (a disagreement warns)."""
+        if os.environ.get("MTL_BT_TORCH_INFERENCE", "") not in ("", "0"):
+            return None
+        from mtl_bt.models import kernel as kn
+
+        if not kn.enabled():
+            return None
+        try:
+            prog = self.model.kernel_program(scale=(self._a_np, self._b_np), clip=self._clip)
+        except TypeError:  # an override of kernel_program with another signature
+            prog = None
+        kernel = None if prog is None else prog.compile()
+        if kernel is None:
+            return None
+        if [o[0] for o in kernel.outputs] == self.task_names and self._kernel_agrees(kernel):
+            return kernel
+        warnings.warn(
+            f"{where}: architecture {self.checkpoint.architecture!r}'s compiled kernel "
+            "disagrees with its torch model; using the numpy or torch path for inference",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+    def _kernel_agrees(self, kernel: Any) -> bool:
+        """``kernel`` equals the torch model on probe raw rows (past the clip, if any)."""
+        rng = np.random.default_rng(0)
+        z = 2.0 * rng.standard_normal((7, *self._shape))
+        x = ((z - self._b_np) / self._a_np).astype(np.float32)
+        n_assets = int(getattr(self.model.input_stage, "n_assets", 1))
+        ids = np.arange(7, dtype=np.int64) % n_assets if self._uses_asset() else None
+        with torch.inference_mode():
+            zt = torch.addcmul(self._b, torch.from_numpy(x), self._a)
+            if self._clip is not None:
+                zt = zt.clamp(-self._clip, self._clip)
+            want = self.model(zt, None if ids is None else torch.from_numpy(ids))
+        try:
+            got = kernel(x, ids)
+        except Exception:  # noqa: BLE001 - a broken kernel is refused, not fatal
+            return False
+        for name in self.task_names:
+            w, g = want[name].numpy(), np.asarray(got.get(name))
+            if g.shape != w.shape or not np.allclose(g, w, rtol=1e-5, atol=1e-6):
+                return False
+        return True
 
     def _checked_numpy_forward(self, where: str) -> tuple[Any, bool]:
         """``(forward, prescaled)``: the model's numpy forward pass if it has one that matches
@@ -244,10 +314,25 @@ class Predictor:
         ``x``: (n, F), or (n, lookback, F) with a sequence encoder; rows oldest
         first in a window. ``asset_ids``: (n,) integer ids (see ``asset_ids``).
         """
-        x = np.asarray(x, dtype=np.float32)
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape[1:] != self._shape or x.ndim != len(self._shape) + 1:
             want = ", ".join(map(str, self._shape))
             raise ValueError(f"x must have shape (n, {want}), got {x.shape}")
+        kernel = self._kernel
+        if kernel is not None:  # one compiled call: scaling, clip, encoder, model, outputs
+            n = x.shape[0]
+            ids = kernel.ids(asset_ids, n)
+            raw = np.empty((kernel.n_cols, n), np.float32)
+            if kernel.run(kernel.ops, kernel.weights, x.reshape(n, kernel.n_inputs), ids, raw):
+                from mtl_bt.models.kernel import bad_ids
+
+                raise bad_ids(ids, kernel.n_assets)
+            result = {}
+            for name, col, wide, f in self._columns:
+                v = raw[col].T if wide else raw[col]
+                result[name] = (v if f is None else f(v)).astype(np.float64)
+            return result
         if self._fast is None:
             return self._predict_torch(x, asset_ids)
         if self._prescaled:  # the scaler is folded into the first matmul

@@ -282,6 +282,37 @@ class MTLModel(nn.Module):
             return None
         return lambda x, asset=None: predict(stage(x, asset))
 
+    def kernel_predict(self, prog: Any, h: Any) -> dict[str, Any] | None:
+        """Opt-in compiled inference: append ``predict`` (eval mode) to ``prog``, or None.
+
+        ``prog`` is a ``mtl_bt.models.kernel.Program``; ``h`` the slot holding the
+        input-stage output. Return ``{task: slot of its raw output}``. ``Predictor`` then
+        runs the whole forward pass as one numba call, after checking it against the
+        torch model on probe rows. None (the default): the numpy or torch path.
+        Raise ``NotImplementedError`` for a configuration the program cannot express.
+        """
+        return None
+
+    def kernel_program(
+        self, scale: tuple[np.ndarray, np.ndarray] | None = None, clip: float | None = None
+    ) -> Any:
+        """``forward`` (input stage + ``kernel_predict``) as a ``kernel.Program`` reading raw
+        features (``x * a + b`` with ``scale=(a, b)``, then clipped to ``[-clip, clip]``),
+        or None when the architecture has no kernel version."""
+        from mtl_bt.models import kernel as kn
+
+        prog = kn.Program()
+        try:
+            h = kn.input_stage(prog, self.input_stage, scale, clip)
+            slots = self.kernel_predict(prog, h)
+        except NotImplementedError:
+            return None
+        if slots is None:
+            return None
+        for name in self.task_names:
+            prog.output(name, slots[name])
+        return prog
+
     def _check_task(self, name: str) -> None:
         if name not in self.task_names:
             raise KeyError(f"unknown task {name!r}; this model's tasks are {self.task_names}")

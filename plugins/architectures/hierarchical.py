@@ -11,6 +11,7 @@ from torch import nn
 
 from mtl_bt.errors import ConfigError
 from mtl_bt.models import MTLModel
+from mtl_bt.models import kernel as kn
 from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
@@ -110,6 +111,14 @@ class Hierarchical(MTLModel):
             return {n: nf.squeeze(raw[n]) for n in names}
 
         return predict
+
+    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
+        z = prog.sequential(self.encoder, h)
+        raw: dict[str, kn.Slot] = {}
+        for n in self.order:
+            lower = [raw[m] for m in self.inputs[n]]
+            raw[n] = prog.sequential(self.heads[n], prog.concat([z, *lower]) if lower else z)
+        return raw
 
     def task_modules(self, name: str) -> list[nn.Module]:
         feeds_higher = any(name in self.inputs[m] for m in self.task_names)

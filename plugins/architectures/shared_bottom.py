@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
+from mtl_bt.models import kernel as kn
 from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
@@ -42,6 +43,13 @@ class SharedBottom(MTLModel):
         encoder = nf.sequential(self.encoder)
         heads = nf.heads(self.heads, self.task_names, {t.name: t.out_dim for t in self.tasks})
         return lambda h: heads(encoder(h))
+
+    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
+        z = prog.sequential(self.encoder, h)
+        heads = prog.linears([self.heads[n] for n in self.task_names], z)  # one op
+        return dict(
+            zip(self.task_names, prog.split(heads, [t.out_dim for t in self.tasks]), strict=True)
+        )
 
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.heads[name]]

@@ -1,4 +1,5 @@
-"""The Predictor's numpy inference path equals its torch path on real trained checkpoints."""
+"""The Predictor's fast inference paths (the compiled kernel, the default, and the numpy
+closures) equal its torch path on real trained checkpoints."""
 
 from __future__ import annotations
 
@@ -14,10 +15,23 @@ def _rows(predictor, frames):
     return symbol, feats
 
 
+def _on(backend, predictor, monkeypatch):
+    """``predictor`` reloaded on ``backend`` ("kernel" is the default; "numpy" with
+    ``MTL_BT_NO_KERNEL=1``)."""
+    if backend == "kernel":
+        return predictor
+    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")
+    return Predictor(predictor.checkpoint)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "numpy"])
 @pytest.mark.parametrize("batch", [1, 7, 50])
-def test_numpy_predict_equals_torch_on_real_checkpoints(predictors, frames, batch):
+def test_fast_predict_equals_torch_on_real_checkpoints(
+    predictors, frames, batch, backend, monkeypatch
+):
     for predictor in predictors:
-        assert predictor.backend == "numpy"
+        predictor = _on(backend, predictor, monkeypatch)
+        assert predictor.backend == backend
         symbol, feats = _rows(predictor, frames)
         x = feats[:batch]
         ids = predictor.asset_ids([symbol] * len(x))
@@ -41,8 +55,65 @@ def test_predict_frame_equals_torch(predictors, frames, monkeypatch):
         np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, equal_nan=True)
 
 
+def test_live_and_precomputed_kernel_predictions_are_the_same_bits(predictors, frames):
+    """``predict_frame`` (chunks of 8192 rows) and ``predict`` one row at a time (per bar)."""
+    predictor = predictors[-1]
+    assert predictor.backend == "kernel"
+    symbol = predictor.symbols[0]
+    feats = predictor.features(frames[symbol])
+    whole = predictor.predict_frame({symbol: feats})
+    rows = np.flatnonzero(np.isfinite(feats.to_numpy(np.float32)).all(axis=1))[:40]
+    values = feats.to_numpy(np.float32)
+    ids = predictor.asset_ids([symbol])
+    for i in rows:
+        one = predictor.predict(values[i : i + 1], ids)
+        for name in predictor.task_names:
+            assert one[name][0] == whole[name].iloc[i], (name, i)
+
+
+def test_a_broken_kernel_op_is_refused_with_a_warning(predictors, frames, monkeypatch):
+    """A program whose affine ops are off by 1e-3 fails the probe check at load: the
+    predictor warns and runs the numpy closures, whose predictions equal torch."""
+    from mtl_bt.models import kernel as kn
+
+    original = kn.Program.affine
+
+    def off(self, src, w, b=None, dst=None, act="none"):
+        b = (np.zeros(w.shape[1]) if b is None else b) + 1e-3
+        return original(self, src, w, b, dst, act)
+
+    monkeypatch.setattr(kn.Program, "affine", off)
+    with pytest.warns(RuntimeWarning, match="compiled kernel disagrees"):
+        predictor = Predictor(predictors[0].checkpoint)
+    assert predictor.backend == "numpy"
+    symbol, feats = _rows(predictor, frames)
+    ids = predictor.asset_ids([symbol] * 5)
+    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
+    for name in slow:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_no_kernel_env_var_selects_the_numpy_closures(predictors, monkeypatch):
+    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")
+    assert Predictor(predictors[0].checkpoint).backend == "numpy"
+    monkeypatch.setenv("MTL_BT_TORCH_INFERENCE", "1")
+    assert Predictor(predictors[0].checkpoint).backend == "torch"
+
+
+def test_without_numba_the_predictor_runs_the_numpy_closures(predictors, monkeypatch):
+    import sys
+
+    from mtl_bt.models import kernel as kn
+
+    monkeypatch.setattr(kn, "_RUNNER", [])
+    monkeypatch.setitem(sys.modules, "numba", None)
+    assert Predictor(predictors[0].checkpoint).backend == "numpy"
+
+
 def test_a_wrong_numpy_forward_falls_back_to_torch_with_a_warning(predictors, monkeypatch):
     from mtl_bt import registry
+
+    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")  # the numpy closures are checked without it
 
     cls = registry.get("architecture", predictors[0].checkpoint.architecture)
     original = cls.numpy_predict
@@ -57,8 +128,10 @@ def test_a_wrong_numpy_forward_falls_back_to_torch_with_a_warning(predictors, mo
     assert predictor.backend == "torch"
 
 
-def test_bad_asset_ids_are_refused_on_the_numpy_path(predictors, frames):
-    predictor = predictors[0]
+@pytest.mark.parametrize("backend", ["kernel", "numpy"])
+def test_bad_asset_ids_are_refused_on_the_fast_paths(predictors, frames, backend, monkeypatch):
+    predictor = _on(backend, predictors[0], monkeypatch)
+    assert predictor.backend == backend
     _, feats = _rows(predictor, frames)
     for bad in ([0, 5], [-1, 0]):
         with pytest.raises(ValueError, match="asset ids must be in"):
@@ -72,7 +145,7 @@ def test_a_wrong_transform_numpy_falls_back_to_the_torch_transform(predictors, f
     monkeypatch.setattr(cls, "transform_numpy", lambda self, v: v * 2.0)
     with pytest.warns(RuntimeWarning, match="transform_numpy disagrees"):
         predictor = Predictor(predictors[0].checkpoint)
-    assert predictor.backend == "numpy"
+    assert predictor.backend == "kernel"
     symbol, feats = _rows(predictor, frames)
     ids = predictor.asset_ids([symbol] * 5)
     fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
@@ -80,8 +153,9 @@ def test_a_wrong_transform_numpy_falls_back_to_the_torch_transform(predictors, f
         np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
 
 
-def test_the_scaler_is_folded_into_the_first_layer_without_a_clip(predictors):
+def test_the_scaler_is_folded_into_the_first_layer_without_a_clip(predictors, monkeypatch):
     for predictor in predictors:
+        predictor = _on("numpy", predictor, monkeypatch)
         assert predictor.scaler.clip is None and predictor._prescaled
 
 
@@ -97,6 +171,7 @@ def test_a_fold_that_disagrees_falls_back_to_scaling_first(predictors, frames, m
         return (wx, c + np.float32(1e-3)) if self.a is not None else (wx, c)
 
     monkeypatch.setattr(nf.InputFold, "fold", off)
+    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")
     predictor = Predictor(predictors[0].checkpoint)
     assert predictor.backend == "numpy" and not predictor._prescaled
     symbol, feats = _rows(predictor, frames)

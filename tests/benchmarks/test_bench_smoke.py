@@ -163,7 +163,7 @@ def test_page_lists_what_was_fixed_and_what_was_tried():
     assert "## What was fixed" not in only_tried and f"- {TRIED[0]}" in only_tried
 
 
-def test_inference_harness_times_both_paths_with_equal_outputs(predictor):
+def test_inference_harness_times_every_path_with_equal_outputs(predictor):
     from benchmarks import bench_inference
 
     rows = bench_inference.measure(predictor.checkpoint, calls=2, blocks=1, log=lambda _m: None)
@@ -173,6 +173,7 @@ def test_inference_harness_times_both_paths_with_equal_outputs(predictor):
     for r in rows:
         assert r["max abs diff"] <= 1e-6
         for n in bench_inference.ROWS:
+            assert _finite_positive(r[f"kernel {n} rows us"])
             assert _finite_positive(r[f"numpy {n} rows us"])
             assert _finite_positive(r[f"torch {n} rows us"])
     base = {"generated": "now", "quick": True, "only": [], "threads": 1, "errors": {}}
