@@ -328,11 +328,7 @@ class Predictor:
                 from mtl_bt.models.kernel import bad_ids
 
                 raise bad_ids(ids, kernel.n_assets)
-            result = {}
-            for name, col, wide, f in self._columns:
-                v = raw[col].T if wide else raw[col]
-                result[name] = (v if f is None else f(v)).astype(np.float64)
-            return result
+            return self._assemble(raw)
         if self._fast is None:
             return self._predict_torch(x, asset_ids)
         if self._prescaled:  # the scaler is folded into the first matmul
@@ -349,6 +345,33 @@ class Predictor:
             name: (out[name] if f is None else f(out[name])).astype(np.float64)
             for name, f in self._transforms
         }
+
+    def _assemble(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """``{task: float64 prediction}`` from the kernel's float32 ``(columns, n)`` output.
+
+        Equal to ``f(column).astype(float64)`` per task, with one float64 conversion for
+        all of them: each transform's float32 result is written back over its columns
+        first (a transform that returns another dtype is converted on its own).
+        """
+        own = {}
+        for name, col, wide, f in self._columns:
+            if f is None:
+                continue
+            v = raw[col]
+            t = f(v.T if wide else v)
+            if (
+                type(t) is np.ndarray
+                and t.dtype == np.float32
+                and t.shape == (v.T if wide else v).shape
+            ):
+                raw[col] = t.T if wide else t
+            else:
+                own[name] = np.asarray(t).astype(np.float64)
+        wide64 = raw.astype(np.float64)
+        result = {}
+        for name, col, wide, _ in self._columns:
+            result[name] = own[name] if name in own else wide64[col].T if wide else wide64[col]
+        return result
 
     def predict_torch(
         self, x: np.ndarray, asset_ids: np.ndarray | None = None

@@ -179,3 +179,37 @@ def test_a_fold_that_disagrees_falls_back_to_scaling_first(predictors, frames, m
     fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
     for name in slow:
         np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("float64_transform", [False, True])
+def test_kernel_outputs_are_assembled_like_one_transform_per_task(
+    predictors, frames, monkeypatch, float64_transform
+):
+    """``predict`` converts all tasks to float64 at once after writing each float32
+    transform back: bit for bit ``f(column).astype(float64)`` per task; a transform that
+    returns float64 keeps its own precision."""
+    from mtl_bt import registry
+
+    if float64_transform:
+        cls = registry.get("task", "direction")
+        monkeypatch.setattr(
+            cls, "transform_numpy", lambda self, v: 1.0 / (1.0 + np.exp(-v.astype(np.float64)))
+        )
+    predictor = Predictor(predictors[-1].checkpoint)
+    kernel = predictor._kernel
+    assert kernel is not None
+    symbol, feats = _rows(predictor, frames)
+    for n in (1, 5, 50):
+        x = np.ascontiguousarray(feats[:n])
+        ids = predictor.asset_ids([symbol] * n)
+        raw = np.empty((kernel.n_cols, n), np.float32)
+        kernel.run(kernel.ops, kernel.weights, x, kernel.ids(ids, n), raw)
+        got = predictor.predict(x, ids)
+        for name, col, wide, f in predictor._columns:
+            v = raw[col].T if wide else raw[col]
+            want = (v if f is None else f(v.copy())).astype(np.float64)
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+            assert got[name].dtype == np.float64
+        if float64_transform:
+            direction = [c for c in predictor._columns if c[0].startswith("direction")][0]
+            assert got[direction[0]].base is None or got[direction[0]].base.dtype == np.float64
