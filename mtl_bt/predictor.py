@@ -68,6 +68,12 @@ def _transform(scaler: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float64).reshape(x.shape)[0]
 
 
+#: raw outputs a transform is checked on (the compiled steps and ``transform_numpy``)
+_TRANSFORM_PROBE = np.concatenate(
+    [np.linspace(-12, 12, 49, dtype=np.float32), np.float32([-60, -30, 30, 60])]
+)
+
+
 class Predictor:
     """A trained fold model ready for inference."""
 
@@ -108,6 +114,8 @@ class Predictor:
         self._asset_ids = {s: i for i, s in enumerate(self.symbols)}
         width = len(self.feature_columns)
         self._shape = (self.lookback, width) if self.lookback > 1 else (width,)
+        #: tasks whose output transform the kernel runs (``Task.kernel_transform``)
+        self._in_kernel: set[str] = set()
         #: the compiled program (``mtl_bt.models.kernel``), None: the numpy or torch path
         self._kernel = self._checked_kernel(where)
         #: the numpy forward pass (None: torch or the kernel); prescaled: it takes raw features
@@ -121,7 +129,12 @@ class Predictor:
             []
             if self._kernel is None
             else [
-                (name, c if w == 1 else slice(c, c + w), w > 1, f)
+                (
+                    name,
+                    c if w == 1 else slice(c, c + w),
+                    w > 1,
+                    None if name in self._in_kernel else f,
+                )
                 for (name, c, w), (_, f) in zip(self._kernel.outputs, self._transforms, strict=True)
             ]
         )
@@ -149,7 +162,7 @@ class Predictor:
         if kernel is None:
             return None
         if [o[0] for o in kernel.outputs] == self.task_names and self._kernel_agrees(kernel):
-            return kernel
+            return self._with_transforms(kernel, where)
         warnings.warn(
             f"{where}: architecture {self.checkpoint.architecture!r}'s compiled kernel "
             "disagrees with its torch model; using the numpy or torch path for inference",
@@ -158,8 +171,64 @@ class Predictor:
         )
         return None
 
-    def _kernel_agrees(self, kernel: Any) -> bool:
-        """``kernel`` equals the torch model on probe raw rows (past the clip, if any)."""
+    def _with_transforms(self, kernel: Any, where: str) -> Any:
+        """``kernel`` with the tasks' output transforms compiled in (``Task.kernel_transform``),
+        for the tasks whose steps equal ``transform`` on probe values; the names of those
+        tasks go to ``_in_kernel`` (the others keep ``transform_numpy`` after the call)."""
+
+        steps = {}
+        for t in self.tasks:
+            try:
+                st = t.kernel_transform()
+            except Exception:  # noqa: BLE001 - a broken opt-in is refused below, not fatal
+                st = None
+            if st is not None and self._steps_agree(t, st):
+                steps[t.name] = st
+            elif st is not None:
+                warnings.warn(
+                    f"{where}: task {t.name!r}: kernel_transform disagrees with transform; "
+                    "using transform_numpy",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+        if not any(steps.values()):
+            self._in_kernel = set(steps)
+            return kernel
+        prog = self.model.kernel_program(scale=(self._a_np, self._b_np), clip=self._clip)
+        for name, st in steps.items():
+            if st:
+                prog.transform(name, st)
+        full = prog.compile()
+        if full is not None and self._kernel_agrees(full, transformed=set(steps)):
+            self._in_kernel = set(steps)
+            return full
+        self._in_kernel = {name for name, st in steps.items() if not st}
+        return kernel
+
+    @staticmethod
+    def _steps_agree(task: Any, steps: Any) -> bool:
+        """``steps`` run by the kernel equal ``task.transform`` on probe outputs."""
+        from mtl_bt.models import kernel as kn
+
+        probe = _TRANSFORM_PROBE
+        try:
+            prog = kn.Program()
+            prog.output(task.name, prog.input(1))
+            prog.transform(task.name, steps)
+            k = prog.compile()
+            if k is None:
+                return False
+            got = k.raw(probe[:, None].copy(), None)[0]
+        except Exception:  # noqa: BLE001
+            return False
+        want = task.transform(torch.from_numpy(probe.copy())).numpy()
+        return got.shape == want.shape and bool(
+            np.allclose(got, want, rtol=1e-5, atol=1e-7, equal_nan=True)
+        )
+
+    def _kernel_agrees(self, kernel: Any, transformed: set[str] = frozenset()) -> bool:
+        """``kernel`` equals the torch model on probe raw rows (past the clip, if any); the
+        ``transformed`` tasks' outputs against ``transform`` of the model's."""
         rng = np.random.default_rng(0)
         z = 2.0 * rng.standard_normal((7, *self._shape))
         x = ((z - self._b_np) / self._a_np).astype(np.float32)
@@ -174,8 +243,12 @@ class Predictor:
             got = kernel(x, ids)
         except Exception:  # noqa: BLE001 - a broken kernel is refused, not fatal
             return False
+        tasks = {t.name: t for t in self.tasks}
         for name in self.task_names:
-            w, g = want[name].numpy(), np.asarray(got.get(name))
+            w = want[name]
+            if name in transformed:
+                w = tasks[name].transform(w)
+            w, g = w.numpy(), np.asarray(got.get(name))
             if g.shape != w.shape or not np.allclose(g, w, rtol=1e-5, atol=1e-6):
                 return False
         return True
@@ -234,9 +307,7 @@ class Predictor:
         transform instead (with a warning), so predictions never depend on the path."""
         from mtl_bt.tasks.base import Task
 
-        probe = np.concatenate(
-            [np.linspace(-12, 12, 49, dtype=np.float32), np.float32([-60, -30, 30, 60])]
-        )
+        probe = _TRANSFORM_PROBE
         out = []
         for t in self.tasks:
             if (

@@ -33,6 +33,11 @@ from mtl_bt.models.numpy_forward import linear_params
 # opcodes (the first column of the op table)
 HEADER, AFFINE, ACT, LAYER_NORM, COPY, MIX, GATE = 0, 1, 2, 3, 4, 5, 6
 INPUT, EMBED, GRU, CONV, OUTPUT, SOFTMAX, DATA = 7, 8, 9, 10, 11, 12, 13
+TRANSFORM = 14
+#: elementwise steps of a task's output transform (``Task.kernel_transform``)
+T_SCALE, T_SIGMOID, T_CLAMP, T_EXP = 0, 1, 2, 3
+#: step name -> (kind, number of constants)
+STEPS = {"scale": (T_SCALE, 1), "sigmoid": (T_SIGMOID, 0), "clamp": (T_CLAMP, 2), "exp": (T_EXP, 0)}
 #: activations (a field of AFFINE, ACT, LAYER_NORM)
 NONE, RELU, SIGMOID, TANH = 0, 1, 2, 3
 _ACTS = {"none": NONE, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
@@ -74,6 +79,8 @@ class Program:
         #: (task name, first output column, width), in the order outputs were added
         self.outputs: list[tuple[str, int, int]] = []
         self._cols = 0
+        #: TRANSFORM ops, appended after every other op by ``tables``
+        self._transforms: list[list[int]] = []
         self.n_assets = 0
         self.n_inputs = 0
 
@@ -395,6 +402,21 @@ class Program:
         self.outputs.append((name, self._cols, slot.width))
         self._cols += slot.width
 
+    def transform(self, name: str, steps: Sequence[Sequence[Any]]) -> None:
+        """Task ``name``'s output transform as elementwise steps on its output columns
+        (after every op, so an output another op reads stays raw): ``("scale", c)`` x * c,
+        ``("sigmoid",)``, ``("clamp", lo, hi)``, ``("exp",)``, in order, in float32."""
+        hit = [(c, w) for n, c, w in self.outputs if n == name]
+        if not hit:
+            raise ValueError(f"no output {name!r} to transform")
+        col, width = hit[0]
+        for step in steps:
+            kind, n_const = STEPS.get(str(step[0]), (None, 0))
+            if kind is None or len(step) != 1 + n_const:
+                raise ValueError(f"unknown transform step {tuple(step)!r}; use {sorted(STEPS)}")
+            consts = np.asarray([float(c) for c in step[1:]] or [0.0], np.float64)
+            self._transforms.append([TRANSFORM, col, width, kind, self._w(consts)])
+
     # -- checks -------------------------------------------------------------
     @staticmethod
     def _check(slot: Slot, width: int) -> None:
@@ -409,8 +431,9 @@ class Program:
     # -- the result ---------------------------------------------------------
     def tables(self) -> tuple[np.ndarray, np.ndarray]:
         """``(ops (n_ops, WIDTH) int64, weights float32)``."""
-        ops = np.zeros((len(self._ops), WIDTH), np.int64)
-        for i, row in enumerate(self._ops):
+        rows = self._ops + self._transforms
+        ops = np.zeros((len(rows), WIDTH), np.int64)
+        for i, row in enumerate(rows):
             ops[i, : len(row)] = row
         ops[0, 1], ops[0, 2] = max(self._size, 1), self._cols
         weights = (
@@ -803,5 +826,21 @@ def _run(ops, weights, x, ids, out):  # type: ignore[no-untyped-def]  # numba ty
                 h = s[p[1] : p[1] + p[2]]
                 for j in range(p[2]):
                     out[p[3] + j, r] = h[j]
+            elif op == TRANSFORM:  # on the output columns, after every other op
+                kind, c = p[3], p[4]
+                for j in range(p[1], p[1] + p[2]):
+                    v = out[j, r]
+                    if kind == T_SCALE:
+                        v = v * weights[c]
+                    elif kind == T_SIGMOID:
+                        v = one / (one + np.exp(-v))
+                    elif kind == T_CLAMP:  # NaN stays NaN, as np.maximum/np.minimum
+                        if v < weights[c]:
+                            v = weights[c]
+                        if v > weights[c + 1]:
+                            v = weights[c + 1]
+                    elif kind == T_EXP:
+                        v = np.exp(v)
+                    out[j, r] = v
             pc += 1
     return 0

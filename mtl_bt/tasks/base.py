@@ -81,6 +81,17 @@ class Task:
             return output
         return self.transform(torch.from_numpy(np.ascontiguousarray(output))).numpy()
 
+    def kernel_transform(self) -> tuple[tuple[Any, ...], ...] | None:
+        """``transform`` as elementwise steps the compiled kernel runs in float32, or None.
+
+        Steps, applied in order: ``("scale", c)`` x * c, ``("sigmoid",)``,
+        ``("clamp", lo, hi)``, ``("exp",)``. ``()`` is the identity (the default when
+        ``transform`` is not overridden); None keeps ``transform_numpy``, run after the
+        kernel. The predictor checks the steps against ``transform`` on probe values at
+        load and falls back to ``transform_numpy`` (with a warning) when they disagree.
+        """
+        return () if type(self).transform is Task.transform else None
+
     def initial_output(self, target: torch.Tensor) -> float | None:
         """The constant raw output that minimises the loss on ``target`` (finite
         training targets). The trainer starts the task's head bias there, so a

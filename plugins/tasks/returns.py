@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -51,6 +53,9 @@ class ReturnTask(Task):
 
     def transform_numpy(self, output: np.ndarray) -> np.ndarray:
         return output * np.float32(self._scale)
+
+    def kernel_transform(self) -> tuple[tuple[Any, ...], ...]:
+        return (("scale", float(np.float32(self._scale))),)
 
     def initial_output(self, target: torch.Tensor) -> float | None:
         if self._loss != "mse":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -73,6 +75,11 @@ class VolatilityTask(Task):
         np.minimum(out, _HI32, out=out)
         out *= _HALF32
         return np.exp(out, out=out)
+
+    def kernel_transform(self) -> tuple[tuple[Any, ...], ...]:
+        if self._loss == "log_mse":
+            return (("exp",),)
+        return (("clamp", float(_LO32), float(_HI32)), ("scale", 0.5), ("exp",))
 
     def initial_output(self, target: torch.Tensor) -> float:
         y = torch.clamp(target.double(), min=self._floor)

@@ -190,12 +190,14 @@ def test_kernel_outputs_are_assembled_like_one_transform_per_task(
     returns float64 keeps its own precision."""
     from mtl_bt import registry
 
+    cls = registry.get("task", "direction")
+    monkeypatch.setattr(cls, "kernel_transform", lambda self: None)  # transform_numpy after
     if float64_transform:
-        cls = registry.get("task", "direction")
         monkeypatch.setattr(
             cls, "transform_numpy", lambda self, v: 1.0 / (1.0 + np.exp(-v.astype(np.float64)))
         )
     predictor = Predictor(predictors[-1].checkpoint)
+    assert [c[0] for c in predictor._columns if c[3] is not None] == ["direction@1"]
     kernel = predictor._kernel
     assert kernel is not None
     symbol, feats = _rows(predictor, frames)
@@ -213,3 +215,26 @@ def test_kernel_outputs_are_assembled_like_one_transform_per_task(
         if float64_transform:
             direction = [c for c in predictor._columns if c[0].startswith("direction")][0]
             assert got[direction[0]].base is None or got[direction[0]].base.dtype == np.float64
+
+
+def test_built_in_transforms_run_inside_the_kernel(predictors, frames):
+    predictor = predictors[-1]
+    assert predictor._in_kernel == set(predictor.task_names)
+    assert all(f is None for *_, f in predictor._columns)
+
+
+@pytest.mark.parametrize("steps", [(("exp",),), (("softplus",),)])
+def test_a_wrong_kernel_transform_is_refused_with_a_warning(predictors, frames, monkeypatch, steps):
+    """Steps that are not the task's transform (or not steps at all) fail the probe check:
+    that task's transform_numpy runs after the kernel, and predictions equal torch."""
+    from mtl_bt import registry
+
+    monkeypatch.setattr(registry.get("task", "direction"), "kernel_transform", lambda self: steps)
+    with pytest.warns(RuntimeWarning, match="kernel_transform disagrees"):
+        predictor = Predictor(predictors[-1].checkpoint)
+    assert predictor.backend == "kernel" and "direction@1" not in predictor._in_kernel
+    symbol, feats = _rows(predictor, frames)
+    ids = predictor.asset_ids([symbol] * 5)
+    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
+    for name in slow:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)

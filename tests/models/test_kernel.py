@@ -235,3 +235,70 @@ def test_parallel_towers_equal_each_tower(norm):
         for k, tower in enumerate(towers):
             want = tower(torch.from_numpy(rows)).numpy()
             np.testing.assert_allclose(got[f"t{k}"], want, rtol=1e-5, atol=1e-6)
+
+
+def _task_cases():
+    from mtl_bt import registry
+
+    return [
+        registry.get("task", "return")(1),
+        registry.get("task", "direction")(1),
+        registry.get("task", "volatility")(1),
+        registry.get("task", "volatility")(1, loss="log_mse"),
+        registry.get("task", "volume")(1),
+    ]
+
+
+@pytest.mark.parametrize("task", _task_cases(), ids=lambda t: f"{t.name}-{t.kernel_transform()}")
+def test_compiled_transform_steps_equal_each_tasks_transform(task):
+    """Every built-in task's ``kernel_transform`` run by the kernel equals its torch
+    ``transform`` (float32), past the volatility clamp both ways; NaN stays NaN."""
+    steps = task.kernel_transform()
+    assert steps is not None
+    probe = np.concatenate(
+        [np.linspace(-40, 40, 401, dtype=np.float32), np.float32([-80, 80, np.nan])]
+    )
+    prog = kn.Program()
+    prog.output(task.name, prog.input(1))
+    prog.transform(task.name, steps)
+    got = prog.compile().raw(probe[:, None].copy(), None)[0]
+    want = task.transform(torch.from_numpy(probe.copy())).numpy()
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=0, equal_nan=True)
+    assert np.isnan(got[-1])
+
+
+def test_transforms_leave_the_raw_outputs_other_ops_read(kit):
+    """hierarchical feeds raw lower-task outputs to higher heads: with transforms compiled
+    in, every output is the transform of the torch model's raw output."""
+    from mtl_bt.tasks import task_from_spec
+    from mtl_bt.tasks.base import TaskSpec
+
+    specs = [
+        TaskSpec("volatility@5", "volatility", 5, level=0),
+        TaskSpec("direction@1", "direction", 1, level=1),
+        TaskSpec("return@1", "return", 1, level=2),
+    ]
+    model = trained_like(kit.make("hierarchical", specs=specs))
+    assert any(model.inputs[n] for n in model.task_names)  # a raw output feeds a head
+    tasks = {s.name: task_from_spec(s) for s in specs}
+    prog = model.kernel_program()
+    for name in model.task_names:
+        prog.transform(name, tasks[name].kernel_transform())
+    x = np.random.default_rng(1).standard_normal((9, kit.n_features)).astype(np.float32)
+    got = prog.compile()(x)
+    with torch.no_grad():
+        raw = model(torch.from_numpy(x))
+    for name in model.task_names:
+        want = tasks[name].transform(raw[name]).numpy()
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_transform_step_outside_the_vocabulary_is_refused():
+    prog = kn.Program()
+    prog.output("t", prog.input(1))
+    with pytest.raises(ValueError, match="unknown transform step"):
+        prog.transform("t", [("softplus",)])
+    with pytest.raises(ValueError, match="unknown transform step"):
+        prog.transform("t", [("scale",)])  # its constant missing
+    with pytest.raises(ValueError, match="no output"):
+        prog.transform("u", [("exp",)])
