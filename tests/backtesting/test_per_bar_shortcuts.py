@@ -123,3 +123,35 @@ def test_a_heap_frozen_by_the_caller_is_left_to_the_caller(frames, predictors):
         assert before > 0 and gc.get_freeze_count() > before // 2
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("n_assets", [1, 2])
+def test_a_non_finite_prediction_is_not_traded(frames, predictors, monkeypatch, n_assets):
+    """One asset takes the scalar finiteness test, several the array one: either way a bar
+    whose prediction of a used head is NaN or inf decides nothing for that asset."""
+    from mtl_bt.strategies import mtl
+
+    original = mtl.MTLStrategy._predict
+    calls = {"n": 0, "bad": 0}
+    seen = []  # each call's {task: finite per row}
+
+    def spoiled(self, fold, assets, rows):
+        out = original(self, fold, assets, rows)
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:  # every third call: the first row's return head broken
+            calls["bad"] += 1
+            out["return@1"] = out["return@1"].copy()
+            out["return@1"][0] = np.inf if calls["n"] % 2 else np.nan
+        seen.append({t: np.isfinite(v) for t, v in out.items()})
+        return out
+
+    monkeypatch.setattr(mtl.MTLStrategy, "_predict", spoiled)
+    few = dict(list(frames.items())[:n_assets])
+    res = run_backtest(few, predictors, BacktestConfig(mode="live", rebalance="bar"))
+    strat = res.strategy
+    assert calls["bad"] > 10
+    # a call is a decision when some row has every used head finite
+    decided = [np.all([f[t] for t in strat.used_tasks], axis=0).any() for f in seen]
+    assert strat.decisions == sum(decided)
+    if n_assets == 1:  # the spoiled bars were skipped
+        assert sum(decided) == calls["n"] - calls["bad"]
