@@ -63,11 +63,13 @@ ANALYSIS = [
     "whatever its model costs. Our `FrameFeed` pays back part of it (compare 'empty "
     "FrameFeed' with the baseline).",
     "Live mode used to be dominated by per-bar model inference (torch's per-op dispatch "
-    "and per-module overhead, not arithmetic: ~260 us for 1 row). `Predictor.predict` now "
-    "runs the architecture's numpy forward pass (`mtl_bt.models.numpy_forward`; section "
-    "2b): a few dozen small numpy calls, each about the 'tiny numpy call' figure, so its "
-    "cost tracks the machine's load; the torch/numpy column is the load-independent gain. "
-    "`torch.jit.trace` (deprecated in torch 2.13) is no longer needed.",
+    "and per-module overhead, not arithmetic: ~260 us for 1 row), then by the numpy "
+    "forward pass's few dozen small numpy calls (50-450 us). `Predictor.predict` now runs "
+    "the model as one compiled call (`mtl_bt.models.kernel`, a per-row op program "
+    "interpreted by one numba function, the tasks' transforms included; section 2b): "
+    "6-17 us for one row. What is left of live mode's extra cost over precomputed is the "
+    "signal rule's `raw_weights` (a few dozen small-array numpy calls) and its clip, the "
+    "gathering of the inputs and the finiteness test.",
     "Precomputed mode with a separable rule (both built-ins) no longer calls the rule per "
     "bar: raw weights of every (bar, asset) are computed before the run and a bar only "
     "gathers the due assets' values and applies the cross-sectional clip (also skipping "
@@ -82,10 +84,9 @@ ANALYSIS = [
     "`BackBroker.next` books credit interest for every open position "
     "(`data.datetime.datetime()`, a `num2date` per position per bar), adjusts cash and "
     "revalues every position (`_get_value`); a cProfile of the precomputed demo run had "
-    "`BackBroker.next` at 6.1 s of 48 s. Measured in CPU seconds (load 5-7): empty 3.29, "
-    "same orders 4.17 (1.27x), precomputed 4.62 (1.40x, 1.11x the floor), live 5.47 "
-    "(1.66x, 1.31x the floor). So precomputed <= 1.10x the empty strategy cannot be met "
-    "by any strategy placing the demo's 1,432 orders in Backtrader's broker.",
+    "`BackBroker.next` at 6.1 s of 48 s. The floor table of section 0 has the ratios; "
+    "with the floor itself at or above 1.10x the empty strategy, precomputed <= 1.10x "
+    "cannot be met by any strategy placing the demo's 1,432 orders in Backtrader's broker.",
     "Numpy's OpenBLAS starts threads for products above ~262k multiply-adds (m*n*k): on "
     "this shared 2-core machine a (800, 14) x (14, 48) product took 0.2-2.5 ms on 2 "
     "threads and 34-52 us on 1, and the demo's vectorised pass in `MTLStrategy.start` "
@@ -181,6 +182,38 @@ FIXED = [
     "crypto compare (300 replicates), old and new module side by side, load ~1.5: 14.5 / "
     "13.8 s -> 2.6 / 2.7 s, identical results (and a hypothesis test against scoring the "
     "resampled arrays).",
+    "Issue 16 - full collections during a run (timed with a `gc.callbacks` clock, 1 asset "
+    "x 4,000 bars): one collection of the ~500k objects torch and pandas keep tracked cost "
+    "0.28-0.50 s of a 1.0-1.9 s backtest, paid or not depending on the garbage earlier runs "
+    "left. `MTLStrategy` now freezes the heap for the run (`gc_freeze=True`, "
+    "`gc.unfreeze()` in `stop`; left alone when the caller froze it; paper runs off), and "
+    "every timed benchmark run starts from a collected heap (`benchmarks.common."
+    "fresh_heap`). The floors got cheaper by that as well (the 'same orders' replay paid "
+    "most of the collections: 1 asset 1.13 -> 0.70 s), so the ratios to the floor rose.",
+    "Issue 16 - `PortfolioAnalyzer` per bar: it built numpy arrays of closes, holdings, "
+    "equity and traded notional and copied the per-asset arrays every bar; it now appends "
+    "plain floats (time, value, closes, traded, costs) and keeps the book only when a fill "
+    "moved it, and `get_analysis` builds the arrays once (equal bit for bit to the per-bar "
+    "record, tested at 1 and 11 uneven assets).",
+    "Issue 16 - precomputed mode clips a separable rule's raw weights elementwise before the "
+    "run (`signals.clip.clip_each`, as Python floats) and applies only the gross cap per "
+    "bar (`scale_to_gross`); `clip_weights` is the two composed (property test).",
+    "Issue 16 - inference, third pass: a compiled kernel (`mtl_bt.models.kernel`): the "
+    "model becomes an op table over one float32 scratch vector per row with every weight "
+    "packed in one array, run by a single numba `@njit` interpreter (one type signature for "
+    "every architecture, cached on disk) for every built-in architecture and input stage; "
+    "the tasks' output transforms run inside it (`Task.kernel_transform`: scale, sigmoid, "
+    "clamp, exp), all tasks are converted to float64 in one call. Checked against torch "
+    "on probe rows at load (fallback: numpy closures, then torch). One row: 6-17 us "
+    "(section 2b; numpy closures 45-415 us, torch 290-1540 us); a row's outputs do not "
+    "depend on its batch, so live and precomputed predictions are the same bits.",
+    "Issue 16 - start-up: `import mtl_bt` imported `backtrader.plot` and matplotlib to pick "
+    "a headless backend (0.4-1.2 s per process: the CLI, every compare worker); a "
+    "meta-path hook now does it when the plot module first loads, and keeps a backend the "
+    "user chose (`import mtl_bt` 0.03 s).",
+    "Issue 16 - live per bar: one asset's prediction is tested finite in Python (three "
+    "numpy calls fewer) and the batch is gathered with `np.array` (a quarter of "
+    "`np.stack`'s call overhead).",
 ]
 
 #: optimisations that were measured side by side and not kept (numbers from those A/B runs)
@@ -205,10 +238,27 @@ TRIED = [
     "per call for 1 row and 116 -> 130 us for 50 rows (median of 7 alternating blocks of "
     "2,000 calls, identical outputs); the extra `stack` op costs more than three "
     "conversions save. Reverted.",
-    "`gc.freeze()` around `cerebro.run` (so full collections skip the ~390k objects torch, "
-    "pandas and the model leave behind): 5 assets x 10,000 bars, precomputed, 4 "
-    "alternating repeats: median 9.74 s plain vs 9.18 s frozen (-6%), single runs spread "
-    "8.2-10.6 s; within the noise, not kept.",
+    "`gc.freeze()` around `cerebro.run`, first try (so full collections skip the ~390k "
+    "objects torch, pandas and the model leave behind): 5 assets x 10,000 bars, "
+    "precomputed, 4 alternating repeats: median 9.74 s plain vs 9.18 s frozen (-6%), "
+    "single runs spread 8.2-10.6 s; within the noise, not kept then. Timed with a "
+    "`gc.callbacks` clock later, the spread was the point: whether a run paid a full "
+    "collection (0.28-0.50 s, 1 asset x 4,000 bars) depended on the garbage earlier runs "
+    "left; now kept (see 'What was fixed').",
+    "Compiled kernel at 5-50 rows: each row runs alone (so its outputs do not depend on the "
+    "batch, and live equals precomputed bit for bit), in scalar loops at 0.1-0.2 ns per "
+    "multiply-add; at 50 rows soft_sharing, cross_stitch and mmoe are 1.0-1.2x slower than "
+    "the numpy closures' BLAS products (section 2b), and 50 GRU rows are ~1.5 M "
+    "multiply-adds, more than 25 us of this 2-core AVX2 machine at peak. Rows in SIMD "
+    "lanes (8 rows a vector) would keep rows independent and speed up 5-50 rows; a quick "
+    "prototype did not vectorise (numba could not prove the scratch views disjoint): not "
+    "done. Choosing numpy above some batch size was not done either: live and "
+    "precomputed predictions would differ in the last bits again.",
+    "Scalar (Python float) versions of the per-decision numpy steps for one asset (gross "
+    "cap, clip, rule sizing): a numpy reduction over n values sums a0 + (a1 + ...), not "
+    "Python's left-to-right order, so only n = 1 is safe bit for bit, and the rules' "
+    "`raw_weights` would need a second, scalar implementation per rule: not done beyond "
+    "the finiteness test.",
     "A broker whose orders define `__copy__` (Backtrader clones every order about three "
     "times; the default `copy.copy` path probes `__setstate__` through `Order.__getattr__`): "
     "8.9 -> 5.1 us per clone, about 11 us per order against ~36 us to create the order and "
