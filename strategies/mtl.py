@@ -536,7 +536,7 @@ class MTLStrategy(bt.Strategy):
         self.decisions += 1
         self.used_folds.append((now, fold))
         weights = self.rule_caller.precomputed_clipped(
-            np.array(ws), max_gross_leverage=self._cost["max_gross_leverage"]
+            ws, max_gross_leverage=self._cost["max_gross_leverage"]
         )
         self._rebalance(keep, weights)
 
@@ -575,8 +575,9 @@ class MTLStrategy(bt.Strategy):
                     self.close(data=d)
                 self._held[a] = False
 
-    def _rebalance(self, assets: list[int], weights: np.ndarray) -> None:
-        """Holding bookkeeping, the gross cap over untouched assets, then the order hook."""
+    def _rebalance(self, assets: list[int], weights: np.ndarray | list[float]) -> None:
+        """Holding bookkeeping, the gross cap over untouched assets, then the order hook
+        (weights as Python floats from here on: the same doubles, cheaper per value)."""
         value = self.broker.getvalue()
         if not value > 0:
             return
@@ -586,12 +587,14 @@ class MTLStrategy(bt.Strategy):
         for a, d in enumerate(datas):
             if a not in decided and self._held[a]:
                 other += abs(self.getposition(d).size * d.close[0]) / value
-        weights = self.rebalancer.cap(weights, other)
+        if type(weights) is not list:
+            weights = np.asarray(weights, dtype=np.float64).tolist()
+        weights = self.rebalancer.cap_floats(weights, other)
         for a, w in zip(assets, weights, strict=True):
             if w != 0.0:
                 self._due[a] = self._bars[a] + self.hold
             self._held[a] = w != 0.0
-        self.order_targets([(datas[a], float(w)) for a, w in zip(assets, weights, strict=True)])
+        self.order_targets([(datas[a], w) for a, w in zip(assets, weights, strict=True)])
 
     def order_targets(self, targets: list[tuple[bt.feed.DataBase, float]]) -> None:
         """Public hook: turn this bar's target weights into orders.
@@ -612,7 +615,7 @@ class MTLStrategy(bt.Strategy):
             )
             for d, _ in targets
         ]
-        weights = np.array([w for _, w in targets], dtype=np.float64)
+        weights = [float(w) for _, w in targets]
         plan = self.rebalancer.orders(
             holdings, weights, self.broker.getvalue(), self.broker.getcash()
         )

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mtl_bt.errors import DataError
+from mtl_bt.signals.clip import gross_of
 
 
 class Holding(NamedTuple):
@@ -45,8 +46,17 @@ class Rebalancer:
             return weights * (budget / gross)
         return weights
 
+    def cap_floats(self, weights: list[float], other_gross: float) -> list[float]:
+        """``cap`` on a list of floats (the strategy's per-bar path), equal bit for bit."""
+        budget = max(0.0, self.max_gross_leverage - other_gross)
+        gross = gross_of(weights)
+        if gross > budget and gross > 0:
+            f = budget / gross
+            return [w * f for w in weights]
+        return weights
+
     def orders(
-        self, holdings: Sequence[Holding], weights: np.ndarray, value: float, cash: float
+        self, holdings: Sequence[Holding], weights: Sequence[float], value: float, cash: float
     ) -> list[tuple[int, float]]:
         """Signed unit changes ``(i, delta)`` (index into ``holdings``), sells first."""
         if not value > 0:

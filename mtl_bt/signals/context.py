@@ -18,7 +18,7 @@ import numpy as np
 
 from mtl_bt.errors import PluginError
 from mtl_bt.registry import PluginWarning
-from mtl_bt.signals.clip import clip_weights, scale_to_gross, violations
+from mtl_bt.signals.clip import clip_weights, scale_floats_to_gross, violations
 
 
 def sees_all_assets(rule: Any) -> bool:
@@ -127,8 +127,8 @@ class RuleCaller:
         self.calls += 1
         return clip_weights(raw, max_weight, max_gross_leverage, allow_short)
 
-    def precomputed_clipped(self, each: np.ndarray, *, max_gross_leverage: float) -> np.ndarray:
+    def precomputed_clipped(self, each: list[float], *, max_gross_leverage: float) -> list[float]:
         """``precomputed`` for raw weights already through ``clip_each`` (elementwise, so
         done for every bar before the run): only the cross-sectional gross cap is left."""
         self.calls += 1
-        return scale_to_gross(each, max_gross_leverage)
+        return scale_floats_to_gross(each, max_gross_leverage)

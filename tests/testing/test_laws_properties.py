@@ -92,3 +92,21 @@ def test_clip_each_before_the_run_then_the_gross_cap_per_bar_equals_clip_weights
     subset = sorted(rnd.sample(range(len(w)), rnd.randint(1, len(w))))
     got = scale_to_gross(np.array([each[i] for i in subset]), gross)
     np.testing.assert_array_equal(got, clip_weights(raw[subset], max_weight, gross, short))
+
+
+@given(
+    st.lists(st.floats(-3.0, 3.0, width=64), min_size=1, max_size=12),
+    st.floats(0.0, 5.0),
+    st.floats(0.0, 2.0),
+)
+def test_the_per_bar_float_paths_equal_the_numpy_ones(w, cap, other):
+    """The strategy's per-bar gross cap and rebalancer cap on Python floats equal the numpy
+    versions bit for bit (one value in Python, more through numpy)."""
+    from mtl_bt.backtesting.rebalancer import Rebalancer
+    from mtl_bt.signals.clip import gross_of, scale_floats_to_gross, scale_to_gross
+
+    arr = np.array(w)
+    assert gross_of(w) == float(np.abs(arr).sum())
+    assert scale_floats_to_gross(list(w), cap) == scale_to_gross(arr, cap).tolist()
+    reb = Rebalancer(max_gross_leverage=cap)
+    assert reb.cap_floats(list(w), other) == reb.cap(arr, other).tolist()
