@@ -145,24 +145,34 @@ class Predictor:
         )
 
     def _checked_kernel(self, where: str) -> Any:
-        """The model's compiled program if it has one, numba runs here and it matches torch
-        on probe rows (raw features, scaled and clipped as ``_predict_torch`` does), else None
-        (a disagreement warns)."""
+        """The model's compiled program, with the tasks' output transforms compiled in where
+        their ``kernel_transform`` steps agree with ``transform`` (those tasks go to
+        ``_in_kernel``), if it has one, numba runs here and it matches torch on probe rows
+        (raw features, scaled and clipped as ``_predict_torch`` does); else None (a
+        disagreement warns)."""
         if os.environ.get("MTL_BT_TORCH_INFERENCE", "") not in ("", "0"):
             return None
         from mtl_bt.models import kernel as kn
 
-        if not kn.enabled():
+        if kn.runner() is None:  # disabled, or no working numba
             return None
-        try:
-            prog = self.model.kernel_program(scale=(self._a_np, self._b_np), clip=self._clip)
-        except TypeError:  # an override of kernel_program with another signature
-            prog = None
-        kernel = None if prog is None else prog.compile()
+        prog = self._kernel_program()
+        if prog is None:
+            return None
+        steps = self._kernel_steps(where)
+        for name, st in steps.items():
+            if st:
+                prog.transform(name, st)
+        kernel = prog.compile()
         if kernel is None:
             return None
-        if [o[0] for o in kernel.outputs] == self.task_names and self._kernel_agrees(kernel):
-            return self._with_transforms(kernel, where)
+        if self._kernel_fits(kernel, set(steps)):
+            self._in_kernel = set(steps)
+            return kernel
+        if any(steps.values()):  # the transforms' fault or the model's: try the bare model
+            kernel = self._kernel_program().compile()
+            if self._kernel_fits(kernel, set()):
+                return kernel
         warnings.warn(
             f"{where}: architecture {self.checkpoint.architecture!r}'s compiled kernel "
             "disagrees with its torch model; using the numpy or torch path for inference",
@@ -171,11 +181,21 @@ class Predictor:
         )
         return None
 
-    def _with_transforms(self, kernel: Any, where: str) -> Any:
-        """``kernel`` with the tasks' output transforms compiled in (``Task.kernel_transform``),
-        for the tasks whose steps equal ``transform`` on probe values; the names of those
-        tasks go to ``_in_kernel`` (the others keep ``transform_numpy`` after the call)."""
+    def _kernel_program(self) -> Any:
+        """``model.kernel_program`` reading raw features (None: the model has none)."""
+        try:
+            return self.model.kernel_program(scale=(self._a_np, self._b_np), clip=self._clip)
+        except TypeError:  # an override of kernel_program with another signature
+            return None
 
+    def _kernel_fits(self, kernel: Any, transformed: set[str]) -> bool:
+        return [o[0] for o in kernel.outputs] == self.task_names and self._kernel_agrees(
+            kernel, transformed
+        )
+
+    def _kernel_steps(self, where: str) -> dict[str, Any]:
+        """``{task: kernel_transform steps}`` for the tasks whose steps equal ``transform``
+        on probe values (a task whose steps disagree warns and keeps ``transform_numpy``)."""
         steps = {}
         for t in self.tasks:
             try:
@@ -191,19 +211,7 @@ class Predictor:
                     RuntimeWarning,
                     stacklevel=4,
                 )
-        if not any(steps.values()):
-            self._in_kernel = set(steps)
-            return kernel
-        prog = self.model.kernel_program(scale=(self._a_np, self._b_np), clip=self._clip)
-        for name, st in steps.items():
-            if st:
-                prog.transform(name, st)
-        full = prog.compile()
-        if full is not None and self._kernel_agrees(full, transformed=set(steps)):
-            self._in_kernel = set(steps)
-            return full
-        self._in_kernel = {name for name, st in steps.items() if not st}
-        return kernel
+        return steps
 
     @staticmethod
     def _steps_agree(task: Any, steps: Any) -> bool:
@@ -392,14 +400,7 @@ class Predictor:
             raise ValueError(f"x must have shape (n, {want}), got {x.shape}")
         kernel = self._kernel
         if kernel is not None:  # one compiled call: scaling, clip, encoder, model, outputs
-            n = x.shape[0]
-            ids = kernel.ids(asset_ids, n)
-            raw = np.empty((kernel.n_cols, n), np.float32)
-            if kernel.run(kernel.ops, kernel.weights, x.reshape(n, kernel.n_inputs), ids, raw):
-                from mtl_bt.models.kernel import bad_ids
-
-                raise bad_ids(ids, kernel.n_assets)
-            return self._assemble(raw)
+            return self._assemble(kernel.raw(x, asset_ids))
         if self._fast is None:
             return self._predict_torch(x, asset_ids)
         if self._prescaled:  # the scaler is folded into the first matmul
@@ -428,13 +429,9 @@ class Predictor:
         for name, col, wide, f in self._columns:
             if f is None:
                 continue
-            v = raw[col]
-            t = f(v.T if wide else v)
-            if (
-                type(t) is np.ndarray
-                and t.dtype == np.float32
-                and t.shape == (v.T if wide else v).shape
-            ):
+            v = raw[col].T if wide else raw[col]
+            t = f(v)
+            if type(t) is np.ndarray and t.dtype == np.float32 and t.shape == v.shape:
                 raw[col] = t.T if wide else t
             else:
                 own[name] = np.asarray(t).astype(np.float64)

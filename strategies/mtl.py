@@ -452,20 +452,21 @@ class MTLStrategy(bt.Strategy):
             self._decide_precomputed(now, fold, due_a, due_r)
             return
         preds = self._predict(fold, due_a, due_r)
-        if len(due_a) == 1:  # the same test as below, without three numpy calls
+        # a missing prediction: that asset is not traded on this bar
+        if len(due_a) == 1:  # the test below without its numpy calls
             if not all(math.isfinite(v) for t in self.used_tasks for v in preds[t].flat):
                 return
         else:
             ok = np.isfinite(preds[self.used_tasks[0]])
             for t in self.used_tasks[1:]:
                 ok &= np.isfinite(preds[t])
-        if len(due_a) > 1 and not ok.all():  # a missing prediction: not traded on this bar
-            keep = np.flatnonzero(ok)
-            due_a = [due_a[i] for i in keep]
-            due_r = [due_r[i] for i in keep]
-            preds = {t: v[keep] for t, v in preds.items()}
-            if not due_a:
-                return
+            if not ok.all():
+                keep = np.flatnonzero(ok)
+                due_a = [due_a[i] for i in keep]
+                due_r = [due_r[i] for i in keep]
+                preds = {t: v[keep] for t, v in preds.items()}
+                if not due_a:
+                    return
         if self.first_decision is None:
             self.first_decision = now
         self.decisions += 1

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mtl_bt.errors import DataError
-from mtl_bt.signals.clip import gross_of
+from mtl_bt.signals.clip import scale_floats_to_gross, scale_to_gross
 
 
 class Holding(NamedTuple):
@@ -40,20 +40,11 @@ class Rebalancer:
 
     def cap(self, weights: np.ndarray, other_gross: float) -> np.ndarray:
         """Scale ``weights`` so their gross plus ``other_gross`` (untouched assets) fits the cap."""
-        budget = max(0.0, self.max_gross_leverage - other_gross)
-        gross = float(np.abs(weights).sum())
-        if gross > budget and gross > 0:
-            return weights * (budget / gross)
-        return weights
+        return scale_to_gross(weights, max(0.0, self.max_gross_leverage - other_gross))
 
     def cap_floats(self, weights: list[float], other_gross: float) -> list[float]:
         """``cap`` on a list of floats (the strategy's per-bar path), equal bit for bit."""
-        budget = max(0.0, self.max_gross_leverage - other_gross)
-        gross = gross_of(weights)
-        if gross > budget and gross > 0:
-            f = budget / gross
-            return [w * f for w in weights]
-        return weights
+        return scale_floats_to_gross(weights, max(0.0, self.max_gross_leverage - other_gross))
 
     def orders(
         self, holdings: Sequence[Holding], weights: Sequence[float], value: float, cash: float
