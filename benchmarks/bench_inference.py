@@ -121,6 +121,7 @@ def measure(
                     for name in paths:
                         row[f"{name} {n} rows us"] = statistics.median(per[name])
                 row["max abs diff"] = worst
+                row["multiply-adds per row"] = fast._kernel.multiply_adds()
                 row["worst kernel us"] = max(row[f"kernel {n} rows us"] for n in ROWS)
                 row["worst numpy us"] = max(row[f"numpy {n} rows us"] for n in ROWS)
                 log(
@@ -163,7 +164,22 @@ def _run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
         "assets": len(base.symbols),
     }
     rows = measure(base, calls, blocks, log=log)
-    return {"goal_us": GOAL_US, "model": info, "numpy_op_us": numpy_op_us(), "rows": rows}
+    return {
+        "goal_us": GOAL_US,
+        "model": info,
+        "numpy_op_us": numpy_op_us(),
+        "matmul_peak_gmacs": matmul_peak_gmacs(),
+        "rows": rows,
+    }
+
+
+def matmul_peak_gmacs(n: int = 1024, repeats: int = 5) -> float:
+    """Billions of float32 multiply-adds a second in one large ``n x n`` product on one
+    BLAS thread (the best of ``repeats``): what this core sustains at best, so
+    ``rows x multiply-adds per row / peak`` is a floor no forward pass can beat."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    best = min(_timer(lambda: a @ a, 1) for _ in range(repeats))
+    return n**3 / best / 1e3
 
 
 def numpy_op_us(calls: int = 5000) -> float:

@@ -506,6 +506,26 @@ class Kernel:
             raise ValueError(f"got {ids.shape[0]} asset ids for a batch of {n} rows")
         return ids
 
+    def multiply_adds(self) -> int:
+        """Multiply-adds one row costs (matrix products, mixes, gates, GRU and conv steps):
+        the arithmetic no implementation can skip, so batch time >= rows x this / peak."""
+        ops, total, pc = self.ops, 0, 1
+        while pc < ops.shape[0]:
+            p = [int(v) for v in ops[pc]]
+            if p[0] == AFFINE:
+                total += p[3] * p[4]
+            elif p[0] == MIX:
+                total += p[3] * p[4] * p[5]
+            elif p[0] == GATE:
+                total += (p[4] + p[6]) * p[7]
+            elif p[0] == GRU:  # per step: input and hidden products into 3 gates
+                total += p[3] * (p[4] + p[5]) * 3 * p[5]
+            elif p[0] == CONV:  # steps computed x taps x in x out
+                total += p[7] * p[8] * p[3] * p[4]
+                pc += (p[7] + WIDTH - 2) // (WIDTH - 1)  # its DATA rows
+            pc += 1
+        return total
+
     def __call__(self, x: np.ndarray, ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
         out = self.raw(x, ids)
         return {

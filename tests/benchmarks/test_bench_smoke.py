@@ -176,12 +176,19 @@ def test_inference_harness_times_every_path_with_equal_outputs(predictor):
             assert _finite_positive(r[f"kernel {n} rows us"])
             assert _finite_positive(r[f"numpy {n} rows us"])
             assert _finite_positive(r[f"torch {n} rows us"])
+        assert r["multiply-adds per row"] > 0
     base = {"generated": "now", "quick": True, "only": [], "threads": 1, "errors": {}}
     base.update(total_seconds=1.0, machine=machine_info())
-    inf = {"goal_us": 25.0, "numpy_op_us": 1.0, "rows": rows}
+    peak = bench_inference.matmul_peak_gmacs(n=64, repeats=1)
+    assert _finite_positive(peak)
+    inf = {"goal_us": 25.0, "numpy_op_us": 1.0, "matmul_peak_gmacs": peak, "rows": rows}
     inf["model"] = {"features": 3, "tasks": predictor.task_names, "hidden": [8], "assets": 2}
     page = report.markdown({**base, "inference": inf}, None)
     assert "## 2b. Inference" in page and "`hierarchical`" in page
+    # the floor column: 50 rows x multiply-adds / peak, per architecture
+    r = rows[0]
+    floor = f"{50 * r['multiply-adds per row'] / peak / 1e3:.1f}"
+    assert f"| {r['multiply-adds per row']:,} | {floor} |" in page
 
 
 def test_floor_ratios_reach_the_page(backtest_rows):

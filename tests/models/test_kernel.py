@@ -302,3 +302,23 @@ def test_a_transform_step_outside_the_vocabulary_is_refused():
         prog.transform("t", [("scale",)])  # its constant missing
     with pytest.raises(ValueError, match="no output"):
         prog.transform("u", [("exp",)])
+
+
+@pytest.mark.parametrize(("arch", "stage", "options"), CASES, ids=str)
+def test_multiply_adds_are_the_products_torch_runs(arch, stage, options, kit):
+    """``Kernel.multiply_adds`` counts what torch's FLOP counter counts for the model (its
+    matrix products, mixes and GRU steps); the causal conv computes only the steps its last
+    output depends on, so fewer than torch's full convolution."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = trained_like(kit.make(arch, stage, **options))
+    batch = 7
+    x, asset = kit.inputs(stage, batch=batch)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x, asset)
+    torch_macs = counter.get_total_flops() / 2 / batch
+    got = compiled(model).multiply_adds()
+    if stage == "conv":
+        assert 0 < got < torch_macs
+    else:
+        assert got == torch_macs
