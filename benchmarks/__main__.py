@@ -67,7 +67,7 @@ ANALYSIS = [
     "forward pass's few dozen small numpy calls (50-450 us). `Predictor.predict` now runs "
     "the model as one compiled call (`mtl_bt.models.kernel`, a per-row op program "
     "interpreted by one numba function, the tasks' transforms included; section 2b): "
-    "6-17 us for one row. What is left of live mode's extra cost over precomputed is the "
+    "6-19 us for one row across runs (section 2b). What is left of live mode's extra cost over precomputed is the "
     "signal rule's `raw_weights` (a few dozen small-array numpy calls) and its clip, the "
     "gathering of the inputs and the finiteness test.",
     "Precomputed mode with a separable rule (both built-ins) no longer calls the rule per "
@@ -204,8 +204,9 @@ FIXED = [
     "every architecture, cached on disk) for every built-in architecture and input stage; "
     "the tasks' output transforms run inside it (`Task.kernel_transform`: scale, sigmoid, "
     "clamp, exp), all tasks are converted to float64 in one call. Checked against torch "
-    "on probe rows at load (fallback: numpy closures, then torch). One row: 6-17 us "
-    "(section 2b; numpy closures 45-415 us, torch 290-1540 us); a row's outputs do not "
+    "on probe rows at load (fallback: numpy closures, then torch). One row: 6-17 us in "
+    "the run after it (numpy closures 45-415 us, torch 290-1540 us; section 2b has the "
+    "latest run's, which the machine's speed on the day moves by up to 2x); a row's outputs do not "
     "depend on its batch, so live and precomputed predictions are the same bits.",
     "Issue 16 - start-up: `import mtl_bt` imported `backtrader.plot` and matplotlib to pick "
     "a headless backend (0.4-1.2 s per process: the CLI, every compare worker); a "
