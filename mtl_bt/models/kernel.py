@@ -520,9 +520,12 @@ class Kernel:
                 total += (p[4] + p[6]) * p[7]
             elif p[0] == GRU:  # per step: input and hidden products into 3 gates
                 total += p[3] * (p[4] + p[5]) * 3 * p[5]
-            elif p[0] == CONV:  # steps computed x taps x in x out
-                total += p[7] * p[8] * p[3] * p[4]
-                pc += (p[7] + WIDTH - 2) // (WIDTH - 1)  # its DATA rows
+            elif p[0] == CONV:  # taps inside the sequence x in x out, at each step computed
+                c_in, c_out, dil, n_t, k = p[3], p[4], p[6], p[7], p[8]
+                steps = ops[pc + 1 : pc + 1 + (n_t + WIDTH - 2) // (WIDTH - 1), 1:].reshape(-1)
+                for t in steps[:n_t].tolist():
+                    total += sum(t - j * dil >= 0 for j in range(k)) * c_in * c_out
+                pc += (n_t + WIDTH - 2) // (WIDTH - 1)  # its DATA rows
             pc += 1
         return total
 
