@@ -522,10 +522,11 @@ class Kernel:
                 total += p[3] * (p[4] + p[5]) * 3 * p[5]
             elif p[0] == CONV:  # taps inside the sequence x in x out, at each step computed
                 c_in, c_out, dil, n_t, k = p[3], p[4], p[6], p[7], p[8]
-                steps = ops[pc + 1 : pc + 1 + (n_t + WIDTH - 2) // (WIDTH - 1), 1:].reshape(-1)
-                for t in steps[:n_t].tolist():
+                n_data = (n_t + WIDTH - 2) // (WIDTH - 1)  # the DATA rows listing its steps
+                steps = ops[pc + 1 : pc + 1 + n_data, 1:].reshape(-1)[:n_t]
+                for t in steps.tolist():
                     total += sum(t - j * dil >= 0 for j in range(k)) * c_in * c_out
-                pc += (n_t + WIDTH - 2) // (WIDTH - 1)  # its DATA rows
+                pc += n_data
             pc += 1
         return total
 

@@ -15,6 +15,15 @@ def _rows(predictor, frames):
     return symbol, feats
 
 
+def _assert_predicts_like_torch(predictor, frames, n=5):
+    """``predict`` on ``n`` real rows equals ``predict_torch`` to 1e-6 for every task."""
+    symbol, feats = _rows(predictor, frames)
+    ids = predictor.asset_ids([symbol] * n)
+    fast, slow = predictor.predict(feats[:n], ids), predictor.predict_torch(feats[:n], ids)
+    for name in slow:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+
+
 def _on(backend, predictor, monkeypatch):
     """``predictor`` reloaded on ``backend`` ("kernel" is the default; "numpy" with
     ``MTL_BT_NO_KERNEL=1``)."""
@@ -86,11 +95,7 @@ def test_a_broken_kernel_op_is_refused_with_a_warning(predictors, frames, monkey
     with pytest.warns(RuntimeWarning, match="compiled kernel disagrees"):
         predictor = Predictor(predictors[0].checkpoint)
     assert predictor.backend == "numpy"
-    symbol, feats = _rows(predictor, frames)
-    ids = predictor.asset_ids([symbol] * 5)
-    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
-    for name in slow:
-        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+    _assert_predicts_like_torch(predictor, frames)
 
 
 def test_no_kernel_env_var_selects_the_numpy_closures(predictors, monkeypatch):
@@ -146,11 +151,7 @@ def test_a_wrong_transform_numpy_falls_back_to_the_torch_transform(predictors, f
     with pytest.warns(RuntimeWarning, match="transform_numpy disagrees"):
         predictor = Predictor(predictors[0].checkpoint)
     assert predictor.backend == "kernel"
-    symbol, feats = _rows(predictor, frames)
-    ids = predictor.asset_ids([symbol] * 5)
-    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
-    for name in slow:
-        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+    _assert_predicts_like_torch(predictor, frames)
 
 
 def test_the_scaler_is_folded_into_the_first_layer_without_a_clip(predictors, monkeypatch):
@@ -174,11 +175,7 @@ def test_a_fold_that_disagrees_falls_back_to_scaling_first(predictors, frames, m
     monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")
     predictor = Predictor(predictors[0].checkpoint)
     assert predictor.backend == "numpy" and not predictor._prescaled
-    symbol, feats = _rows(predictor, frames)
-    ids = predictor.asset_ids([symbol] * 5)
-    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
-    for name in slow:
-        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+    _assert_predicts_like_torch(predictor, frames)
 
 
 @pytest.mark.parametrize("float64_transform", [False, True])
@@ -233,8 +230,4 @@ def test_a_wrong_kernel_transform_is_refused_with_a_warning(predictors, frames, 
     with pytest.warns(RuntimeWarning, match="kernel_transform disagrees"):
         predictor = Predictor(predictors[-1].checkpoint)
     assert predictor.backend == "kernel" and "direction@1" not in predictor._in_kernel
-    symbol, feats = _rows(predictor, frames)
-    ids = predictor.asset_ids([symbol] * 5)
-    fast, slow = predictor.predict(feats[:5], ids), predictor.predict_torch(feats[:5], ids)
-    for name in slow:
-        np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
+    _assert_predicts_like_torch(predictor, frames)

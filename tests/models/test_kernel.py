@@ -174,21 +174,6 @@ def test_the_conv_program_computes_only_the_steps_the_last_output_needs(kit):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_a_third_party_model_without_kernel_predict_has_no_program(kit):
-    class Plain(MTLModel):
-        architecture = "plain_kernel_test"
-
-        def __init__(self, in_features, tasks, **common):
-            super().__init__(in_features, tasks, **common)
-            self.head = torch.nn.Linear(self.stage_features, len(self.tasks))
-
-        def predict(self, h):
-            out = self.head(h)
-            return {n: out[:, i] for i, n in enumerate(self.task_names)}
-
-    assert Plain(kit.n_features, kit.specs).kernel_program() is None
-
-
 def test_ops_refuse_slots_that_do_not_fit():
     prog = kn.Program()
     x = prog.input(4)

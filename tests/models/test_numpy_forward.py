@@ -105,7 +105,10 @@ def test_asset_embedding_checks_ids(kit):
         fast(x.numpy(), np.array([0, -1, 1]))
 
 
-def test_a_third_party_model_without_numpy_predict_has_none(kit):
+def test_a_third_party_model_without_the_opt_ins_has_no_fast_path(kit):
+    """Neither ``numpy_predict`` nor ``kernel_predict``: no closures, no kernel program
+    (the predictor runs it through torch)."""
+
     class Plain(MTLModel):
         architecture = "plain_test"
 
@@ -117,7 +120,9 @@ def test_a_third_party_model_without_numpy_predict_has_none(kit):
             out = self.head(h)
             return {n: out[:, i] for i, n in enumerate(self.task_names)}
 
-    assert Plain(kit.n_features, kit.specs).numpy_forward() is None
+    model = Plain(kit.n_features, kit.specs)
+    assert model.numpy_forward() is None
+    assert model.kernel_program() is None
 
 
 @pytest.mark.parametrize(
