@@ -284,8 +284,7 @@ def train_walk_forward(
     settings (``dataset.cached_dataset``; compare's fold jobs), identical results.
     """
     threads = torch.get_num_threads()
-    if config.training.threads:
-        torch.set_num_threads(config.training.threads)
+    torch.set_num_threads(config.training.threads)  # the same default as run and compare: 1
     try:
         return _train_walk_forward(config, frames, out_dir, progress, log, folds, reuse_dataset)
     finally:
