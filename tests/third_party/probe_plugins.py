@@ -68,6 +68,42 @@ def cached_by_first_bar(frame):
     return _col(frame, "cached_by_first_bar", cached)
 
 
+# -- honest controls: none of these may be flagged ----------------------------------------
+
+
+@feature(warmup=60, window=400, columns=lambda: ["ewm_adjusted"])
+def ewm_adjusted(frame):
+    """log(close / its EWM, adjust=True): infinite memory, fading (a long streaming window)."""
+    lc = np.log(frame["close"])
+    return _col(frame, "ewm_adjusted", lc - lc.ewm(span=10, adjust=True).mean())
+
+
+@feature(warmup=200, columns=lambda: ["std_200"])
+def std_200(frame):
+    """Rolling 200-bar standard deviation of log returns (NaN for 200 bars)."""
+    return _col(frame, "std_200", np.log(frame["close"]).diff().rolling(200).std())
+
+
+@feature(warmup=30, columns=lambda: ["nan_warmup"])
+def nan_warmup(frame):
+    """A 30-bar momentum: NaN through its warm-up."""
+    c = frame["close"]
+    return _col(frame, "nan_warmup", np.log(c / c.shift(30)))
+
+
+@feature(warmup=20, columns=lambda: ["slow_loop"])
+def slow_loop(frame):
+    """A 20-bar mean range, written as a plain Python loop over the bars."""
+    hl = (frame["high"] / frame["low"]).to_numpy()
+    out = np.full(len(hl), np.nan)
+    for t in range(20, len(hl)):
+        out[t] = float(np.log(hl[t - 19 : t + 1]).mean())
+    return _col(frame, "slow_loop", out)
+
+
+HONEST = ["ewm_adjusted", "std_200", "nan_warmup", "slow_loop"]
+
+
 @feature(warmup=0, columns=lambda: ["raising"])
 def raising(frame):
     raise ZeroDivisionError("probe: division by zero in the plugin")
@@ -101,7 +137,17 @@ def reset() -> None:
 
 @hookimpl
 def register_features(register):
-    for fn in (hour_of_day, eth_peek, cached_once, cached_by_first_bar, raising):
+    for fn in (
+        hour_of_day,
+        eth_peek,
+        cached_once,
+        cached_by_first_bar,
+        raising,
+        ewm_adjusted,
+        std_200,
+        nan_warmup,
+        slow_loop,
+    ):
         register(fn.__name__, fn, (fn.__doc__ or fn.__name__).split("\n")[0])
 
 
