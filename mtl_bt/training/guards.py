@@ -1,24 +1,22 @@
 """Run-time look-ahead guard for plugins that are not mtl-bt's own.
 
 Before training, every feature and task from a third-party plugin is checked on **every
-symbol** of the run (``mtl_bt.testing.lookahead``, ``mtl_bt.testing.state``):
+symbol** of the run, on ``GUARD_WINDOWS`` windows of ``GUARD_BARS`` bars spread over the
+symbol's whole history (its start, middle and end; the whole history when shorter):
 
-- a feature is computed on the symbol's whole history, then on truncated prefixes and
-  with a perturbed future at ``GUARD_CUTS`` cut points spread over that history (each
-  perturbed check keeps ``GUARD_SPAN`` bars after its cut, which bounds its cost); a
-  changed past row stops the run naming the plugin, the symbol, the column and the bar.
-  First it must pass the state law: called in fresh copies of its module in two orders
-  (a prefix, then the whole history; and the reverse) it returns the same rows, so no
-  cache can serve the later comparisons;
-- a task's target is checked on ``GUARD_WINDOWS`` windows of ``GUARD_BARS`` bars spread
-  over the symbol's history (start, middle, end).
+- a feature must first pass the state law (``mtl_bt.testing.state``): called in fresh
+  copies of its module in two orders (a prefix then the whole window, and the reverse)
+  it returns the same rows, so no cache can answer the comparisons that follow; then, on
+  each window, truncated prefixes and a perturbed future at ``GUARD_CUTS`` cut points
+  (``mtl_bt.testing.lookahead``; the perturbed check keeps ``GUARD_SPAN`` bars after its
+  cut) must leave every earlier row unchanged;
+- a task's target must use bars t-lookback..t+h only, and really look h bars ahead.
 
-Cost: about ``2 * GUARD_CUTS + 5`` computations of each third-party feature over each
-symbol's history (the run itself computes it once), and ``GUARD_WINDOWS`` target checks
-per task and symbol. Built-ins are proved by the test suite and skipped, so a config
-without third-party plugins pays nothing. A plugin that raises stops the run with one
-line naming it. ``--no-guards`` (or ``MTL_BT_NO_GUARDS=1``) skips the guard: unsafe, a
-look-ahead then goes unnoticed.
+A finding stops the run with one line naming the plugin, the symbol, the column and the
+bar; so does a plugin that raises. The cost is bounded by the windows, not by the length
+of the history (``mtl-bt check`` covers the whole data). Built-ins are proved by the test
+suite and skipped, so a config without third-party plugins pays nothing. ``--no-guards``
+(or ``MTL_BT_NO_GUARDS=1``) skips the guard: unsafe, a look-ahead then goes unnoticed.
 """
 
 from __future__ import annotations
@@ -32,9 +30,9 @@ from mtl_bt import registry
 from mtl_bt.errors import PluginError, UserError
 from mtl_bt.safety import guards_enabled
 
-#: bars of each window a task's target is checked on
+#: bars of each window a feature or target is checked on
 GUARD_BARS = 1500
-#: windows per symbol for targets (spread over its whole history)
+#: windows per symbol (spread over its whole history: start, middle, end)
 GUARD_WINDOWS = 3
 #: cut points per feature check (spread over each symbol's whole history)
 GUARD_CUTS = 3
@@ -105,39 +103,55 @@ def _check_feature(name: str, params: dict[str, Any], symbol: str, frame: pd.Dat
     from mtl_bt.testing import lookahead, state
 
     spec = FeatureSpec(names=[name], params={name: params})
-    fn = registry.get("feature", name)
-    what = f"feature {name!r} from {plugin_of('feature', name)}"
-    where = f"{symbol} ({len(frame)} bars)"
-    columns = declared_columns(name, fn, spec.resolved_params()[name])
     resolved = spec.resolved_params()[name]
-    cuts = lookahead.default_cuts(len(frame), spec.warmup(), GUARD_CUTS)
-    middle = cuts[len(cuts) // 2]
-    found = calling(what, where, lambda: state.state_findings(fn, resolved, frame, middle, columns))
-    if found:
-        raise PluginError(
-            f"{what} on {symbol}: {found[0]}. A feature must be "
-            "a function of the frame it is given; drop the cache (or key it by the whole "
-            "frame)"
-        )
+    fn = registry.get("feature", name)
+    columns = declared_columns(name, fn, resolved)
+    what = f"feature {name!r} from {plugin_of('feature', name)}"
 
     def compute_one(f: pd.DataFrame) -> pd.DataFrame:
         return compute(f, spec)
 
-    full = calling(what, where, lambda: compute_one(frame))
-    found = calling(
-        what,
-        where,
-        lambda: (
-            lookahead.prefix_findings(compute_one, frame, cuts, full)
-            or lookahead.future_findings(compute_one, frame, cuts, full, span=GUARD_SPAN)
-        ),
-    )
-    if found:
-        raise PluginError(
-            f"{what} looks ahead on {symbol}: {found[0]}. A feature at bar t may use bars "
-            "<= t only; fix the plugin (check it with `mtl-bt check CONFIG` or "
-            "mtl_bt.testing.check_feature)"
+    for i, window in enumerate(windows(len(frame), GUARD_BARS, GUARD_WINDOWS)):
+        part = frame.iloc[window]
+        where = f"{symbol} (bars {window.start}..{window.stop - 1})"
+        cuts = lookahead.default_cuts(len(part), spec.warmup(), GUARD_CUTS)
+        if i == 0:  # first: a cache would answer every later comparison
+            middle = cuts[len(cuts) // 2]
+            found = calling(
+                what,
+                where,
+                lambda part=part, middle=middle: state.state_findings(
+                    fn, resolved, part, middle, columns
+                ),
+            )
+            if found:
+                raise PluginError(
+                    f"{what} on {where}: {_shifted(found[0], window.start)}. A feature must be "
+                    "a function of the frame it is given; drop the cache (or key it by the "
+                    "whole frame)"
+                )
+        full = calling(what, where, lambda part=part: compute_one(part))
+        found = calling(
+            what,
+            where,
+            lambda part=part, full=full, cuts=cuts: (
+                lookahead.prefix_findings(compute_one, part, cuts, full)
+                or lookahead.future_findings(compute_one, part, cuts, full, span=GUARD_SPAN)
+            ),
         )
+        if found:
+            raise PluginError(
+                f"{what} looks ahead on {where}: {_shifted(found[0], window.start)}. A feature "
+                "at bar t may use bars <= t only; fix the plugin (check it with `mtl-bt check "
+                "CONFIG` or mtl_bt.testing.check_feature)"
+            )
+
+
+def _shifted(finding: Any, start: int) -> Any:
+    """A window's finding with its bar counted from the start of the symbol's history."""
+    import dataclasses
+
+    return dataclasses.replace(finding, row=finding.row + start)
 
 
 def _check_task(task: Any, symbol: str, frame: pd.DataFrame) -> None:
@@ -151,15 +165,17 @@ def _check_task(task: Any, symbol: str, frame: pd.DataFrame) -> None:
     for window in windows(len(frame), GUARD_BARS, GUARD_WINDOWS):
         part = frame.iloc[window]
         cuts = lookahead.default_cuts(len(part), task.lookback + task.horizon, GUARD_CUTS)
+        where = f"{symbol} (bars {window.start}..{window.stop - 1})"
         found = calling(
             what,
-            f"{symbol} (bars {window.start}..{window.stop - 1})",
+            where,
             lambda part=part, cuts=cuts: lookahead.target_findings(
                 build, part, task.horizon, task.lookback, cuts
             ),
         )
         if found:
             raise PluginError(
-                f"{what} on {symbol}: {found[0]}. Fix the plugin (check it with "
+                f"{what} on {where}: {_shifted(found[0], window.start)}. Fix the plugin "
+                "(check it with "
                 "`mtl-bt check CONFIG` or mtl_bt.testing.check_task)"
             )

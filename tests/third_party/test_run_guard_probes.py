@@ -42,7 +42,8 @@ def test_a_cache_that_hides_a_peek_is_refused(probes, tmp_path, name):
     result = _run(tmp_path, [name])
     _one_line_refusal(
         result,
-        f"feature {name!r} from plugin 'probe_plugins' on BTC/USDT: state between calls",
+        f"feature {name!r} from plugin 'probe_plugins' on BTC/USDT (bars 0..959): state between "
+        "calls",
         "keeps state between calls",
     )
 
