@@ -56,3 +56,13 @@ def test_honest_controls_and_hour_of_day_pass_with_the_whole_data_covered(probes
     assert laws["hour_of_day", "state between calls"] == "pass"
     backtest = [r for r in rows if r["kind"] == "backtest" and r["law"] == "streaming = preloaded"]
     assert backtest[-1]["status"] == "pass", backtest
+
+
+def test_a_streaming_mismatch_names_look_ahead_as_its_cause(probes, tmp_path):
+    result = _check(tmp_path, ["eth_peek"], "--json", "--parity-bars", "100")
+    assert result.exit_code == 2
+    rows = json.loads(result.output.split("\nError:")[0])
+    [row] = [r for r in rows if r["name"] == "eth_peek" and r["law"] == "streaming = preloaded"]
+    assert row["detail"].startswith("ETH/USDT: column 'eth_peek' first differs at bar"), row
+    assert "; look-ahead: on the bars up to that one it is" in row["detail"]
+    assert "declare @feature(window" not in row["detail"]
