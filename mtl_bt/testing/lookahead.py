@@ -78,7 +78,7 @@ def perturb_future(frame: pd.DataFrame, cut: int, seed: int = 0) -> pd.DataFrame
     return out
 
 
-def _first_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int] | None:
+def first_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int] | None:
     """(row, col) of the first element where ``a`` and ``b`` differ (NaN == NaN)."""
     same = np.isclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True)
     if same.all():
@@ -110,7 +110,7 @@ def prefix_findings(
     values = full.to_numpy(np.float64)
     for cut in cuts:
         part = compute(frame.iloc[:cut]).to_numpy(np.float64)
-        where = _first_difference(part, values[:cut])
+        where = first_difference(part, values[:cut])
         if where is not None:
             return [
                 _finding(
@@ -132,13 +132,18 @@ def future_findings(
     cuts: Sequence[int],
     full: pd.DataFrame | None = None,
     seed: int = 0,
+    span: int | None = None,
 ) -> list[Finding]:
-    """Rows <= cut with a perturbed future vs the original, per cut (first finding)."""
+    """Rows <= cut with a perturbed future vs the original, per cut (first finding).
+
+    ``span``: perturb (and keep) only the ``span`` bars after each cut, so a check on a long
+    history costs ``cut + span`` bars per cut, not the whole frame."""
     full = compute(frame) if full is None else full
     values = full.to_numpy(np.float64)
     for i, cut in enumerate(cuts):
-        other = compute(perturb_future(frame, cut, seed + i)).to_numpy(np.float64)
-        where = _first_difference(other[: cut + 1], values[: cut + 1])
+        part = frame if span is None else frame.iloc[: cut + 1 + span]
+        other = compute(perturb_future(part, cut, seed + i)).to_numpy(np.float64)
+        where = first_difference(other[: cut + 1], values[: cut + 1])
         if where is not None:
             return [
                 _finding(
@@ -238,7 +243,7 @@ def target_findings(
         # 2. future beyond t+h: bars after cut perturbed -> rows <= cut - h unchanged
         other = build(perturb_future(frame, cut, seed + i)).to_numpy(np.float64)[:, None]
         keep = max(0, cut - horizon + 1)
-        where = _first_difference(other[:keep], values[:keep])
+        where = first_difference(other[:keep], values[:keep])
         if where is not None:
             return [
                 _finding(
@@ -256,7 +261,7 @@ def target_findings(
         if s + lookback + horizon < n:
             part = build(frame.iloc[s:]).to_numpy(np.float64)[:, None]
             ref = values[s:]
-            where = _first_difference(part[lookback:], ref[lookback:])
+            where = first_difference(part[lookback:], ref[lookback:])
             if where is not None:
                 row = where[0] + lookback + s
                 return [
