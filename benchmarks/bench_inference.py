@@ -224,6 +224,7 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
 
 def _run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from benchmarks.bench_backtest import train_model
+    from benchmarks.common import loadavg
 
     calls, blocks, frame_calls = (100, 3, 1) if quick else (400, 7, 3)
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,8 +236,17 @@ def _run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
         "hidden": list(base.init_kwargs.get("hidden", [])),
         "assets": len(base.symbols),
     }
+    load = [loadavg()]
     rows = measure(base, calls, blocks, frame_calls, log=log)
-    return {"model": info, "frame_rows": FRAME_ROWS, "rows": rows}
+    load.append(loadavg())
+    return {
+        "model": info,
+        "frame_rows": FRAME_ROWS,
+        "rows": rows,
+        "load_average": load,
+        "cores": os.cpu_count(),
+        "calls_blocks": [calls, blocks],
+    }
 
 
 if __name__ == "__main__":

@@ -713,6 +713,14 @@ def _inference_section(inf: dict[str, Any]) -> list[str]:
         "1e-5 relative + 1e-6). `load s` is the predictor's load: export, session, check.",
         "",
     ]
+    if inf.get("load_average"):
+        calls, blocks = inf.get("calls_blocks", ["?", "?"])
+        L += [
+            f"Load average over this section: {' -> '.join(map(str, inf['load_average']))} "
+            f"on {inf.get('cores', '?')} cores ({calls} calls x {blocks} blocks per cell); "
+            "compare within a row.",
+            "",
+        ]
     rows = []
     for r in inf["rows"]:
         rows.append(

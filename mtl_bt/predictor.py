@@ -10,9 +10,9 @@ probe rows (``RTOL``/``ATOL``); a model that does not export, or whose export di
 runs on torch, with one warning naming the architecture and the reason.
 
 ``Predictor.backend`` says which ("onnxruntime" or "torch"; ``backend_reason`` says why
-torch). ``MTL_BT_TORCH_INFERENCE=1`` forces torch. The export is cached beside the
-checkpoint (``fold_0.pt.<key>.onnx``, keyed by the checkpoint's sha256), so a backtest
-or a paper start does not export again; a read-only folder uses the user cache dir.
+torch). ``MTL_BT_TORCH_INFERENCE=1`` forces torch. The export is cached in mtl-bt's cache
+folder (``onnx/<key>.onnx``, keyed by the checkpoint file's sha256), so a backtest or a
+paper start does not export again.
 """
 
 from __future__ import annotations
@@ -187,8 +187,8 @@ class Predictor:
 
         what = "with the tasks' transforms" if transformed else "the model alone"
         graph = self._graph if transformed else self._inference_graph(transformed=False)
-        paths = self._cache_paths("transformed" if transformed else "raw")
-        cached = rt.read_cached(paths) if paths else None
+        path = self._cache_path("transformed" if transformed else "raw")
+        cached = rt.read_cached(path) if path else None
         if cached is not None:
             session, _ = self._load_checked(cached, graph, transformed)
             if session is not None:
@@ -202,8 +202,8 @@ class Predictor:
         session, reason = self._load_checked(onnx, graph, transformed)
         if session is None:
             return None, f"the ONNX export ({what}) {reason}"
-        if paths:
-            rt.write_cached(paths, onnx)
+        if path:
+            rt.write_cached(path, onnx)
         return session, ""
 
     def _load_checked(self, onnx: bytes, graph: Any, transformed: bool) -> tuple[Any, str]:
@@ -252,18 +252,18 @@ class Predictor:
         ids = np.arange(PROBE_ROWS, dtype=np.int64) % self._n_assets if self._with_ids else None
         return x, ids
 
-    def _cache_paths(self, variant: str) -> list[Any]:
-        """Where this checkpoint's export is cached (none for a checkpoint without a file)."""
+    def _cache_path(self, variant: str) -> Any:
+        """Where this checkpoint's export is cached (None for a checkpoint without a file)."""
         from mtl_bt.models import onnx_runtime as rt
 
         path = self.checkpoint.path
         if path is None:
-            return []
+            return None
         try:
             self._sha256 = self._sha256 or rt.file_sha256(path)
         except OSError:
-            return []
-        return rt.cache_paths(path, rt.cache_key(self._sha256, variant))
+            return None
+        return rt.cache_path(rt.cache_key(self._sha256, variant))
 
     def _check_features(self, checkpoint: Checkpoint, where: str) -> None:
         """The saved feature spec, columns, scaler and model input must describe one model."""
@@ -350,7 +350,12 @@ class Predictor:
             ids = ids.reshape(-1)
             if len(ids) != n:
                 raise ValueError(f"got {len(ids)} asset ids for a batch of {n} rows")
-        if ids.min() < 0 or ids.max() >= self._n_assets:
+        if len(ids) <= 64:  # Python's min/max of a short list beat numpy's calls
+            values = ids.tolist()
+            bad = min(values) < 0 or max(values) >= self._n_assets
+        else:
+            bad = bool(ids.min() < 0 or ids.max() >= self._n_assets)
+        if bad:
             raise ValueError(
                 f"asset ids must be in 0..{self._n_assets - 1} (n_assets={self._n_assets}); "
                 f"got {int(ids.min())}..{int(ids.max())}"

@@ -6,8 +6,8 @@ architecture) and, optionally, the tasks' output transforms. The predictor's tor
 path runs it as it is; ``export`` traces it once (``torch.onnx.export``, TorchScript
 exporter) and ``Session`` runs the result in an ONNX Runtime session on one thread.
 Any architecture whose ``forward`` traces exports, plugins included: nothing is
-written per architecture. ``cached_export`` keeps the exported bytes next to the
-checkpoint, keyed by the checkpoint's sha256, so a backtest does not re-export.
+written per architecture. The exported bytes are cached in mtl-bt's cache folder, keyed
+by the checkpoint's sha256 (``cache_key``), so a backtest does not export again.
 """
 
 from __future__ import annotations
@@ -146,16 +146,24 @@ class Session:
         opts.log_severity_level = 3  # errors only: no warnings on stderr per session
         self.session = ort.InferenceSession(onnx, opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
-        self._run = self.session.run
+        outputs = [o.name for o in self.session.get_outputs()]
+        inner, options = getattr(self.session, "_sess", None), ort.RunOptions()
+        if callable(getattr(inner, "run", None)):
+            # the binding ``InferenceSession.run`` wraps, called as it calls it: the wrapper's
+            # checks of the feed cost about a third of a small model's call
+            self._run: Callable[[dict[str, np.ndarray]], list[np.ndarray]] = lambda feed: inner.run(
+                outputs, feed, options
+            )
+        else:  # pragma: no cover - an onnxruntime without the binding attribute
+            self._run = lambda feed: self.session.run(None, feed)
 
     def __call__(self, x: np.ndarray, asset: np.ndarray | None) -> list[np.ndarray]:
         if len(x) == 1:  # one row runs as two: see the class docstring
             x = np.concatenate((x, x))
             asset = None if asset is None else np.concatenate((asset, asset))
             feed = {"x": x} if asset is None else {"x": x, "asset": asset}
-            return [o[:1] for o in self._run(None, feed)]
-        feed = {"x": x} if asset is None else {"x": x, "asset": asset}
-        return self._run(None, feed)
+            return [o[:1] for o in self._run(feed)]
+        return self._run({"x": x} if asset is None else {"x": x, "asset": asset})
 
 
 def file_sha256(path: Path) -> str:
@@ -173,43 +181,31 @@ def cache_key(checkpoint_sha256: str, variant: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def cache_paths(checkpoint: Path, key: str) -> list[Path]:
-    """Where an export of ``checkpoint`` may be cached, in order: beside it
-    (``fold_0.pt`` -> ``fold_0.pt.<key>.onnx``), then mtl-bt's cache folder
-    (``$MTL_BT_CACHE_DIR`` or the user cache dir, ``onnx/<key>.onnx``)."""
+def cache_path(key: str) -> Path:
+    """Where an export is cached: mtl-bt's cache folder (``$MTL_BT_CACHE_DIR`` or the
+    user cache dir), ``onnx/<key>.onnx``. Not beside the checkpoint: a run folder's
+    manifest lists every file it holds, and reading a run (a backtest, a paper start)
+    must not change it; nor does a read-only run folder need a fallback."""
     from mtl_bt.data.cache import cache_dir
 
-    return [
-        checkpoint.with_name(f"{checkpoint.name}.{key}.onnx"),
-        cache_dir() / "onnx" / f"{key}.onnx",
-    ]
+    return cache_dir() / "onnx" / f"{key}.onnx"
 
 
-def read_cached(paths: Sequence[Path]) -> bytes | None:
-    """The first cached export found at ``paths`` (None: none)."""
-    for path in paths:
-        try:
-            return path.read_bytes()
-        except OSError:
-            continue
-    return None
+def read_cached(path: Path) -> bytes | None:
+    """The cached export at ``path`` (None: none, or unreadable)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
-def write_cached(paths: Sequence[Path], onnx: bytes) -> Path | None:
-    """Write ``onnx`` to the first of ``paths`` that is writable, atomically; None when
-    none is (the export then lives in memory only). A checkpoint's older exports beside
-    it (another key) are removed: they can never match again."""
+def write_cached(path: Path, onnx: bytes) -> bool:
+    """Write ``onnx`` to ``path`` atomically; False when it cannot be written (the export
+    then lives in memory only: correct, exported again next time)."""
     from mtl_bt.atomic import write_bytes
 
-    for i, path in enumerate(paths):
-        try:
-            written = write_bytes(path, onnx)
-        except OSError:
-            continue
-        if i == 0:
-            stem = path.name.split(".")[:-2]
-            for old in path.parent.glob(".".join(stem) + ".*.onnx"):
-                if old != path and len(old.name) == len(path.name):
-                    old.unlink(missing_ok=True)
-        return written
-    return None
+    try:
+        write_bytes(path, onnx)
+    except OSError:
+        return False
+    return True

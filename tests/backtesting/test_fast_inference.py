@@ -237,16 +237,26 @@ def test_a_plugin_that_does_not_export_falls_back_with_the_reason(predictors, fr
 
 
 def _cached(folder):
-    return sorted(p.name for p in folder.glob("*.onnx"))
+    return sorted(p.name for p in (folder / "onnx").glob("*.onnx"))
 
 
-def test_the_export_is_cached_beside_the_checkpoint(predictors, frames, tmp_path, monkeypatch):
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty mtl-bt cache folder of this test's own."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("MTL_BT_CACHE_DIR", str(folder))
+    return folder
+
+
+def test_the_export_is_cached_by_checkpoint_sha256(
+    predictors, frames, tmp_path, cache, monkeypatch
+):
     checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "mmoe"), tmp_path)
     first = _quiet(checkpoint)
     assert first.backend == "onnxruntime"
-    (name,) = _cached(tmp_path)
     key = rt.cache_key(rt.file_sha256(checkpoint.path), "transformed")
-    assert name == f"fold_0.pt.{key}.onnx"
+    assert _cached(cache) == [f"{key}.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "fold_0.pt"]  # run untouched
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
@@ -261,52 +271,43 @@ def test_the_export_is_cached_beside_the_checkpoint(predictors, frames, tmp_path
         np.testing.assert_array_equal(a[name], b[name])
 
 
-def test_a_stale_or_broken_cache_is_exported_again(predictors, frames, tmp_path):
+def test_a_broken_or_wrong_cached_export_is_exported_again(predictors, frames, tmp_path, cache):
     checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "ple"), tmp_path)
     _quiet(checkpoint)
-    (name,) = _cached(tmp_path)
-    (tmp_path / name).write_bytes(b"not an onnx model")
+    (name,) = _cached(cache)
+    path = cache / "onnx" / name
+    path.write_bytes(b"not an onnx model")
     predictor = _quiet(checkpoint)
     assert predictor.backend == "onnxruntime"
-    assert rt.Session((tmp_path / name).read_bytes())  # rewritten, a model again
-    # another checkpoint's export under this name (wrong weights) fails the check too
+    assert rt.Session(path.read_bytes())  # rewritten, a model again
+    # another model's export under this key (wrong weights) fails the check too
     other = _as(predictors[0].checkpoint, registry.get("architecture", "shared_bottom"))
-    wrong = rt.export(
-        Predictor(other)._graph,
-        torch.zeros((2, len(other.feature_columns))),
-        torch.zeros(2, dtype=torch.long),
-    )
-    (tmp_path / name).write_bytes(wrong)
+    width = len(other.feature_columns)
+    ids = torch.zeros(2, dtype=torch.long)
+    wrong = rt.export(Predictor(other)._graph, torch.zeros((2, width)), ids)
+    path.write_bytes(wrong)
     predictor = _quiet(checkpoint)
     assert predictor.backend == "onnxruntime"
     _assert_predicts_like_torch(predictor, frames)
-    assert (tmp_path / name).read_bytes() != wrong
+    assert path.read_bytes() != wrong
 
 
-def test_a_changed_checkpoint_gets_a_new_key_and_the_old_export_goes(predictors, tmp_path):
+def test_a_changed_checkpoint_gets_a_new_key(predictors, tmp_path, cache):
     checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "mmoe"), tmp_path)
     _quiet(checkpoint)
-    (before,) = _cached(tmp_path)
+    (before,) = _cached(cache)
     changed = _as(predictors[0].checkpoint, registry.get("architecture", "cross_stitch"), tmp_path)
     _quiet(changed)
-    (after,) = _cached(tmp_path)
-    assert after != before
+    assert len(_cached(cache)) == 2 and before in _cached(cache)
 
 
-def test_an_unwritable_folder_caches_in_the_user_cache_dir(predictors, tmp_path, monkeypatch):
-    """Where the export cannot be written beside the checkpoint (here: a folder holds its
-    name, which even root cannot replace with a file), it goes to mtl-bt's cache folder ($MTL_BT_CACHE_DIR);
-    where neither is writable, it lives in memory only."""
-    folder, cache = tmp_path / "run", tmp_path / "cache"
-    folder.mkdir()
-    checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "mmoe"), folder)
-    key = rt.cache_key(rt.file_sha256(checkpoint.path), "transformed")
-    (folder / f"fold_0.pt.{key}.onnx").mkdir()
-    monkeypatch.setenv("MTL_BT_CACHE_DIR", str(cache))
-    assert _quiet(checkpoint).backend == "onnxruntime"
-    assert [p.name for p in (cache / "onnx").iterdir()] == [f"{key}.onnx"]
-    assert (folder / f"fold_0.pt.{key}.onnx").is_dir()
+def test_an_unwritable_cache_keeps_the_export_in_memory(predictors, frames, tmp_path, monkeypatch):
+    """No folder can be made under a file (not even by root): the export is not cached,
+    and the predictor runs ONNX Runtime all the same."""
     blocked = tmp_path / "a file"
     blocked.write_text("")
-    monkeypatch.setenv("MTL_BT_CACHE_DIR", str(blocked))  # no folder can be made under it
-    assert _quiet(checkpoint).backend == "onnxruntime"
+    monkeypatch.setenv("MTL_BT_CACHE_DIR", str(blocked))
+    checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "mmoe"), tmp_path)
+    predictor = _quiet(checkpoint)
+    assert predictor.backend == "onnxruntime"
+    _assert_predicts_like_torch(predictor, frames)

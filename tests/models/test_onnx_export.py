@@ -80,7 +80,7 @@ def test_a_single_row_runs_as_two_so_it_rounds_as_in_a_batch(kit):
     x = x.numpy()
     whole = session(x, None)
     run = session._run
-    alone = [run(None, {"x": x[i : i + 1]}) for i in range(50)]
+    alone = [run({"x": x[i : i + 1]}) for i in range(50)]
     differs = sum(
         not np.array_equal(a[k], whole[k][i : i + 1])
         for i, a in enumerate(alone)
