@@ -433,7 +433,8 @@ def write_comparison(
     doc.add(
         Paragraph(
             "val/train loss: per task, the validation loss over the training loss at the epoch "
-            "early stopping kept, mean over folds and seeds (> 1 is a generalisation gap). "
+            "early stopping kept, both measured in eval mode (dropout off) after that epoch, "
+            "mean over folds and seeds (> 1 is a generalisation gap). "
             "std of fold Sharpe: the dispersion of the seed ensemble's annualised Sharpe over "
             "the walk-forward test windows (market regimes)."
         )
