@@ -211,34 +211,46 @@ def _delta_row(
     seeds: list[int],
     specs: list[deltas.TaskMetric],
     n_boot: int,
-) -> dict[str, float]:
-    """Δm of an MTL variant against the single-task ensemble of its architecture: per seed
-    (mean ± std) and on the seed-averaged predictions with bootstrap CIs."""
-    out: dict[str, float] = {}
+) -> dict[str, Any]:
+    """Δm of an MTL variant against the single-task ensemble of its architecture: on the
+    seed-averaged predictions with bootstrap CIs (LibMTL's form over the tasks whose
+    single-task metric is distinguishable from 0, and the stable form Δm_σ), and per seed
+    (mean ± std, leaving out the same flagged tasks)."""
+    out: dict[str, Any] = {}
+    names = [s.task for s in specs]
+    mtl = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.name, seeds), names)
+    single = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.ensemble, seeds), names)
+    flagged: list[str] = []
+    if mtl is not None and single is not None:
+        res = deltas.bootstrap_delta(mtl, single, specs, n_boot=n_boot)
+        flagged = list(res.flagged)
+        out.update(delta_m=res.delta_m, delta_m_low=res.low, delta_m_high=res.high)
+        out.update(
+            delta_m_stable=res.stable,
+            delta_m_stable_low=res.stable_low,
+            delta_m_stable_high=res.stable_high,
+        )
+        out["delta_flagged"] = ",".join(flagged)
+        out["delta_block"] = res.block
+        for task, (diff, low, high) in res.per_task.items():
+            out[f"d_{task}"], out[f"d_{task}_low"], out[f"d_{task}_high"] = diff, low, high
+            out[f"d_{task}_p"] = res.p_values.get(task, np.nan)
+            out[f"rel_{task}"] = res.relative.get(task, np.nan)
+            out[f"sigma_{task}"] = res.scale.get(task, np.nan)
     per_seed = []
     for seed in seeds:
         m = runs_dir / variant.name / f"seed_{seed}"
         st = runs_dir / variant.ensemble / f"seed_{seed}"
         if (m / "job.json").exists() and (st / "job.json").exists():
+            kept = [s for s in specs if s.task not in flagged]
             per_seed.append(
                 deltas.delta_m_of(
-                    deltas.metrics_from_csv(m / "oos_metrics.csv", specs),
-                    deltas.metrics_from_csv(st / "oos_metrics.csv", specs),
-                    specs,
+                    deltas.metrics_from_csv(m / "oos_metrics.csv", kept),
+                    deltas.metrics_from_csv(st / "oos_metrics.csv", kept),
+                    kept,
                 )
             )
     out["delta_m_mean"], out["delta_m_std"] = _mean_std([v for v in per_seed if math.isfinite(v)])
-    names = [s.task for s in specs]
-    mtl = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.name, seeds), names)
-    single = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.ensemble, seeds), names)
-    if mtl is None or single is None:
-        return out
-    res = deltas.bootstrap_delta(mtl, single, specs, n_boot=n_boot)
-    out.update(delta_m=res.delta_m, delta_m_low=res.low, delta_m_high=res.high)
-    out["delta_block"] = res.block
-    for task, (diff, low, high) in res.per_task.items():
-        out[f"d_{task}"], out[f"d_{task}_low"], out[f"d_{task}_high"] = diff, low, high
-        out[f"rel_{task}"] = res.relative.get(task, np.nan)
     return out
 
 
@@ -341,9 +353,7 @@ def build(
     }
     # DSR: every backtest tried is a trial (each variant x seed, plus what the caller tried
     # elsewhere, e.g. a grid of targets); V is the variance of their per-period Sharpes
-    seed_sr = [
-        stats.sharpe(r.to_numpy()) for runs in per_seed.values() for r in runs if len(r) > 2
-    ]
+    seed_sr = [stats.sharpe(r.to_numpy()) for runs in per_seed.values() for r in runs if len(r) > 2]
     finite = [v for v in seed_sr if math.isfinite(v)]
     n_trials = max(1, len(finite) + int(extra_trials))
     sr_var = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
@@ -442,37 +452,61 @@ def significance_view(table: pd.DataFrame) -> pd.DataFrame:
     out["ensemble Sharpe"] = rows["ensemble_sharpe"].to_numpy()
     out["PSR"] = rows["psr"].to_numpy()
     out["DSR"] = rows["dsr"].to_numpy()
-    out["ΔSharpe vs ST ensemble"] = rows["sharpe_diff"].to_numpy()
-    out["95% CI"] = ci("sharpe_diff")
-    out["p"] = rows["sharpe_diff_p"].to_numpy()
-    if "sharpe_diff_ro" in rows:
-        out["ΔSharpe vs return-only"] = rows["sharpe_diff_ro"].to_numpy()
-        out["95% CI (return-only)"] = ci("sharpe_diff_ro")
-        out["p (return-only)"] = rows["sharpe_diff_ro_p"].to_numpy()
+    for prefix, label in (("sharpe_diff", "ST ensemble"), ("sharpe_diff_ro", "return-only")):
+        if prefix not in rows:
+            continue
+        out[f"ΔSharpe vs {label}"] = rows[prefix].to_numpy()
+        out[f"95% CI time ({label})"] = ci(prefix)
+        out[f"p ({label})"] = rows[f"{prefix}_p"].to_numpy()
+        out[f"p Holm ({label})"] = rows[f"{prefix}_p_holm"].to_numpy()
+        if f"{prefix}_seeds_low" in rows:
+            out[f"95% CI seeds+time ({label})"] = ci(f"{prefix}_seeds")
+            out[f"p seeds+time ({label})"] = rows[f"{prefix}_seeds_p"].to_numpy()
+            out[f"p Holm seeds+time ({label})"] = rows[f"{prefix}_seeds_p_holm"].to_numpy()
     return out.reset_index(drop=True)
 
 
 def delta_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataFrame:
-    """Per MTL variant: Δm (per seed mean ± std; seed ensemble with its 95% CI) and each
-    task's metric difference MTL − single-task with its CI."""
+    """Per MTL variant: Δm (LibMTL's form per seed and on the seed ensemble, over the tasks
+    not flagged), the stable Δm_σ with its CI, the flagged tasks, and each task's metric
+    difference MTL − single-task with its CI and raw / Holm-adjusted p-value."""
     from mtl_bt.report.document import fmt
 
     rows = table[table["kind"] == "mtl"]
     if rows.empty or "delta_m" not in rows:
         return pd.DataFrame()
+
+    def interval(d: float, lo: float, hi: float, unit: str = "") -> str:
+        if not math.isfinite(d):
+            return "—"
+        if not math.isfinite(lo):
+            return f"{fmt(d, 3)}{unit}"
+        return f"{fmt(d, 3)}{unit} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+
     out = pd.DataFrame({"variant": rows["variant"]})
     out["Δm per seed"] = [
         _pm(100 * m, 100 * s) + " %" if math.isfinite(m) else "—"
         for m, s in zip(rows["delta_m_mean"], rows["delta_m_std"], strict=True)
     ]
     out["Δm (seed ens.)"] = [
-        f"{fmt(100 * d, 3)} % [{fmt(100 * lo, 3)}, {fmt(100 * hi, 3)}]"
-        if math.isfinite(d) and math.isfinite(lo)
-        else "—"
+        interval(100 * d, 100 * lo, 100 * hi, " %")
         for d, lo, hi in zip(
             rows["delta_m"], rows["delta_m_low"], rows["delta_m_high"], strict=True
         )
     ]
+    if "delta_m_stable" in rows:
+        out["Δm_σ (seed ens.)"] = [
+            interval(d, lo, hi)
+            for d, lo, hi in zip(
+                rows["delta_m_stable"],
+                rows["delta_m_stable_low"],
+                rows["delta_m_stable_high"],
+                strict=True,
+            )
+        ]
+        out["flagged (S ≈ 0)"] = [
+            str(f) if isinstance(f, str) and f else "—" for f in rows["delta_flagged"]
+        ]
     for spec in specs:
         col = f"d_{spec.task}"
         if col not in rows:
@@ -481,9 +515,12 @@ def delta_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataFr
             "" if spec.higher_is_better else " (lower better)"
         )
         out[label] = [
-            f"{fmt(d, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]" if math.isfinite(lo) else fmt(d, 3)
+            interval(d, lo, hi)
             for d, lo, hi in zip(rows[col], rows[f"{col}_low"], rows[f"{col}_high"], strict=True)
         ]
+        if f"{col}_p" in rows:
+            out[f"p {spec.task}"] = rows[f"{col}_p"].to_numpy()
+            out[f"p Holm {spec.task}"] = rows[f"{col}_p_holm"].to_numpy()
     return out.reset_index(drop=True)
 
 

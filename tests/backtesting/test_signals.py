@@ -64,7 +64,7 @@ def test_both_heads_bearish_is_never_long():
     rule = registry.create("signal", "agree_voltarget")
     w = rule.weights(
         {
-            "return@1": np.array([-0.02]),
+            "return@1": np.array([-0.06]),
             "direction@1": np.array([0.1]),
             "volatility@1": np.array([0.01]),
         },
@@ -76,11 +76,11 @@ def test_both_heads_bearish_is_never_long():
 
 def test_threshold_default_is_round_trip_cost_times_one_plus_margin_and_configurable():
     preds = {
-        "return@1": np.array([0.0059, 0.0061]),
+        "return@1": np.array([0.0479, 0.0481]),
         "direction@1": np.array([0.9, 0.9]),
         "volatility@1": np.array([0.01, 0.01]),
     }
-    # default margin 1: the edge must clear twice the round trip 2 * (0.001 + 0.0005)
+    # default margin 15: the edge must clear 16 round trips 2 * (0.001 + 0.0005)
     w = registry.create("signal", "agree_voltarget").weights(preds, periods_per_year=252, **COST)
     assert w[0] == 0 and w[1] > 0
     w = registry.create("signal", "agree_voltarget", margin=0.0).weights(
@@ -106,7 +106,7 @@ def test_horizon_option_picks_heads_and_missing_heads_fall_back():
     with pytest.raises(PluginError, match="needs a return head"):
         registry.create("signal", "agree_voltarget").heads(["direction@1"])
     # return-only model: sign of r, sized by realised vol, else equal weight
-    rule = registry.create("signal", "agree_voltarget", target_vol=0.1)
+    rule = registry.create("signal", "agree_voltarget", target_vol=0.1, margin=1.0)
     preds = {"return@1": np.array([0.01, -0.01, 0.01])}
     rv = np.array([0.02, 0.02, np.nan])
     w = rule.weights(
@@ -147,7 +147,7 @@ def test_volatility_input_picks_the_sizing_vol(signal):
     """head (default) / trailing / ewma size with the head, realised_vol, ewma_vol; an EWMA
     in its warm-up (NaN) falls back to the trailing vol, then to equal weight."""
     preds = {
-        "return@1": np.array([0.01, 0.01, 0.01]),
+        "return@1": np.array([0.06, 0.06, 0.06]),  # clears agree_voltarget's entry (4.8%)
         "direction@1": np.array([0.9, 0.9, 0.9]),
         "volatility@1": np.array([0.01, 0.01, 0.01]),
     }
@@ -267,7 +267,7 @@ def test_hysteresis_matches_reference(data, margin, exit_, band):
 
 def test_noise_around_the_threshold_does_not_flip_a_position():
     """A return head wobbling inside the band (-exit, entry) never trades after the entry."""
-    rule = registry.create("signal", "agree_voltarget", exit_threshold=0.002)
+    rule = registry.create("signal", "agree_voltarget", margin=1.0, exit_threshold=0.002)
     rng = np.random.default_rng(0)
     w, trades = np.zeros(1), 0
     wobble = np.concatenate([[0.01], rng.uniform(-0.0019, 0.0059, 300)])  # inside the band
@@ -283,7 +283,7 @@ def test_noise_around_the_threshold_does_not_flip_a_position():
         trades += int(not np.allclose(new, w))
         w = new
     assert trades == 1 and w[0] > 0  # the entry, then held through the noise
-    memoryless = registry.create("signal", "agree_voltarget", hysteresis=False)
+    memoryless = registry.create("signal", "agree_voltarget", margin=1.0, hysteresis=False)
     assert memoryless.separable
     flips = [
         memoryless.weights(
