@@ -61,6 +61,8 @@ def check_config(
 ) -> list[Row]:
     """One row per (item, law); FAIL rows name the column and the first bar."""
     from mtl_bt.features import FeatureSpec, compute
+    from mtl_bt.features.spec import plugin_name
+    from mtl_bt.testing import cross
     from mtl_bt.training import build_components
 
     comp = build_components(config)
@@ -72,7 +74,13 @@ def check_config(
         def fn(f: pd.DataFrame, spec: FeatureSpec = spec) -> pd.DataFrame:
             return compute(f, spec)
 
-        plugin = _plugin("feature", name)
+        plugin = _plugin("feature", plugin_name(name))
+        if spec.reads():  # reads other frames: the laws across frames (mtl_bt.testing.cross)
+            rows.extend(
+                Row("feature", name, plugin, law, status, detail)
+                for law, status, detail in cross.config_rows(name, spec, frames, bars, cuts)
+            )
+            continue
         declared = spec.warmup()
         look: list[lookahead.Finding] = []
         worst: dict[str, int | None] = {}

@@ -36,7 +36,9 @@ def check_causal(feature_spec: Any, tasks: list[Any], frames: Mapping[str, pd.Da
     Returns how many items were checked; raises ``PluginError`` on the first finding.
     """
     from mtl_bt.features import FeatureSpec, compute
+    from mtl_bt.features.spec import plugin_name
     from mtl_bt.testing import lookahead
+    from mtl_bt.testing.cross import cross_findings
 
     if not guards_enabled() or not frames:
         return 0
@@ -45,18 +47,25 @@ def check_causal(feature_spec: Any, tasks: list[Any], frames: Mapping[str, pd.Da
     checked = 0
     params = feature_spec.resolved_params()
     for name in params:
-        if registry.is_builtin("feature", name):
+        plugin = plugin_name(name)
+        if registry.is_builtin("feature", plugin):
             continue
         spec = FeatureSpec(names=[name], params={name: params[name]})
-        fn = lambda f, spec=spec: compute(f, spec)  # noqa: E731
         cuts = lookahead.default_cuts(len(frame), spec.warmup(), GUARD_CUTS)
-        full = fn(frame)
-        found = lookahead.prefix_findings(fn, frame, cuts, full) or lookahead.future_findings(
-            fn, frame, cuts, full
-        )
+        if spec.reads():  # reads other frames: every frame cut, each frame's future perturbed
+            end = frame.index[-1]
+            run = {s: f[f.index <= end].iloc[-GUARD_BARS:] for s, f in frames.items()}
+            run[symbol] = frame
+            found = cross_findings(spec, run, symbol, cuts)
+        else:
+            fn = lambda f, spec=spec: compute(f, spec)  # noqa: E731
+            full = fn(frame)
+            found = lookahead.prefix_findings(fn, frame, cuts, full) or lookahead.future_findings(
+                fn, frame, cuts, full
+            )
         if found:
             raise PluginError(
-                f"feature {name!r} from {_plugin_of('feature', name)} looks ahead on {symbol}: "
+                f"feature {name!r} from {_plugin_of('feature', plugin)} looks ahead on {symbol}: "
                 f"{found[0]}. A feature at bar t may use bars <= t only; fix the plugin "
                 "(check it with `mtl-bt check CONFIG` or mtl_bt.testing.check_feature)"
             )
