@@ -348,3 +348,23 @@ def test_the_cross_frame_examples_of_docs_features_md_run():
         check_cross_feature("leader_range", frames, target="ETH/USDT")
     finally:
         registry.unregister_plugin("docs_leader_range")
+
+
+def test_the_run_guard_and_mtl_bt_check_cover_cross_frame_plugins(plugin, ragged):
+    from mtl_bt.testing.cross import config_rows
+    from mtl_bt.training import guards
+
+    plugin("peek", peek)
+    spec = FeatureSpec(names=["log_return", "peek"])
+    with pytest.raises(PluginError, match=r"feature 'peek' from plugin .* looks ahead on AAA"):
+        guards.check_causal(spec, [], ragged)
+    rows = config_rows("peek", FeatureSpec(names=["peek"]), ragged, bars=500, cuts=3)
+    assert rows[0][:2] == ("look-ahead", "FAIL") and "column 'peek'" in rows[0][2]
+    # a causal cross-frame feature passes every row (built-ins are skipped by the guard)
+    good = _spec(cross_asset={"of": "BBB", "staleness": True})
+    rows = config_rows("cross_asset", good, ragged, bars=500, cuts=3)
+    assert [r[:2] for r in rows] == [
+        ("look-ahead", "pass"),
+        ("warm-up", "pass"),
+        ("streaming = compute", "pass"),
+    ]
