@@ -75,14 +75,17 @@ def run_context(frames: Sequence[pd.DataFrame], symbols: Sequence[str]) -> dict[
     return out
 
 
-def feature_engine(spec: FeatureSpec, symbols: Sequence[str], columns: Sequence[str]) -> Any:
+def feature_engine(
+    spec: FeatureSpec, symbols: Sequence[str], columns: Sequence[str], batch: bool = True
+) -> Any:
     """The streaming engine of a step's bars: ``BatchStream``, or with cross-frame features
     ``CrossRows`` (the same ``push(idx, bars)``; every feed's bar reaches the cross-frame
-    sources before any row of the step is computed)."""
+    sources before any row of the step is computed; ``batch=False``: its single-frame part
+    per asset, cheaper with few feeds)."""
     if spec.reads():
         from mtl_bt.features.cross_stream import CrossRows
 
-        return CrossRows(spec, symbols, columns)
+        return CrossRows(spec, symbols, columns, batch)
     from mtl_bt.features.streaming import BatchStream
 
     return BatchStream(spec, symbols, columns)

@@ -129,10 +129,11 @@ class StreamingBook:
         self.symbols = list(symbols)
         spec, columns = predictor.feature_spec, predictor.feature_columns
         self.batch = len(self.symbols) >= BATCH_MIN_ASSETS if batch is None else bool(batch)
+        engine = self.batch
         if spec.reads():  # cross-frame features: a step's rows once all its bars are read
             require_feeds(spec, self.symbols, getattr(predictor, "symbols", ()) or ())
             self.batch = True
-        self.features = feature_engine(spec, self.symbols, columns) if self.batch else None
+        self.features = feature_engine(spec, self.symbols, columns, engine) if self.batch else None
         self.assets = [
             _Asset(
                 None if self.batch else FeatureStream(spec, columns, s),

@@ -11,6 +11,7 @@ and has ``BatchStream.push``'s signature, so the streaming book uses either.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from mtl_bt.features.streaming import (
     _FIELDS,
     BarBuffer,
     BatchStream,
+    FeatureStream,
     _Recompute,
     feature_window,
     picked_columns,
@@ -49,10 +51,10 @@ class _Source:
         self.key: int | None = None
         self.period: list[Any] = []  # label, open, high, low, close, volume so far
         self.end = -1  # label of the source's newest bar (rows come in time order)
-        #: (available from, row number, values), newest last
-        self.history: deque[tuple[int, int, np.ndarray]] = deque(maxlen=8)
+        #: (available from, row number, values as Python floats), newest last
+        self.history: deque[tuple[int, int, list[float]]] = deque(maxlen=8)
         self.rows = 0
-        self.nan = np.full(self.width, np.nan)
+        self.nan = [math.nan] * self.width
 
     def push(self, bar: tuple[float, ...]) -> None:
         us = int(bar[0])
@@ -80,7 +82,7 @@ class _Source:
 
     def _emit(self, bar: tuple[float, ...], available: int) -> None:
         self.bars.append(bar)
-        values = np.asarray(self.updater.update(self.bars), dtype=np.float64)
+        values = np.asarray(self.updater.update(self.bars), dtype=np.float64).tolist()
         if len(values) != self.width:
             raise PluginError(f"a feature updater returned {len(values)} values, not {self.width}")
         if self.rows < self.warmup:
@@ -88,7 +90,7 @@ class _Source:
         self.history.append((available, self.rows, values))
         self.rows += 1
 
-    def at(self, us: int) -> tuple[int, np.ndarray]:
+    def at(self, us: int) -> tuple[int, list[float]]:
         """(row number, values) of the newest row available at ``us`` ((-1, NaN): none)."""
         for available, row, values in reversed(self.history):
             if available <= us:
@@ -133,42 +135,44 @@ class CrossStream:
                 own = [source(s) for s in self.symbols]
                 self._parts.append((own, False, bool(reads.staleness)))
         n = len(self._parts)
-        self._last = np.full((n, len(self.symbols)), -1, dtype=np.int64)
-        self._stale = np.zeros((n, len(self.symbols)))
+        self._last = [[-1] * len(self.symbols) for _ in range(n)]
+        self._stale = [[0.0] * len(self.symbols) for _ in range(n)]
 
     def push(self, a: int, bar: tuple[float, ...]) -> None:
         """A bar of symbol ``a`` closed ``(utc_epoch_us, open, high, low, close, volume)``."""
         for src in self._feeds[a]:
             src.push(bar)
 
-    def row(self, a: int, us: int) -> np.ndarray:
-        """The cross-frame columns of symbol ``a``'s bar labelled ``us``."""
-        out: list[np.ndarray] = []
+    def row(self, a: int, us: int) -> list[float]:
+        """The cross-frame columns of symbol ``a``'s bar labelled ``us`` (Python floats: the
+        same IEEE operations as ``cross_values``' numpy ones, without a numpy call each)."""
+        out: list[float] = []
+        last, ages = self._last, self._stale
         for k, (sources, mean, stale) in enumerate(self._parts):
             if mean:
-                total = np.zeros(sources[0].width)
-                count = np.zeros(sources[0].width)
+                width = sources[0].width
+                total = [0.0] * width
+                count = [0] * width
                 for src in sources:
-                    _, values = src.at(us)
-                    ok = np.isfinite(values)
-                    total = total + np.where(ok, values, 0.0)
-                    count = count + ok
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    out.append(np.where(count > 0, total / np.where(count > 0, count, 1.0), np.nan))
+                    for j, x in enumerate(src.at(us)[1]):
+                        if -math.inf < x < math.inf:  # finite: added, in the symbols' order
+                            total[j] += x
+                            count[j] += 1
+                out.extend(t / c if c else math.nan for t, c in zip(total, count, strict=True))
                 continue
             row, values = sources[a].at(us)
-            out.append(values)
+            out.extend(values)
             if stale:
                 if row < 0:
-                    age = np.nan
-                elif row != self._last[k, a]:
+                    age = math.nan
+                elif row != last[k][a]:
                     age = 0.0
                 else:
-                    age = self._stale[k, a] + 1.0
-                self._last[k, a] = row
-                self._stale[k, a] = age
-                out.append(np.array([age]))
-        return np.concatenate(out) if out else np.zeros(0)
+                    age = ages[k][a] + 1.0
+                last[k][a] = row
+                ages[k][a] = age
+                out.append(age)
+        return out
 
 
 class CrossRows:
@@ -176,13 +180,24 @@ class CrossRows:
     bar also reaching the cross-frame sources before any row of the step is computed."""
 
     def __init__(
-        self, spec: FeatureSpec, symbols: Sequence[str], columns: Sequence[str] | None = None
+        self,
+        spec: FeatureSpec,
+        symbols: Sequence[str],
+        columns: Sequence[str] | None = None,
+        batch: bool = True,
     ) -> None:
         self.symbols = list(symbols)
         all_columns = spec.columns()
         self.columns, pick = picked_columns(all_columns, columns)
         local = spec.local()
-        self.local = BatchStream(local, self.symbols) if local is not None else None
+        #: the single-frame part: one BatchStream, or (batch=False, few assets: cheaper) one
+        #: FeatureStream per asset
+        self.local: Any = None
+        self.scalar: list[FeatureStream] | None = None
+        if local is not None and batch:
+            self.local = BatchStream(local, self.symbols)
+        elif local is not None:
+            self.scalar = [FeatureStream(local, symbol=s) for s in self.symbols]
         local_cols = local.columns() if local is not None else []
         self.cross = CrossStream(spec, self.symbols)
         order = local_cols + self.cross.columns  # the row before reordering to all_columns
@@ -195,23 +210,28 @@ class CrossRows:
         ids = [int(i) for i in idx]
         if self.local is not None:
             local = self.local.push(ids, bars)
+        elif self.scalar is not None:
+            local = np.array([self.scalar[a].push(bar) for a, bar in zip(ids, bars, strict=True)])
         else:
             local = np.zeros((len(ids), 0))
         for a, bar in zip(ids, bars, strict=True):
             self.cross.push(a, bar)
-        cross = np.array([self.cross.row(a, int(bar[0])) for a, bar in zip(ids, bars, strict=True)])
-        full = np.concatenate([local, cross.reshape(len(ids), -1)], axis=1)
+        cross = [self.cross.row(a, int(bar[0])) for a, bar in zip(ids, bars, strict=True)]
+        full = np.concatenate([local, np.array(cross).reshape(len(ids), -1)], axis=1)
         return full[:, self._take]
 
 
 def cross_frames(
-    spec: FeatureSpec, frames: Mapping[str, pd.DataFrame], columns: Sequence[str] | None = None
+    spec: FeatureSpec,
+    frames: Mapping[str, pd.DataFrame],
+    columns: Sequence[str] | None = None,
+    batch: bool = True,
 ) -> dict[str, np.ndarray]:
     """Every row of each frame computed bar by bar (``CrossRows``), the symbols' bars merged
     by time: a step delivers the bars of the symbols that have one then (their calendars
     may differ). Equal to ``compute(frame, spec, frames)`` per symbol."""
     symbols = list(frames)
-    stream = CrossRows(spec, symbols, columns)
+    stream = CrossRows(spec, symbols, columns, batch)
     times = [micros_of(f.index) for f in frames.values()]
     values = [f[list(_FIELDS)].to_numpy(np.float64) for f in frames.values()]
     pos = [0] * len(symbols)

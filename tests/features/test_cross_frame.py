@@ -193,9 +193,10 @@ def test_streams_bit_for_bit_on_the_crypto_sample_with_bars_arriving_at_differen
         },
     )
     frames = named(frames)
-    streamed = cross_frames(spec, frames)
-    for s, f in frames.items():
-        np.testing.assert_array_equal(streamed[s], compute(f, spec, frames).to_numpy())
+    for batch in (True, False):  # the single-frame part batched, or per asset
+        streamed = cross_frames(spec, frames, batch=batch)
+        for s, f in frames.items():
+            np.testing.assert_array_equal(streamed[s], compute(f, spec, frames).to_numpy())
 
 
 @settings(max_examples=15, deadline=None)
