@@ -67,7 +67,7 @@ def cross_findings(
         when = index[cut]
         cut_all = {s: f[f.index <= when] for s, f in frames.items()}
         part = rows(cut_all)
-        where = lookahead._first_difference(part, full[: cut + 1])
+        where = lookahead.first_difference(part, full[: cut + 1])
         if where is not None:
             return [
                 lookahead._finding(
@@ -84,7 +84,7 @@ def cross_findings(
             other = dict(frames)
             other[s] = perturb_after(frames[s], when, seed + 31 * i + j)
             moved = rows(other)
-            where = lookahead._first_difference(moved[: cut + 1], full[: cut + 1])
+            where = lookahead.first_difference(moved[: cut + 1], full[: cut + 1])
             if where is not None:
                 return [
                     lookahead._finding(

@@ -248,12 +248,13 @@ def stream_cause(
       between calls) or a ``stream=``/``batch=`` updater that disagrees with the function.
     """
     from mtl_bt.features import FeatureSpec, compute
+    from mtl_bt.features.spec import feature_fn
     from mtl_bt.features.streaming import feature_window
 
     try:
         params = spec.resolved_params()[name]
         one = FeatureSpec(names=[name], params={name: params})
-        fn = registry.get("feature", name)
+        fn = feature_fn(name)
         full = float(compute(frame, one)[column].iloc[i])
         upto = float(compute(frame.iloc[: i + 1], one)[column].iloc[-1])
         window = feature_window(name, fn, one.resolved_params()[name])
