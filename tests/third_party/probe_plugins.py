@@ -8,7 +8,8 @@ bad plugins); every probe here once got past mtl-bt's checks (issue 26):
 - ``cached_once`` / ``cached_by_first_bar``: a one-bar peek hidden behind a module-level
   cache filled from the first frame they see (keyed by nothing / by the first bar), so every
   later call (a truncated prefix, a perturbed future) is served from it.
-- ``log_range``: a scale-free target, log(high / low) of the bar h ahead.
+- ``log_range``: a scale-free target, log(high / low) of the bar h ahead (honest).
+- ``uses_five`` / ``range_five``: declare h but read bar t+5 (a return; a scale-free range).
 - ``raising``: a feature that raises.
 """
 
@@ -126,6 +127,25 @@ class LogRange(Task):
         return {"rmse": float(np.sqrt(np.nanmean((prediction - target) ** 2)))}
 
 
+class UsesFive(LogRange):
+    """Declares its horizon but returns log(close[t+5] / close[t]): looks 5 bars ahead."""
+
+    kind = "uses_five"
+
+    def build_target(self, frame):
+        lc = np.log(frame["close"])
+        return lc.shift(-5) - lc
+
+
+class RangeFive(LogRange):
+    """Declares its horizon but returns log(high/low) of bar t+5: scale-free and too far."""
+
+    kind = "range_five"
+
+    def build_target(self, frame):
+        return np.log(frame["high"] / frame["low"]).shift(-5)
+
+
 def reset() -> None:
     """Empty the probes' caches (each test starts as a fresh interpreter would)."""
     _ONCE.clear()
@@ -154,3 +174,5 @@ def register_features(register):
 @hookimpl
 def register_tasks(register):
     register("log_range", LogRange, "log(high/low) of the bar h ahead")
+    register("uses_five", UsesFive, "looks 5 bars ahead whatever its horizon")
+    register("range_five", RangeFive, "log(high/low) of bar t+5 whatever its horizon")
