@@ -109,7 +109,7 @@ FIXED = [
     "lines), the numpy forward passes (`numpy_forward.py`, 660 lines) and the opt-in hooks "
     "every architecture and task implemented for them are gone; `Predictor` exports the "
     "model with its input stage and the tasks' transforms to ONNX when a checkpoint loads "
-    "(cached beside it, keyed by its sha256) and runs it in ONNX Runtime, checked against "
+    "(cached in mtl-bt's cache folder, keyed by its sha256) and runs it in ONNX Runtime, checked against "
     "torch on probe rows (fallback: torch, with one warning naming the architecture and "
     "why). A plugin architecture gets the same path without writing anything. The kernel's "
     "last numbers beside ORT and torch are in section 2b: ORT costs more than the kernel "
