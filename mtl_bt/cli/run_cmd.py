@@ -305,7 +305,8 @@ def _print_comparison(result, out) -> None:
 def demo(
     out: str | None, config: str, overrides: tuple[str, ...], quiet: bool, force: bool
 ) -> None:
-    """Run the bundled demo end to end and print its metrics (82 s measured on 2 idle cores)."""
+    """Run the bundled demo end to end and print its metrics (151 s measured on 2 cores at
+    load 15-18; less on an idle machine)."""
     cfg = _load(config, overrides)
     label = config if config in SHIPPED else Path(config).stem
     out = out or os.path.join("runs", f"demo_{label}")
