@@ -144,22 +144,32 @@ def ray_head(tmp_path_factory):
 @pytest.mark.timeout(300)
 def test_jobs_on_a_ray_head_at_an_address_equal_the_local_executor(tmp_path, ray_head, monkeypatch):
     """The executor connects to a cluster started outside the command (`ray start --head`),
-    by address, and its results are the local executor's, file for file."""
+    by address, and its results are the local executor's, file for file. The Ray driver runs
+    in its own process: Ray keeps process-wide state (its connection, the auth token it read)
+    that would leak into later tests of this process."""
     monkeypatch.syspath_prepend(str(HERE))
-    for key, value in RAY_AUTH.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
     from mtl_bt.compare.executor import check_address
 
     check_address(ray_head, 10)  # what `compare --address` checks first
     local = run_jobs(_toy_jobs(tmp_path / "local"), shared={"offset": 3}, workers=2)
-    remote = run_jobs(
-        _toy_jobs(tmp_path / "ray"), shared={"offset": 3}, executor="ray", address=ray_head
+    driver = (
+        "import sys; from pathlib import Path; from mtl_bt.compare.executor import Job, run_jobs\n"
+        "out = Path(sys.argv[1])\n"
+        "jobs = [Job(f'x{x}', '_toy_jobs:square', {'x': x}, out / f'x{x}') for x in range(4)]\n"
+        "rs = run_jobs(jobs, shared={'offset': 3}, executor='ray', address=sys.argv[2])\n"
+        "assert [r.ok for r in rs] == [True] * 4 and not any(r.skipped for r in rs), rs\n"
     )
-    assert [r.ok for r in remote] == [True] * 4 and [r.skipped for r in remote] == [False] * 4
-    for a, b in zip(local, remote, strict=True):
-        assert json.loads((a.out_dir / "result.json").read_text()) == json.loads(
-            (b.out_dir / "result.json").read_text()
+    env = {**os.environ, **RAY_AUTH, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", driver, str(tmp_path / "ray"), ray_head],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in _toy_jobs(tmp_path / "ray"):
+        twin = tmp_path / "local" / job.name
+        assert json.loads((job.out_dir / "result.json").read_text()) == json.loads(
+            (twin / "result.json").read_text()
         )
-    pids = {(r.out_dir / "sub" / "pid.txt").read_text() for r in remote}
-    assert str(os.getpid()) not in pids  # ran in the cluster's workers
+    pids = {(tmp_path / "ray" / f"x{x}" / "sub" / "pid.txt").read_text() for x in range(4)}
+    assert str(os.getpid()) not in pids and len(local) == 4  # ran in the cluster's workers
