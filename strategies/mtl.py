@@ -244,13 +244,13 @@ class MTLStrategy(bt.Strategy):
         )
         # a separable rule's weights for every (bar, asset) before the run (precomputed mode)
         self._raw, self._usable = self._precompute_signals()  # raw weights through clip_each
+        start_fills(self)  # a bar's buys fill together, fitted to the cash (fills.py)
+        # an added sizer this strategy would not use: warned, not silently ignored
+        warn_unused_settings(self, type(self).order_targets is MTLStrategy.order_targets)
         # Python's full collections scan every tracked object: with torch, pandas and the
         # models loaded, one costs 0.3 s, and a run's orders and notifications trigger
         # them. Objects alive now live for the whole run: freeze them (stop() unfreezes).
         # A heap the caller froze already is the caller's to manage.
-        start_fills(self)  # a bar's buys fill together, fitted to the cash (fills.py)
-        # a sizer or cheat_on_open this strategy would not use: warned, not ignored
-        warn_unused_settings(self, type(self).order_targets is MTLStrategy.order_targets)
         self._frozen = bool(self.p.gc_freeze) and gc.get_freeze_count() == 0
         if self._frozen:
             gc.freeze()

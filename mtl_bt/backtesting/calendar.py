@@ -10,8 +10,9 @@ understates its volatility by sqrt(8760/1638); here the calendar decides:
   260): FX trades from Sunday evening to Friday evening UTC, and annualising it as 24/7
   made its Sharpe sqrt(8760/6240) = 1.18x too large.
 - ``"auto"``: from the bars per UTC day (``auto_calendar``): any Saturday bar -> 24/7;
-  else Sunday bars (FX's Sunday-evening open) or intraday bars filling whole weekdays ->
-  forex; else exchange. Daily weekday-only bars cannot tell FX from stocks: exchange (252).
+  else, over at least a week, a Sunday-evening stub (FX's open) or intraday bars filling
+  whole weekdays -> forex; a full Sunday -> 24/7; else exchange. Daily weekday-only bars
+  cannot tell FX from stocks: exchange (252).
 """
 
 from __future__ import annotations
@@ -85,20 +86,30 @@ def has_weekend_bars(index: pd.DatetimeIndex) -> bool:
 
 def auto_calendar(days: np.ndarray, counts: np.ndarray, seconds: float) -> str:
     """``calendar="auto"`` resolved from bars per UTC day (``days``: days since 1970-01-01,
-    ``counts``: bars on each): a Saturday bar -> "24/7" (crypto); a Sunday bar without any
-    Saturday one (FX opens Sunday evening) or intraday bars filling whole weekdays (median
-    over Monday-Friday of at least 90% of a day's bars) -> "forex"; else "exchange"."""
+    ``counts``: bars on each).
+
+    A Saturday bar -> "24/7" (crypto). Over at least a week of days (else a Saturday may
+    just not have come yet): Sunday bars but no Saturday one, where an intraday Sunday is a
+    stub (FX opens Sunday evening: under half a day's bars), or intraday bars filling whole
+    weekdays (median over Monday-Friday of at least 90% of a day's bars) -> "forex". Any
+    other Sunday bar -> "24/7"; else "exchange".
+    """
     days = np.asarray(days, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.float64)
+    if days.size == 0:
+        return "exchange"
     weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     if (weekday == 5).any():
         return "24/7"
-    if (weekday == 6).any():
-        return "forex"
+    week = int(days.max() - days.min()) + 1 >= 7
+    per_day = _DAY / seconds
+    sunday = counts[weekday == 6]
+    if sunday.size:
+        stub = seconds >= _DAY or float(sunday.max()) < 0.5 * per_day
+        return "forex" if week and stub else "24/7"
     on_weekdays = counts[weekday < 5]
-    if seconds < _DAY and on_weekdays.size:
-        if float(np.median(on_weekdays)) >= 0.9 * _DAY / seconds:
-            return "forex"
+    if week and seconds < _DAY and float(np.median(on_weekdays)) >= 0.9 * per_day:
+        return "forex"
     return "exchange"
 
 

@@ -85,8 +85,8 @@ def _load_paths(items: Sequence[str | os.PathLike[str]]) -> list[Any]:
 
     files = [p for item in items for p in find_checkpoints(item)]
     key = tuple((str(p.resolve()), (st := p.stat()).st_size, st.st_mtime_ns) for p in files)
-    if key not in _CACHE:
-        _CACHE[key] = load_predictors(list(items))
+    if key not in _CACHE:  # the files found above (a directory's run checks ran once)
+        _CACHE[key] = load_predictors(files)
     return _CACHE[key]
 
 

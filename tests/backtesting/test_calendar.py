@@ -95,6 +95,8 @@ def test_auto_picks_forex_for_weekday_only_continuous_bars():
     assert (fx.day_of_week != 5).all() and (fx.day_of_week == 6).any()
     assert periods_per_year(fx) == 6240.0
     assert periods_per_year(fx_hours(sunday_open=False)) == 6240.0
+    # under a week of bars: a Sunday-evening stub may be a 24/7 market that started then
+    assert periods_per_year(fx[:60]) == 8760.0
     assert periods_per_year(garch_bars(400, freq="1h").index) == 8760.0  # crypto: Saturdays
     stocks = pd.DatetimeIndex(
         [
@@ -110,7 +112,12 @@ def test_auto_picks_forex_for_weekday_only_continuous_bars():
 
 
 def test_the_streaming_path_picks_forex_too(real_model):
-    """MTLStrategy's per-feed calendar on a FX-like hourly feed, preloaded and streaming."""
+    """MTLStrategy's per-feed calendar on a FX-like hourly feed, preloaded and streaming. The
+    streaming path fixes it at the asset's first decision from the bars seen so far, so the
+    model's test window starts 8 days in (with under a week seen, a Sunday stub cannot be
+    told from a 24/7 market that started on Sunday evening: 24/7)."""
+    import copy
+
     import backtrader as bt
     import numpy as np
 
@@ -121,11 +128,13 @@ def test_the_streaming_path_picks_forex_too(real_model):
     index = fx_hours(weeks=3)
     bars = garch_bars(len(index), freq="1h", seed=3)
     bars.index = index
+    model = copy.copy(real_model[0])
+    model.fold = {**model.fold, "test_start": str(index[0] + pd.Timedelta(days=8))}
     for preload in (True, False):
         cerebro = make_cerebro({}, BacktestConfig())
         cerebro.p.preload = preload
         cerebro.adddata(bt.feeds.PandasData(dataname=bars), name="EURUSD")
-        cerebro.addstrategy(MTLStrategy, predictor=real_model, any_bar_size=True)
+        cerebro.addstrategy(MTLStrategy, predictor=[model], any_bar_size=True)
         strat = cerebro.run()[0]
         assert strat.decisions > 0
         assert np.asarray(strat.ppy).tolist() == [6240.0]
