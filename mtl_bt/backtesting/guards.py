@@ -23,12 +23,13 @@ _MONTH = 28 * _DAY
 
 
 def bar_label(seconds: float) -> str:
-    """'1h', '4h', '1d', '1w', '1mo', '15m', '30s' for a bar size in seconds."""
+    """'1h', '4h', '1d', '1w', '15m', '30s' (``format_timeframe``); months as '1mo'."""
+    from mtl_bt.data.timeframe import format_timeframe
+
     if seconds >= _MONTH:
         return f"{round(seconds / (30 * _DAY))}mo"
-    for unit, size in (("w", 7 * _DAY), ("d", _DAY), ("h", 3600.0), ("m", 60.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
+    if seconds >= 1 and float(seconds).is_integer():
+        return format_timeframe(pd.Timedelta(seconds=seconds))
     return f"{seconds:g}s"
 
 
