@@ -2,7 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+
 import click
+
+
+@contextlib.contextmanager
+def status_lines(quiet: bool) -> Iterator[None]:
+    """The run's status lines (start/resume, feed states, back-fill, errors) on stderr, each
+    with its UTC wall time; ``--quiet`` keeps the warnings only."""
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(self.format(record), err=True)
+
+    handler = Echo()
+    formatter = logging.Formatter("%(asctime)sZ %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    loggers = [logging.getLogger(n) for n in ("mtl_bt.paper", "mtl_bt.feeds")]
+    before = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.WARNING if quiet else logging.INFO)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, (level, propagate) in zip(loggers, before, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 @click.command("paper")
@@ -24,7 +57,8 @@ def paper(config_path, model, out_dir, poll_seconds, max_bars, until, overrides,
     """Paper-trade MODEL on live bars: simulated fills, nothing sent to an exchange.
 
     State (decided bars, orders, positions, equity) is journaled in OUT/paper.sqlite;
-    run the same command again to resume."""
+    run the same command again to resume. One process per OUT (a lock); status lines
+    (start/resume, feed states, back-fill) go to stderr. See docs/paper.md."""
     from mtl_bt import config as config_mod
     from mtl_bt.backtesting.runner import load_predictors
     from mtl_bt.cli.backtest_cmd import check_config_matches
@@ -37,16 +71,17 @@ def paper(config_path, model, out_dir, poll_seconds, max_bars, until, overrides,
         raise ConfigError(f"--poll-seconds {poll_seconds}: must be > 0")
     stop_at = parse_time(until, "--until")
     check_config_matches(cfg, load_predictors(newest_checkpoint(model)))
-    result = run_paper(
-        cfg,
-        model,
-        out_dir,
-        poll_seconds=poll_seconds,
-        max_bars=max_bars,
-        until=stop_at,
-        reset=reset,
-        echo=None if quiet else click.echo,
-    )
+    with status_lines(quiet):
+        result = run_paper(
+            cfg,
+            model,
+            out_dir,
+            poll_seconds=poll_seconds,
+            max_bars=max_bars,
+            until=stop_at,
+            reset=reset,
+            echo=None if quiet else click.echo,
+        )
     if not quiet:
         equity = "n/a" if result.equity is None else f"{result.equity:,.2f}"
         click.echo(

@@ -74,6 +74,38 @@ class PaperJournal(bt.Analyzer):
             return submit(order, check)
 
         broker.submit = recording_submit  # every order a strategy creates passes here
+        if self.p.retrainer is not None:
+            self._guard_before_decisions()
+
+    def _guard_before_decisions(self) -> None:
+        """Run the model-age guard before the strategy's own ``next`` on every live bar
+        (analyzers run after the strategy: a guard there would come one bar late, on the
+        first bar of every start and resume)."""
+        strategy = self.strategy
+        datas = strategy.datas
+        seen = {"at": None}
+
+        def guard() -> None:
+            if not self._restored:
+                return  # replayed history: nothing is decided
+            times = [bar_time(d) for d in datas if len(d)]
+            if not times:
+                return
+            now = max(times)
+            if now == seen["at"]:
+                return
+            if all(is_live_bar(d) for d in datas if len(d) and bar_time(d) == now):
+                seen["at"] = now
+                self.p.retrainer.before_bar(strategy, now)
+
+        for name in ("prenext", "nextstart", "next"):
+            method = getattr(strategy, name)
+
+            def guarded(method=method) -> None:
+                guard()
+                method()
+
+            setattr(strategy, name, guarded)
 
     def notify_order(self, order: bt.Order) -> None:
         label = _FINAL.get(order.status)
@@ -148,8 +180,7 @@ class PaperJournal(bt.Analyzer):
         self._updates.clear()
         self.committed += 1
         if self.p.retrainer is not None:  # a swap here is used from the next bar on
-            predictors = getattr(self.strategy, "predictors", None) or [None]
-            self.p.retrainer.on_bar(self.strategy, now, predictors[0])
+            self.p.retrainer.on_bar(self.strategy, now)
         if self.p.on_bar is not None:
             self.p.on_bar(rec)
 

@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS positions (
     price REAL NOT NULL,
     PRIMARY KEY (datetime, symbol)
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    seq INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    bars INTEGER NOT NULL,
+    operational TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS models (
     seq INTEGER PRIMARY KEY,
     datetime TEXT,
@@ -173,6 +180,23 @@ class PaperState:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(identity.items()))
+
+    def record_session(self, operational: dict[str, Any], bars: int) -> None:
+        """One row per invocation: when, which process, the journal's bars at its start and
+        its operational settings (those may change on resume: mtl_bt.paper.settings)."""
+        import os
+
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO sessions (started, pid, bars, operational) VALUES (?, ?, ?, ?)",
+                (
+                    iso(pd.Timestamp.now(tz="UTC")),
+                    os.getpid(),
+                    bars,
+                    json.dumps(operational, sort_keys=True),
+                ),
+            )
 
     @staticmethod
     def reset(path: str | Path) -> None:

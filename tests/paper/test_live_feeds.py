@@ -153,10 +153,14 @@ def test_bad_duplicate_and_late_candles_dropped_with_warning(exchange, caplog):
     assert (btc.index == dup).sum() == 1 and btc.loc[dup, "close"] != 1.5
     reasons = {(s, t): r for s, t, r in market.dropped}
     assert "non-finite" in reasons[("ETH/USDT", bad)]
-    assert reasons[("BTC/USDT", dup)] == "arrived twice"
+    # a second copy with other values is named as such: the first copy is the one used
+    assert reasons[("BTC/USDT", dup)] == "arrived again with other values"
     text = caplog.text
-    assert f"ETH/USDT: dropped the bar at {bad.isoformat()}" in text
-    assert f"BTC/USDT: dropped the bar at {dup.isoformat()}" in text
+    assert f"ETH/USDT: dropped the bar at {bad.isoformat()} (never traded): it has non-finite" in (
+        text
+    )
+    assert f"BTC/USDT: the bar at {dup.isoformat()} arrived again with other values" in text
+    assert "the first copy is kept" in text
 
 
 def test_out_of_order_bar_is_dropped(caplog):
@@ -255,7 +259,10 @@ def test_429_burst_and_outage_survived_gap_backfilled(exchange, sample_frames, c
     i = statuses.index("DISCONNECTED")
     assert statuses[i + 1 : i + 3] == ["DELAYED", "LIVE"]
     assert ("BTC/USDT", "DELAYED") in strat.notes and ("BTC/USDT", "DISCONNECTED") in strat.notes
-    assert "BTC/USDT: DISCONNECTED" in caplog.text and "BTC/USDT: DELAYED" in caplog.text
+    text = caplog.text  # one line per transition, naming every symbol it applies to
+    assert "BTC/USDT, ETH/USDT: DISCONNECTED (cannot reach ccxt)" in text
+    assert "BTC/USDT, ETH/USDT: DELAYED" in text and "ccxt: reachable again after" in text
+    assert "back-filled" in text and "(gap, " in text
     # the burst alone never disconnected the feed: the retries absorbed it
     assert statuses.count("DISCONNECTED") == 1
 
@@ -329,4 +336,4 @@ def test_exchange_down_for_20_seconds_then_back(sample_frames, caplog):
     i = statuses.index("DISCONNECTED")
     assert statuses[i + 1 : i + 3] == ["DELAYED", "LIVE"]
     assert ("BTC/USDT", "DISCONNECTED") in strat.notes and ("BTC/USDT", "DELAYED") in strat.notes
-    assert "BTC/USDT: DISCONNECTED" in caplog.text and "BTC/USDT: DELAYED" in caplog.text
+    assert "BTC/USDT, ETH/USDT: DISCONNECTED" in caplog.text and "DELAYED" in caplog.text
