@@ -15,13 +15,13 @@ from pathlib import Path
 import pandas as pd
 from data_testkit import ExchangeClock
 from paper_testkit import HOUR, START, Lockstep, journal_has, paper_config_dict
-from strategies import Momentum, RetrainProbe
 from test_crash import _Child
 from test_swap_checks import _UntilCollected
 
 from mtl_bt import config as config_mod
 from mtl_bt.checkpoint import load as load_checkpoint
 from mtl_bt.paper import run_paper
+from strategies import Momentum, RetrainProbe
 
 
 def _events(out: Path):
