@@ -198,7 +198,7 @@ class MTLStrategy(bt.Strategy):
         # vectorised pass's, on a loaded machine a lot): one during the run, as torch below
         self._restore_blas = None
         if self.p.blas_threads is not None:
-            from mtl_bt.models.numpy_forward import blas_threads
+            from mtl_bt.threads import blas_threads
 
             self._restore_blas = blas_threads(int(self.p.blas_threads))
         if self.streaming:

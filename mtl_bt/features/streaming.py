@@ -41,9 +41,10 @@ _FIELDS = ("open", "high", "low", "close", "volume")
 
 
 def _index(micros: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(
-        pd.to_datetime(micros.astype(np.int64), unit="us", utc=True), name="datetime"
-    )
+    """UTC index of epoch microseconds, in the unit and name of a preloaded feed's frame
+    (``backtesting.bars.preloaded_frame``), so a feature sees the same index on both paths."""
+    index = pd.to_datetime(np.asarray(micros).astype(np.int64), unit="us", utc=True)
+    return pd.DatetimeIndex(index.as_unit("us"), name="datetime")
 
 
 class BarBuffer:
@@ -93,13 +94,10 @@ class BarBuffer:
         return self.bar[1 + _FIELDS.index(name)]
 
     def frame(self, k: int, symbol: str) -> pd.DataFrame:
-        """The last ``k`` bars as a canonical frame (what a feature function receives)."""
-        from mtl_bt.backtesting.bars import datenum_index
-
+        """The last ``k`` bars as a canonical frame (what a feature function receives):
+        indexed by the bars' real UTC times, as the preloaded frame of the same bars is."""
         t = self.tail(k)
-        frame = pd.DataFrame(
-            {c: t[1 + i] for i, c in enumerate(_FIELDS)}, index=datenum_index(t[0])
-        )
+        frame = pd.DataFrame({c: t[1 + i] for i, c in enumerate(_FIELDS)}, index=_index(t[0]))
         frame.attrs = {"symbol": symbol}
         return frame
 

@@ -172,7 +172,12 @@ def prepare_fold(ds: Dataset, split: Split, scaler_kind: str) -> FoldData:
         raise DataError(
             f"fold {split.fold}: no training rows with known targets between "
             f"{ds.axis[split.train_start]} and {ds.axis[split.fit_end - 1]}; "
-            "raise walk_forward.train_bars"
+            + (
+                f"model.sequence.lookback = {ds.lookback} needs {ds.lookback - 1} bars before a "
+                "row can be a sample: lower it or raise walk_forward.train_bars"
+                if ds.lookback > 1
+                else "raise walk_forward.train_bars"
+            )
         )
     scaler = Scaler(scaler_kind).fit(ds.features[fit_rows].astype(np.float64))
     scaled = torch.from_numpy(np.ascontiguousarray(scale_array(scaler, ds.features)))

@@ -71,7 +71,7 @@ def test_bar_counters_equal_len_of_each_feed(frames, predictors, monkeypatch, mo
 
 
 def test_the_run_pins_blas_threads_and_restores_them(frames, predictors, monkeypatch):
-    from mtl_bt.models import numpy_forward as nf
+    from mtl_bt import threads as nf
 
     seen = []
     original = nf.blas_threads
