@@ -23,13 +23,16 @@ import pandas as pd
 
 from mtl_bt.paper.state import BarRecord, OrderRow, PaperState, Resume, iso
 
+#: final order states, named as in a backtest's orders.csv (a journal written before this
+#: naming says "filled" for "completed" and "cancelled" for "canceled")
 _FINAL = {
-    bt.Order.Completed: "filled",
-    bt.Order.Canceled: "cancelled",
+    bt.Order.Completed: "completed",
+    bt.Order.Canceled: "canceled",
     bt.Order.Expired: "expired",
-    bt.Order.Margin: "rejected",
+    bt.Order.Margin: "margin",
     bt.Order.Rejected: "rejected",
 }
+FILLED = ("completed", "filled")
 
 
 def bar_time(data: bt.feed.DataBase) -> pd.Timestamp:
@@ -63,6 +66,7 @@ class PaperJournal(bt.Analyzer):
         self._ids: dict[int, int] = {}  # broker order ref -> journal order id
         self._updates: list[tuple[int, str, str | None, float | None, float | None, float]] = []
         self._restored = self.resume.datetime is None
+        self._ohlcv: list[tuple[str, str, float, float, float, float, float, int]] = []
         self._resubmitting = False
         self.committed = 0
         broker = self.strategy.broker
@@ -137,6 +141,20 @@ class PaperJournal(bt.Analyzer):
         if not moved:
             return
         now = bar_time(datas[moved[0]])
+        for a in moved:  # every bar delivered is journaled (report, reconcile)
+            d = datas[a]
+            self._ohlcv.append(
+                (
+                    self.names[a],
+                    iso(bar_time(d)),
+                    float(d.open[0]),
+                    float(d.high[0]),
+                    float(d.low[0]),
+                    float(d.close[0]),
+                    float(d.volume[0]),
+                    int(is_live_bar(d)),
+                )
+            )
         if not self._restored:
             self._created.clear()  # history is never decided (the strategy was gated)
             if now >= pd.Timestamp(self.resume.datetime):
@@ -172,12 +190,14 @@ class PaperJournal(bt.Analyzer):
             positions=positions,
             strategy_state=state_fn() if state_fn else {},
             meta=self.p.meta() if self.p.meta is not None else {},
+            ohlcv=list(self._ohlcv),
         )
         ids = self.state.commit(rec)
         for order, journal_id in zip(self._created, ids, strict=True):
             self._ids[order.ref] = journal_id
         self._created.clear()
         self._updates.clear()
+        self._ohlcv.clear()
         self.committed += 1
         if self.p.retrainer is not None:  # a swap here is used from the next bar on
             self.p.retrainer.on_bar(self.strategy, now)

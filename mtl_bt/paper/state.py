@@ -61,6 +61,17 @@ CREATE TABLE IF NOT EXISTS positions (
     price REAL NOT NULL,
     PRIMARY KEY (datetime, symbol)
 );
+CREATE TABLE IF NOT EXISTS ohlcv (
+    symbol TEXT NOT NULL,
+    datetime TEXT NOT NULL,
+    open REAL NOT NULL,
+    high REAL NOT NULL,
+    low REAL NOT NULL,
+    close REAL NOT NULL,
+    volume REAL NOT NULL,
+    live INTEGER NOT NULL,
+    PRIMARY KEY (symbol, datetime)
+);
 CREATE TABLE IF NOT EXISTS sessions (
     seq INTEGER PRIMARY KEY,
     started TEXT NOT NULL,
@@ -133,6 +144,11 @@ class BarRecord:
     strategy_state: dict[str, Any] = field(default_factory=dict)
     #: run facts recorded once, with the first bar (e.g. where the history starts)
     meta: dict[str, str] = field(default_factory=dict)
+    #: every bar the feeds delivered since the last commit (history and back-fill too):
+    #: (symbol, time, open, high, low, close, volume, live)
+    ohlcv: list[tuple[str, str, float, float, float, float, float, int]] = field(
+        default_factory=list
+    )
 
 
 @dataclass
@@ -238,6 +254,8 @@ class PaperState:
                 )
                 ids.append(int(cur.lastrowid))
             db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", sorted(rec.meta.items()))
+            # the first copy stays: what the bars decided so far were decided on
+            db.executemany("INSERT OR IGNORE INTO ohlcv VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rec.ohlcv)
             db.executemany(
                 "INSERT INTO positions VALUES (?, ?, ?, ?)",
                 [(rec.datetime, s, size, price) for s, (size, price) in rec.positions.items()],

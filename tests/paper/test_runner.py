@@ -52,7 +52,7 @@ def test_three_symbol_run_equals_backtest_of_same_bars(
         strat.fills, columns=["datetime", "symbol", "side", "size", "price", "commission"]
     )
     got = pd.read_csv(out / "orders.csv")
-    filled = got[got["status"] == "filled"].reset_index(drop=True)
+    filled = got[got["status"] == "completed"].reset_index(drop=True)
     assert len(filled) == len(want) > 0
     assert list(filled["symbol"]) == list(want["symbol"])
     assert list(filled["side"]) == list(want["side"])
