@@ -64,7 +64,8 @@ def test_builtin_features_trade_the_same_streaming_and_preloaded(calendar, tmp_p
     cfg = _config(
         tmp_path,
         features={"names": ["log_return", "close_ema", "rsi", "volatility"]},
-        backtest={"calendar": calendar},
+        # the memoryless rule (trades often: enough orders to compare)
+        backtest={"calendar": calendar, "signal_options": {"hysteresis": False, "margin": 0.0}},
     )
     result = CliRunner().invoke(main, ["check", cfg, "--json", "--parity-bars", "200"])
     assert result.exit_code == 0, result.output
