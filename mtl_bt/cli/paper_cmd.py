@@ -53,7 +53,17 @@ def status_lines(quiet: bool) -> Iterator[None]:
 @click.option("--set", "overrides", multiple=True, help="config override KEY=VALUE (repeatable)")
 @click.option("--quiet", is_flag=True, help="no line per decided bar")
 @click.option("--reset", is_flag=True, help="delete the journal in --out and start over")
-def paper(config_path, model, out_dir, poll_seconds, max_bars, until, overrides, quiet, reset):
+@click.option(
+    "--give-up-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="with --max-bars/--until: exit 2 once the exchange was unreachable this long "
+    "(default [paper] give_up_seconds, 600)",
+)
+def paper(
+    config_path, model, out_dir, poll_seconds, max_bars, until, overrides, quiet, reset,
+    give_up_seconds,
+):  # fmt: skip
     """Paper-trade MODEL on live bars: simulated fills, nothing sent to an exchange.
 
     State (decided bars, orders, positions, equity) is journaled in OUT/paper.sqlite;
@@ -70,6 +80,10 @@ def paper(config_path, model, out_dir, poll_seconds, max_bars, until, overrides,
     if poll_seconds is not None and not poll_seconds > 0:
         raise ConfigError(f"--poll-seconds {poll_seconds}: must be > 0")
     stop_at = parse_time(until, "--until")
+    if give_up_seconds is not None:  # journaled with the run's operational settings
+        cfg = cfg.model_copy(
+            update={"paper": cfg.paper.model_copy(update={"give_up_seconds": give_up_seconds})}
+        )
     check_config_matches(cfg, load_predictors(newest_checkpoint(model)))
     with status_lines(quiet):
         result = run_paper(

@@ -219,14 +219,17 @@ def test_exchange_down_at_start_of_a_bounded_run_gives_up_with_exit_2(paper_mode
     a count. Run as a separate process with a timeout, so the test ends either way."""
     data = paper_config_dict(DOWN)
     data["data"]["options"].update(retries=0)
-    data["paper"].update(poll_seconds=0.01, give_up_seconds=1.5)
+    data["paper"].update(poll_seconds=0.01)
     config = _toml(tmp_path, data)
     out = tmp_path / "paper"
     cli = str(Path(sys.executable).parent / "mtl-bt")
     args = [cli, "paper", str(config), "--model", str(paper_model), "--out", str(out)]
     try:
         done = subprocess.run(
-            [*args, "--max-bars", "1"], capture_output=True, text=True, timeout=120
+            [*args, "--max-bars", "1", "--give-up-seconds", "1.5"],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"a bounded run with the exchange down never ended: {exc.stderr!r:.600}")

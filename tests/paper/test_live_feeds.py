@@ -337,3 +337,27 @@ def test_exchange_down_for_20_seconds_then_back(sample_frames, caplog):
     assert statuses[i + 1 : i + 3] == ["DELAYED", "LIVE"]
     assert ("BTC/USDT", "DISCONNECTED") in strat.notes and ("BTC/USDT", "DELAYED") in strat.notes
     assert "BTC/USDT, ETH/USDT: DISCONNECTED" in caplog.text and "DELAYED" in caplog.text
+
+
+def test_rate_limited_is_named_as_such_and_the_recovery_is_said(exchange, caplog):
+    """429 answers beyond the retries: the feeds report RATE-LIMITED (not 'cannot reach'),
+    once, and 'reachable again' when the exchange answers; then the bars flow."""
+    clock = ExchangeClock(START, speed=0.0)
+    url, state = exchange(clock)
+    state.script[:] = ["429", "429"]  # the first two candle requests; retries=0
+    market = ccxt_market(
+        ["BTC/USDT"],
+        "1h",
+        options={"api_url": url, "rate_limit_ms": 0, "retries": 0, "backoff": 0.01},
+        poll_seconds=0.02,
+        warmup_bars=3,
+        until=START.floor("1h") + HOUR,
+    )
+    with caplog.at_level(logging.INFO, logger="mtl_bt.feeds"):
+        with Lockstep(clock, lambda newest: newest in market.live_times, bars=1):
+            strat = _run(market.feeds())
+    assert market.error is None and strat.rows
+    text = caplog.text
+    assert text.count("BTC/USDT: RATE-LIMITED (rate-limited by ccxt)") == 1, text
+    assert "cannot reach" not in text and "ccxt: reachable again after" in text
+    assert ("BTC/USDT", "DISCONNECTED") in strat.notes  # Backtrader's status for it

@@ -53,23 +53,24 @@ class _Paced:
         self.thread.join(timeout=5)
 
 
-def _paper_run(exchange, paper_model, tmp_path, at=None):
+def _paper_run(exchange, paper_model, tmp_path, at=None, quiet=True):
     clock = ExchangeClock(START, speed=0.0)
     url, _ = exchange(clock)
     path = tmp_path / "paper.toml"
     path.write_text(config_mod.dumps(config_mod.from_dict(paper_config_dict(url))))
     out = tmp_path / "paper"
-    args = ["paper", str(path), "--model", str(paper_model), "--out", str(out), "--quiet"]
+    args = ["paper", str(path), "--model", str(paper_model), "--out", str(out)]
+    args += ["--quiet"] if quiet else []
     with _Paced(clock, out / "paper.sqlite", N - 1, at=at):
         result = CliRunner().invoke(main, [*args, "--max-bars", str(N)])
     assert result.exit_code == 0, result.output
-    return out
+    return out, result.output
 
 
 def test_run_without_burst_reconciles_exactly_and_reports_like_a_backtest(
     exchange, paper_model, tmp_path
 ):
-    out = _paper_run(exchange, paper_model, tmp_path)
+    out, _ = _paper_run(exchange, paper_model, tmp_path)
     result = CliRunner().invoke(main, ["reconcile", str(out)])
     assert result.exit_code == 0, result.output
     assert f"identical: {N} decided bars and" in result.output and "1 model(s)" in result.output
@@ -114,7 +115,11 @@ def test_run_without_burst_reconciles_exactly_and_reports_like_a_backtest(
 
 
 def test_burst_is_the_first_divergence(exchange, paper_model, tmp_path):
-    out = _paper_run(exchange, paper_model, tmp_path, at=3)
+    out, said = _paper_run(exchange, paper_model, tmp_path, at=3, quiet=False)
+    # the run said what happened, with the wall time: the jump and the bars not traded
+    assert "ccxt clock jumped forward by 0 days 03:00:00" in said, said
+    assert "back-filled 2 bars (gap, 2024-03-01T12:00:00+00:00 .. 2024-03-01T13:00:00" in said
+    assert "new paper run in" in said and "BTC/USDT, ETH/USDT, SOL/USDT: LIVE" in said
     result = CliRunner().invoke(main, ["reconcile", str(out)])
     assert result.exit_code == 1, result.output
     first_live = START.floor("1h") - HOUR
