@@ -191,6 +191,11 @@ def test_retrained_model_decides_every_bar_after_the_swap(
     for col in ("size", "price", "commission"):
         np.testing.assert_allclose(got[col], expect[col], rtol=0, atol=1e-6)
 
+    # mtl-bt reconcile finds the same from the journal alone: its models, swapped at its bars
+    rec = CliRunner().invoke(main, ["reconcile", str(out)])
+    assert rec.exit_code == 0, rec.output
+    assert f"identical: {N} decided bars" in rec.output and "2 model(s)" in rec.output
+
 
 def test_swap_to_a_model_with_other_features_is_refused(paper_model, tmp_path):
     """The feature book holds the running model's features: another model's would be wrong."""
