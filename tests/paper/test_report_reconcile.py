@@ -136,3 +136,15 @@ def test_report_of_a_folder_that_is_neither_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert "is neither a paper folder" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_report_of_a_run_folder_renders_it_again_from_its_files(tmp_path):
+    index = pd.date_range("2024-01-01", periods=50, freq="1h", tz="UTC")
+    returns = pd.DataFrame({"datetime": index, "portfolio_return": 0.001})
+    returns.to_csv(tmp_path / "returns.csv", index=False)
+    metrics = {"portfolio": {"sharpe": 1.2345, "final_value": 105.0}, "periods_per_year": 8760}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    result = CliRunner().invoke(main, ["report", str(tmp_path), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert "sharpe 1.234" in result.output and "report.html" in result.output
+    assert "1.234" in (tmp_path / "report.html").read_text()
