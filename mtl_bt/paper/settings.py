@@ -62,10 +62,17 @@ def decision_sha256(cfg: Any) -> str:
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ, as ``key (old -> new)``."""
+    """Dotted keys whose values differ, as ``key (old -> new)``. A section or key only one
+    side has is a schema change between mtl-bt versions (a new setting's default keeps the
+    old behaviour), not a change of the run's settings: it is not compared. A plugin's
+    options (a free-form table) are compared whole."""
     out = []
-    for key in sorted(set(old) | set(new), key=str):
-        a, b = old.get(key), new.get(key)
+    for key in sorted(set(old) & set(new), key=str):
+        a, b = old[key], new[key]
+        if prefix.endswith("options.") or key == "options":
+            if a != b:
+                out.append(f"{prefix}{key} ({a!r} -> {b!r})")
+            continue
         path = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, path + ".")

@@ -59,3 +59,18 @@ def test_guard_follows_the_model_in_use_and_reports_each_model_once(tmp_path):
     again.before_bar(strat2, T0 + pd.Timedelta("2d 4h"))
     assert strat2.calls == [True] and len(_events(state)) == 2
     state.close()
+
+
+def test_resume_compares_settings_both_versions_know_and_options_whole():
+    from mtl_bt.paper.settings import differences
+
+    old = {"backtest": {"cash": 1.0}, "data": {"options": {"exchange": "bybit"}}}
+    new = {
+        "backtest": {"cash": 1.0, "added_in_a_newer_mtl_bt": 3},
+        "data": {"options": {"exchange": "bybit", "market": "linear"}},
+    }
+    assert differences(old, new) == [
+        "data.options ({'exchange': 'bybit'} -> {'exchange': 'bybit', 'market': 'linear'})"
+    ]
+    new["backtest"]["cash"] = 2.0
+    assert differences(old, new)[0] == "backtest.cash (1.0 -> 2.0)"
