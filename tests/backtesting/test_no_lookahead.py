@@ -107,7 +107,10 @@ def test_perturbed_future_leaves_every_decision_up_to_t_unchanged(frames, predic
     the predictions themselves are compared bit for bit anyway."""
     from mtl_bt.backtesting.feeds import bt_datenums
 
-    cfg = BacktestConfig(mode=mode, rebalance="bar", min_trade_weight=0.0)
+    memoryless = {"hysteresis": False, "margin": 0.0}  # no band: a changed prediction must show
+    cfg = BacktestConfig(
+        mode=mode, rebalance="bar", min_trade_weight=0.0, signal_options=memoryless
+    )
     cut = frames["AAA"].index[380]
     t_num = float(bt_datenums(pd.DatetimeIndex([cut]))[0])
     base = run_backtest(frames, predictors, cfg, record=True)
