@@ -259,8 +259,10 @@ class BacktestConfig(_Section):
     mode: Literal["live", "precomputed"] = Field(
         "live", description="live: one forward pass per bar; precomputed: all bars before the run"
     )
-    calendar: Literal["auto", "24/7", "exchange"] = Field(
-        "auto", description="annualisation calendar (auto: 24/7 if the data has weekend bars)"
+    calendar: Literal["auto", "24/7", "exchange", "forex"] = Field(
+        "auto",
+        description="annualisation calendar (auto: 24/7 with Saturday bars, forex (24 x 5) with "
+        "Sunday-evening or whole-weekday intraday bars, else exchange)",
     )
     min_trade_weight: float = Field(
         0.01, ge=0, lt=1, description="no-trade band: skip same-side weight changes below this"
