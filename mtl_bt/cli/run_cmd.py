@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sys
@@ -28,18 +29,35 @@ def _load(config: str, overrides: tuple[str, ...]):
     return load_config(config, overrides)
 
 
-def metrics_text(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
-    """Plain-text metrics table printed at the end of a run."""
+#: metrics that are fractions of value (or of time, of trades): printed as percentages
+PERCENT = frozenset(
+    {"max_drawdown", "win_rate", "cagr", "annual_volatility", "exposure", "gross_cagr",
+     "cost_drag"}
+)  # fmt: skip
+
+
+def _cell(key: str, value: Any) -> str:
     from mtl_bt.report.document import fmt
+
+    if key in PERCENT and isinstance(value, int | float) and math.isfinite(value):
+        return f"{value * 100:.2f}%"
+    return fmt(value)
+
+
+def metrics_text(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    """Plain-text metrics table printed at the end of a run: fractions as percentages, every
+    column aligned (the labels' width is the longest label's)."""
     from mtl_bt.report.run_report import METRICS
 
     port = metrics.get("portfolio", {})
     base = (baseline or {}).get("portfolio", {})
-    lines = [f"{'metric':<18}{'MTL strategy':>15}" + (f"{'buy & hold':>15}" if base else "")]
-    for key, label in METRICS:
-        line = f"{label:<18}{fmt(port.get(key)):>15}"
+    labels = [(key, label.replace(" (fraction of value)", "")) for key, label in METRICS]
+    width = max(len(label) for _, label in labels) + 2
+    lines = [f"{'metric':<{width}}{'MTL strategy':>15}" + (f"{'buy & hold':>15}" if base else "")]
+    for key, label in labels:
+        line = f"{label:<{width}}{_cell(key, port.get(key)):>15}"
         if base:
-            line += f"{fmt(base.get(key)):>15}"
+            line += f"{_cell(key, base.get(key)):>15}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_bt import registry
 from mtl_bt.errors import DataError, PluginError
 from mtl_bt.features.base import declared_columns, declared_warmup
-from mtl_bt.features.spec import FeatureSpec, compute
+from mtl_bt.features.spec import FeatureSpec, compute, feature_fn
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -247,7 +246,7 @@ class FeatureStream:
         self._widths: list[int] = []
         window = 0
         for name, params in spec.resolved_params().items():
-            fn = registry.get("feature", name)
+            fn = feature_fn(name)
             if factories is not None and name in factories:
                 factory = factories[name]  # benchmarks: another updater for this feature
             else:
@@ -437,7 +436,7 @@ class BatchStream:
         self._parts: list[tuple[int, int, Any, list[Any] | None]] = []
         window, j = 0, 0
         for name, params in spec.resolved_params().items():
-            fn = registry.get("feature", name)
+            fn = feature_fn(name)
             width = len(declared_columns(name, fn, params))
             batch = getattr(fn, "batch", None)
             if batch is not None and not (factories is not None and name in factories):

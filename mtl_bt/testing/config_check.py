@@ -99,6 +99,9 @@ def check_config(
 ) -> list[Row]:
     """One row per (item, law); FAIL rows name the column and the first bar. ``bars``: the
     last bars of each symbol to check, ``"all"``, or ``"auto"`` (``covered_bars``)."""
+    from mtl_bt.features import FeatureSpec
+    from mtl_bt.features.spec import plugin_name
+    from mtl_bt.testing import cross
     from mtl_bt.training import build_components
 
     comp = build_components(config)
@@ -107,7 +110,21 @@ def check_config(
     rows: list[Row] = [_coverage_row(s, covered[s], frames[s]) for s in frames]
     params = comp.feature_spec.resolved_params()
     for name in params:
-        plugin = _plugin("feature", name)
+        plugin = _plugin("feature", plugin_name(name))
+        if name in comp.feature_spec.reads():  # reads other frames: the laws across frames
+            spec = FeatureSpec(names=[name], params={name: params[name]})
+            longest = max((len(f) for f in covered.values()), default=0)
+            try:
+                rows.extend(
+                    Row("feature", name, plugin, law, status, detail)
+                    for law, status, detail in cross.config_rows(name, spec, covered, longest, cuts)
+                )
+            except Exception as exc:  # noqa: BLE001 - the plugin's own code failed: a finding
+                detail = str(exc).replace("\n", " ")
+                rows.append(
+                    Row("feature", name, plugin, "runs", FAIL, f"{type(exc).__name__}: {detail}")
+                )
+            continue
         try:
             rows.extend(_feature_rows(name, params[name], plugin, covered, cuts))
         except _Raised as exc:  # the plugin's own code failed: that is the finding
@@ -147,11 +164,12 @@ def _feature_rows(
     """The state, look-ahead and warm-up rows of one feature over every symbol."""
     from mtl_bt.features import FeatureSpec, compute
     from mtl_bt.features.base import declared_columns
+    from mtl_bt.features.spec import feature_fn
     from mtl_bt.testing import state
 
     spec = FeatureSpec(names=[name], params={name: params})
     resolved = spec.resolved_params()[name]
-    columns = declared_columns(name, registry.get("feature", name), resolved)
+    columns = declared_columns(name, feature_fn(name), resolved)
 
     def fn(f: pd.DataFrame) -> pd.DataFrame:
         return compute(f, spec)
@@ -167,9 +185,7 @@ def _feature_rows(
             points = lookahead.default_cuts(len(frame), declared, cuts)
             if stateful == []:  # fresh module copies: no cache can answer (testing/state.py)
                 middle = points[len(points) // 2]
-                stateful = state.state_findings(
-                    registry.get("feature", name), resolved, frame, middle, columns
-                )
+                stateful = state.state_findings(feature_fn(name), resolved, frame, middle, columns)
                 state_where = symbol
             full = fn(frame)
             found = lookahead.prefix_findings(fn, frame, points, full) or (
@@ -347,7 +363,7 @@ def _contract_rows(config: Any, comp: Any) -> list[Row]:
             detail = f"raised {type(exc).__name__}: {exc}".replace("\n", " ")
             rows.append(Row(kind, name, plugin, "contract", FAIL, detail))
             continue
-        rows.append(Row(kind, name, plugin, "contract", PASS, f"{len(report.laws)} laws"))
+        rows.append(Row(kind, name, plugin, "contract", PASS, f"{len(report.laws)} law{'s' if len(report.laws) != 1 else ''}"))
     return rows
 
 

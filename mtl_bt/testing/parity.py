@@ -131,8 +131,11 @@ def parity_model(config: Any, comp: Any, frames: Mapping[str, pd.DataFrame]) -> 
     spec = comp.feature_spec
     columns = spec.columns()
     parts = []
-    for frame in frames.values():
-        x = compute(frame, spec)[columns].to_numpy(np.float64)
+    from mtl_bt.training.dataset import run_frames
+
+    run = run_frames(frames)
+    for frame in run.values():
+        x = compute(frame, spec, run)[columns].to_numpy(np.float64)
         parts.append(x[np.isfinite(x).all(axis=1)])
     x = np.concatenate(parts)
     if not len(x):
@@ -183,11 +186,12 @@ def run(
 
 def _owners(spec: Any) -> dict[str, str]:
     """Feature column -> the feature (registered name) that computes it."""
-    from mtl_bt.features.base import declared_columns
+    from mtl_bt.features.spec import feature_columns
 
     out = {}
+    reads = spec.reads()
     for name, params in spec.resolved_params().items():
-        for column in declared_columns(name, registry.get("feature", name), params):
+        for column in feature_columns(name, params, reads.get(name)):
             out[column] = name
     return out
 
@@ -221,7 +225,7 @@ def feature_outcomes(spec: Any, columns: Sequence[str], pre: _Run, stream: _Run)
         Outcome(
             "feature",
             name,
-            _plugin("feature", name) if name in owners.values() else "-",
+            _plugin("feature", name.split("@")[0]) if name in owners.values() else "-",
             "FAIL",
             detail,
         )
@@ -244,12 +248,13 @@ def stream_cause(
       between calls) or a ``stream=``/``batch=`` updater that disagrees with the function.
     """
     from mtl_bt.features import FeatureSpec, compute
+    from mtl_bt.features.spec import feature_fn
     from mtl_bt.features.streaming import feature_window
 
     try:
         params = spec.resolved_params()[name]
         one = FeatureSpec(names=[name], params={name: params})
-        fn = registry.get("feature", name)
+        fn = feature_fn(name)
         full = float(compute(frame, one)[column].iloc[i])
         upto = float(compute(frame.iloc[: i + 1], one)[column].iloc[-1])
         window = feature_window(name, fn, one.resolved_params()[name])

@@ -82,11 +82,16 @@ def check_causal(feature_spec: Any, tasks: list[Any], frames: Mapping[str, pd.Da
         return 0
     checked = 0
     params = feature_spec.resolved_params()
+    from mtl_bt.features.spec import plugin_name
+
     for name in params:
-        if registry.is_builtin("feature", name):
+        if registry.is_builtin("feature", plugin_name(name)):
             continue
-        for symbol, frame in frames.items():
-            _check_feature(name, params[name], symbol, frame)
+        if name in feature_spec.reads():  # reads other frames: the laws across frames
+            _check_cross_feature(name, params[name], frames)
+        else:
+            for symbol, frame in frames.items():
+                _check_feature(name, params[name], symbol, frame)
         checked += 1
     for task in tasks:
         if registry.is_builtin("task", task.kind):
@@ -100,13 +105,14 @@ def check_causal(feature_spec: Any, tasks: list[Any], frames: Mapping[str, pd.Da
 def _check_feature(name: str, params: dict[str, Any], symbol: str, frame: pd.DataFrame) -> None:
     from mtl_bt.features import FeatureSpec, compute
     from mtl_bt.features.base import declared_columns
+    from mtl_bt.features.spec import feature_fn, plugin_name
     from mtl_bt.testing import lookahead, state
 
     spec = FeatureSpec(names=[name], params={name: params})
     resolved = spec.resolved_params()[name]
-    fn = registry.get("feature", name)
+    fn = feature_fn(name)
     columns = declared_columns(name, fn, resolved)
-    what = f"feature {name!r} from {plugin_of('feature', name)}"
+    what = f"feature {name!r} from {plugin_of('feature', plugin_name(name))}"
 
     def compute_one(f: pd.DataFrame) -> pd.DataFrame:
         return compute(f, spec)
@@ -144,6 +150,40 @@ def _check_feature(name: str, params: dict[str, Any], symbol: str, frame: pd.Dat
                 f"{what} looks ahead on {where}: {_shifted(found[0], window.start)}. A feature "
                 "at bar t may use bars <= t only; fix the plugin (check it with `mtl-bt check "
                 "CONFIG` or mtl_bt.testing.check_feature)"
+            )
+
+
+def _check_cross_feature(
+    name: str, params: dict[str, Any], frames: Mapping[str, pd.DataFrame]
+) -> None:
+    """A feature that reads other frames, each symbol as the target on its last
+    ``GUARD_BARS`` bars, the other frames over the same time span: every frame cut after a
+    cut point, each frame's future perturbed (``mtl_bt.testing.cross``)."""
+    from mtl_bt.features import FeatureSpec
+    from mtl_bt.features.spec import plugin_name
+    from mtl_bt.testing import lookahead
+    from mtl_bt.testing.cross import cross_findings, named
+
+    spec = FeatureSpec(names=[name], params={name: params})
+    what = f"feature {name!r} from {plugin_of('feature', plugin_name(name))}"
+    frames = named(frames)
+    for symbol, frame in frames.items():
+        part = frame.iloc[-GUARD_BARS:]
+        if not len(part):
+            continue
+        start, end = part.index[0], part.index[-1]
+        run = {s: f[(f.index >= start) & (f.index <= end)] for s, f in frames.items()}
+        cuts = lookahead.default_cuts(len(part), 0, GUARD_CUTS)
+        found = calling(
+            what,
+            symbol,
+            lambda run=run, symbol=symbol, cuts=cuts: cross_findings(spec, run, symbol, cuts),
+        )
+        if found:
+            raise PluginError(
+                f"{what} looks ahead on {symbol}: {found[0]}. A feature at bar t may use bars "
+                "<= t only; fix the plugin (check it with `mtl-bt check CONFIG` or "
+                "mtl_bt.testing.check_cross_feature)"
             )
 
 

@@ -352,3 +352,31 @@ def test_a_real_16_kb_file_system_fills_up_during_train(config_file, tmp_path):
     assert err.startswith("Error: no space left on the device holding --out"), err
     assert len(err.strip().splitlines()) == 1
     assert not [n for n in (tmp_path / "left").read_text().split() if "staging" in n]
+
+
+# -- what the checkpoint decides is said (issue #28) -----------------------------------------
+def test_backtest_warns_about_config_settings_the_checkpoint_overrides(
+    config_file, trained, tmp_path
+):
+    base = ["backtest", str(config_file), "--model", str(trained), "--quiet"]
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "same")])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output  # the config it was trained with: nothing to say
+    more = ["--set", "model.hidden=[16, 8]", "--set", "model.dropout=0.3"]
+    more += ["--set", "features.params={volatility = {window = 7}}"]
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "other"), *more])
+    assert res.exit_code == 0, res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("warning:")]
+    assert "the checkpoint, not the config, decides 3 setting(s)" in line
+    assert "model.hidden: config [16, 8], checkpoint [4]" in line
+    assert "model.dropout: config 0.3, checkpoint 0.1" in line
+    assert "features.params.volatility.window: config 7, checkpoint None" in line
+
+
+def test_a_lookback_longer_than_the_training_window_is_named(config_file, tmp_path):
+    res = _train(
+        config_file, tmp_path / "o", "--set", 'model.sequence.encoder="gru"',
+        "--set", "model.sequence.lookback=512",
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "model.sequence.lookback = 512" in res.output and "Traceback" not in res.output
