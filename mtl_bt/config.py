@@ -301,6 +301,11 @@ class PaperConfig(_Section):
         ge=0,
         description="how long past a bar's end a decision waits for a late asset (None: one poll)",
     )
+    give_up_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="with --max-bars/--until: end (exit 2) once the exchange was unreachable this long",
+    )
     retrain_every: str | int | None = Field(
         None,
         description='retrain in the background every duration ("7d") or bar count (None: never)',
