@@ -110,6 +110,8 @@ def test_fold_schedule_compares_daily_bars_by_their_date():
     daily = sched("1d")
     assert daily.rows(nums).tolist() == [NO_FOLD, 0, 1]
     assert [daily.at(x) for x in nums] == [NO_FOLD, 0, 1]
+    weekly = sched("1w")  # weekly bars (Backtrader stamps them at the session end too)
+    assert weekly.rows(nums).tolist() == [NO_FOLD, 0, 1]
     hourly = sched("1h")  # intraday windows keep their exact times
     assert hourly.rows(nums).tolist() == [NO_FOLD, NO_FOLD, NO_FOLD]
     assert np.array_equal([hourly.at(x) for x in nums], hourly.rows(nums))
