@@ -215,7 +215,12 @@ def data_ranges_table(data: dict[str, Any]) -> pd.DataFrame:
 
 
 def write_run_report(
-    run_dir: str | Path, title: str | None = None, *, plots_on: bool = True, html: bool = True
+    run_dir: str | Path,
+    title: str | None = None,
+    *,
+    plots_on: bool = True,
+    html: bool = True,
+    intro: str | None = None,
 ) -> dict[str, Path]:
     """Plots, report.md and report.html for a finished run folder; returns what was written."""
     run_dir = Path(run_dir)
@@ -249,8 +254,9 @@ def write_run_report(
         doc.add(Paragraph(f"**{sentence}**"))
     doc.add(
         Paragraph(
-            "Out-of-sample backtest: every bar is traded with the model of the walk-forward fold "
-            "whose training window ended before it; buy & hold covers the same bars."
+            intro
+            or "Out-of-sample backtest: every bar is traded with the model of the walk-forward "
+            "fold whose training window ended before it; buy & hold covers the same bars."
         )
     )
     summary = data.get("summary") or {}
