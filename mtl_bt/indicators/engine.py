@@ -1,0 +1,362 @@
+"""The prediction engine behind ``MTLPredictions``: features, fold schedule and forward
+passes for one or many feeds driven by the same model.
+
+One engine serves every ``MTLPredictions`` indicator that shares it (``MTLStrategy`` builds
+one for all its feeds; an indicator created alone builds its own), so the work that is
+cheaper in bulk stays in bulk: the features of all feeds (the streaming book's batch
+engine from 8 feeds on) and one forward pass per bar for every feed that got a bar on it.
+
+Two ways to fill the lines, chosen by Backtrader:
+
+- ``fill`` (the indicators' ``once``: preloaded feeds, ``runonce``): every bar at once from
+  the feeds' arrays. ``mode="precomputed"``: the model runs vectorised over every usable
+  row (chunks of 8,192). ``mode="live"``: one batched forward pass per bar, over the feeds
+  with a usable row on that bar, in time order: the batches the per-bar path makes.
+- ``step`` (the indicators' ``next``: ``preload=False``, replay, live feeds, ``runonce=False``):
+  the feeds that got a (completed) bar since the last step; their feature rows (computed on
+  arrival by the streaming book, or read from the preloaded book), then one forward pass per
+  fold over those that are usable.
+
+Causal by construction: bar t's value comes from the fold model whose test window holds t
+(``mtl_bt.backtesting.folds``) and from feature rows of bars <= t (``feature_book``). The
+feature computation sits behind ``PreloadedBook``/``StreamingBook`` (one seam: whatever feeds
+them bars decides what the features see).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mtl_bt.backtesting.bars import (
+    check_bars,
+    datenum_micros,
+    feed_name,
+    preloaded_frame,
+    replay_edge_micros,
+)
+from mtl_bt.backtesting.feature_book import PreloadedBook
+from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule
+from mtl_bt.backtesting.streaming import StreamingBook
+from mtl_bt.errors import CheckpointError, DataError, UserError
+
+#: rows per forward pass of the vectorised fill
+CHUNK = 8192
+
+
+def load_models(model: Any) -> list[Any]:
+    """Predictors from a Predictor, a checkpoint, a train/run output dir, or a list of
+    those (fold models); fold models must come from one training run."""
+    from mtl_bt.backtesting.inputs import load_predictors
+
+    if model is None:
+        raise UserError(
+            "MTLPredictions needs model= (a checkpoint, a list of fold checkpoints, a train or "
+            "run output directory, or a Predictor)"
+        )
+    predictors = load_predictors(model)
+    first = predictors[0]
+    for k, other in enumerate(predictors[1:], start=1):
+        if list(other.feature_columns) != list(first.feature_columns):
+            raise CheckpointError(
+                f"fold models disagree on feature columns (model {k} vs model 0); use one "
+                "training run"
+            )
+        if list(other.task_names) != list(first.task_names):
+            raise CheckpointError(
+                f"fold models disagree on tasks (model {k}: {list(other.task_names)}, model 0: "
+                f"{list(first.task_names)}); use one training run"
+            )
+    return predictors
+
+
+def _feed_label(data: Any) -> str:
+    """The feed's name, else Backtrader's own label ``data{i}`` (its place in Cerebro)."""
+    name = feed_name(data)
+    if name:
+        return name
+    env = getattr(data, "_env", None)
+    for i, d in enumerate(getattr(env, "datas", []) or []):
+        if d is data:
+            return f"data{i}"
+    return "data0"
+
+
+class PredictionEngine:
+    """Predictions per bar for the feeds of its member indicators (see module docstring)."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        mode: str = "precomputed",
+        vol_window: int = 20,
+        ewma: bool = False,
+        keep_rows: bool = False,
+        streaming: bool = False,
+    ) -> None:
+        if mode not in ("live", "precomputed"):
+            raise UserError(f"mode must be 'live' or 'precomputed', not {mode!r}")
+        self.predictors = load_models(model)
+        first = self.predictors[0]
+        self.task_names: list[str] = list(first.task_names)
+        self.lookback = max(1, int(getattr(first, "lookback", 1) or 1))
+        self.schedule = FoldSchedule(self.predictors)
+        self.mode = mode
+        self.vol_window = int(vol_window)
+        self.ewma = bool(ewma)
+        self.keep_rows = bool(keep_rows)
+        self.force_streaming = bool(streaming)
+        self.members: list[Any] = []
+        self.datas: list[Any] = []
+        self.symbols: list[str] = []
+        self.prepared = False
+        self.filled = False
+        self.asset_ids: np.ndarray | None = None
+
+    # -- members -----------------------------------------------------------
+    def add(self, indicator: Any, data: Any) -> int:
+        """Register an indicator on ``data`` (a feed); its asset index."""
+        if self.prepared:
+            raise UserError("an MTLPredictions engine cannot take feeds once the run started")
+        symbol = _feed_label(data)
+        first = self.predictors[0]
+        if getattr(first, "_uses_asset", lambda: False)():
+            known = list(getattr(first, "symbols", []) or [])
+            if not feed_name(data):
+                raise CheckpointError(
+                    f"feed {symbol!r} has no name, but the model has an asset embedding and "
+                    f"must know the symbol: cerebro.adddata(feed, name=...) with one of {known}"
+                )
+            if symbol not in known:
+                raise CheckpointError(
+                    f"symbols [{symbol!r}] were not in the model's training set {known} and the "
+                    "model has an asset embedding; train on them or drop them"
+                )
+        self.members.append(indicator)
+        self.datas.append(data)
+        self.symbols.append(symbol)
+        return len(self.members) - 1
+
+    def asset_ids_for(self, predictor: Any) -> np.ndarray | None:
+        """The members' asset ids in ``predictor``'s symbol order (None: not every symbol is
+        known to a model without an asset embedding, which then ignores ids)."""
+        known = list(getattr(predictor, "symbols", []) or [])
+        unknown = [s for s in self.symbols if s not in known]
+        if not unknown:
+            return np.array([known.index(s) for s in self.symbols], dtype=np.int64)
+        if getattr(predictor, "_uses_asset", lambda: False)():
+            raise CheckpointError(
+                f"symbols {unknown} were not in the model's training set {known} "
+                "and the model has an asset embedding; train on them or drop them"
+            )
+        return None
+
+    def fold_number(self, k: int) -> float:
+        """The fold a model list index stands for: the checkpoint's fold number, else k."""
+        fold = (getattr(self.predictors[k], "fold", None) or {}).get("fold")
+        return float(k if fold is None else fold)
+
+    # -- set-up ------------------------------------------------------------
+    def prepare(self) -> None:
+        """Books, asset ids and replay edges, once, when the run starts (idempotent)."""
+        if self.prepared:
+            return
+        datas, symbols = self.datas, self.symbols
+        env = getattr(datas[0], "_env", None)
+        preloaded = bool(getattr(env, "_dopreload", False)) and not self.force_streaming
+        self.streaming = not preloaded
+        self.asset_ids = self.asset_ids_for(self.predictors[0])
+        self.edge_us = [replay_edge_micros(d, s) for d, s in zip(datas, symbols, strict=True)]
+        n = len(datas)
+        self.seen = [0] * n
+        self.last_dt = [float("nan")] * n
+        self.pending = [False] * n
+        nan_row = np.full(len(self.task_names), np.nan)
+        #: the task values of each asset's newest bar (per-bar path)
+        self.current: list[np.ndarray] = [nan_row] * n
+        self.current_fold = [float("nan")] * n
+        #: (asset, row) of the feeds that got a bar in the newest step; the strategy takes it
+        self.step_new: list[tuple[int, int]] = []
+        self.values: list[np.ndarray] | None = None  # (rows, tasks) per asset, preloaded
+        self.folds: list[np.ndarray] | None = None
+        self._nan_row = nan_row
+        if self.streaming:
+            self.frames: list[Any] = []
+            self.book: Any = StreamingBook(
+                self.predictors[0],
+                symbols,
+                self.lookback,
+                self.vol_window,
+                keep_rows=self.keep_rows,
+                ewma=self.ewma,
+            )
+        else:
+            self.frames = [preloaded_frame(d, s) for d, s in zip(datas, symbols, strict=True)]
+            for frame, sym in zip(self.frames, symbols, strict=True):
+                check_bars(frame, sym)
+            self.book = PreloadedBook(
+                self.predictors[0],
+                self.frames,
+                symbols,
+                self.lookback,
+                self.vol_window,
+                ewma=self.ewma,
+            )
+            self.fold_of = [self.schedule.rows(d.datetime.array) for d in datas]
+        self.prepared = True
+
+    def ids(self, assets: Sequence[int]) -> np.ndarray | None:
+        if self.asset_ids is None:
+            return None
+        return self.asset_ids[np.asarray(assets, dtype=np.int64)]
+
+    # -- every bar at once (preloaded feeds) --------------------------------
+    def fill(self) -> None:
+        """Every bar's task values and fold of every asset (preloaded feeds), once."""
+        if self.filled:
+            return
+        self.prepare()
+        if self.streaming:
+            raise UserError(
+                "MTLPredictions: the feeds are not preloaded; Backtrader should call next()"
+            )
+        book = self.book
+        n_tasks = len(self.task_names)
+        self.values = [np.full((len(x), n_tasks), np.nan) for x in book.feats]
+        self.folds = [np.full(len(x), np.nan) for x in book.feats]
+        numbers = np.array([self.fold_number(k) for k in range(len(self.predictors))])
+        for a, fold in enumerate(self.fold_of):
+            usable = (fold >= 0) & book.valid[a]
+            self.folds[a][usable] = numbers[fold[usable]]
+        if self.mode == "precomputed":
+            self._fill_vectorised()
+        else:
+            self._fill_per_bar()
+        self._check_not_all_nan()
+        self.filled = True
+
+    def _fill_vectorised(self) -> None:
+        book = self.book
+        for a in range(len(self.datas)):
+            for k, predictor in enumerate(self.predictors):
+                rows = np.flatnonzero((self.fold_of[a] == k) & book.valid[a])
+                for s in range(0, len(rows), CHUNK):
+                    chunk = rows[s : s + CHUNK]
+                    ids = None if self.asset_ids is None else self.ids([a] * len(chunk))
+                    res = predictor.predict(book.windows(a, chunk), ids)
+                    for j, t in enumerate(self.task_names):
+                        self.values[a][chunk, j] = res[t]
+
+    def _fill_per_bar(self) -> None:
+        """One forward pass per (bar time, fold) over the assets usable on it, in time order:
+        the batches ``step`` makes on the same bars."""
+        book = self.book
+        times, assets, rows, folds = [], [], [], []
+        for a, d in enumerate(self.datas):
+            r = np.flatnonzero((self.fold_of[a] >= 0) & book.valid[a])
+            times.append(np.asarray(d.datetime.array, dtype=np.float64)[r])
+            assets.append(np.full(len(r), a, dtype=np.int64))
+            rows.append(r)
+            folds.append(self.fold_of[a][r])
+        if not any(len(r) for r in rows):
+            return
+        t = np.concatenate(times)
+        asset = np.concatenate(assets)
+        row = np.concatenate(rows)
+        fold = np.concatenate(folds)
+        order = np.lexsort((asset, fold, t))
+        t, asset, row, fold = t[order], asset[order], row[order], fold[order]
+        cut = np.flatnonzero((np.diff(t) != 0) | (np.diff(fold) != 0)) + 1
+        starts = [0, *cut.tolist()]
+        ends = [*cut.tolist(), len(t)]
+        asset_l, row_l, fold_l = asset.tolist(), row.tolist(), fold.tolist()
+        names = self.task_names
+        values = self.values
+        for s, e in zip(starts, ends, strict=True):
+            group_a, group_r = asset_l[s:e], row_l[s:e]
+            x = np.array([book.inputs(a, r) for a, r in zip(group_a, group_r, strict=True)])
+            res = self.predictors[fold_l[s]].predict(x, self.ids(group_a))
+            for j, name in enumerate(names):
+                col = res[name]
+                for i, (a, r) in enumerate(zip(group_a, group_r, strict=True)):
+                    values[a][r, j] = col[i]
+
+    def _check_not_all_nan(self) -> None:
+        for a, v in enumerate(self.values):
+            usable = ~np.isnan(self.folds[a])
+            if usable.any() and not np.isfinite(v[usable]).any(axis=1).any():
+                raise DataError(
+                    f"{self.symbols[a]}: the model's predictions are NaN on every bar "
+                    f"(tasks {self.task_names}); check the data for gaps or constant prices"
+                )
+
+    # -- bar by bar ----------------------------------------------------------
+    def has_new_bar(self, a: int) -> bool:
+        """Asset ``a``'s feed delivered a (completed) bar the engine has not taken yet."""
+        d = self.datas[a]
+        n = len(d)
+        edge = self.edge_us[a]
+        if edge:  # replayed: complete when the tick's time reaches the bar's right edge
+            if not n:
+                return False
+            dt = d.datetime[0]
+            return dt != self.last_dt[a] and not int(datenum_micros(dt)) % edge
+        return n != self.seen[a]
+
+    def step(self) -> None:
+        """Take the new bars of every member feed: feature rows, then one forward pass per
+        fold over the usable ones; their values wait in ``current`` (``pending``)."""
+        self.prepare_rows()
+        book = self.book
+        new: list[tuple[int, int]] = []
+        for a, d in enumerate(self.datas):
+            if not self.has_new_bar(a):
+                continue
+            self.seen[a] = len(d)
+            if self.edge_us[a]:
+                self.last_dt[a] = d.datetime[0]
+            new.append((a, book.advance(a, d)))
+        self.step_new = new
+        batches: dict[int, list[tuple[int, int]]] = {}
+        for a, row in new:
+            self.pending[a] = True
+            self.current[a] = self._nan_row
+            self.current_fold[a] = float("nan")
+            fold = self.schedule.at(self.datas[a].datetime[0])
+            if fold != NO_FOLD and book.ready(a, row):
+                batches.setdefault(fold, []).append((a, row))
+        for fold, items in batches.items():
+            number = self.fold_number(fold)
+            if self.values is not None:  # preloaded, precomputed: read the rows
+                for a, row in items:
+                    self.current[a] = self.values[a][row]
+                    self.current_fold[a] = number
+                continue
+            assets = [a for a, _ in items]
+            x = np.array([book.inputs(a, r) for a, r in items])
+            res = self.predictors[fold].predict(x, self.ids(assets))
+            m = np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
+            for i, a in enumerate(assets):
+                self.current[a] = m[i]
+                self.current_fold[a] = number
+
+    def prepare_rows(self) -> None:
+        """Per-bar path on preloaded feeds with ``mode="precomputed"``: the vectorised values
+        first, then ``step`` reads rows."""
+        self.prepare()
+        if not self.streaming and self.mode == "precomputed" and not self.filled:
+            self.fill()
+
+    def take(self, a: int) -> tuple[np.ndarray, float] | None:
+        """Asset ``a``'s values and fold for its newest bar, once (None: no new bar)."""
+        if not self.pending[a]:
+            if not self.has_new_bar(a):
+                return None
+            self.step()
+            if not self.pending[a]:
+                return None
+        self.pending[a] = False
+        return self.current[a], self.current_fold[a]
