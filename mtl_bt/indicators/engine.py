@@ -352,6 +352,8 @@ class PredictionEngine:
 
     def take(self, a: int) -> tuple[np.ndarray, float] | None:
         """Asset ``a``'s values and fold for its newest bar, once (None: no new bar)."""
+        if not self.prepared:
+            self.prepare()
         if not self.pending[a]:
             if not self.has_new_bar(a):
                 return None
