@@ -43,10 +43,28 @@ from mtl_bt.backtesting.folds import NO_FOLD, fold_window
 from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
 from mtl_bt.errors import UserError
 from mtl_bt.indicators import MTLPredictions, PredictionEngine
+from mtl_bt.indicators.engine import asset_ids
 from mtl_bt.signals.clip import clip_each
 from mtl_bt.signals.context import RuleCaller, is_separable, sees_all_assets
 
 __all__ = ["MTLStrategy", "fold_window"]
+
+
+def _engine_attribute(name: str) -> property:
+    """A strategy attribute kept on its prediction engine (on the instance before it has one)."""
+
+    def get(self: Any) -> Any:
+        engine = self.__dict__.get("engine")
+        return getattr(engine, name) if engine is not None else self.__dict__[f"_engine_{name}"]
+
+    def put(self: Any, value: Any) -> None:
+        engine = self.__dict__.get("engine")
+        if engine is not None:
+            setattr(engine, name, value)
+        else:
+            self.__dict__[f"_engine_{name}"] = value
+
+    return property(get, put)
 
 
 class MTLStrategy(bt.Strategy):
@@ -136,33 +154,13 @@ class MTLStrategy(bt.Strategy):
         self._frozen = False  # gc.freeze() in start, undone in stop
 
     # the model, its fold schedule and asset ids live in the engine (paper runs swap them)
-    @property
-    def predictors(self) -> list[Any]:
-        return self.engine.predictors
-
-    @predictors.setter
-    def predictors(self, value: list[Any]) -> None:
-        self.engine.predictors = value
-
-    @property
-    def schedule(self) -> Any:
-        return self.engine.schedule
-
-    @schedule.setter
-    def schedule(self, value: Any) -> None:
-        self.engine.schedule = value
-
-    @property
-    def asset_ids(self) -> np.ndarray | None:
-        return self.engine.asset_ids
-
-    @asset_ids.setter
-    def asset_ids(self, value: np.ndarray | None) -> None:
-        self.engine.asset_ids = value
+    predictors = _engine_attribute("predictors")
+    schedule = _engine_attribute("schedule")
+    asset_ids = _engine_attribute("asset_ids")
 
     def _asset_ids(self) -> np.ndarray | None:
         """The feeds' asset ids for the current first model (refuses unknown symbols)."""
-        return self.engine.asset_ids_for(self.predictors[0])
+        return asset_ids(self.predictors[0], self.symbols, self.datas)
 
     @classmethod
     def from_config(cls, config: Any, models: Any) -> tuple[type[MTLStrategy], dict[str, Any]]:

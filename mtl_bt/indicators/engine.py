@@ -84,6 +84,28 @@ def _feed_label(data: Any) -> str:
     return "data0"
 
 
+def asset_ids(predictor: Any, symbols: Sequence[str], datas: Sequence[Any]) -> np.ndarray | None:
+    """The feeds' asset ids in ``predictor``'s symbol order; None when some symbol is unknown
+    to a model without an asset embedding (it ignores ids). A model with one refuses an
+    unnamed feed or an unknown symbol."""
+    known = list(getattr(predictor, "symbols", []) or [])
+    unknown = [s for s in symbols if s not in known]
+    if not unknown:
+        return np.array([known.index(s) for s in symbols], dtype=np.int64)
+    if getattr(predictor, "_uses_asset", lambda: False)():
+        unnamed = [s for d, s in zip(datas, symbols, strict=True) if not feed_name(d)]
+        if unnamed:
+            raise CheckpointError(
+                f"feed {unnamed[0]!r} has no name, but the model has an asset embedding and "
+                f"must know the symbol: cerebro.adddata(feed, name=...) with one of {known}"
+            )
+        raise CheckpointError(
+            f"symbols {unknown} were not in the model's training set {known} "
+            "and the model has an asset embedding; train on them or drop them"
+        )
+    return None
+
+
 class PredictionEngine:
     """Predictions per bar for the feeds of its member indicators (see module docstring)."""
 
@@ -122,37 +144,15 @@ class PredictionEngine:
         if self.prepared:
             raise UserError("an MTLPredictions engine cannot take feeds once the run started")
         symbol = _feed_label(data)
-        first = self.predictors[0]
-        if getattr(first, "_uses_asset", lambda: False)():
-            known = list(getattr(first, "symbols", []) or [])
-            if not feed_name(data):
-                raise CheckpointError(
-                    f"feed {symbol!r} has no name, but the model has an asset embedding and "
-                    f"must know the symbol: cerebro.adddata(feed, name=...) with one of {known}"
-                )
-            if symbol not in known:
-                raise CheckpointError(
-                    f"symbols [{symbol!r}] were not in the model's training set {known} and the "
-                    "model has an asset embedding; train on them or drop them"
-                )
+        asset_ids(self.predictors[0], [symbol], [data])  # refuses before the run starts
         self.members.append(indicator)
         self.datas.append(data)
         self.symbols.append(symbol)
         return len(self.members) - 1
 
     def asset_ids_for(self, predictor: Any) -> np.ndarray | None:
-        """The members' asset ids in ``predictor``'s symbol order (None: not every symbol is
-        known to a model without an asset embedding, which then ignores ids)."""
-        known = list(getattr(predictor, "symbols", []) or [])
-        unknown = [s for s in self.symbols if s not in known]
-        if not unknown:
-            return np.array([known.index(s) for s in self.symbols], dtype=np.int64)
-        if getattr(predictor, "_uses_asset", lambda: False)():
-            raise CheckpointError(
-                f"symbols {unknown} were not in the model's training set {known} "
-                "and the model has an asset embedding; train on them or drop them"
-            )
-        return None
+        """The members' asset ids in ``predictor``'s symbol order (see ``asset_ids``)."""
+        return asset_ids(predictor, self.symbols, self.datas)
 
     def fold_number(self, k: int) -> float:
         """The fold a model list index stands for: the checkpoint's fold number, else k."""
