@@ -1,15 +1,15 @@
-"""Per-call cost of ``Predictor.predict`` for every built-in architecture: kernel vs
-numpy vs torch.
+"""Per-call cost of ``Predictor.predict`` for every built-in architecture and a plugin
+architecture: ONNX Runtime (the default) vs torch.
 
 The demo's model shape (24 features, hidden [32, 16], four tasks, a 4-wide asset
-embedding over 5 assets) is built for each architecture, saved as a real
-checkpoint and loaded back through ``Predictor.from_checkpoint`` three times: with
-the compiled kernel (the default, ``mtl_bt.models.kernel``), with the numpy
-closures (``MTL_BT_NO_KERNEL=1``) and with ``MTL_BT_TORCH_INFERENCE=1``.
-Weights are random (cost does not depend on their values; equality with torch is
-tested in ``tests/models/test_kernel.py`` and ``test_numpy_forward.py`` and checked
-here on the rows timed). The paths are timed in alternating blocks in one process;
-the reported number is the median block.
+embedding over 5 assets) is built for each architecture, put in a real checkpoint and
+loaded through ``Predictor`` twice: as it loads by default (the model exported to ONNX,
+run by ONNX Runtime) and with ``MTL_BT_TORCH_INFERENCE=1``. ``PluginNet`` stands for a
+third-party architecture: defined here only, nothing but torch. Weights are random
+(cost does not depend on their values; equality with torch is tested in
+``tests/models/test_onnx_export.py`` and checked here on the rows timed). The paths are
+timed in alternating blocks in one process; the reported number is the median block.
+``frame`` times one whole-frame chunk (``predict_frame``'s 8192 rows) on both paths.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 ARCHITECTURES = ["shared_bottom", "soft_sharing", "cross_stitch", "mmoe", "ple", "hierarchical"]
+#: registered for the run only: a plugin architecture with no per-architecture code
+PLUGIN = "plugin_net"
 #: (label, extra model options): the plain input stage and the two sequence encoders
 STAGES = [
     ("asset embedding", {"asset_embedding": 4}),
@@ -31,8 +33,64 @@ STAGES = [
     ("conv lookback 16", {"encoder": "conv", "encoder_hidden": 16, "lookback": 16}),
 ]
 ROWS = (1, 5, 50)
-GOAL_US = 25.0
+FRAME_ROWS = 8192
+PATHS = ("onnxruntime", "torch")
 N_FEATURES = 24
+
+
+def _plugin_class() -> Any:
+    import torch
+    from torch import nn
+
+    from mtl_bt.models import MTLModel
+
+    class PluginNet(MTLModel):
+        """Shared-bottom-sized: gated GELU body with a LayerNorm, one linear head a task."""
+
+        architecture = PLUGIN
+
+        def __init__(self, in_features: int, tasks: Any, **common: Any) -> None:
+            super().__init__(in_features, tasks, **common)
+            widths = [self.stage_features, *self.hidden]
+            layers: list[nn.Module] = []
+            for a, b in zip(widths, widths[1:], strict=False):
+                layers += [nn.Linear(a, b), nn.GELU(), nn.LayerNorm(b)]
+            self.body = nn.Sequential(*layers)
+            self.gate = nn.Linear(self.stage_features, widths[-1])
+            self.heads = nn.ModuleDict({t.name: nn.Linear(widths[-1], 1) for t in self.tasks})
+
+        def predict(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+            z = self.body(h) * torch.sigmoid(self.gate(h))
+            return {n: self._out(head(z)) for n, head in self.heads.items()}
+
+        def task_modules(self, name: str) -> list[nn.Module]:
+            return [self.heads[name]]
+
+    return PluginNet
+
+
+class _Register:
+    def __init__(self) -> None:
+        from mtl_bt import hookimpl
+
+        cls = _plugin_class()
+
+        class Hooks:
+            @hookimpl
+            def register_architectures(self, register: Any) -> None:
+                register(PLUGIN, cls, "benchmark stand-in for a third-party architecture")
+
+        self.hooks = Hooks()
+
+    def __enter__(self) -> None:
+        from mtl_bt import registry
+
+        registry.register_plugin(self.hooks, "bench_plugin_net")
+
+    def __exit__(self, *exc: object) -> None:
+        from mtl_bt import registry
+
+        registry.unregister_plugin("bench_plugin_net")
 
 
 def _checkpoint(base: Any, arch: str, options: dict[str, Any]) -> Any:
@@ -64,7 +122,7 @@ def _checkpoint(base: Any, arch: str, options: dict[str, Any]) -> Any:
 
 
 def _load(ckpt: Any, env: dict[str, str]) -> Any:
-    """``Predictor(ckpt)`` loaded with ``env`` set (each path picks itself at load)."""
+    """``Predictor(ckpt)`` loaded with ``env`` set (the path is picked at load)."""
     from mtl_bt.predictor import Predictor
 
     saved = {k: os.environ.get(k) for k in env}
@@ -86,51 +144,66 @@ def _timer(fn: Callable[[], Any], calls: int) -> float:
     return (time.perf_counter() - t0) / calls * 1e6
 
 
+def _inputs(p: Any, n: int, n_assets: int) -> tuple[np.ndarray, np.ndarray | None]:
+    rng = np.random.default_rng(n)
+    z = rng.standard_normal((n, *p._shape))  # scaled features ~ N(0, 1)
+    x = ((z - p._b_np) / p._a_np).astype(np.float32)
+    ids = np.arange(n) % n_assets if p._uses_asset() else None
+    return x, ids
+
+
 def measure(
-    base: Any, calls: int = 400, blocks: int = 7, log: Callable[[str], None] = print
+    base: Any,
+    calls: int = 400,
+    blocks: int = 7,
+    frame_calls: int = 3,
+    log: Callable[[str], None] = print,
 ) -> list[dict]:
     rows_out = []
-    if True:
+    with _Register():
         for stage, options in STAGES:
-            for arch in ARCHITECTURES:
+            for arch in [*ARCHITECTURES, PLUGIN]:
                 ckpt = _checkpoint(base, arch, options)
-                paths = {
-                    "kernel": _load(ckpt, {}),
-                    "numpy": _load(ckpt, {"MTL_BT_NO_KERNEL": "1"}),
-                    "torch": _load(ckpt, {"MTL_BT_TORCH_INFERENCE": "1"}),
-                }
+                t0 = time.perf_counter()
+                fast = _load(ckpt, {})
+                load_s = time.perf_counter() - t0
+                paths = {"onnxruntime": fast, "torch": _load(ckpt, {"MTL_BT_TORCH_INFERENCE": "1"})}
                 for name, p in paths.items():
-                    assert p.backend == name, (name, p.backend)
-                slow, fast = paths["torch"], paths["kernel"]
-                row: dict[str, Any] = {"architecture": arch, "input stage": stage}
+                    assert p.backend == name, (name, p.backend, p.backend_reason)
+                row: dict[str, Any] = {
+                    "architecture": arch,
+                    "input stage": stage,
+                    "load s": load_s,
+                }
                 worst = 0.0
                 for n in ROWS:
-                    rng = np.random.default_rng(n)
-                    z = rng.standard_normal((n, *fast._shape))  # scaled features ~ N(0, 1)
-                    x = ((z - fast._b_np) / fast._a_np).astype(np.float32)
-                    ids = np.arange(n) % len(base.symbols) if fast._uses_asset() else None
-                    want = slow.predict(x, ids)
-                    for name in ("kernel", "numpy"):
-                        got = paths[name].predict(x, ids)
-                        for t in want:
-                            worst = max(worst, float(np.max(np.abs(got[t] - want[t]))))
+                    x, ids = _inputs(fast, n, len(base.symbols))
+                    want, got = paths["torch"].predict(x, ids), fast.predict(x, ids)
+                    for t in want:
+                        worst = max(worst, float(np.max(np.abs(got[t] - want[t]))))
                     per: dict[str, list[float]] = {name: [] for name in paths}
                     for _ in range(blocks):  # alternate the paths block by block
                         for name, p in paths.items():
                             per[name].append(_timer(lambda p=p, x=x, i=ids: p.predict(x, i), calls))
                     for name in paths:
                         row[f"{name} {n} rows us"] = statistics.median(per[name])
+                x, ids = _inputs(fast, FRAME_ROWS, len(base.symbols))
+                for name, p in paths.items():
+                    per_call = [
+                        _timer(lambda p=p, x=x, i=ids: p.predict(x, i), 1)
+                        for _ in range(frame_calls)
+                    ]
+                    row[f"{name} frame ms"] = statistics.median(per_call) / 1e3
                 row["max abs diff"] = worst
-                row["multiply-adds per row"] = fast._kernel.multiply_adds()
-                row["worst kernel us"] = max(row[f"kernel {n} rows us"] for n in ROWS)
-                row["worst numpy us"] = max(row[f"numpy {n} rows us"] for n in ROWS)
                 log(
                     f"  inference {arch:<14} {stage:<17} "
                     + ", ".join(
                         f"{name} " + " / ".join(f"{row[f'{name} {n} rows us']:.1f}" for n in ROWS)
                         for name in paths
                     )
-                    + f" us (1/5/50 rows), max |diff| {worst:.1e}"
+                    + f" us (1/5/50 rows); {FRAME_ROWS} rows "
+                    + " / ".join(f"{row[f'{name} frame ms']:.1f}" for name in paths)
+                    + f" ms; max |diff| {worst:.1e}"
                 )
                 rows_out.append(row)
     return rows_out
@@ -138,11 +211,10 @@ def measure(
 
 def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     from benchmarks.common import set_threads
-    from mtl_bt.models.numpy_forward import blas_threads
+    from mtl_bt.threads import blas_threads
 
     set_threads()
-    # as during a backtest (MTLStrategy's blas_threads=1): OpenBLAS threads only slow
-    # products this small down, by up to 10x on a loaded machine
+    # as during a backtest (MTLStrategy's blas_threads=1)
     restore_blas = blas_threads(1)
     try:
         return _run(quick, log)
@@ -152,8 +224,9 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
 
 def _run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from benchmarks.bench_backtest import train_model
+    from benchmarks.common import loadavg
 
-    calls, blocks = (100, 3) if quick else (400, 7)
+    calls, blocks, frame_calls = (100, 3, 1) if quick else (400, 7, 3)
     with tempfile.TemporaryDirectory() as tmp:
         predictor, info = train_model(tmp, bars=1500, epochs=1)
     base = predictor.checkpoint
@@ -163,31 +236,17 @@ def _run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
         "hidden": list(base.init_kwargs.get("hidden", [])),
         "assets": len(base.symbols),
     }
-    rows = measure(base, calls, blocks, log=log)
+    load = [loadavg()]
+    rows = measure(base, calls, blocks, frame_calls, log=log)
+    load.append(loadavg())
     return {
-        "goal_us": GOAL_US,
         "model": info,
-        "numpy_op_us": numpy_op_us(),
-        "matmul_peak_gmacs": matmul_peak_gmacs(),
+        "frame_rows": FRAME_ROWS,
         "rows": rows,
+        "load_average": load,
+        "cores": os.cpu_count(),
+        "calls_blocks": [calls, blocks],
     }
-
-
-def matmul_peak_gmacs(n: int = 1024, repeats: int = 5) -> float:
-    """Billions of float32 multiply-adds a second in one large ``n x n`` product on one
-    BLAS thread (the best of ``repeats``): what this core sustains at best, so
-    ``rows x multiply-adds per row / peak`` is a floor no forward pass can beat."""
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    best = min(_timer(lambda: a @ a, 1) for _ in range(repeats))
-    return n**3 / best / 1e3
-
-
-def numpy_op_us(calls: int = 5000) -> float:
-    """Microseconds of one tiny numpy call (``a + a`` on 5 x 32 float32) on this machine
-    now: the unit a forward pass of a few dozen such calls is made of (a loaded machine
-    inflates it)."""
-    a = np.ones((5, 32), np.float32)
-    return statistics.median(_timer(lambda: a + a, calls) for _ in range(7))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,18 @@ OPTIONS = {
 }
 
 
+def options(name: str) -> dict:
+    """The options a scheme is benchmarked with: those it needs (the torchjd pack's schemes
+    with required arguments, e.g. CAGrad's ``c``, when the pack is loaded), none otherwise."""
+    if name in OPTIONS:
+        return OPTIONS[name]
+    if name.startswith("torchjd_"):
+        from mtl_bt.plugins.torchjd import example_options
+
+        return example_options(name, len(TASKS))
+    return {}
+
+
 def _losses(out: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
     return {
         "direction@1": F.binary_cross_entropy_with_logits(
@@ -46,9 +58,7 @@ class Runner:
         self.model = registry.create(
             "architecture", "shared_bottom", features, specs, hidden=hidden
         )
-        self.weighting = registry.create(
-            "weighting", name, TASKS, **{**OPTIONS.get(name, {}), **extra}
-        )
+        self.weighting = registry.create("weighting", name, TASKS, **{**options(name), **extra})
         self.params = list(self.model.parameters()) + list(self.weighting.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=1e-3)
         g = torch.Generator().manual_seed(1)

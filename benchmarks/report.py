@@ -675,61 +675,141 @@ def _demo_section(d: dict[str, Any]) -> list[str]:
     return L
 
 
+#: the numba kernel's per-call numbers, measured before it was removed (issue 27)
+KERNEL_BEFORE = Path(__file__).with_name("kernel_before.json")
+#: lines of code of the inference code before and after issue 27 (``wc -l``)
+INFERENCE_LOC = {
+    "before": {"mtl_bt/models/": 2327, "mtl_bt/predictor.py": 513},
+    "after": None,  # filled in by _loc() from the files as they are
+}
+
+
+def _loc() -> dict[str, int]:
+    root = Path(__file__).resolve().parents[1]
+    models = sum(len(p.read_text().splitlines()) for p in (root / "mtl_bt/models").glob("*.py"))
+    return {
+        "mtl_bt/models/": models,
+        "mtl_bt/predictor.py": len((root / "mtl_bt/predictor.py").read_text().splitlines()),
+    }
+
+
 def _inference_section(inf: dict[str, Any]) -> list[str]:
-    goal = inf["goal_us"]
     m = inf["model"]
+    frame = inf.get("frame_rows", 8192)
     L = [
-        "## 2b. Inference: one batched prediction, kernel vs numpy vs torch",
+        "## 2b. Inference: per-bar predict, ONNX Runtime vs torch",
         "",
-        f"`Predictor.predict` (scaling, forward pass, task transforms) per call, for every "
-        f"built-in architecture with the benchmark model's shape ({m['features']} features, "
-        f"hidden {m['hidden']}, tasks {', '.join(m['tasks'])}) and three input stages; the "
-        "compiled kernel (the default, `mtl_bt.models.kernel`: one numba call runs the "
-        "whole forward pass), the numpy closures (`MTL_BT_NO_KERNEL=1`, "
-        "`mtl_bt.models.numpy_forward`) and the torch path (`MTL_BT_TORCH_INFERENCE=1`) "
-        "alternate in blocks in one process, median block. "
-        f"Goal (issue 16, goal 3): <= {goal:.0f} us for 1-50 rows, outputs equal to torch "
-        "to 1e-6 (the max |diff| column; `tests/models/test_kernel.py` and "
-        "`test_numpy_forward.py` hold every architecture x input stage to it).",
-        "",
-        f"One tiny numpy call (`a + a`, 5 x 32) cost **{inf['numpy_op_us']:.2f} us** in this "
-        "run; the numpy path is a few dozen such calls and the task transforms a few more, "
-        "so on a loaded machine every number below scales with it.",
+        f"`Predictor.predict` (scaling, clip, forward pass, task transforms) per call, for "
+        f"every built-in architecture with the benchmark model's shape ({m['features']} "
+        f"features, hidden {m['hidden']}, tasks {', '.join(m['tasks'])}) and three input "
+        "stages, and for `plugin_net`, a stand-in third-party architecture defined in the "
+        "benchmark only (gated GELU body with LayerNorm, no per-architecture inference "
+        "code). The default path (the model exported to ONNX at load, run by an ONNX "
+        "Runtime session on one thread) and the torch path (`MTL_BT_TORCH_INFERENCE=1`) "
+        "alternate in blocks in one process, median block; "
+        f"`{frame} rows` is one whole-frame chunk (`predict_frame`, precomputed mode). "
+        "`max abs diff` is against torch on the rows timed "
+        "(`tests/models/test_onnx_export.py` holds every architecture x input stage to "
+        "1e-5 relative + 1e-6). `load s` is the predictor's load: export, session, check.",
         "",
     ]
-    peak = inf.get("matmul_peak_gmacs")
-    if peak:
+    if inf.get("load_average"):
+        calls, blocks = inf.get("calls_blocks", ["?", "?"])
         L += [
-            "The arithmetic itself sets a floor: `multiply-adds / row` counts the products "
-            "one row needs (`Kernel.multiply_adds`, equal to torch's FLOP counter for the "
-            "model, tested), and one large float32 matrix product on one BLAS thread "
-            f"sustained **{peak:.1f} G multiply-adds/s** on this core in this run. "
-            "`50 rows at that peak` is 50 x multiply-adds / peak: no forward pass of that "
-            "model computes 50 rows faster on this core, and layers this small run far "
-            "below a large product's peak. Where that floor is near or above the goal, "
-            "50 rows in 25 us is out of reach here on one core.",
+            f"Load average over this section: {' -> '.join(map(str, inf['load_average']))} "
+            f"on {inf.get('cores', '?')} cores ({calls} calls x {blocks} blocks per cell); "
+            "compare within a row.",
             "",
         ]
     rows = []
     for r in inf["rows"]:
-        path = "kernel" if r.get("kernel 1 rows us") is not None else "numpy"
-        status = " / ".join(
-            "met" if r[f"{path} {n} rows us"] <= goal else "missed" for n in (1, 5, 50)
-        )
-        macs = r.get("multiply-adds per row")
         rows.append(
             [
                 f"`{r['architecture']}`",
                 r["input stage"],
-                *(_f(r.get(f"kernel {n} rows us"), 1) for n in (1, 5, 50)),
-                *(_f(r[f"numpy {n} rows us"], 1) for n in (1, 5, 50)),
+                *(_f(r[f"onnxruntime {n} rows us"], 1) for n in (1, 5, 50)),
                 *(_f(r[f"torch {n} rows us"], 0) for n in (1, 5, 50)),
+                _f(r["torch 1 rows us"] / r["onnxruntime 1 rows us"], 1),
+                _f(r.get("onnxruntime frame ms"), 1),
+                _f(r.get("torch frame ms"), 1),
                 f"{r['max abs diff']:.1e}",
-                "-" if macs is None else f"{macs:,}",
-                "-" if macs is None or not peak else f"{50 * macs / peak / 1e3:.1f}",
-                status,
+                _f(r.get("load s"), 2),
             ]
         )
+    L += _table(
+        [
+            "architecture",
+            "input stage",
+            "ORT 1 row us",
+            "ORT 5",
+            "ORT 50",
+            "torch 1 row us",
+            "torch 5",
+            "torch 50",
+            "torch / ORT, 1 row",
+            f"ORT {frame} rows ms",
+            f"torch {frame} rows ms",
+            "max abs diff",
+            "load s",
+        ],
+        rows,
+    )
+    by = {(r["architecture"], r["input stage"]): r for r in inf["rows"]}
+    plugin = [r for r in inf["rows"] if r["architecture"] == "plugin_net"]
+    if plugin:
+        L += [
+            "",
+            "Plugin vs the built-in of about the same size (`shared_bottom`), per decision:",
+            "",
+        ]
+        for r in plugin:
+            ref = by.get(("shared_bottom", r["input stage"]))
+            if ref:
+                ratios = " / ".join(
+                    _f(r[f"onnxruntime {n} rows us"] / ref[f"onnxruntime {n} rows us"], 2)
+                    for n in (1, 5, 50)
+                )
+                L.append(f"- {r['input stage']}: {ratios} x at 1 / 5 / 50 rows (goal <= 2x)")
+    L.append("")
+    L += _kernel_before()
+    loc, now = INFERENCE_LOC["before"], _loc()
+    L += [
+        "Lines of code (`wc -l`) before (commit f270134: the numba kernel, the numpy "
+        "forward passes and the opt-in hooks) and now:",
+        "",
+    ]
+    L += _table(
+        ["file", "before", "now"],
+        [[f"`{k}`", f"{loc[k]:,}", f"{now[k]:,}"] for k in loc],
+    )
+    L.append("")
+    return L
+
+
+def _kernel_before() -> list[str]:
+    """The removed numba kernel's numbers beside ORT and torch, measured in one process."""
+    try:
+        doc = json.loads(KERNEL_BEFORE.read_text())
+    except (OSError, ValueError):
+        return []
+    L = [
+        "Before issue 27 every built-in ran a compiled numba interpreter of an op table "
+        "(`mtl_bt.models.kernel`) written per architecture, plus numpy forward passes; both "
+        "are gone. Its last numbers, with ONNX Runtime and torch on the same models in the "
+        f"same process ({doc['measured']}; {doc['load']}; {doc['command']}):",
+        "",
+    ]
+    rows = [
+        [
+            f"`{r['architecture']}`",
+            r["input stage"],
+            *(_f(r[f"kernel {n} rows us"], 1) for n in (1, 5, 50)),
+            *(_f(r[f"ort {n} rows us"], 1) for n in (1, 5, 50)),
+            *(_f(r[f"torch {n} rows us"], 0) for n in (1, 5, 50)),
+            _f(r["ort 1 rows us"] / r["kernel 1 rows us"], 1),
+        ]
+        for r in doc["rows"]
+    ]
     L += _table(
         [
             "architecture",
@@ -737,16 +817,13 @@ def _inference_section(inf: dict[str, Any]) -> list[str]:
             "kernel 1 row us",
             "kernel 5",
             "kernel 50",
-            "numpy 1 row us",
-            "numpy 5",
-            "numpy 50",
+            "ORT 1 row us",
+            "ORT 5",
+            "ORT 50",
             "torch 1 row us",
             "torch 5",
             "torch 50",
-            "max abs diff",
-            "multiply-adds / row",
-            "50 rows at that peak us",
-            f"<= {goal:.0f} us (default path; 1 / 5 / 50 rows)",
+            "ORT / kernel, 1 row",
         ],
         rows,
     )

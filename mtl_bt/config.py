@@ -213,7 +213,12 @@ class TrainingConfig(_Section):
         0.15, gt=0, lt=0.5, description="end of train window used to validate"
     )
     seed: int = Field(0, ge=0, description="seed of fold 0 (fold k uses seed + k)")
-    threads: int | None = Field(None, ge=1, description="torch threads (None: torch default)")
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch threads of a training run or job (1, the default, is the fastest "
+        "for mtl-bt's small models; train, run and compare all use it)",
+    )
 
 
 class WalkForwardConfig(_Section):

@@ -24,3 +24,11 @@ class CheckpointError(UserError):
 
 class OutputError(UserError):
     """An output or cache location is unusable, or another run owns it."""
+
+
+class DiskFullError(OutputError):
+    """The file system filled up while writing ``path`` (``free`` bytes left)."""
+
+    def __init__(self, message: str, path: object = None, free: int = 0) -> None:
+        super().__init__(message)
+        self.path, self.free = path, free

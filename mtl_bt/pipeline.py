@@ -20,6 +20,7 @@ import pandas as pd
 
 from mtl_bt.config import Config, dumps
 from mtl_bt.data.source import clip_frames  # noqa: F401 (re-exported: compare uses it)
+from mtl_bt.errors import ConfigError, PluginError
 from mtl_bt.report.io import write_csv, write_json, write_parquet, write_text
 
 #: artefacts every finished run folder holds (report files only when enabled)
@@ -91,7 +92,16 @@ def check_config(config: Config) -> None:
     if getattr(source, "cacheable", False):  # network sources check their options here
         source.cache_namespace(dict(config.data.options))
     build_components(config)
-    build_signal(config.backtest)
+    signal = build_signal(config.backtest)
+    heads = getattr(signal, "heads", None)  # the rule's choice of task heads, e.g. return@h
+    if callable(heads):
+        try:
+            heads(config.task_names())
+        except PluginError as exc:  # a horizon no task predicts: refused before training
+            raise ConfigError(
+                f"backtest.signal_options: {exc}; the tasks are {config.task_names()} - add "
+                "that horizon to the return task's horizons, or trade one of them"
+            ) from None
 
 
 def load_data(config: Config, *, no_cache: bool = False, progress: bool = False):

@@ -1,19 +1,18 @@
 """Inference from a checkpoint: per bar (Backtrader) and vectorised (whole frames).
 
-``predict`` is called every bar with one row per asset, so it stays off pandas
-and, when the architecture provides one, off torch too. The first of these that
-exists and matches the torch model on probe rows at load runs (a mismatch warns):
+``predict`` is called every bar with one row per asset, so it stays off pandas and off
+torch's eager dispatch: when the checkpoint loads, the model with its input stage (the
+saved scaler, the clip, the sequence encoder, the asset embedding) and the tasks' output
+transforms is exported to ONNX once (``mtl_bt.models.onnx_runtime``) and run by an ONNX
+Runtime session on one thread. Nothing is written per architecture: a plugin's model
+runs the same way. At load the session's outputs are checked against the torch model on
+probe rows (``RTOL``/``ATOL``); a model that does not export, or whose export disagrees,
+runs on torch, with one warning naming the architecture and the reason.
 
-1. the compiled kernel (``MTLModel.kernel_predict``, ``mtl_bt.models.kernel``; every
-   built-in has one): scaling, clip, encoder, embedding and model as one numba call,
-   each row computed on its own (a row's outputs do not depend on the batch);
-2. the numpy forward pass (``MTLModel.numpy_predict``, ``mtl_bt.models.numpy_forward``):
-   the saved scaler as two float32 arrays (``x * a + b``), a few dozen numpy calls;
-3. one batched torch forward pass under ``torch.inference_mode``.
-
-``Predictor.backend`` says which ("kernel", "numpy", "torch"). Set ``MTL_BT_NO_KERNEL=1``
-to skip the kernel (numba is then never imported), ``MTL_BT_TORCH_INFERENCE=1`` to force
-the torch path.
+``Predictor.backend`` says which ("onnxruntime" or "torch"; ``backend_reason`` says why
+torch). ``MTL_BT_TORCH_INFERENCE=1`` forces torch. The export is cached in mtl-bt's cache
+folder (``onnx/<key>.onnx``, keyed by the checkpoint file's sha256), so a backtest or a
+paper start does not export again.
 """
 
 from __future__ import annotations
@@ -68,10 +67,11 @@ def _transform(scaler: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float64).reshape(x.shape)[0]
 
 
-#: raw outputs a transform is checked on (the compiled steps and ``transform_numpy``)
-_TRANSFORM_PROBE = np.concatenate(
-    [np.linspace(-12, 12, 49, dtype=np.float32), np.float32([-60, -30, 30, 60])]
-)
+#: tolerance of the load-time check of an exported model against torch (both float32: the
+#: differences are reordered sums, a few 1e-7 on the built-ins)
+RTOL, ATOL = 1e-5, 1e-6
+#: rows of the load-time check
+PROBE_ROWS = 7
 
 
 class Predictor:
@@ -107,238 +107,163 @@ class Predictor:
         self.scaler = Scaler.from_dict(checkpoint.scaler)
         a, b = scaler_affine(self.scaler, len(self.feature_columns))
         self._a_np, self._b_np = a, b
-        self._a = torch.from_numpy(a)
-        self._b = torch.from_numpy(b)
         clip = getattr(self.scaler, "clip", None)
         self._clip = float(clip) if clip else None
         self._asset_ids = {s: i for i, s in enumerate(self.symbols)}
+        self._n_assets = int(getattr(model.input_stage, "n_assets", 1))
+        self._with_ids = self._uses_asset()
         width = len(self.feature_columns)
         self._shape = (self.lookback, width) if self.lookback > 1 else (width,)
-        #: tasks whose output transform the kernel runs (``Task.kernel_transform``)
-        self._in_kernel: set[str] = set()
-        #: the compiled program (``mtl_bt.models.kernel``), None: the numpy or torch path
-        self._kernel = self._checked_kernel(where)
-        #: the numpy forward pass (None: torch or the kernel); prescaled: it takes raw features
-        self._fast, self._prescaled = (
-            (None, False) if self._kernel is not None else self._checked_numpy_forward(where)
-        )
-        #: (name, numpy transform or None for the identity), in task order
-        self._transforms = self._checked_transforms(where)
-        #: (name, output column or column slice, transpose, transform) for the kernel path
-        self._columns = (
-            []
-            if self._kernel is None
-            else [
-                (
-                    name,
-                    c if w == 1 else slice(c, c + w),
-                    w > 1,
-                    None if name in self._in_kernel else f,
-                )
-                for (name, c, w), (_, f) in zip(self._kernel.outputs, self._transforms, strict=True)
-            ]
-        )
-        #: what ``predict`` runs: "kernel" (the compiled program), "numpy" (the model's
-        #: numpy forward pass) or "torch"
-        self.backend = (
-            "kernel" if self._kernel is not None else "torch" if self._fast is None else "numpy"
-        )
+        #: the whole computation as one torch module: the torch path and what is exported
+        self._graph = self._inference_graph(transformed=True)
+        self._row_by_row = False  # set by the load check: see _batch_invariant
+        self._sha256: str | None = None  # the checkpoint file's, read once if needed
+        #: why the torch path runs (None: ONNX Runtime does)
+        self.backend_reason: str | None = None
+        #: the ONNX Runtime session (None: torch), and whether the tasks' transforms run
+        #: after it (in torch: they did not export, or disagreed, inside the graph)
+        self._session, self._transform_after = self._checked_session(where)
+        #: what ``predict`` runs: "onnxruntime" or "torch"
+        self.backend = "torch" if self._session is None else "onnxruntime"
 
-    def _checked_kernel(self, where: str) -> Any:
-        """The model's compiled program, with the tasks' output transforms compiled in where
-        their ``kernel_transform`` steps agree with ``transform`` (those tasks go to
-        ``_in_kernel``), if it has one, numba runs here and it matches torch on probe rows
-        (raw features, scaled and clipped as ``_predict_torch`` does); else None (a
-        disagreement warns)."""
+    def _rows_alone(self, x: np.ndarray, ids: np.ndarray | None) -> list[np.ndarray]:
+        """The session's outputs for ``x`` computed one row at a time (a model whose ONNX
+        Runtime kernels round a row differently in another batch, see ``_batch_invariant``)."""
+        assert self._session is not None
+        parts = [
+            self._session(x[i : i + 1], None if ids is None else ids[i : i + 1])
+            for i in range(len(x))
+        ]
+        return [np.concatenate(cols) for cols in zip(*parts, strict=True)]
+
+    def _inference_graph(self, transformed: bool) -> Any:
+        from mtl_bt.models.onnx_runtime import InferenceGraph
+
+        transforms = [t.transform if transformed else None for t in self.tasks]
+        return InferenceGraph(
+            self.model, self._a_np, self._b_np, self._clip, self.task_names, transforms
+        ).eval()
+
+    # -- the ONNX Runtime session ------------------------------------------
+    def _checked_session(self, where: str) -> tuple[Any, bool]:
+        """``(session, transform_after)``: the exported graph with the transforms inside,
+        else without them (run in torch after), each checked against torch on probe rows;
+        ``(None, False)`` with one warning when neither exports and agrees."""
         if os.environ.get("MTL_BT_TORCH_INFERENCE", "") not in ("", "0"):
-            return None
-        from mtl_bt.models import kernel as kn
+            self.backend_reason = "MTL_BT_TORCH_INFERENCE is set"
+            return None, False
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return self._torch_instead(where, f"onnxruntime does not import ({exc})"), False
+        reasons = []
+        for transformed in (True, False):
+            session, reason = self._session(transformed)
+            if session is not None:
+                return session, not transformed
+            reasons.append(reason)
+        why = (
+            reasons[-1]
+            if reasons[0] == reasons[-1]
+            else f"{reasons[0]}; without them, {reasons[-1]}"
+        )
+        return self._torch_instead(where, why), False
 
-        if kn.runner() is None:  # disabled, or no working numba
-            return None
-        prog = self._kernel_program()
-        if prog is None:
-            return None
-        steps = self._kernel_steps(where)
-        for name, st in steps.items():
-            if st:
-                prog.transform(name, st)
-        kernel = prog.compile()
-        if kernel is None:
-            return None
-        if self._kernel_fits(kernel, set(steps)):
-            self._in_kernel = set(steps)
-            return kernel
-        if any(steps.values()):  # the transforms' fault or the model's: try the bare model
-            kernel = self._kernel_program().compile()
-            if self._kernel_fits(kernel, set()):
-                return kernel
+    def _torch_instead(self, where: str, reason: str) -> None:
+        self.backend_reason = reason
         warnings.warn(
-            f"{where}: architecture {self.checkpoint.architecture!r}'s compiled kernel "
-            "disagrees with its torch model; using the numpy or torch path for inference",
+            f"{where}: architecture {self.checkpoint.architecture!r} runs on torch, not ONNX "
+            f"Runtime (slower per bar): {reason}",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return None
 
-    def _kernel_program(self) -> Any:
-        """``model.kernel_program`` reading raw features (None: the model has none)."""
+    def _session(self, transformed: bool) -> tuple[Any, str]:
+        """A checked session over the graph (with or without the transforms) and, when
+        there is none, why. A cached export is used when it passes the check, else the
+        graph is exported again (and the cache rewritten)."""
+        from mtl_bt.models import onnx_runtime as rt
+
+        what = "with the tasks' transforms" if transformed else "the model alone"
+        graph = self._graph if transformed else self._inference_graph(transformed=False)
+        path = self._cache_path("transformed" if transformed else "raw")
+        cached = rt.read_cached(path) if path else None
+        if cached is not None:
+            session, _ = self._load_checked(cached, graph, transformed)
+            if session is not None:
+                return session, ""
         try:
-            return self.model.kernel_program(scale=(self._a_np, self._b_np), clip=self._clip)
-        except TypeError:  # an override of kernel_program with another signature
-            return None
+            example = torch.zeros((2, *self._shape))
+            ids = torch.zeros(2, dtype=torch.long) if self._with_ids else None
+            onnx = rt.export(graph, example, ids)
+        except Exception as exc:  # noqa: BLE001 - any exporter failure means "torch"
+            return None, f"the ONNX export ({what}) failed: {_first_line(exc)}"
+        session, reason = self._load_checked(onnx, graph, transformed)
+        if session is None:
+            return None, f"the ONNX export ({what}) {reason}"
+        if path:
+            rt.write_cached(path, onnx)
+        return session, ""
 
-    def _kernel_fits(self, kernel: Any, transformed: set[str]) -> bool:
-        return [o[0] for o in kernel.outputs] == self.task_names and self._kernel_agrees(
-            kernel, transformed
-        )
+    def _load_checked(self, onnx: bytes, graph: Any, transformed: bool) -> tuple[Any, str]:
+        """A session over ``onnx`` if it equals ``graph`` in torch on probe rows (as one
+        batch and row by row); else None and what went wrong."""
+        from mtl_bt.models.onnx_runtime import Session
 
-    def _kernel_steps(self, where: str) -> dict[str, Any]:
-        """``{task: kernel_transform steps}`` for the tasks whose steps equal ``transform``
-        on probe values (a task whose steps disagree warns and keeps ``transform_numpy``)."""
-        steps = {}
-        for t in self.tasks:
-            try:
-                st = t.kernel_transform()
-            except Exception:  # noqa: BLE001 - a broken opt-in is refused below, not fatal
-                st = None
-            if st is not None and self._steps_agree(t, st):
-                steps[t.name] = st
-            elif st is not None:
-                warnings.warn(
-                    f"{where}: task {t.name!r}: kernel_transform disagrees with transform; "
-                    "using transform_numpy",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-        return steps
+        try:
+            session = Session(onnx)
+            if session.inputs != (["x", "asset"] if self._with_ids else ["x"]):
+                return None, f"has inputs {session.inputs}"
+            x, ids = self._probe()
+            with torch.inference_mode():
+                want = graph(torch.from_numpy(x), None if ids is None else torch.from_numpy(ids))
+            got = session(x, ids)
+        except Exception as exc:  # noqa: BLE001 - a session that does not run is refused
+            return None, f"does not run in ONNX Runtime: {_first_line(exc)}"
+        for name, w, g in zip(self.task_names, want, got, strict=True):
+            w = w.numpy()
+            if g.shape != w.shape:
+                return None, f"gives {name!r} shape {g.shape}, torch {w.shape}"
+            if not np.allclose(g, w, rtol=RTOL, atol=ATOL, equal_nan=True):
+                worst = float(np.nanmax(np.abs(g.astype(np.float64) - w)))
+                return None, f"disagrees with torch on {name!r} by {worst:.2g} on probe rows"
+        self._row_by_row = not self._batch_invariant(session, x, ids, got)
+        return session, ""
 
     @staticmethod
-    def _steps_agree(task: Any, steps: Any) -> bool:
-        """``steps`` run by the kernel equal ``task.transform`` on probe outputs."""
-        from mtl_bt.models import kernel as kn
-
-        probe = _TRANSFORM_PROBE
-        try:
-            prog = kn.Program()
-            prog.output(task.name, prog.input(1))
-            prog.transform(task.name, steps)
-            k = prog.compile()
-            if k is None:
+    def _batch_invariant(
+        session: Any, x: np.ndarray, ids: np.ndarray | None, got: list[np.ndarray]
+    ) -> bool:
+        """Each probe row predicted alone (as ``predict`` runs one row: padded to two, see
+        ``Session``) and in a batch of three is the same bits as in the batch of all: then
+        live per-bar predictions equal the precomputed whole-frame ones exactly."""
+        for lo, hi in [(i, i + 1) for i in range(len(x))] + [(2, 5)]:
+            part = session(x[lo:hi], None if ids is None else ids[lo:hi])
+            if any(not np.array_equal(p, g[lo:hi]) for p, g in zip(part, got, strict=True)):
                 return False
-            got = k.raw(probe[:, None].copy(), None)[0]
-        except Exception:  # noqa: BLE001
-            return False
-        want = task.transform(torch.from_numpy(probe.copy())).numpy()
-        return got.shape == want.shape and bool(
-            np.allclose(got, want, rtol=1e-5, atol=1e-7, equal_nan=True)
-        )
+        return True
 
-    def _kernel_agrees(self, kernel: Any, transformed: set[str] = frozenset()) -> bool:
-        """``kernel`` equals the torch model on probe raw rows (past the clip, if any); the
-        ``transformed`` tasks' outputs against ``transform`` of the model's."""
+    def _probe(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw feature rows that scale to 2 N(0, 1) (past the clip, if any), and asset ids."""
         rng = np.random.default_rng(0)
-        z = 2.0 * rng.standard_normal((7, *self._shape))
+        z = 2.0 * rng.standard_normal((PROBE_ROWS, *self._shape))
         x = ((z - self._b_np) / self._a_np).astype(np.float32)
-        n_assets = int(getattr(self.model.input_stage, "n_assets", 1))
-        ids = np.arange(7, dtype=np.int64) % n_assets if self._uses_asset() else None
-        with torch.inference_mode():
-            zt = torch.addcmul(self._b, torch.from_numpy(x), self._a)
-            if self._clip is not None:
-                zt = zt.clamp(-self._clip, self._clip)
-            want = self.model(zt, None if ids is None else torch.from_numpy(ids))
+        ids = np.arange(PROBE_ROWS, dtype=np.int64) % self._n_assets if self._with_ids else None
+        return x, ids
+
+    def _cache_path(self, variant: str) -> Any:
+        """Where this checkpoint's export is cached (None for a checkpoint without a file)."""
+        from mtl_bt.models import onnx_runtime as rt
+
+        path = self.checkpoint.path
+        if path is None:
+            return None
         try:
-            got = kernel(x, ids)
-        except Exception:  # noqa: BLE001 - a broken kernel is refused, not fatal
-            return False
-        tasks = {t.name: t for t in self.tasks}
-        for name in self.task_names:
-            w = want[name]
-            if name in transformed:
-                w = tasks[name].transform(w)
-            w, g = w.numpy(), np.asarray(got.get(name))
-            if g.shape != w.shape or not np.allclose(g, w, rtol=1e-5, atol=1e-6):
-                return False
-        return True
-
-    def _checked_numpy_forward(self, where: str) -> tuple[Any, bool]:
-        """``(forward, prescaled)``: the model's numpy forward pass if it has one that matches
-        torch on probe rows, and whether it takes raw features (the scaler folded into its
-        first matmul: only without a clip, which is not affine)."""
-        if os.environ.get("MTL_BT_TORCH_INFERENCE", "") not in ("", "0"):
-            return None, False
-        if self._clip is None:
-            try:
-                fast = self.model.numpy_forward(scale=(self._a_np, self._b_np))
-            except TypeError:  # an override of numpy_forward without `scale`
-                fast = None
-            if fast is not None and self._agrees(fast, raw=True):
-                return fast, True
-        fast = self.model.numpy_forward()
-        if fast is None:
-            return None, False
-        if self._agrees(fast, raw=False):
-            return fast, False
-        warnings.warn(
-            f"{where}: architecture {self.checkpoint.architecture!r}'s numpy forward pass "
-            "disagrees with its torch model; using torch for inference",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None, False
-
-    def _agrees(self, fast: Any, raw: bool) -> bool:
-        """``fast`` equals the torch model on probe rows (raw features when ``raw``)."""
-        rng = np.random.default_rng(0)
-        z = rng.standard_normal((7, *self._shape)).astype(np.float32)
-        n_assets = int(getattr(self.model.input_stage, "n_assets", 1))
-        ids = np.arange(7, dtype=np.int64) % n_assets if self._uses_asset() else None
-        asset = None if ids is None else torch.from_numpy(ids)
-        with torch.inference_mode():
-            if raw:  # raw features that scale to z, scaled by torch as _predict_torch does
-                x = ((z - self._b_np) / self._a_np).astype(np.float32)
-                z = torch.addcmul(self._b, torch.from_numpy(x), self._a).numpy()
-            want = self.model(torch.from_numpy(z), asset)
-        try:
-            got = fast((x if raw else z).copy(), ids)
-        except Exception:  # noqa: BLE001 - a broken fast path is refused, not fatal
-            return False
-        for name in self.task_names:
-            w, g = want[name].numpy(), np.asarray(got.get(name))
-            if g.shape != w.shape or not np.allclose(g, w, rtol=1e-5, atol=1e-6):
-                return False
-        return True
-
-    def _checked_transforms(self, where: str) -> list[tuple[str, Any]]:
-        """``(task name, numpy transform or None for the identity)`` per task; a task whose
-        ``transform_numpy`` disagrees with its ``transform`` on probe outputs runs the torch
-        transform instead (with a warning), so predictions never depend on the path."""
-        from mtl_bt.tasks.base import Task
-
-        probe = _TRANSFORM_PROBE
-        out = []
-        for t in self.tasks:
-            if (
-                type(t).transform is Task.transform
-                and type(t).transform_numpy is Task.transform_numpy
-            ):
-                out.append((t.name, None))
-                continue
-            want = t.transform(torch.from_numpy(probe.copy())).numpy()
-            got = np.asarray(t.transform_numpy(probe.copy()))
-            if got.shape != want.shape or not np.allclose(
-                got, want, rtol=1e-5, atol=1e-7, equal_nan=True
-            ):
-                warnings.warn(
-                    f"{where}: task {t.name!r}: transform_numpy disagrees with transform; "
-                    "using the torch transform",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                out.append((t.name, lambda v, t=t: t.transform(torch.from_numpy(v)).numpy()))
-            else:
-                out.append((t.name, t.transform_numpy))
-        return out
+            self._sha256 = self._sha256 or rt.file_sha256(path)
+        except OSError:
+            return None
+        return rt.cache_path(rt.cache_key(self._sha256, variant))
 
     def _check_features(self, checkpoint: Checkpoint, where: str) -> None:
         """The saved feature spec, columns, scaler and model input must describe one model."""
@@ -388,58 +313,54 @@ class Predictor:
 
     # -- inference ---------------------------------------------------------
     def predict(self, x: np.ndarray, asset_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Transformed predictions per task for raw features ``x``.
+        """Transformed predictions per task (float64) for raw features ``x``.
 
         ``x``: (n, F), or (n, lookback, F) with a sequence encoder; rows oldest
         first in a window. ``asset_ids``: (n,) integer ids (see ``asset_ids``).
+        A row's predictions do not depend on the other rows of the batch.
         """
         if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape[1:] != self._shape or x.ndim != len(self._shape) + 1:
             want = ", ".join(map(str, self._shape))
             raise ValueError(f"x must have shape (n, {want}), got {x.shape}")
-        kernel = self._kernel
-        if kernel is not None:  # one compiled call: scaling, clip, encoder, model, outputs
-            return self._assemble(kernel.raw(x, asset_ids))
-        if self._fast is None:
+        session = self._session
+        if session is None or not len(x):
             return self._predict_torch(x, asset_ids)
-        if self._prescaled:  # the scaler is folded into the first matmul
-            z = x
+        ids = self._checked_ids(asset_ids, len(x)) if self._with_ids else None
+        out = session(x, ids) if not self._row_by_row else self._rows_alone(x, ids)
+        if self._transform_after:
+            return {
+                t.name: t.transform(torch.from_numpy(o)).numpy().astype(np.float64)
+                for t, o in zip(self.tasks, out, strict=True)
+            }
+        return {name: o.astype(np.float64) for name, o in zip(self.task_names, out, strict=True)}
+
+    def _checked_ids(self, asset_ids: np.ndarray | None, n: int) -> np.ndarray:
+        """``asset_ids`` as int64 (n,), every id a known asset (ONNX's Gather would read
+        a negative id from the end instead of refusing it)."""
+        if asset_ids is None:
+            raise ValueError(
+                "this model has an asset embedding: pass asset ids (batch,) as `asset`"
+            )
+        ids = asset_ids
+        if type(ids) is not np.ndarray or ids.dtype != np.int64:
+            ids = np.asarray(ids, dtype=np.int64)
+        if ids.shape != (n,):
+            ids = ids.reshape(-1)
+            if len(ids) != n:
+                raise ValueError(f"got {len(ids)} asset ids for a batch of {n} rows")
+        if len(ids) <= 64:  # Python's min/max of a short list beat numpy's calls
+            values = ids.tolist()
+            bad = min(values) < 0 or max(values) >= self._n_assets
         else:
-            z = x * self._a_np
-            z += self._b_np
-            if self._clip is not None:  # np.clip costs several times more at this size
-                np.maximum(z, -self._clip, out=z)
-                np.minimum(z, self._clip, out=z)
-        ids = None if asset_ids is None else np.asarray(asset_ids, dtype=np.int64)
-        out = self._fast(z, ids)
-        return {
-            name: (out[name] if f is None else f(out[name])).astype(np.float64)
-            for name, f in self._transforms
-        }
-
-    def _assemble(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """``{task: float64 prediction}`` from the kernel's float32 ``(columns, n)`` output.
-
-        Equal to ``f(column).astype(float64)`` per task, with one float64 conversion for
-        all of them: each transform's float32 result is written back over its columns
-        first (a transform that returns another dtype is converted on its own).
-        """
-        own = {}
-        for name, col, wide, f in self._columns:
-            if f is None:
-                continue
-            v = raw[col].T if wide else raw[col]
-            t = f(v)
-            if type(t) is np.ndarray and t.dtype == np.float32 and t.shape == v.shape:
-                raw[col] = t.T if wide else t
-            else:
-                own[name] = np.asarray(t).astype(np.float64)
-        wide64 = raw.astype(np.float64)
-        result = {}
-        for name, col, wide, _ in self._columns:
-            result[name] = own[name] if name in own else wide64[col].T if wide else wide64[col]
-        return result
+            bad = bool(ids.min() < 0 or ids.max() >= self._n_assets)
+        if bad:
+            raise ValueError(
+                f"asset ids must be in 0..{self._n_assets - 1} (n_assets={self._n_assets}); "
+                f"got {int(ids.min())}..{int(ids.max())}"
+            )
+        return ids
 
     def predict_torch(
         self, x: np.ndarray, asset_ids: np.ndarray | None = None
@@ -457,11 +378,10 @@ class Predictor:
             None if asset_ids is None else torch.from_numpy(np.asarray(asset_ids, dtype=np.int64))
         )
         with torch.inference_mode():
-            z = torch.addcmul(self._b, xt, self._a)
-            if self._clip is not None:
-                z = z.clamp(-self._clip, self._clip)
-            out = self.model(z, asset)
-            return {t.name: t.transform(out[t.name]).numpy().astype(np.float64) for t in self.tasks}
+            out = self._graph(xt, asset)
+        return {
+            name: o.numpy().astype(np.float64) for name, o in zip(self.task_names, out, strict=True)
+        }
 
     def predict_frame(self, features_by_symbol: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         """Predictions for every row of every symbol: columns datetime, symbol, tasks.
@@ -511,3 +431,8 @@ class Predictor:
 
     def _uses_asset(self) -> bool:
         return bool(self.checkpoint.init_kwargs.get("asset_embedding") or 0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__

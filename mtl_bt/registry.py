@@ -156,6 +156,8 @@ class Registry:
         self._dists: dict[str, tuple[str, str]] = {}
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self._conflicts: dict[tuple[str, str], _Conflict] = {}
+        #: plugins not loaded because of MTL_BT_DISABLE_PLUGINS / MTL_BT_LOAD_PLUGINS
+        self.blocked: dict[str, str] = {}
         #: the plugin being imported or whose hook runs (named by re-entrancy errors)
         self.current: str | None = None
         self._load_entry_points()
@@ -199,6 +201,9 @@ class Registry:
         for name in available:
             if name in disabled or (only is not None and name not in only):
                 self.pm.set_blocked(name)
+                self.blocked[name] = (
+                    "MTL_BT_DISABLE_PLUGINS" if name in disabled else "MTL_BT_LOAD_PLUGINS"
+                )
         for ep in eps:
             if self.pm.is_blocked(ep.name) or self.pm.get_plugin(ep.name) is not None:
                 continue
@@ -366,6 +371,12 @@ class Registry:
         broken = ""
         if maybe:
             broken = " Skipped plugin(s) that may provide it: " + "; ".join(f.error for f in maybe)
+        for var in sorted(set(self.blocked.values())):
+            names = sorted(n for n, v in self.blocked.items() if v == var)
+            broken += (
+                f" {var}={os.environ.get(var, '')} keeps plugin(s) {', '.join(names)} from "
+                "loading, which may provide it; change that variable to use them."
+            )
         raise PluginError(
             f"unknown {kind} {name!r}.{hint} Available: {', '.join(available) or '(none)'}.{broken}"
         )

@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mtl_bt.atomic import write_text
-from mtl_bt.errors import CheckpointError, OutputError
+from mtl_bt.atomic import size_text, write_text
+from mtl_bt.errors import CheckpointError, DiskFullError, OutputError, UserError
 
 MANIFEST = "manifest.json"
 FORMAT = "mtl-bt-run"
@@ -72,6 +72,26 @@ def check_writable(path: str | os.PathLike[str], what: str) -> Path:
             "or fix its permissions"
         ) from None
     return path
+
+
+def resolve_out(out: str | os.PathLike[str], what: str = "--out") -> Path:
+    """The folder ``out`` names, with a symlink followed to its target: a run replaces the
+    folder it writes (staging + rename), so it must replace the target and keep the user's
+    link. A dangling or looping link is refused before any work starts."""
+    path = Path(out).expanduser().absolute()
+    if not path.is_symlink():
+        return path
+    link = os.readlink(path)
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing target, or a loop (RuntimeError before 3.13)
+        raise OutputError(
+            f"{what} {path} is a symlink to {link}, which does not exist or links back to "
+            "itself; point the link at a folder, or choose another location"
+        ) from None
+    if not target.is_dir():
+        raise OutputError(f"{what} {path} is a symlink to {target}, a file, not a folder")
+    return target
 
 
 # -- the lock ----------------------------------------------------------------
@@ -223,7 +243,7 @@ def verify_checkpoints(folder: Path, checkpoints: list[Path]) -> None:
 @contextlib.contextmanager
 def locked(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Only the lock (for a resumable folder such as ``compare``'s: written in place)."""
-    out = check_writable(Path(out).expanduser().absolute(), "--out")
+    out = check_writable(resolve_out(out), "--out")
     lock = acquire(out)
     try:
         yield out
@@ -255,8 +275,9 @@ def owned(
     out: str | os.PathLike[str], *, kind: str, config: Any = None, force: bool = False
 ) -> Iterator[Path]:
     """Own ``out`` for one run: yields the staging folder to write into; on success it
-    replaces ``out`` as a whole (with ``manifest.json``); on failure ``out`` is untouched."""
-    out = Path(out).expanduser().absolute()
+    replaces ``out`` as a whole (with ``manifest.json``); on failure ``out`` is untouched.
+    A symlink ``out`` is followed: its target is replaced, the link stays."""
+    out = resolve_out(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a folder; choose a folder")
     check_writable(out.parent, "output folder's parent")
@@ -275,7 +296,10 @@ def owned(
             write_manifest(staging, kind, config)
             _swap(out, staging)
         except BaseException as exc:
-            _keep_partial(out, staging, kind, config, exc)
+            staged = _size(staging)
+            kept = _keep_partial(out, staging, kind, config, exc)
+            if isinstance(exc, DiskFullError):
+                raise _disk_full(out, staging, exc, staged, kept) from None
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -283,29 +307,59 @@ def owned(
         release(lock)
 
 
-def _keep_partial(out: Path, staging: Path, kind: str, config: Any, exc: BaseException) -> None:
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def _disk_full(
+    out: Path, staging: Path, exc: DiskFullError, staged: int, kept: Path | None
+) -> OutputError:
+    """The disk filled up during the run: name the file as it would be in ``out`` (not the
+    staging folder, which is removed) and the space the run needs at least."""
+    try:
+        name = out / Path(str(exc.path)).relative_to(staging)
+    except ValueError:
+        name = Path(str(exc.path))
+    return OutputError(
+        f"no space left on the device holding --out {out} while writing {name} "
+        f"({size_text(exc.free)} free): this run had written {size_text(staged)} by then and "
+        "needs more than that; free space or choose --out on another disk, and run again"
+        + (
+            f" (what it finished is kept in {kept}, its manifest says complete: false)"
+            if kept is not None
+            else " (its unfinished files were removed)"
+        )
+    )
+
+
+def _keep_partial(
+    out: Path, staging: Path, kind: str, config: Any, exc: BaseException
+) -> Path | None:
     """A run that stopped keeps what it finished (a crash loses no finished work) without
     mixing it into a previous run: into ``out`` when that held no finished run, else into
     ``<out>.interrupted``. Its manifest says ``complete: false``."""
     if not staging.exists() or not any(
         p.is_file() and p.name != "config.toml" for p in staging.rglob("*")
     ):
-        return  # nothing finished yet (a config copy is not work): nothing to keep
+        return None  # nothing finished yet (a config copy is not work): nothing to keep
     reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
-    with contextlib.suppress(OSError):
+    try:
         write_manifest(staging, kind, config, complete=False, reason=reason[:300])
         previous = read_manifest_quiet(out)
         if previous is None or not previous.get("complete", True):
             _swap(out, staging)
-        else:
-            where = out.parent / f"{out.name}.interrupted"
-            shutil.rmtree(where, ignore_errors=True)
-            os.replace(staging, where)
-            print(
-                f"the stopped run's finished files are in {where}; the previous run in {out} "
-                "is untouched",
-                file=sys.stderr,
-            )
+            return out
+        where = out.parent / f"{out.name}.interrupted"
+        shutil.rmtree(where, ignore_errors=True)
+        os.replace(staging, where)
+        print(
+            f"the stopped run's finished files are in {where}; the previous run in {out} "
+            "is untouched",
+            file=sys.stderr,
+        )
+        return where
+    except (OSError, UserError):  # e.g. the disk is full: the staging folder is removed
+        return None
 
 
 def read_manifest_quiet(folder: Path) -> dict[str, Any] | None:

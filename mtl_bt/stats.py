@@ -3,6 +3,8 @@
 - :func:`paired_bootstrap_sharpe_diff`: confidence interval of Sharpe(a) - Sharpe(b) when both
   strategies traded the *same* bars, resampling bar indices jointly (circular block bootstrap,
   so autocorrelation and the cross-correlation of the two series are kept).
+- :func:`holm`: Holm-Bonferroni adjusted p-values for a family of tests (every table of
+  tests shows them beside the raw ones).
 - :func:`probabilistic_sharpe_ratio` (PSR) and :func:`deflated_sharpe_ratio` (DSR), after
   Bailey & Lopez de Prado, "The Deflated Sharpe Ratio: Correcting for Selection Bias,
   Backtest Overfitting and Non-Normality" (J. Portfolio Management, 2014). DSR is the PSR
@@ -199,6 +201,89 @@ def paired_bootstrap_sharpe_diff(
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(ok, [tail, 1.0 - tail])
     # Two-sided p-value: how often the bootstrap distribution crosses zero.
+    p = 2.0 * min((ok <= 0).mean(), (ok >= 0).mean())
+    return BootstrapResult(
+        diff, float(low), float(high), float(min(1.0, p)), n, n_boot, block, level
+    )
+
+
+def holm(p_values: np.ndarray | list[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (Holm 1979), in the input's order.
+
+    Sorted ascending p_(1) <= ... <= p_(m): adjusted p_(i) = max_{j <= i} min(1, (m - j + 1)
+    p_(j)). Rejecting where the adjusted value is <= alpha controls the family-wise error rate
+    at alpha for any dependence between the tests. NaN entries (tests not run) are left NaN
+    and do not count in m.
+    """
+    p = np.asarray(p_values, dtype=float).ravel()
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise ValueError("p-values must be in [0, 1]")
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def seed_time_bootstrap_sharpe_diff(
+    a_runs: np.ndarray,
+    b_runs: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    block: int | None = None,
+    level: float = 0.95,
+    seed: int = 0,
+    periods_per_year: float = 1.0,
+) -> BootstrapResult:
+    """CI of Sharpe(mean of a's seeds) - Sharpe(mean of b's seeds) resampling seeds *and* time.
+
+    ``a_runs`` (k_a, n) and ``b_runs`` (k_b, n): per-seed returns of the two variants on the
+    same n bars. Each replicate draws k_a seeds of a and k_b seeds of b with replacement
+    (the seed ensembles another set of seeds could have given), averages them, then resamples
+    the bars with one circular block bootstrap shared by both (paired in time). The interval
+    therefore holds both the training-seed variance and the sampling variance over time; with
+    one seed per side it is :func:`paired_bootstrap_sharpe_diff`'s interval. The point
+    estimate is the difference of the seed ensembles' Sharpe ratios.
+    """
+    xa = np.atleast_2d(np.asarray(a_runs, dtype=float))
+    xb = np.atleast_2d(np.asarray(b_runs, dtype=float))
+    if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(xb))):
+        raise ValueError("runs contain NaN or inf; align them on the bars both traded")
+    if xa.shape[1] != xb.shape[1]:
+        raise ValueError(f"runs must cover the same bars ({xa.shape[1]} != {xb.shape[1]})")
+    n = xa.shape[1]
+    if n < 3:
+        raise ValueError(f"need at least 3 paired returns, got {n}")
+    block = max(1, round(n ** (1 / 3))) if block is None else int(block)
+    if not 1 <= block <= n:
+        raise ValueError(f"block must be in [1, {n}]")
+    scale = math.sqrt(periods_per_year)
+    diff = (sharpe(xa.mean(axis=0)) - sharpe(xb.mean(axis=0))) * scale
+    rng = np.random.default_rng(seed)
+    ka, kb = xa.shape[0], xb.shape[0]
+    diffs = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // max(n, 1))  # paired_bootstrap_sharpe_diff's draws first
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        idx = _block_indices(n, block, m, rng)
+        pick_a = rng.integers(0, ka, size=(m, ka))
+        pick_b = rng.integers(0, kb, size=(m, kb))
+        ens_a = xa[pick_a].mean(axis=1)  # (m, n)
+        ens_b = xb[pick_b].mean(axis=1)
+        rows = np.arange(m)[:, None]
+        diffs[start : start + m] = (
+            _sharpe_rows(ens_a[rows, idx]) - _sharpe_rows(ens_b[rows, idx])
+        ) * scale
+    ok = diffs[np.isfinite(diffs)]
+    if ok.size < max(10, n_boot // 2) or not math.isfinite(diff):
+        nan = float("nan")
+        return BootstrapResult(diff, nan, nan, nan, n, n_boot, block, level)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(ok, [tail, 1.0 - tail])
     p = 2.0 * min((ok <= 0).mean(), (ok >= 0).mean())
     return BootstrapResult(
         diff, float(low), float(high), float(min(1.0, p)), n, n_boot, block, level

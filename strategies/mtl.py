@@ -217,7 +217,7 @@ class MTLStrategy(bt.Strategy):
         self._restore_blas = None
         self._threads_before = None
         if self.run_threads is not None:
-            from mtl_bt.models.numpy_forward import blas_threads
+            from mtl_bt.threads import blas_threads
 
             self._restore_blas = blas_threads(int(self.run_threads))
         if self.streaming:

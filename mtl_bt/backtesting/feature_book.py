@@ -8,6 +8,12 @@ it do not change). Row ``i`` is the feed's bar ``i``.
 
 The streaming book (``mtl_bt.backtesting.streaming``) answers the same
 questions for feeds that are not preloaded, computing a row when its bar arrives.
+
+Cross-frame features (another symbol's bars, the market mean, a higher timeframe) read
+the other feeds of the same Cerebro: the preloaded book passes every feed's frame to
+``compute``; the streaming book's engine (``feature_engine``) receives every feed's bar
+as it closes, before the rows of that step. A model whose features read a symbol with no
+feed is refused before the run (``require_feeds``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pandas as pd
 
 from mtl_bt.errors import DataError
 from mtl_bt.features import ops
+from mtl_bt.features.spec import FeatureSpec, compute
 from mtl_bt.metrics.volatility import ewma_vol
 
 
@@ -39,6 +46,49 @@ def realised_vol(close: np.ndarray, window: int) -> np.ndarray:
     value over the last ``window + 1`` closes is the same number.
     """
     return ops.rolling_std(ops.diff(np.log(close)), int(window), ddof=1)
+
+
+def require_feeds(spec: FeatureSpec, symbols: Sequence[str], trained: Sequence[str] = ()) -> None:
+    """A ``DataError`` naming the first symbol the features read that has no feed.
+
+    ``cross_asset`` reads its ``of`` symbol; ``market`` averages every symbol the model was
+    trained on (``trained``), so each needs a feed, or the mean would be another one."""
+    wanted = list(spec.symbols_read())
+    if spec.reads_all_symbols():
+        wanted += list(trained)
+    for s in dict.fromkeys(wanted):
+        if s not in symbols:
+            raise DataError(
+                f"the model's features read symbol {s!r}, which has no feed in Cerebro (feeds: "
+                f"{list(symbols)}); add its data with cerebro.adddata(feed, name={s!r})"
+            )
+
+
+def run_context(frames: Sequence[pd.DataFrame], symbols: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Every feed's frame by symbol, named (what ``compute`` reads other symbols from)."""
+    out = {}
+    for frame, symbol in zip(frames, symbols, strict=True):
+        if frame.attrs.get("symbol") != symbol:
+            frame = frame.copy(deep=False)
+            frame.attrs = {**frame.attrs, "symbol": symbol}
+        out[symbol] = frame
+    return out
+
+
+def feature_engine(
+    spec: FeatureSpec, symbols: Sequence[str], columns: Sequence[str], batch: bool = True
+) -> Any:
+    """The streaming engine of a step's bars: ``BatchStream``, or with cross-frame features
+    ``CrossRows`` (the same ``push(idx, bars)``; every feed's bar reaches the cross-frame
+    sources before any row of the step is computed; ``batch=False``: its single-frame part
+    per asset, cheaper with few feeds)."""
+    if spec.reads():
+        from mtl_bt.features.cross_stream import CrossRows
+
+        return CrossRows(spec, symbols, columns, batch)
+    from mtl_bt.features.streaming import BatchStream
+
+    return BatchStream(spec, symbols, columns)
 
 
 class PreloadedBook:
@@ -61,8 +111,18 @@ class PreloadedBook:
         self.rvol: list[np.ndarray] = []
         #: with ewma=True (a rule asked for ``ewma_vol``), the EWMA vol forecast of every bar
         self.ewma: list[np.ndarray] | None = [] if ewma else None
+        spec = predictor.feature_spec
+        context = None
+        if spec.reads():
+            require_feeds(spec, symbols, getattr(predictor, "symbols", ()) or ())
+            context = run_context(frames, symbols)
         for frame, symbol in zip(frames, symbols, strict=True):
-            x = np.ascontiguousarray(predictor.features(frame).to_numpy(np.float32))
+            if context is None:
+                x = predictor.features(frame).to_numpy(np.float32)
+            else:
+                x = compute(context[symbol], spec, context)[predictor.feature_columns]
+                x = x.to_numpy(np.float32)
+            x = np.ascontiguousarray(x)
             ok = complete_rows(x, lookback)
             if not ok.any():
                 raise DataError(

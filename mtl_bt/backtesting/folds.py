@@ -9,6 +9,7 @@ overlap, the later-trained model wins. A bar outside every window is held flat.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,31 @@ def fold_window(predictor: Any, single: bool) -> tuple[pd.Timestamp | None, pd.T
     return utc_ts(fold.get("train_end")), upper
 
 
+def model_timeframe(predictor: Any) -> str | None:
+    """The bar size a model was trained on ('1d', '1h', ...): a ``timeframe`` attribute, else
+    the training config in its checkpoint; None when the model does not say."""
+    given = getattr(predictor, "timeframe", None)
+    if given:
+        return str(given)
+    config = getattr(getattr(predictor, "checkpoint", None), "config", None) or {}
+    data = config.get("data") if isinstance(config, dict) else None
+    found = data.get("timeframe") if isinstance(data, dict) else None
+    return str(found) if found else None
+
+
+def model_bar_seconds(predictor: Any) -> float | None:
+    """Seconds per bar of the model's training data, or None when unknown."""
+    from mtl_bt.backtesting.calendar import timeframe_seconds
+
+    tf = model_timeframe(predictor)
+    if tf is None:
+        return None
+    try:
+        return timeframe_seconds(tf)
+    except ValueError:
+        return None
+
+
 def _num(ts: pd.Timestamp | None, default: float) -> float:
     if ts is None:
         return default
@@ -44,8 +70,13 @@ def _num(ts: pd.Timestamp | None, default: float) -> float:
 class FoldSchedule:
     """Per bar (a Backtrader date number): the index of the fold model allowed on it."""
 
-    def __init__(self, predictors: Sequence[Any]) -> None:
+    def __init__(self, predictors: Sequence[Any], by_date: bool | None = None) -> None:
         single = len(predictors) == 1
+        if by_date is None:  # daily and longer models: compare by the bar's session date
+            seconds = model_bar_seconds(predictors[0]) if predictors else None
+            by_date = seconds is not None and seconds >= 86400.0
+        #: compare bars by their date (floor of the date number), not their time
+        self.by_date = bool(by_date)
         windows = []
         for k, p in enumerate(predictors):
             fold = dict(getattr(p, "fold", None) or {})
@@ -70,6 +101,8 @@ class FoldSchedule:
     def rows(self, datenums: np.ndarray) -> np.ndarray:
         """Fold index of every bar (NO_FOLD where no model may decide it)."""
         nums = np.asarray(datenums, dtype=np.float64)
+        if self.by_date:
+            nums = np.floor(nums)
         out = np.full(len(nums), NO_FOLD, dtype=np.int64)
         for k, train_end, start, upper in self._windows:
             out[(nums > train_end) & (nums >= start) & (nums <= upper)] = k
@@ -78,6 +111,8 @@ class FoldSchedule:
     def at(self, datenum: float) -> int:
         """Fold index of one bar (the per-bar lookup): from the span of the last lookup
         while ``datenum`` stays strictly between the same two window edges."""
+        if self.by_date:
+            datenum = float(math.floor(datenum))
         lo, hi, fold = self._span
         if lo < datenum < hi:
             return fold

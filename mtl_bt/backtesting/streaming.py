@@ -31,9 +31,9 @@ import numpy as np
 
 from mtl_bt.backtesting.bars import _EPOCH_NUM
 from mtl_bt.backtesting.calendar import seconds_per_year, stated_seconds
-from mtl_bt.backtesting.feature_book import realised_vol
+from mtl_bt.backtesting.feature_book import feature_engine, realised_vol, require_feeds
 from mtl_bt.errors import DataError
-from mtl_bt.features.streaming import BatchStream, FeatureStream
+from mtl_bt.features.streaming import FeatureStream
 from mtl_bt.metrics.volatility import EwmaVariance, floored_vol
 
 _DAY_US = 86_400_000_000
@@ -129,7 +129,11 @@ class StreamingBook:
         self.symbols = list(symbols)
         spec, columns = predictor.feature_spec, predictor.feature_columns
         self.batch = len(self.symbols) >= BATCH_MIN_ASSETS if batch is None else bool(batch)
-        self.features = BatchStream(spec, self.symbols, columns) if self.batch else None
+        engine = self.batch
+        if spec.reads():  # cross-frame features: a step's rows once all its bars are read
+            require_feeds(spec, self.symbols, getattr(predictor, "symbols", ()) or ())
+            self.batch = True
+        self.features = feature_engine(spec, self.symbols, columns, engine) if self.batch else None
         self.assets = [
             _Asset(
                 None if self.batch else FeatureStream(spec, columns, s),

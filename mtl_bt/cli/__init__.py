@@ -53,7 +53,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; finished artefacts were kept.", err=True)
             ctx.exit(130)
-        except Exception:
+        except Exception as exc:
+            from mtl_bt.atomic import disk_full
+
+            if disk_full(exc):  # a write outside mtl_bt.atomic (a library's temp file)
+                where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+                click.echo(
+                    f"Error: no space left on the device{where} ({exc}); free some space and "
+                    "run again",
+                    err=True,
+                )
+                ctx.exit(2)
             traceback.print_exc()
             click.echo(
                 "Unexpected error (a bug in mtl-bt or a plugin): the traceback is above; "

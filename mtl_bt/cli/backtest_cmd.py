@@ -58,6 +58,32 @@ def check_config_matches(cfg, predictors) -> None:
         )
 
 
+def _flat(value, prefix: str) -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}"))
+        return out
+    return {prefix: value}
+
+
+def overridden(cfg, predictors) -> list[str]:
+    """The config's ``[model]`` and ``[features]`` keys the checkpoint decides instead (the
+    model is rebuilt from the checkpoint: its architecture, widths, feature parameters): each
+    as ``key: config X, checkpoint Y``. Nothing silently ignored."""
+    saved = predictors[0].checkpoint.config or {}
+    mine = cfg.model_dump(mode="json")
+    lines = []
+    for section in ("model", "features"):
+        if section not in saved:
+            continue
+        have, want = _flat(saved[section], section), _flat(mine.get(section), section)
+        for key in sorted(set(have) | set(want)):
+            if have.get(key) != want.get(key):
+                lines.append(f"{key}: config {want.get(key)!r}, checkpoint {have.get(key)!r}")
+    return lines
+
+
 @click.command("backtest")
 @click.argument("config_path", metavar="CONFIG")
 @click.option(
@@ -109,6 +135,16 @@ def backtest(config_path, models, data_files, out_dir, overrides, baseline, quie
     with rundir.owned(out_dir, kind="backtest", config=cfg, force=force) as staging:
         predictors = load_predictors(list(models))
         check_config_matches(cfg, predictors)
+        ignored = overridden(cfg, predictors)
+        if ignored:
+            shown = "; ".join(ignored[:6]) + (
+                f"; and {len(ignored) - 6} more" if len(ignored) > 6 else ""
+            )
+            click.echo(
+                f"warning: the checkpoint, not the config, decides {len(ignored)} setting(s) "
+                f"(the model is rebuilt from it): {shown}",
+                err=True,
+            )
         frames = {}
         rest = [s for s in symbols if s not in swapped]
         if rest:

@@ -25,7 +25,13 @@ class CheckFailed(UserError):
     metavar="KEY=VALUE",
     help="Override a config value, e.g. --set features.names='[\"rsi\"]' (repeatable).",
 )
-@click.option("--bars", default=2000, show_default=True, help="Last bars of each symbol to use.")
+@click.option(
+    "--bars",
+    default="auto",
+    show_default=True,
+    help="Last bars of each symbol to check, or 'all'; 'auto': every bar when the data hold "
+    "at most 50,000 bars in all (about a minute), else the last 5,000 of each symbol.",
+)
 @click.option("--cuts", default=5, show_default=True, help="Cut points per look-ahead check.")
 @click.option(
     "--parity-bars",
@@ -38,7 +44,7 @@ class CheckFailed(UserError):
 def check(
     config_path: Path,
     overrides: tuple[str, ...],
-    bars: int,
+    bars: str,
     cuts: int,
     parity_bars: int,
     as_json: bool,
@@ -56,12 +62,20 @@ def check(
     from mtl_bt.testing import config_check
     from mtl_bt.training import build_components
 
-    if bars < 100 or cuts < 1 or parity_bars < 0:
-        raise UserError("--bars must be >= 100, --cuts >= 1 and --parity-bars >= 0")
+    if bars not in ("auto", "all") and not (bars.isdigit() and int(bars) >= 100):
+        raise UserError(f"--bars {bars!r}: give a number >= 100, 'all' or 'auto'")
+    if cuts < 1 or parity_bars < 0:
+        raise UserError("--cuts must be >= 1 and --parity-bars >= 0")
     cfg = config_mod.load(config_path, list(overrides))
     build_components(cfg)  # unknown plugins/options fail before any data is fetched
     frames = load_frames(cfg.data, no_cache=no_cache, progress=sys.stderr.isatty())
-    rows = config_check.check_config(cfg, frames, bars=bars, cuts=cuts, parity_bars=parity_bars)
+    rows = config_check.check_config(
+        cfg,
+        frames,
+        bars=bars if bars in ("auto", "all") else int(bars),
+        cuts=cuts,
+        parity_bars=parity_bars,
+    )
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:

@@ -96,18 +96,14 @@ def _config(source, symbols, timeframe, since, until, path, exchange, market, ap
 
 
 def _load(cfg, no_cache: bool, cache_dir: str | None, progress: bool):
+    """Data warnings print as ``warning: ...`` lines when they happen (the CLI's handler), not
+    after the fetch: a source retrying an unreachable exchange says so at once."""
     from mtl_bt.data import load_frames
     from mtl_bt.data.validate import DataWarning
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("always", DataWarning)
-        frames = load_frames(cfg, no_cache=no_cache, cache_dir=cache_dir, progress=progress)
-    for item in caught:
-        if issubclass(item.category, DataWarning):
-            click.echo(f"warning: {item.message}", err=True)
-        else:
-            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-    return frames
+        return load_frames(cfg, no_cache=no_cache, cache_dir=cache_dir, progress=progress)
 
 
 @click.group("data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 import click
 
 from mtl_bt.cli.configs import SHIPPED, load_config, shipped_config  # noqa: F401 (re-exported)
+from mtl_bt.errors import ConfigError
 from mtl_bt.safety import NO_GUARDS_HELP, disable_guards
 
 
@@ -27,18 +29,35 @@ def _load(config: str, overrides: tuple[str, ...]):
     return load_config(config, overrides)
 
 
-def metrics_text(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
-    """Plain-text metrics table printed at the end of a run."""
+#: metrics that are fractions of value (or of time, of trades): printed as percentages
+PERCENT = frozenset(
+    {"max_drawdown", "win_rate", "cagr", "annual_volatility", "exposure", "gross_cagr",
+     "cost_drag"}
+)  # fmt: skip
+
+
+def _cell(key: str, value: Any) -> str:
     from mtl_bt.report.document import fmt
+
+    if key in PERCENT and isinstance(value, int | float) and math.isfinite(value):
+        return f"{value * 100:.2f}%"
+    return fmt(value)
+
+
+def metrics_text(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    """Plain-text metrics table printed at the end of a run: fractions as percentages, every
+    column aligned (the labels' width is the longest label's)."""
     from mtl_bt.report.run_report import METRICS
 
     port = metrics.get("portfolio", {})
     base = (baseline or {}).get("portfolio", {})
-    lines = [f"{'metric':<18}{'MTL strategy':>15}" + (f"{'buy & hold':>15}" if base else "")]
-    for key, label in METRICS:
-        line = f"{label:<18}{fmt(port.get(key)):>15}"
+    labels = [(key, label.replace(" (fraction of value)", "")) for key, label in METRICS]
+    width = max(len(label) for _, label in labels) + 2
+    lines = [f"{'metric':<{width}}{'MTL strategy':>15}" + (f"{'buy & hold':>15}" if base else "")]
+    for key, label in labels:
+        line = f"{label:<{width}}{_cell(key, port.get(key)):>15}"
         if base:
-            line += f"{fmt(base.get(key)):>15}"
+            line += f"{_cell(key, base.get(key)):>15}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -144,7 +163,18 @@ def run(
     show_default=True,
     help="local worker processes or a Ray cluster",
 )
-@click.option("--address", default=None, help="Ray cluster address (default: start Ray locally)")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster address, e.g. 10.0.0.5:6379 (needs --executor ray; default: start Ray "
+    "locally)",
+)
+@click.option(
+    "--connect-timeout",
+    default=None,
+    type=click.FloatRange(0.1, 3600.0),
+    help="seconds to wait for the Ray cluster at --address before giving up (default 30)",
+)
 @click.option(
     "--set",
     "overrides",
@@ -163,6 +193,7 @@ def compare(
     workers: int | None,
     executor: str,
     address: str | None,
+    connect_timeout: float | None,
     overrides: tuple[str, ...],
     quiet: bool,
     no_cache: bool,
@@ -173,17 +204,32 @@ def compare(
     the same OUT skips the jobs that already finished.
     """
     from mtl_bt import rundir
+    from mtl_bt.compare.executor import CONNECT_TIMEOUT, check_address
     from mtl_bt.compare.runner import compare as run_compare
-    from mtl_bt.compare.variants import split_names
 
+    arch_names = _names("--architectures", architectures, "shared_bottom,mmoe")
+    weighting_names = _names("--weightings", weightings, "equal,uncertainty")
+    if executor != "ray":
+        for flag, value in (("--address", address), ("--connect-timeout", connect_timeout)):
+            if value is not None:
+                raise ConfigError(
+                    f"{flag} {value} is for a Ray cluster, but --executor is {executor}: add "
+                    f"--executor ray, or drop {flag}"
+                )
+    if connect_timeout is not None and not address:
+        raise ConfigError("--connect-timeout is the wait for the cluster at --address; give both")
     cfg = _load(config, overrides)
     say = _say(quiet)
+    if executor == "ray" and address:  # before any work: Ray retries a dead address for minutes
+        timeout = connect_timeout or CONNECT_TIMEOUT
+        say(f"connecting to the Ray cluster at {address} (waiting up to {timeout:g} s)")
+        check_address(address, timeout)
     with rundir.locked(out):  # resumable: one compare at a time, finished jobs are kept
         result = run_compare(
             cfg,
             out,
-            architectures=split_names(architectures),
-            weightings=split_names(weightings),
+            architectures=arch_names,
+            weightings=weighting_names,
             seeds=seeds,
             workers=workers,
             executor=executor,
@@ -194,6 +240,20 @@ def compare(
             log=say,
         )
     _print_comparison(result, out)
+
+
+def _names(flag: str, text: str | None, example: str) -> list[str]:
+    """A comma-separated option's names; given but naming nothing (``","``) is an error, not
+    the default."""
+    from mtl_bt.compare.variants import split_names
+
+    names = split_names(text)
+    if text is not None and not names:
+        raise ConfigError(
+            f"{flag} {text!r} names nothing; give comma-separated names, e.g. {example}, or "
+            f"leave {flag} out for the config's own"
+        )
+    return names
 
 
 def _print_comparison(result, out) -> None:

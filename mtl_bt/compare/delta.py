@@ -8,9 +8,24 @@ volume IC; a plugin task declares its own) of the MTL and the single-task model.
 is better on average. Per seed, from the runs' ``oos_metrics.csv`` (mean ± std over seeds);
 and on the seed-averaged predictions with a paired circular block bootstrap over *time*
 (every symbol's row of a resampled bar moves together), which gives a CI for each per-task
-difference M_k − S_k and for Δm. A relative change divides by |S_k|: a task whose
-single-task metric is near 0 (a return IC of 0.01) dominates Δm, so read the per-task
-differences too.
+difference M_k − S_k and for Δm.
+
+A relative change divides by |S_k|: a single-task metric near 0 (a return rank IC of 0.001)
+makes Δm explode and its interval swing with the bootstrap seed. So:
+
+- a task whose single-task metric is indistinguishable from 0 (|S_k| <= 1.96 σ_k, σ_k the
+  bootstrap standard error of S_k over time) is **flagged** and left out of Δm (LibMTL's
+  formula over the other tasks; the per-seed Δm leaves out the same tasks);
+- the **stable** form divides by a scale that cannot be near 0, the same σ_k:
+
+      Δm_σ = (1/K) Σ_k s_k (M_k − S_k) / σ_k
+
+  each task's difference in units of the single-task metric's own sampling noise (a
+  z-score-like, scale-free number; every task counts, flagged or not). Its CI comes from the
+  same resamples with σ_k held fixed.
+
+Every per-task difference also gets a two-sided bootstrap p-value (``p``), which the table
+Holm-adjusts over all tasks and variants.
 """
 
 from __future__ import annotations
@@ -119,6 +134,25 @@ class DeltaResult:
     n_bars: int = 0
     block: int = 0
     n_boot: int = 0
+    #: Δm_σ (differences over the single-task metric's bootstrap s.e.) and its CI
+    stable: float = float("nan")
+    stable_low: float = float("nan")
+    stable_high: float = float("nan")
+    scale: dict[str, float] = field(default_factory=dict)  # σ_k per task
+    p_values: dict[str, float] = field(default_factory=dict)  # per-task two-sided p
+    flagged: list[str] = field(default_factory=list)  # S_k indistinguishable from 0
+
+
+#: |S_k| <= Z_FLAG σ_k: the single-task metric is indistinguishable from 0 (not divided by)
+Z_FLAG = 1.96
+
+
+def delta_m_without(relatives: Mapping[str, float], flagged: Sequence[str]) -> float:
+    """LibMTL's Δm over the tasks not flagged (NaN if none is left or one is undefined)."""
+    parts = [v for t, v in relatives.items() if t not in flagged]
+    if not parts or not all(math.isfinite(p) for p in parts):
+        return float("nan")
+    return float(np.mean(parts))
 
 
 class _Scorer:
@@ -234,8 +268,8 @@ def bootstrap_delta(
         for s in usable
     }
 
-    def stats(rows: np.ndarray | None) -> tuple[dict[str, float], dict[str, float], float]:
-        diffs, rels = {}, {}
+    def stats(rows: np.ndarray | None) -> tuple[dict, dict, dict]:
+        diffs, rels, singles = {}, {}, {}
         for s in usable:
             if rows is None:
                 m, st, y = arrays[s.task]
@@ -245,24 +279,45 @@ def bootstrap_delta(
                 a, b = score_m.score(rows), score_st.score(rows)
             diffs[s.task] = a - b
             rels[s.task] = relative(a, b, s.higher_is_better)
-        rel = list(rels.values())
-        dm = float(np.mean(rel)) if all(math.isfinite(r) for r in rel) else nan
-        return diffs, rels, dm
+            singles[s.task] = b
+        return diffs, rels, singles
 
-    point_diff, point_rel, point_dm = stats(None)
+    point_diff, point_rel, point_single = stats(None)
     rng = np.random.default_rng(seed)
     idx = _block_indices(n_t, blk, n_boot, rng)
     boot_diff = {s.task: np.full(n_boot, nan) for s in usable}
-    boot_dm = np.full(n_boot, nan)
+    boot_rel = {s.task: np.full(n_boot, nan) for s in usable}
+    boot_single = {s.task: np.full(n_boot, nan) for s in usable}
     for b in range(n_boot):
         picked = idx[b]
         lengths = counts[picked]
         offsets = np.repeat(starts[picked] - np.cumsum(lengths) + lengths, lengths)
         rows = offsets + np.arange(lengths.sum())
-        diffs, _rels, dm = stats(rows)
-        for t, v in diffs.items():
-            boot_diff[t][b] = v
-        boot_dm[b] = dm
+        diffs, rels, singles = stats(rows)
+        for t in diffs:
+            boot_diff[t][b], boot_rel[t][b], boot_single[t][b] = diffs[t], rels[t], singles[t]
+    scale = {}
+    for t, values in boot_single.items():
+        ok = values[np.isfinite(values)]
+        scale[t] = float(np.std(ok, ddof=1)) if ok.size > 1 else nan
+    flagged = [
+        t
+        for t in point_single
+        if not (math.isfinite(scale[t]) and abs(point_single[t]) > Z_FLAG * scale[t])
+    ]
+    point_dm = delta_m_without(point_rel, flagged)
+    kept = [t for t in point_rel if t not in flagged]
+    boot_dm = (
+        np.mean(np.stack([boot_rel[t] for t in kept]), axis=0) if kept else np.full(n_boot, nan)
+    )
+    sign = {s.task: 1.0 if s.higher_is_better else -1.0 for s in usable}
+    ok_scale = all(math.isfinite(v) and v > 0 for v in scale.values())
+
+    def standardised(diffs: Mapping[str, Any]) -> Any:
+        return sum(sign[t] * np.asarray(diffs[t]) / scale[t] for t in diffs) / len(diffs)
+
+    stable = float(standardised(point_diff)) if ok_scale else nan
+    boot_stable = standardised(boot_diff) if ok_scale else np.full(n_boot, nan)
     alpha = (1.0 - level) / 2.0
 
     def interval(values: np.ndarray) -> tuple[float, float]:
@@ -271,6 +326,28 @@ def bootstrap_delta(
             return nan, nan
         return float(np.quantile(ok, alpha)), float(np.quantile(ok, 1.0 - alpha))
 
+    def p_value(values: np.ndarray) -> float:
+        ok = values[np.isfinite(values)]
+        if ok.size < 10:
+            return nan
+        return float(min(1.0, 2.0 * min((ok <= 0).mean(), (ok >= 0).mean())))
+
     per_task = {t: (point_diff[t], *interval(boot_diff[t])) for t in point_diff}
-    low, high = interval(boot_dm)
-    return DeltaResult(point_dm, low, high, per_task, point_rel, n_t, blk, n_boot)
+    low, high = interval(boot_dm) if math.isfinite(point_dm) else (nan, nan)
+    s_low, s_high = interval(boot_stable)
+    return DeltaResult(
+        point_dm,
+        low,
+        high,
+        per_task,
+        point_rel,
+        n_t,
+        blk,
+        n_boot,
+        stable=stable,
+        stable_low=s_low,
+        stable_high=s_high,
+        scale=scale,
+        p_values={t: p_value(boot_diff[t]) for t in point_diff},
+        flagged=flagged,
+    )

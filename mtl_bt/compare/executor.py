@@ -279,6 +279,33 @@ def _run_local(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: seconds ``compare --executor ray --address`` waits for the cluster by default
+CONNECT_TIMEOUT = 30.0
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Reach the Ray cluster at ``address`` within ``timeout`` seconds, before any work, or
+    raise a one-line ``UserError`` naming it (Ray itself retries an unreachable address for
+    minutes)."""
+    import socket
+
+    where = address.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    if not sep or not port.isdigit():  # "auto", "local": Ray finds the cluster itself
+        return
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UserError(
+            f"cannot reach the Ray cluster at {address} within {timeout:g} s ({reason}); start "
+            "it there (`ray start --head --port PORT`), fix --address, or raise "
+            "--connect-timeout"
+        ) from None
+
+
 def _run_ray(
     queue: _Queue, shared: dict[str, Any], workers: int, address: str | None, dynamic: bool
 ) -> Iterator[tuple[Job, _Outcome]]:

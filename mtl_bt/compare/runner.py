@@ -410,8 +410,13 @@ def write_comparison(
                 + ". Per seed: mean ± std over seeds. Seed ensemble: on the seed-averaged "
                 "predictions, with a paired circular block bootstrap over time (95% CI; every "
                 "symbol of a resampled bar moves together); per-task columns are M − S with "
-                "their CI. A CI that contains 0 means no evidence either way. Relative changes "
-                "divide by |S|: a task whose single-task metric is near 0 dominates Δm."
+                "their CI, raw two-sided bootstrap p-value and Holm-adjusted p-value (over every "
+                "task and variant of this table). A task whose single-task metric is "
+                "indistinguishable from 0 (|S| <= 1.96 σ, σ its bootstrap standard error) is "
+                "flagged and left out of Δm instead of being divided by. Δm_σ, the stable form, "
+                "is the mean over all tasks of ±(M − S)/σ: each difference in units of the "
+                "single-task metric's own sampling noise (a scale that cannot be near 0). A CI "
+                "that contains 0 means no evidence either way."
             )
         )
         doc.add(Table(delta_view))
@@ -419,13 +424,17 @@ def write_comparison(
     doc.add(
         Paragraph(
             "Per variant, the seed ensemble (returns averaged over seeds). ΔSharpe = annualised "
-            "Sharpe(variant) − Sharpe(comparator) on the bars both traded, with a paired "
-            "circular-block bootstrap 95% CI and two-sided p-value; the comparator is the "
-            "single-task ensemble (same rule, same heads) and, separately, the return-only "
-            "model. PSR = probability the true Sharpe is > 0; DSR = the same against the best "
-            f"Sharpe expected from {comparison.n_trials} unskilled trials (the trained and "
-            "backtested variants here), Bailey & López de Prado (2014). An interval that "
-            "contains 0 means no evidence either way."
+            "Sharpe(variant) − Sharpe(comparator) on the bars both traded; the comparator is "
+            "the single-task ensemble (same rule, same heads) and, separately, the return-only "
+            "model. Two 95% CIs with two-sided p-values: over time (paired circular-block "
+            "bootstrap of the seed ensembles) and over seeds and time (each replicate also "
+            "redraws each side's seeds with replacement, so training-seed variance is in the "
+            "interval). Holm-adjusted p-values are beside the raw ones (one family per kind of "
+            "interval, all comparisons of this table). PSR = probability the true Sharpe is > "
+            "0; DSR = the same against the best Sharpe expected from "
+            f"{comparison.n_trials} unskilled trials (every backtest tried here: each variant "
+            "x seed), Bailey & López de Prado (2014). An interval that contains 0 means no "
+            "evidence either way."
         )
     )
     doc.add(Table(tables.significance_view(table)))
@@ -433,7 +442,8 @@ def write_comparison(
     doc.add(
         Paragraph(
             "val/train loss: per task, the validation loss over the training loss at the epoch "
-            "early stopping kept, mean over folds and seeds (> 1 is a generalisation gap). "
+            "early stopping kept, both measured in eval mode (dropout off) after that epoch, "
+            "mean over folds and seeds (> 1 is a generalisation gap). "
             "std of fold Sharpe: the dispersion of the seed ensemble's annualised Sharpe over "
             "the walk-forward test windows (market regimes)."
         )

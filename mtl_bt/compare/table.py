@@ -9,7 +9,10 @@ Statistics (see docs/results.md for how to read them):
 - Paired bootstrap: Sharpe(variant) - Sharpe(single-task model of the same architecture) on the
   bars both traded, circular block bootstrap, annualised.
 - DSR: PSR of the variant's Sharpe against the expected best Sharpe of N unskilled trials,
-  N = number of trained variants (MTL and single-task), V = variance of their Sharpe ratios.
+  N = every backtest tried (each variant x seed), V = the variance of their Sharpe ratios.
+- ΔSharpe intervals twice: over time (the seed ensembles, paired block bootstrap) and over
+  seeds and time (``stats.seed_time_bootstrap_sharpe_diff``).
+- Holm-adjusted p-values (``*_p_holm``) beside the raw ones, one family per table of tests.
 """
 
 from __future__ import annotations
@@ -125,12 +128,41 @@ def _paired(a: pd.Series | None, b: pd.Series | None, ppy: float) -> dict[str, f
     return {"diff": res.diff, "low": res.low, "high": res.high, "p": res.p_value, "n": res.n}
 
 
+def _paired_seeds(
+    a: list[pd.Series] | None, b: list[pd.Series] | None, ppy: float
+) -> dict[str, float]:
+    """ΔSharpe CI resampling seeds and time (``stats.seed_time_bootstrap_sharpe_diff``)."""
+    nan = float("nan")
+    out = {"low": nan, "high": nan, "p": nan}
+    if not a or not b:
+        return out
+    joined = pd.concat([*a, *b], axis=1, join="inner").dropna()
+    if len(joined) < 3:
+        return out
+    values = joined.to_numpy().T
+    res = stats.seed_time_bootstrap_sharpe_diff(
+        values[: len(a)],
+        values[len(a) :],
+        n_boot=2000,
+        seed=0,
+        periods_per_year=ppy if math.isfinite(ppy) else 1.0,
+    )
+    return {"low": res.low, "high": res.high, "p": res.p_value}
+
+
 def _sharpe_diffs(
-    variant: Variant, series: pd.Series | None, ensembles: dict[str, pd.Series], ppy: float
+    variant: Variant,
+    series: pd.Series | None,
+    ensembles: dict[str, pd.Series],
+    ppy: float,
+    per_seed: dict[str, list[pd.Series]] | None = None,
 ) -> dict[str, float]:
     """MTL: ΔSharpe vs the single-task ensemble (``sharpe_diff*``, same rule and heads) and vs
-    the return-only model (``sharpe_diff_ro*``); no_aux: vs the return-only model."""
+    the return-only model (``sharpe_diff_ro*``); no_aux: vs the return-only model. Two
+    intervals each: over time only (the seed ensembles, ``_low``/``_high``/``_p``) and over
+    seeds and time (``_seeds_low``/``_seeds_high``/``_seeds_p``)."""
     out: dict[str, float] = {}
+    per_seed = per_seed or {}
     targets = {}
     if variant.kind == "mtl":
         targets = {"sharpe_diff": variant.ensemble, "sharpe_diff_ro": variant.baseline}
@@ -143,7 +175,34 @@ def _sharpe_diffs(
         out[f"{prefix}_low"], out[f"{prefix}_high"] = res["low"], res["high"]
         out[f"{prefix}_p"] = res["p"]
         out["paired_bars" if prefix == "sharpe_diff" else "paired_bars_ro"] = res["n"]
+        both = (
+            _paired_seeds(per_seed.get(variant.name), per_seed.get(targets[prefix]), ppy)
+            if prefix in targets
+            else {"low": np.nan, "high": np.nan, "p": np.nan}
+        )
+        out[f"{prefix}_seeds_low"], out[f"{prefix}_seeds_high"] = both["low"], both["high"]
+        out[f"{prefix}_seeds_p"] = both["p"]
     return out
+
+
+#: families of tests adjusted together by Holm (one table each): raw p column -> members
+HOLM_FAMILIES = {
+    "sharpe_time": ("sharpe_diff_p", "sharpe_diff_ro_p"),
+    "sharpe_seeds": ("sharpe_diff_seeds_p", "sharpe_diff_ro_seeds_p"),
+}
+
+
+def add_holm(table: pd.DataFrame, columns: list[str]) -> None:
+    """``<col>_holm`` beside every raw p-value column in ``columns``: Holm-adjusted over every
+    finite p-value of those columns together (one family: the tests of one table)."""
+    present = [c for c in columns if c in table]
+    if not present:
+        return
+    flat = np.concatenate([table[c].to_numpy(dtype=float) for c in present])
+    adjusted = stats.holm(flat)
+    n = len(table)
+    for i, col in enumerate(present):
+        table[f"{col}_holm"] = adjusted[i * n : (i + 1) * n]
 
 
 def _delta_row(
@@ -152,40 +211,55 @@ def _delta_row(
     seeds: list[int],
     specs: list[deltas.TaskMetric],
     n_boot: int,
-) -> dict[str, float]:
-    """Δm of an MTL variant against the single-task ensemble of its architecture: per seed
-    (mean ± std) and on the seed-averaged predictions with bootstrap CIs."""
-    out: dict[str, float] = {}
+) -> dict[str, Any]:
+    """Δm of an MTL variant against the single-task ensemble of its architecture: on the
+    seed-averaged predictions with bootstrap CIs (LibMTL's form over the tasks whose
+    single-task metric is distinguishable from 0, and the stable form Δm_σ), and per seed
+    (mean ± std, leaving out the same flagged tasks)."""
+    out: dict[str, Any] = {}
+    names = [s.task for s in specs]
+    mtl = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.name, seeds), names)
+    single = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.ensemble, seeds), names)
+    flagged: list[str] = []
+    if mtl is not None and single is not None:
+        res = deltas.bootstrap_delta(mtl, single, specs, n_boot=n_boot)
+        flagged = list(res.flagged)
+        out.update(delta_m=res.delta_m, delta_m_low=res.low, delta_m_high=res.high)
+        out.update(
+            delta_m_stable=res.stable,
+            delta_m_stable_low=res.stable_low,
+            delta_m_stable_high=res.stable_high,
+        )
+        out["delta_flagged"] = ",".join(flagged)
+        out["delta_block"] = res.block
+        for task, (diff, low, high) in res.per_task.items():
+            out[f"d_{task}"], out[f"d_{task}_low"], out[f"d_{task}_high"] = diff, low, high
+            out[f"d_{task}_p"] = res.p_values.get(task, np.nan)
+            out[f"rel_{task}"] = res.relative.get(task, np.nan)
+            out[f"sigma_{task}"] = res.scale.get(task, np.nan)
     per_seed = []
     for seed in seeds:
         m = runs_dir / variant.name / f"seed_{seed}"
         st = runs_dir / variant.ensemble / f"seed_{seed}"
         if (m / "job.json").exists() and (st / "job.json").exists():
+            kept = [s for s in specs if s.task not in flagged]
             per_seed.append(
                 deltas.delta_m_of(
-                    deltas.metrics_from_csv(m / "oos_metrics.csv", specs),
-                    deltas.metrics_from_csv(st / "oos_metrics.csv", specs),
-                    specs,
+                    deltas.metrics_from_csv(m / "oos_metrics.csv", kept),
+                    deltas.metrics_from_csv(st / "oos_metrics.csv", kept),
+                    kept,
                 )
             )
     out["delta_m_mean"], out["delta_m_std"] = _mean_std([v for v in per_seed if math.isfinite(v)])
-    names = [s.task for s in specs]
-    mtl = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.name, seeds), names)
-    single = deltas.seed_mean_predictions(seed_dirs(runs_dir, variant.ensemble, seeds), names)
-    if mtl is None or single is None:
-        return out
-    res = deltas.bootstrap_delta(mtl, single, specs, n_boot=n_boot)
-    out.update(delta_m=res.delta_m, delta_m_low=res.low, delta_m_high=res.high)
-    out["delta_block"] = res.block
-    for task, (diff, low, high) in res.per_task.items():
-        out[f"d_{task}"], out[f"d_{task}_low"], out[f"d_{task}_high"] = diff, low, high
-        out[f"rel_{task}"] = res.relative.get(task, np.nan)
     return out
 
 
 def _overfit(folders: list[Path], specs: list[deltas.TaskMetric]) -> dict[str, float]:
     """Per task, mean over folds and seeds of val loss / train loss at the epoch early
-    stopping kept (the lowest val_score): > 1 is a generalisation gap."""
+    stopping kept (the lowest val_score): > 1 is a generalisation gap. Both losses are the
+    eval-mode ones measured after the same epoch (``train_loss_*``, ``val_loss_*``); a log
+    without ``train_loss_*`` (older runs: only the train-mode running mean, dropout on) gives
+    no ratio rather than a biased one."""
     ratios: dict[str, list[float]] = {}
     for folder in folders:
         path = folder / "train_log.csv"
@@ -200,7 +274,8 @@ def _overfit(folders: list[Path], specs: list[deltas.TaskMetric]) -> dict[str, f
                 continue
             best = group.loc[group["val_score"].idxmin()]
             for spec in specs:
-                tr, va = best.get(f"loss_{spec.task}"), best.get(f"val_loss_{spec.task}")
+                tr = best.get(f"train_loss_{spec.task}")
+                va = best.get(f"val_loss_{spec.task}")
                 if tr is not None and va is not None and np.isfinite(tr) and np.isfinite(va):
                     if tr > 0:
                         ratios.setdefault(spec.task, []).append(float(va / tr))
@@ -231,11 +306,14 @@ def build(
     buy_and_hold_dir: Path | None,
     specs: list[deltas.TaskMetric] | None = None,
     n_boot: int = 300,
+    extra_trials: int = 0,
 ) -> Comparison:
-    """Aggregate the finished jobs into the comparison table (``specs``: the Δm metrics)."""
+    """Aggregate the finished jobs into the comparison table (``specs``: the Δm metrics;
+    ``extra_trials``: backtests tried outside this table that the DSR must count)."""
     specs = specs or []
     rows: list[dict[str, Any]] = []
     ensembles: dict[str, pd.Series] = {}
+    per_seed: dict[str, list[pd.Series]] = {}
     ppy = float("nan")
     for variant in variants:
         folders = seed_dirs(runs_dir, variant.name, seeds)
@@ -263,6 +341,9 @@ def build(
         ens = _ensemble(folders)
         if ens is not None and len(ens):
             ensembles[variant.name] = ens
+        runs = [s for s in (read_returns(f / "returns.csv") for f in folders) if s is not None]
+        if runs:
+            per_seed[variant.name] = runs
         rows.append(row)
 
     trial_sr = {
@@ -270,8 +351,11 @@ def build(
         for name, series in ensembles.items()
         if len(series) > 2
     }
-    finite = [v for v in trial_sr.values() if math.isfinite(v)]
-    n_trials = max(1, len(finite))
+    # DSR: every backtest tried is a trial (each variant x seed, plus what the caller tried
+    # elsewhere, e.g. a grid of targets); V is the variance of their per-period Sharpes
+    seed_sr = [stats.sharpe(r.to_numpy()) for runs in per_seed.values() for r in runs if len(r) > 2]
+    finite = [v for v in seed_sr if math.isfinite(v)]
+    n_trials = max(1, len(finite) + int(extra_trials))
     sr_var = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
     scale = math.sqrt(ppy) if math.isfinite(ppy) else 1.0
     by_name = {v.name: v for v in variants}
@@ -286,7 +370,7 @@ def build(
             row["dsr"] = stats.deflated_sharpe_ratio(
                 series.to_numpy(), n_trials=n_trials, sr_variance=sr_var
             )
-        row.update(_sharpe_diffs(variant, series, ensembles, ppy))
+        row.update(_sharpe_diffs(variant, series, ensembles, ppy, per_seed))
         if variant.kind == "mtl" and specs:
             row.update(_delta_row(runs_dir, variant, seeds, specs, n_boot))
         folders = seed_dirs(runs_dir, name, seeds)
@@ -312,6 +396,9 @@ def build(
             row["psr"] = stats.probabilistic_sharpe_ratio(bh.to_numpy())
         rows.append(row)
     table = pd.DataFrame(rows)
+    for family in HOLM_FAMILIES.values():
+        add_holm(table, list(family))
+    add_holm(table, [f"d_{s.task}_p" for s in specs])
     return Comparison(table, ensembles, ppy, n_trials, sr_var)
 
 
@@ -365,37 +452,61 @@ def significance_view(table: pd.DataFrame) -> pd.DataFrame:
     out["ensemble Sharpe"] = rows["ensemble_sharpe"].to_numpy()
     out["PSR"] = rows["psr"].to_numpy()
     out["DSR"] = rows["dsr"].to_numpy()
-    out["ΔSharpe vs ST ensemble"] = rows["sharpe_diff"].to_numpy()
-    out["95% CI"] = ci("sharpe_diff")
-    out["p"] = rows["sharpe_diff_p"].to_numpy()
-    if "sharpe_diff_ro" in rows:
-        out["ΔSharpe vs return-only"] = rows["sharpe_diff_ro"].to_numpy()
-        out["95% CI (return-only)"] = ci("sharpe_diff_ro")
-        out["p (return-only)"] = rows["sharpe_diff_ro_p"].to_numpy()
+    for prefix, label in (("sharpe_diff", "ST ensemble"), ("sharpe_diff_ro", "return-only")):
+        if prefix not in rows:
+            continue
+        out[f"ΔSharpe vs {label}"] = rows[prefix].to_numpy()
+        out[f"95% CI time ({label})"] = ci(prefix)
+        out[f"p ({label})"] = rows[f"{prefix}_p"].to_numpy()
+        out[f"p Holm ({label})"] = rows[f"{prefix}_p_holm"].to_numpy()
+        if f"{prefix}_seeds_low" in rows:
+            out[f"95% CI seeds+time ({label})"] = ci(f"{prefix}_seeds")
+            out[f"p seeds+time ({label})"] = rows[f"{prefix}_seeds_p"].to_numpy()
+            out[f"p Holm seeds+time ({label})"] = rows[f"{prefix}_seeds_p_holm"].to_numpy()
     return out.reset_index(drop=True)
 
 
 def delta_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataFrame:
-    """Per MTL variant: Δm (per seed mean ± std; seed ensemble with its 95% CI) and each
-    task's metric difference MTL − single-task with its CI."""
+    """Per MTL variant: Δm (LibMTL's form per seed and on the seed ensemble, over the tasks
+    not flagged), the stable Δm_σ with its CI, the flagged tasks, and each task's metric
+    difference MTL − single-task with its CI and raw / Holm-adjusted p-value."""
     from mtl_bt.report.document import fmt
 
     rows = table[table["kind"] == "mtl"]
     if rows.empty or "delta_m" not in rows:
         return pd.DataFrame()
+
+    def interval(d: float, lo: float, hi: float, unit: str = "") -> str:
+        if not math.isfinite(d):
+            return "—"
+        if not math.isfinite(lo):
+            return f"{fmt(d, 3)}{unit}"
+        return f"{fmt(d, 3)}{unit} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+
     out = pd.DataFrame({"variant": rows["variant"]})
     out["Δm per seed"] = [
         _pm(100 * m, 100 * s) + " %" if math.isfinite(m) else "—"
         for m, s in zip(rows["delta_m_mean"], rows["delta_m_std"], strict=True)
     ]
     out["Δm (seed ens.)"] = [
-        f"{fmt(100 * d, 3)} % [{fmt(100 * lo, 3)}, {fmt(100 * hi, 3)}]"
-        if math.isfinite(d) and math.isfinite(lo)
-        else "—"
+        interval(100 * d, 100 * lo, 100 * hi, " %")
         for d, lo, hi in zip(
             rows["delta_m"], rows["delta_m_low"], rows["delta_m_high"], strict=True
         )
     ]
+    if "delta_m_stable" in rows:
+        out["Δm_σ (seed ens.)"] = [
+            interval(d, lo, hi)
+            for d, lo, hi in zip(
+                rows["delta_m_stable"],
+                rows["delta_m_stable_low"],
+                rows["delta_m_stable_high"],
+                strict=True,
+            )
+        ]
+        out["flagged (S ≈ 0)"] = [
+            str(f) if isinstance(f, str) and f else "—" for f in rows["delta_flagged"]
+        ]
     for spec in specs:
         col = f"d_{spec.task}"
         if col not in rows:
@@ -404,9 +515,12 @@ def delta_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataFr
             "" if spec.higher_is_better else " (lower better)"
         )
         out[label] = [
-            f"{fmt(d, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]" if math.isfinite(lo) else fmt(d, 3)
+            interval(d, lo, hi)
             for d, lo, hi in zip(rows[col], rows[f"{col}_low"], rows[f"{col}_high"], strict=True)
         ]
+        if f"{col}_p" in rows:
+            out[f"p {spec.task}"] = rows[f"{col}_p"].to_numpy()
+            out[f"p Holm {spec.task}"] = rows[f"{col}_p_holm"].to_numpy()
     return out.reset_index(drop=True)
 
 

@@ -5,14 +5,19 @@ every asset, target_vol / predicted vol) per seed with the fold models it alread
 
 - ``mtl``: the MTL variant's ``volatility@h`` head;
 - ``single_task``: the single-task volatility model (the ensemble's member);
-- ``ewma``: the RiskMetrics EWMA (lambda 0.94) of the bars up to the decision bar
-  (``volatility_input = "ewma"``: the forecast the task metrics score as ``qlike_ewma``);
+- ``ewma``: the RiskMetrics EWMA (lambda 0.94, the backtest's sizing input) of the bars up
+  to the decision bar (``volatility_input = "ewma"``; the task metrics' ``qlike_ewma`` now
+  uses the bar-size lambda, ``mtl_bt.metrics.volatility.ewma_lambda``);
 - ``trailing``: the strategy's trailing 20-bar realised vol (``volatility_input = "trailing"``).
 
 Same bars, costs and caps for all four; a table of Sharpe (net and gross), annual
 volatility and costs per seed-ensemble, and the paired Sharpe difference of each forecast
-against the trailing realised vol. It runs after ``mtl-bt compare``, not inside it
-(docs/run.md says why).
+against the trailing realised vol, with raw and Holm-adjusted p-values. Over a grid of
+``target_vol`` values (every target tried is published: one table, one row per input and
+target; Holm runs over every comparison of every target). It runs after ``mtl-bt
+compare``, not inside it (docs/run.md says why)::
+
+    python -m mtl_bt.compare.vol_managed OUT MTL_VARIANT ARCH SEEDS 0.05,0.1,0.15
 """
 
 from __future__ import annotations
@@ -109,11 +114,39 @@ def table(series, metrics, ppy: float) -> pd.DataFrame:
                 res = _paired(ens[name], ens[other], ppy)
                 row[f"ΔSharpe vs {other}"] = res.diff
                 row[ci] = f"[{res.low:.3f}, {res.high:.3f}]"
+                row[f"p vs {other}"] = res.p_value
             else:
                 row[f"ΔSharpe vs {other}"] = np.nan
                 row[ci] = None
+                row[f"p vs {other}"] = np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def with_holm(frame: pd.DataFrame) -> pd.DataFrame:
+    """``p Holm vs <x>`` beside every ``p vs <x>``, adjusted over all of them together (every
+    comparison of every target in the table is one family)."""
+    cols = [c for c in frame.columns if c.startswith("p vs ")]
+    if not cols:
+        return frame
+    flat = np.concatenate([frame[c].to_numpy(dtype=float) for c in cols])
+    adjusted = stats.holm(flat)
+    out = frame.copy()
+    n = len(frame)
+    for i, col in enumerate(cols):
+        out[col.replace("p vs ", "p Holm vs ")] = adjusted[i * n : (i + 1) * n]
+    return out
+
+
+def grid(
+    out: str, mtl_variant: str, architecture: str, seeds: int, targets: list[float]
+) -> pd.DataFrame:
+    """The study at every target of ``targets``: one table (``target_vol`` column), Holm over
+    all of it."""
+    frames = [main(out, mtl_variant, architecture, seeds, t) for t in targets]
+    for t, frame in zip(targets, frames, strict=True):
+        frame.insert(0, "target_vol", t)
+    return with_holm(pd.concat(frames, ignore_index=True))
 
 
 def main(
@@ -137,10 +170,11 @@ def main(
     return table(series, metrics, ppy)
 
 
-if __name__ == "__main__":  # python -m mtl_bt.compare.vol_managed OUT MTL ARCH SEEDS TARGET
+if __name__ == "__main__":  # python -m mtl_bt.compare.vol_managed OUT MTL ARCH SEEDS T1,T2,..
     import sys
 
     from mtl_bt.report.document import table_markdown
 
-    frame = main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    targets = [float(t) for t in sys.argv[5].split(",") if t]
+    frame = grid(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), targets)
     print(table_markdown(frame))

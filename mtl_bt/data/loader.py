@@ -172,6 +172,21 @@ def _verified(frame: pd.DataFrame, lo, hi) -> tuple[Any, Any] | None:
     return start, end
 
 
+def _window(since, until, covers: tuple[Any, Any] | None) -> str:
+    """`` from X until Y; the data covers A .. B`` for a requested window with no bars."""
+    if since is None and until is None:
+        return ""
+    asked = (f" from {since}" if since is not None else "") + (
+        f" until {until}" if until is not None else ""
+    )
+    if covers is None:
+        return asked
+    return (
+        f"{asked}; the data covers {covers[0]} .. {covers[-1]}: move data.since / "
+        "data.until into that range"
+    )
+
+
 def load_frames(
     cfg: DataConfig,
     *,
@@ -234,18 +249,18 @@ def load_frames(
                     source.on_progress = None
     for symbol in symbols:
         frame = raw[symbol]
+        covers = frame.attrs.get("covers")  # a source that clipped everything away says where
         frame = normalise(frame, symbol=symbol, source=cfg.source, timeframe=timeframe)
         if remote:  # a bar that has not closed yet would change under the model's feet
             frame = drop_forming(frame, frame.attrs.get("timeframe"), fetcher.now())
+        whole = frame
         frame = clip(frame, since, until)
         if frame.empty:
+            if not whole.empty:
+                covers = (whole.index[0], whole.index[-1])
             raise DataError(
                 f"source {cfg.source!r}: no bars for symbol {symbol!r}"
-                + (
-                    f" between {since} and {until}"
-                    if since is not None or until is not None
-                    else ""
-                )
+                + _window(since, until, covers)
             )
         frame.attrs = {
             "symbol": symbol,

@@ -64,12 +64,19 @@ def check_options(source: str, options: dict[str, Any], allowed: dict[str, str])
 
 
 def clip(frame: pd.DataFrame, since: Any = None, until: Any = None) -> pd.DataFrame:
-    """Bars with ``since <= time < until`` (either bound may be None; naive means UTC)."""
+    """Bars with ``since <= time < until`` (either bound may be None; naive means UTC).
+
+    When nothing is left, ``attrs["covers"]`` holds the first and last time of ``frame``, so
+    the error can say where the data is (not only where it is not)."""
     since, until = parse_time(since, "since"), parse_time(until, "until")
+    whole = frame
     if since is not None:
         frame = frame[frame.index >= since]
     if until is not None:
         frame = frame[frame.index < until]
+    if frame.empty and not whole.empty:
+        frame = frame.copy()
+        frame.attrs = {**whole.attrs, "covers": (whole.index[0], whole.index[-1])}
     return frame
 
 

@@ -223,9 +223,46 @@ def normalise(
         timeframe = format_timeframe(step)
     elif len(idx) > 1:
         timeframe = infer_timeframe(idx)
+    if len(idx) > 1:
+        _one_bar_size(idx, parse_timeframe(timeframe), where)
     out.index.freq = None
     out.attrs = {"symbol": symbol, "timeframe": timeframe, "source": source}
     return out
+
+
+#: this many consecutive bars all spaced alike, but not by the bar size, are a second bar size
+#: (a closed weekend breaks daily stock bars into runs of 5; hourly sessions hold 1h steps)
+CHANGED_SIZE_RUN = 20
+
+
+def _one_bar_size(idx: pd.DatetimeIndex, step: pd.Timedelta, where: str) -> None:
+    """Refuse data whose bar size changes (e.g. daily bars, then 6-hourly ones): the bar size
+    is the smallest spacing, so the daily part would silently be read as 6h bars with gaps -
+    features, targets and annualisation all wrong."""
+    diffs = np.diff(idx.as_unit("ns").asi8)
+    other = diffs != step.value
+    if other.sum() < CHANGED_SIZE_RUN:
+        return
+    # runs of equal spacing: where the spacing changes, a new run starts
+    starts = np.flatnonzero(np.concatenate([[True], diffs[1:] != diffs[:-1]]))
+    lengths = np.diff(np.concatenate([starts, [len(diffs)]]))
+    long = (lengths >= CHANGED_SIZE_RUN) & other[starts]
+    if not long.any():
+        return
+    run = int(np.argmax(long))
+    first, last = int(starts[run]), int(starts[run] + lengths[run])  # rows first..last
+    size = format_timeframe(pd.Timedelta(int(diffs[first]), unit="ns"))
+    bar = format_timeframe(step)
+    if first > 0:
+        change, before, after = first, bar, size
+    else:
+        change, before, after = last, size, bar
+    raise DataError(
+        f"{where}: the bar size changes at row {change} ({_ts(idx[change])}): {size} bars "
+        f"in rows {first}-{last} ({_ts(idx[first])} .. {_ts(idx[last])}), {bar} bars "
+        f"{'after' if first == 0 else 'before'}; one series must hold one bar size "
+        f"({before} then {after} here) - split the file or resample it to one timeframe"
+    )
 
 
 def infer_timeframe(index: pd.Index) -> str:
@@ -242,6 +279,10 @@ def infer_timeframe(index: pd.Index) -> str:
     if diffs.size == 0:
         raise DataError("cannot infer a timeframe: all timestamps are equal")
     return format_timeframe(pd.Timedelta(int(diffs.min()), unit="ns"))
+
+
+def _bars(n: int) -> str:
+    return f"{n} bar" if n == 1 else f"{n} bars"
 
 
 @dataclass
@@ -279,14 +320,27 @@ class Summary:
             f"{self.symbol}: {self.bars} bars, {self.start.isoformat()} .. {self.end.isoformat()}, "
             f"timeframe {self.timeframe or 'unknown'}"
             + (" (weekends closed)" if self.weekends_closed else ""),
-            f"  gaps: {len(self.gaps)} ({self.missing_bars} missing bars)",
+            self._gap_line(),
         ]
         for gap in sorted(self.gaps, key=lambda g: -g.bars)[:5]:
-            out.append(f"    {gap.bars} bar(s) missing from {gap.start.isoformat()}")
+            out.append(f"    {_bars(gap.bars)} missing from {gap.start.isoformat()}")
         out.append(f"  zero-volume bars: {self.zero_volume}")
         if self.missing_volume:
             out.append(f"  missing (NaN) volume bars: {self.missing_volume}")
         return out
+
+    def _gap_line(self) -> str:
+        """Gaps of a market that closes on weekends are mostly its holidays: said so, with
+        the yearly rate to compare against an exchange's 9-10 holidays (not just "gaps")."""
+        missing = self.missing_bars
+        if not (self.weekends_closed and self.gaps and self.timeframe == "1d"):
+            return f"  gaps: {len(self.gaps)} ({_bars(missing)} missing)"
+        years = max((self.end - self.start) / pd.Timedelta("365.25D"), 1 / 365.25)
+        return (
+            f"  closed or missing weekdays: {_bars(missing)} in {len(self.gaps)} gap(s), "
+            f"{missing / years:.1f} a year (exchange holidays are 9-10 a year; weekends are not "
+            "counted)"
+        )
 
     def as_dict(self) -> dict[str, object]:
         return {

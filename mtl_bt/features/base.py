@@ -26,11 +26,12 @@ FeatureFn = Callable[..., pd.DataFrame]
 def feature(
     *,
     warmup: Callable[..., int] | int,
-    columns: Callable[..., Sequence[str]] | None = None,
+    columns: Callable[..., Sequence[str]] | Sequence[str] | None = None,
     uses_volume: bool = False,
     window: Callable[..., int] | int | None = None,
     stream: Callable[..., Any] | None = None,
     batch: Callable[..., Any] | None = None,
+    reads: Callable[..., Any] | Any | None = None,
 ) -> Callable[[FeatureFn], FeatureFn]:
     """Declare a feature's warm-up and columns.
 
@@ -50,6 +51,12 @@ def feature(
     ``batch(n_assets, **params)``: optionally, an updater for many assets at once, whose
     ``update(bars: BatchBars)`` returns one array per column over a step's assets
     (``mtl_bt.features.streaming.BatchStream``, used by backtests with many feeds).
+
+    Cross-frame: ``reads(**params) -> mtl_bt.features.frames.Reads`` (or a ``Reads``) makes
+    the function run on another frame (another symbol of the run, every symbol, or the bars
+    aggregated to a higher timeframe); the engine puts its rows on the target's bars from
+    closed bars only. ``warmup`` then counts the source frame's bars, and ``stream`` gets
+    the source's bars (``mtl_bt.features.frames`` says exactly which bar sees what).
     """
 
     def wrap(fn: FeatureFn) -> FeatureFn:
@@ -59,6 +66,7 @@ def feature(
         fn.window = window  # type: ignore[attr-defined]
         fn.stream = stream  # type: ignore[attr-defined]
         fn.batch = batch  # type: ignore[attr-defined]
+        fn.reads = reads  # type: ignore[attr-defined]
         return fn
 
     return wrap
@@ -106,7 +114,7 @@ def declared_columns(name: str, fn: FeatureFn, params: dict[str, Any]) -> list[s
     hook = getattr(fn, "columns", None)
     if hook is None:
         return [name]
-    cols = list(hook(**params))
+    cols = list(hook(**params) if callable(hook) else hook)
     if not cols or not all(isinstance(c, str) and c for c in cols):
         raise PluginError(f"feature {name!r} declared columns {cols!r}; expected non-empty strings")
     return cols

@@ -32,18 +32,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_bt import registry
 from mtl_bt.errors import DataError, PluginError
 from mtl_bt.features.base import declared_columns, declared_warmup
-from mtl_bt.features.spec import FeatureSpec, compute
+from mtl_bt.features.spec import FeatureSpec, compute, feature_fn
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
 
 def _index(micros: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(
-        pd.to_datetime(micros.astype(np.int64), unit="us", utc=True), name="datetime"
-    )
+    """UTC index of epoch microseconds, in the unit and name of a preloaded feed's frame
+    (``backtesting.bars.preloaded_frame``), so a feature sees the same index on both paths."""
+    index = pd.to_datetime(np.asarray(micros).astype(np.int64), unit="us", utc=True)
+    return pd.DatetimeIndex(index.as_unit("us"), name="datetime")
 
 
 class BarBuffer:
@@ -93,13 +93,10 @@ class BarBuffer:
         return self.bar[1 + _FIELDS.index(name)]
 
     def frame(self, k: int, symbol: str) -> pd.DataFrame:
-        """The last ``k`` bars as a canonical frame (what a feature function receives)."""
-        from mtl_bt.backtesting.bars import datenum_index
-
+        """The last ``k`` bars as a canonical frame (what a feature function receives):
+        indexed by the bars' real UTC times, as the preloaded frame of the same bars is."""
         t = self.tail(k)
-        frame = pd.DataFrame(
-            {c: t[1 + i] for i, c in enumerate(_FIELDS)}, index=datenum_index(t[0])
-        )
+        frame = pd.DataFrame({c: t[1 + i] for i, c in enumerate(_FIELDS)}, index=_index(t[0]))
         frame.attrs = {"symbol": symbol}
         return frame
 
@@ -249,7 +246,7 @@ class FeatureStream:
         self._widths: list[int] = []
         window = 0
         for name, params in spec.resolved_params().items():
-            fn = registry.get("feature", name)
+            fn = feature_fn(name)
             if factories is not None and name in factories:
                 factory = factories[name]  # benchmarks: another updater for this feature
             else:
@@ -439,7 +436,7 @@ class BatchStream:
         self._parts: list[tuple[int, int, Any, list[Any] | None]] = []
         window, j = 0, 0
         for name, params in spec.resolved_params().items():
-            fn = registry.get("feature", name)
+            fn = feature_fn(name)
             width = len(declared_columns(name, fn, params))
             batch = getattr(fn, "batch", None)
             if batch is not None and not (factories is not None and name in factories):

@@ -3,10 +3,15 @@
 Both forecast the per-bar RMS volatility of the next h bars (what the ``volatility@h`` task
 predicts) from bars <= t only:
 
-- EWMA (RiskMetrics, lambda = 0.94): sigma2[t+1] = lambda * sigma2[t] + (1 - lambda) * r[t]^2,
-  flat over the h bars; seeded with the first 20 bars' mean r^2; no fitting. The same
-  recursion (``EwmaVariance``) is the ``vol_managed`` / ``agree_voltarget`` sizing input
-  ``volatility_input = "ewma"`` in backtests, bar by bar on the streaming path.
+- EWMA: sigma2[t+1] = lambda * sigma2[t] + (1 - lambda) * r[t]^2, flat over the h bars;
+  seeded with the first 20 bars' mean r^2; no fitting. The baseline scored as ``qlike_ewma``
+  sets lambda from the bar size (``ewma_lambda``): RiskMetrics' daily 0.94 is a half-life of
+  11.2 days, and every bar size keeps that half-life in calendar time (hourly bars:
+  lambda = 0.94^(1/24) = 0.99743; daily: 0.94). The backtest's sizing input
+  ``volatility_input = "ewma"`` (``vol_managed`` / ``agree_voltarget``, bar by bar on the
+  streaming path) still runs the same recursion (``EwmaVariance``) at the fixed 0.94.
+- Mincer-Zarnowitz calibration (``mincer_zarnowitz``): realised = a + b predicted with
+  Newey-West HAC standard errors, per fold in the report and ``mtl-bt compare``.
 - HAR-RV (Corsi 2009): OLS of the h-bar forward mean r^2 on the last bar's r^2, the last 5
   bars' and the last 22 bars' mean r^2, refitted per fold on the rows whose target ends
   before that fold's test window (pooled over symbols), so it never sees test bars.
@@ -25,6 +30,8 @@ from mtl_bt.features import ops
 from mtl_bt.tasks.targets import forward_realised_vol
 
 LAMBDA = 0.94
+#: RiskMetrics' 0.94 on daily bars as a half-life in calendar time: ln 0.5 / ln 0.94 days
+HALF_LIFE = pd.Timedelta(days=math.log(0.5) / math.log(LAMBDA))
 HAR_WINDOWS = (1, 5, 22)
 #: per-bar vol floor of the forecasts (the volatility task's default ``floor``)
 FLOOR = 1e-4
@@ -78,6 +85,24 @@ def floored_vol(variance: np.ndarray | float, floor: float = FLOOR) -> np.ndarra
     """Per-bar vol from a variance forecast, floored like the volatility task's target
     (NaN stays NaN)."""
     return np.sqrt(np.maximum(np.asarray(variance, dtype=np.float64), floor**2))
+
+
+def ewma_lambda(bar: pd.Timedelta | None, half_life: pd.Timedelta = HALF_LIFE) -> float:
+    """The EWMA decay for bars of duration ``bar`` with the same half-life in calendar time
+    as RiskMetrics' 0.94 on daily bars: 0.5 ** (bar / half_life). None (unknown bar):
+    ``LAMBDA``."""
+    if bar is None or not bar > pd.Timedelta(0):
+        return LAMBDA
+    return float(0.5 ** (bar / half_life))
+
+
+def bar_of(index: pd.Index) -> pd.Timedelta | None:
+    """A frame's bar size: the median spacing of its timestamps (None below 2 bars). Daily
+    stock bars give 1 day (weekends are gaps, not the bar)."""
+    times = pd.DatetimeIndex(index)
+    if len(times) < 2:
+        return None
+    return pd.Timedelta(float(np.median(np.diff(times.as_unit("ns").asi8))), unit="ns")
 
 
 def ewma_vol(close: np.ndarray, floor: float = FLOOR) -> np.ndarray:
@@ -139,7 +164,8 @@ def add_baselines(
             r = log_returns(close)
             target = forward_realised_vol(frame["close"].astype("float64"), h).to_numpy() ** 2
             index = pd.DatetimeIndex(frame.index).tz_convert("UTC")
-            per_symbol[symbol] = (index, ewma_variance(r), har_features(r), target)
+            lam = ewma_lambda(bar_of(index))
+            per_symbol[symbol] = (index, ewma_variance(r, lam), har_features(r), target)
         for fold, of_symbol in rows.items():
             start = starts.get(fold)
             xs, ys = [], []
@@ -164,3 +190,45 @@ def add_baselines(
         out[f"ewma_{task}"] = ewma_col
         out[f"har_{task}"] = har_col
     return out
+
+
+def newey_west_ols(x: np.ndarray, y: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """OLS of ``y`` on [1, x] with Newey-West (Bartlett kernel, ``lag`` lags) HAC standard
+    errors: (coefficients, standard errors), each [intercept, slope]; None below 3 rows or
+    with a constant ``x``. Rows must be in time order. The same numbers as statsmodels'
+    ``OLS(...).fit(cov_type="HAC", cov_kwds={"maxlags": lag, "use_correction": False})``
+    (tested against it), without the dependency at run time."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = x.size
+    if n < 3 or not np.std(x) > 0:
+        return None
+    design = np.column_stack([np.ones(n), x])
+    bread = np.linalg.inv(design.T @ design)
+    coef = bread @ design.T @ y
+    scores = design * (y - design @ coef)[:, None]
+    meat = scores.T @ scores
+    for k in range(1, min(int(lag), n - 1) + 1):
+        w = 1.0 - k / (lag + 1.0)
+        gamma = scores[k:].T @ scores[:-k]
+        meat += w * (gamma + gamma.T)
+    cov = bread @ meat @ bread
+    return coef, np.sqrt(np.maximum(np.diag(cov), 0.0))
+
+
+def mincer_zarnowitz(predicted: np.ndarray, realised: np.ndarray, lag: int) -> dict[str, float]:
+    """Mincer-Zarnowitz regression realised = a + b predicted (volatility levels): an
+    unbiased forecast has a = 0 and b = 1; b < 1 means the forecast moves too much (its
+    high forecasts are too high), b > 1 too little. HAC (Newey-West, ``lag``) standard
+    errors, because overlapping h-bar targets are autocorrelated for ~h bars."""
+    nan = float("nan")
+    fit = newey_west_ols(predicted, realised, lag)
+    if fit is None:
+        return {"mz_intercept": nan, "mz_slope": nan, "mz_intercept_se": nan, "mz_slope_se": nan}
+    (a, b), (sa, sb) = fit
+    return {
+        "mz_intercept": float(a),
+        "mz_slope": float(b),
+        "mz_intercept_se": float(sa),
+        "mz_slope_se": float(sb),
+    }

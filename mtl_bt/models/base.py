@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -250,68 +249,6 @@ class MTLModel(nn.Module):
     def task_modules(self, name: str) -> list[nn.Module]:
         """Modules whose parameters only task ``name``'s loss reaches."""
         raise NotImplementedError
-
-    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
-        """Opt-in fast inference: ``predict`` in eval mode as a numpy function, or None.
-
-        Return a function of a float32 array ``h (batch, stage_features)`` giving
-        ``{task: raw output}`` equal to ``self.eval().predict(h)`` up to float32
-        rounding, built from the current weights (``mtl_bt.models.numpy_forward``
-        has the layers). ``Predictor`` then skips torch at inference, after checking
-        the function against the torch model on probe rows. None (the default):
-        inference runs the torch model.
-        """
-        return None
-
-    def numpy_forward(
-        self, scale: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]] | None:
-        """``forward`` (input stage + ``numpy_predict``) as a numpy function, or None.
-
-        ``scale=(a, b)``: the function takes raw features and applies the per-column
-        ``x * a + b`` first, folded into the first matmul (``numpy_forward.InputFold``).
-        """
-        from mtl_bt.models import numpy_forward as nf
-
-        try:
-            predict = self.numpy_predict()
-            if predict is None:
-                return None
-            stage = nf.input_stage(self.input_stage, scale)
-        except NotImplementedError:
-            return None
-        return lambda x, asset=None: predict(stage(x, asset))
-
-    def kernel_predict(self, prog: Any, h: Any) -> dict[str, Any] | None:
-        """Opt-in compiled inference: append ``predict`` (eval mode) to ``prog``, or None.
-
-        ``prog`` is a ``mtl_bt.models.kernel.Program``; ``h`` the slot holding the
-        input-stage output. Return ``{task: slot of its raw output}``. ``Predictor`` then
-        runs the whole forward pass as one numba call, after checking it against the
-        torch model on probe rows. None (the default): the numpy or torch path.
-        Raise ``NotImplementedError`` for a configuration the program cannot express.
-        """
-        return None
-
-    def kernel_program(
-        self, scale: tuple[np.ndarray, np.ndarray] | None = None, clip: float | None = None
-    ) -> Any:
-        """``forward`` (input stage + ``kernel_predict``) as a ``kernel.Program`` reading raw
-        features (``x * a + b`` with ``scale=(a, b)``, then clipped to ``[-clip, clip]``),
-        or None when the architecture has no kernel version."""
-        from mtl_bt.models import kernel as kn
-
-        prog = kn.Program()
-        try:
-            h = kn.input_stage(prog, self.input_stage, scale, clip)
-            slots = self.kernel_predict(prog, h)
-        except NotImplementedError:
-            return None
-        if slots is None:
-            return None
-        for name in self.task_names:
-            prog.output(name, slots[name])
-        return prog
 
     def _check_task(self, name: str) -> None:
         if name not in self.task_names:

@@ -8,7 +8,10 @@ Columns expected: ``datetime, symbol, fold, <task>..., target_<task>...`` with t
 - volatility: ``qlike`` = mean(s2/h - log(s2/h) - 1) with s2 the realised and h the predicted
   per-bar variance (Patton 2011; 0 is perfect, lower is better, robust to noisy proxies),
   ``log_corr`` (correlation of log predicted and log realised volatility) and
-  ``calibration`` = RMS(realised) / RMS(predicted) (1 is calibrated). When the predictions hold
+  ``calibration`` = RMS(realised) / RMS(predicted) (1 is calibrated; a level check only), and
+  the Mincer-Zarnowitz regression realised = a + b predicted (``mz_intercept``, ``mz_slope``,
+  1 is calibrated in shape too) with Newey-West HAC standard errors (``mz_*_se``; lag = h bars
+  times the symbols per bar, rows in time order). When the predictions hold
   ``ewma_<task>`` / ``har_<task>`` columns (``mtl_bt.metrics.volatility.add_baselines``), the
   same two metrics of those baselines on the same rows: ``qlike_ewma``, ``calibration_ewma``,
   ``qlike_har``, ``calibration_har``.
@@ -62,10 +65,11 @@ def _direction_labels(target: np.ndarray) -> np.ndarray:
 
 
 def task_metrics(
-    kind: str, pred: np.ndarray, target: np.ndarray, task: Any = None
+    kind: str, pred: np.ndarray, target: np.ndarray, task: Any = None, hac_lag: int | None = None
 ) -> dict[str, float]:
     """Metrics of one task kind on aligned, finite prediction/target arrays; ``task`` (the
-    configured Task instance) scores a plugin kind with its own options."""
+    configured Task instance) scores a plugin kind with its own options; ``hac_lag`` (rows,
+    in time order) adds the volatility kind's Mincer-Zarnowitz regression."""
     pred = np.asarray(pred, dtype=float)
     target = np.asarray(target, dtype=float)
     ok = np.isfinite(pred) & np.isfinite(target)
@@ -88,6 +92,10 @@ def task_metrics(
             out["calibration"] = float(np.sqrt(np.mean(t**2) / np.mean(p**2)))
         else:
             out["qlike"] = out["log_corr"] = out["calibration"] = float("nan")
+        if hac_lag is not None:
+            from mtl_bt.metrics.volatility import mincer_zarnowitz
+
+            out.update(mincer_zarnowitz(p, t, hac_lag))
     else:
         out.update(plugin_metrics(kind, pred, target, task))
     return out
@@ -152,13 +160,18 @@ def oos_metrics(
     if by_fold and "fold" in predictions:
         groups += list(predictions.groupby("fold", sort=True))
     for fold, frame in groups:
+        if "datetime" in frame:  # time order (the HAC lags run over rows)
+            frame = frame.sort_values("datetime", kind="stable")
+        per_bar = max(1, frame["symbol"].nunique()) if "symbol" in frame else 1
         for task in task_columns(predictions):
             kind = task.split("@", 1)[0]
+            h = task.split("@", 1)[1]
             values = task_metrics(
                 kind,
                 frame[task].to_numpy(),
                 frame[f"target_{task}"].to_numpy(),
                 (tasks or {}).get(task),
+                hac_lag=(int(h) if h.isdigit() else 1) * per_bar,
             )
             if kind == "volatility":
                 values.update(_baseline_metrics(frame, task))

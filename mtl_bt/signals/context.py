@@ -30,7 +30,11 @@ def sees_all_assets(rule: Any) -> bool:
 def is_separable(rule: Any) -> bool:
     """``rule.separable`` as its class declared it, only while ``weights`` is the one that
     class defined: a subclass that overrides ``weights`` (e.g. a spy or a variant of a
-    built-in) is called bar by bar unless it declares ``separable = True`` itself."""
+    built-in) is called bar by bar unless it declares ``separable = True`` itself. An
+    instance may only withdraw the promise (``self.separable = False``: e.g. a rule whose
+    options make it read the current weights), never make it."""
+    if getattr(rule, "__dict__", {}).get("separable", True) is False:
+        return False
     for klass in type(rule).__mro__:
         if "weights" in klass.__dict__ and "separable" not in klass.__dict__:
             return False  # weights overridden below the declaration

@@ -70,28 +70,6 @@ class Task:
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return output
 
-    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
-        """``transform`` on a float32 numpy array (the fast inference path).
-
-        The default is exact for any task: the identity when ``transform`` is not
-        overridden, else ``transform`` run through torch. Override it with a numpy
-        version (equal to ``transform``, tested) to keep torch out of inference.
-        """
-        if type(self).transform is Task.transform:
-            return output
-        return self.transform(torch.from_numpy(np.ascontiguousarray(output))).numpy()
-
-    def kernel_transform(self) -> tuple[tuple[Any, ...], ...] | None:
-        """``transform`` as elementwise steps the compiled kernel runs in float32, or None.
-
-        Steps, applied in order: ``("scale", c)`` x * c, ``("sigmoid",)``,
-        ``("clamp", lo, hi)``, ``("exp",)``. ``()`` is the identity (the default when
-        ``transform`` is not overridden); None keeps ``transform_numpy``, run after the
-        kernel. The predictor checks the steps against ``transform`` on probe values at
-        load and falls back to ``transform_numpy`` (with a warning) when they disagree.
-        """
-        return () if type(self).transform is Task.transform else None
-
     def initial_output(self, target: torch.Tensor) -> float | None:
         """The constant raw output that minimises the loss on ``target`` (finite
         training targets). The trainer starts the task's head bias there, so a

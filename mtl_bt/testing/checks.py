@@ -72,9 +72,18 @@ def check_feature(
 ) -> Report:
     """Columns and alignment as declared; finite after the declared warm-up; prefix
     invariance and perturbed future at several cut points; no dependence on the start
-    of the history after the declared warm-up."""
+    of the history after the declared warm-up. A feature that reads other frames goes to
+    ``check_cross_feature``, ``frame`` joined by the synthetic symbols AAA, BBB and CCC."""
     report = Report("feature", name)
     spec, fn = feature_compute(name, params)
+    if spec.reads():  # it reads other frames: the laws across frames, in a run of symbols
+        frames = None  # AAA, BBB, CCC: synthetic, on ragged calendars
+        if frame is not None:
+            from mtl_bt.testing.cross import ragged_frames
+
+            symbol = str(frame.attrs.get("symbol", "frame"))
+            frames = {symbol: frame, **ragged_frames(index=pd.DatetimeIndex(frame.index))}
+        return check_cross_feature(name, frames, **params)
     frame = garch_bars(800, seed=7, freq="1h") if frame is None else frame
     declared = spec.warmup()
     if len(frame) < declared + 30:
@@ -129,6 +138,67 @@ def check_feature(
                 f"the feature declares a warm-up of {declared}; declare warmup >= {bars}",
             )
     report.ok("start of history forgotten within the declared warm-up")
+    return report
+
+
+def check_cross_feature(
+    name: str,
+    frames: dict[str, pd.DataFrame] | None = None,
+    *,
+    target: str | None = None,
+    cuts: Sequence[int] | None = None,
+    **params: Any,
+) -> Report:
+    """A feature that reads other frames (``@feature(reads=...)``), on a run of ``frames``
+    (default: three hourly synthetic symbols AAA, BBB, CCC on different calendars): prefix
+    invariance with every frame cut, a perturbed future of each frame, for every target
+    symbol (or ``target``); finite after the warm-up of every frame; the source's history
+    start forgotten within the declared warm-up; streamed rows equal to ``compute`` (within
+    ``lookahead.RTOL``: a pandas ``rolling`` over a window differs in the last bits)."""
+    from mtl_bt.features import drop_warmup
+    from mtl_bt.testing import cross
+
+    report = Report("feature", name)
+    spec, _ = feature_compute(name, params)
+    if not spec.reads():
+        raise _fail("feature", name, "reads no other frame; check it with check_feature")
+    frames = cross.named(cross.ragged_frames() if frames is None else frames)
+    from mtl_bt.features import compute
+
+    targets = [target] if target is not None else list(frames)
+    for t in targets:
+        full = compute(frames[t], spec, frames)
+        report.ok(f"columns and index as declared on {t}")
+        found = cross.cross_findings(spec, frames, t, cuts)
+        if found:
+            raise _fail("feature", name, f"looks ahead on {t}: {found[0]}")
+        try:
+            drop_warmup(full, spec, t)
+        except Exception as exc:
+            raise _fail("feature", name, f"not finite after the frames' warm-up: {exc}") from None
+    report.ok("prefix invariance with every frame cut")
+    report.ok("a perturbed future of any frame leaves the past unchanged")
+    report.ok("finite after every frame's warm-up")
+    from mtl_bt.features.base import declared_warmup
+    from mtl_bt.features.spec import feature_fn
+
+    declared = declared_warmup(name, feature_fn(name), spec.resolved_params()[name])
+    measured = cross.source_warmup(name, spec, frames)
+    report.details["warmup"] = {"declared": declared, "measured": measured}
+    for column, bars in measured.items():
+        if bars is None or bars > declared:
+            raise _fail(
+                "feature",
+                name,
+                f"column {column!r} depends on the start of its source's history for "
+                f"{'ever' if bars is None else bars} source bars, but the feature declares a "
+                f"warm-up of {declared}",
+            )
+    report.ok("source history start forgotten within the declared warm-up")
+    bad = cross.stream_findings(spec, frames)
+    if bad:
+        raise _fail("feature", name, f"streams differently from compute: {bad[0]}")
+    report.ok(f"streamed rows equal compute's (relative {lookahead.RTOL:g})")
     return report
 
 

@@ -20,13 +20,15 @@ The counterpart of freqtrade's ``lookahead-analysis`` / ``recursive-analysis``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from mtl_bt import registry
+from mtl_bt.errors import UserError
 from mtl_bt.testing import lookahead
 
 #: statuses of a row
@@ -51,36 +53,140 @@ def _plugin(kind: str, name: str) -> str:
     return entry.plugin
 
 
+#: ``bars="auto"`` covers every bar when the config's data hold at most this many bars in
+#: all (the bundled year of 5 hourly symbols, ~44k, takes about a minute: docs/plugins.md) ...
+ALL_BARS = 50_000
+#: ... else the last this many bars of each symbol
+AUTO_BARS = 5_000
+
+
+def covered_bars(frames: Mapping[str, pd.DataFrame], bars: int | str = "auto") -> int | None:
+    """Bars of each symbol ``check`` covers: None (all) for ``"all"``, and for ``"auto"``
+    when the data are small enough (``ALL_BARS``); else the last ``bars`` (or ``AUTO_BARS``)."""
+    if bars == "all":
+        return None
+    if bars == "auto":
+        return None if sum(len(f) for f in frames.values()) <= ALL_BARS else AUTO_BARS
+    return int(bars)
+
+
+class _Raised(Exception):
+    """A plugin's own code raised while checking ``symbol`` (the finding, not a crash)."""
+
+    def __init__(self, symbol: str, exc: Exception) -> None:
+        super().__init__(symbol)
+        self.detail = f"{symbol}: raised {type(exc).__name__}: {exc}".replace("\n", " ")
+
+
+@contextmanager
+def _on(symbol: str) -> Iterator[None]:
+    """Plugin code runs here: its exception becomes ``_Raised`` (a UserError passes)."""
+    try:
+        yield
+    except (UserError, _Raised):
+        raise
+    except Exception as exc:
+        raise _Raised(symbol, exc) from exc
+
+
 def check_config(
     config: Any,
     frames: Mapping[str, pd.DataFrame],
     *,
-    bars: int = 2000,
+    bars: int | str = "auto",
     cuts: int = 5,
     parity_bars: int = 300,
 ) -> list[Row]:
-    """One row per (item, law); FAIL rows name the column and the first bar."""
-    from mtl_bt.features import FeatureSpec, compute
+    """One row per (item, law); FAIL rows name the column and the first bar. ``bars``: the
+    last bars of each symbol to check, ``"all"``, or ``"auto"`` (``covered_bars``)."""
+    from mtl_bt.features import FeatureSpec
+    from mtl_bt.features.spec import plugin_name
+    from mtl_bt.testing import cross
     from mtl_bt.training import build_components
 
     comp = build_components(config)
-    rows: list[Row] = []
+    keep = covered_bars(frames, bars)
+    covered = {s: (f if keep is None else f.iloc[-keep:]) for s, f in frames.items()}
+    rows: list[Row] = [_coverage_row(s, covered[s], frames[s]) for s in frames]
     params = comp.feature_spec.resolved_params()
     for name in params:
-        spec = FeatureSpec(names=[name], params={name: params[name]})
+        plugin = _plugin("feature", plugin_name(name))
+        if name in comp.feature_spec.reads():  # reads other frames: the laws across frames
+            spec = FeatureSpec(names=[name], params={name: params[name]})
+            longest = max((len(f) for f in covered.values()), default=0)
+            try:
+                rows.extend(
+                    Row("feature", name, plugin, law, status, detail)
+                    for law, status, detail in cross.config_rows(name, spec, covered, longest, cuts)
+                )
+            except Exception as exc:  # noqa: BLE001 - the plugin's own code failed: a finding
+                detail = str(exc).replace("\n", " ")
+                rows.append(
+                    Row("feature", name, plugin, "runs", FAIL, f"{type(exc).__name__}: {detail}")
+                )
+            continue
+        try:
+            rows.extend(_feature_rows(name, params[name], plugin, covered, cuts))
+        except _Raised as exc:  # the plugin's own code failed: that is the finding
+            rows.append(Row("feature", name, plugin, "runs", FAIL, exc.detail))
+    for task in comp.tasks:
+        plugin = _plugin("task", task.kind)
+        try:
+            rows.append(_task_row(task, plugin, covered, cuts))
+        except _Raised as exc:
+            rows.append(Row("task", task.name, plugin, "runs", FAIL, exc.detail))
+    rows.extend(_contract_rows(config, comp))
+    rows.extend(_parity_rows(config, comp, frames, parity_bars))
+    return rows
 
-        def fn(f: pd.DataFrame, spec: FeatureSpec = spec) -> pd.DataFrame:
-            return compute(f, spec)
 
-        plugin = _plugin("feature", name)
-        declared = spec.warmup()
-        look: list[lookahead.Finding] = []
-        worst: dict[str, int | None] = {}
-        slow: dict[str, int | None] = {}
-        where = ""
-        for symbol, frame in frames.items():
-            frame = frame.iloc[-bars:]
+def _coverage_row(symbol: str, covered: pd.DataFrame, frame: pd.DataFrame) -> Row:
+    span = f"{covered.index[0]} .. {covered.index[-1]}" if len(covered) else "no bars"
+    if len(covered) == len(frame):
+        return Row("data", symbol, "-", "bars covered", PASS, f"all {len(frame)} bars ({span})")
+    return Row(
+        "data",
+        symbol,
+        "-",
+        "bars covered",
+        NOTE,
+        f"the last {len(covered)} of {len(frame)} bars ({span}); --bars all covers every bar",
+    )
+
+
+def _feature_rows(
+    name: str,
+    params: dict[str, Any],
+    plugin: str,
+    frames: Mapping[str, pd.DataFrame],
+    cuts: int,
+) -> list[Row]:
+    """The state, look-ahead and warm-up rows of one feature over every symbol."""
+    from mtl_bt.features import FeatureSpec, compute
+    from mtl_bt.features.base import declared_columns
+    from mtl_bt.features.spec import feature_fn
+    from mtl_bt.testing import state
+
+    spec = FeatureSpec(names=[name], params={name: params})
+    resolved = spec.resolved_params()[name]
+    columns = declared_columns(name, feature_fn(name), resolved)
+
+    def fn(f: pd.DataFrame) -> pd.DataFrame:
+        return compute(f, spec)
+
+    declared = spec.warmup()
+    look: list[lookahead.Finding] = []
+    stateful: list[lookahead.Finding] | None = []
+    worst: dict[str, int | None] = {}
+    slow: dict[str, int | None] = {}
+    where = state_where = ""
+    for symbol, frame in frames.items():
+        with _on(symbol):
             points = lookahead.default_cuts(len(frame), declared, cuts)
+            if stateful == []:  # fresh module copies: no cache can answer (testing/state.py)
+                middle = points[len(points) // 2]
+                stateful = state.state_findings(feature_fn(name), resolved, frame, middle, columns)
+                state_where = symbol
             full = fn(frame)
             found = lookahead.prefix_findings(fn, frame, points, full) or (
                 lookahead.future_findings(fn, frame, points, full)
@@ -97,103 +203,97 @@ def check_config(
             ).items():
                 if value is None or value > declared:
                     slow[column] = value
-        if look:
-            rows.append(Row("feature", name, plugin, "look-ahead", FAIL, f"{where}: {look[0]}"))
-        else:
-            rows.append(
-                Row(
-                    "feature",
-                    name,
-                    plugin,
-                    "look-ahead",
-                    PASS,
-                    f"{cuts} cuts x {len(frames)} symbols",
-                )
+    rows = []
+    law = state.LAW
+    if stateful is None:
+        rows.append(
+            Row("feature", name, plugin, law, SKIP, "defined in a function or __main__: not copied")
+        )
+    elif stateful:
+        rows.append(Row("feature", name, plugin, law, FAIL, f"{state_where}: {stateful[0]}"))
+    else:
+        rows.append(Row("feature", name, plugin, law, PASS, "fresh copies, two call orders"))
+    if look:
+        rows.append(Row("feature", name, plugin, "look-ahead", FAIL, f"{where}: {look[0]}"))
+    else:
+        rows.append(
+            Row(
+                "feature",
+                name,
+                plugin,
+                "look-ahead",
+                PASS,
+                f"{cuts} cuts x {len(frames)} symbols",
             )
-        never = [c for c, v in worst.items() if v is None]
-        over = {c: v for c, v in worst.items() if v is not None and v > declared}
-        measured = max((v for v in worst.values() if v is not None), default=0)
-        if never:
-            rows.append(
-                Row(
-                    "feature",
-                    name,
-                    plugin,
-                    "warm-up",
-                    FAIL,
-                    f"column {never[0]!r} depends on where the history starts and never settles "
-                    "(cumulative or start-anchored)",
-                )
-            )
-        elif over:
-            column, value = max(over.items(), key=lambda kv: kv[1])
-            rows.append(
-                Row(
-                    "feature",
-                    name,
-                    plugin,
-                    "warm-up",
-                    FAIL,
-                    f"column {column!r} depends on the start of the history for {value} bars; "
-                    f"declared warm-up {declared}",
-                )
-            )
-        elif slow:
-            rows.append(
-                Row(
-                    "feature",
-                    name,
-                    plugin,
-                    "warm-up",
-                    NOTE,
-                    f"declared {declared}, measured {measured}; a trace of the start "
-                    f"(> {lookahead.WARMUP_NOTE_TOL} std) remains for {slow} bars",
-                )
-            )
-        else:
-            rows.append(
-                Row(
-                    "feature",
-                    name,
-                    plugin,
-                    "warm-up",
-                    PASS,
-                    f"declared {declared}, measured {measured}",
-                )
-            )
-    for task in comp.tasks:
-        plugin = _plugin("task", task.kind)
+        )
+    rows.append(_warmup_row(name, plugin, declared, worst, slow))
+    return rows
 
-        def build(f: pd.DataFrame, task: Any = task) -> pd.Series:
-            return task.build_target(f).astype("float64")
 
-        found: list[lookahead.Finding] = []
-        for symbol, frame in frames.items():
-            frame = frame.iloc[-bars:]
+def _warmup_row(
+    name: str,
+    plugin: str,
+    declared: int,
+    worst: dict[str, int | None],
+    slow: dict[str, int | None],
+) -> Row:
+    never = [c for c, v in worst.items() if v is None]
+    over = {c: v for c, v in worst.items() if v is not None and v > declared}
+    measured = max((v for v in worst.values() if v is not None), default=0)
+    if never:
+        return Row(
+            "feature",
+            name,
+            plugin,
+            "warm-up",
+            FAIL,
+            f"column {never[0]!r} depends on where the history starts and never settles "
+            "(cumulative or start-anchored)",
+        )
+    if over:
+        column, value = max(over.items(), key=lambda kv: kv[1])
+        return Row(
+            "feature",
+            name,
+            plugin,
+            "warm-up",
+            FAIL,
+            f"column {column!r} depends on the start of the history for {value} bars; "
+            f"declared warm-up {declared}",
+        )
+    if slow:
+        return Row(
+            "feature",
+            name,
+            plugin,
+            "warm-up",
+            NOTE,
+            f"declared {declared}, measured {measured}; a trace of the start "
+            f"(> {lookahead.WARMUP_NOTE_TOL} std) remains for {slow} bars",
+        )
+    return Row(
+        "feature", name, plugin, "warm-up", PASS, f"declared {declared}, measured {measured}"
+    )
+
+
+def _task_row(task: Any, plugin: str, frames: Mapping[str, pd.DataFrame], cuts: int) -> Row:
+    def build(f: pd.DataFrame) -> pd.Series:
+        return task.build_target(f).astype("float64")
+
+    for symbol, frame in frames.items():
+        with _on(symbol):
             points = lookahead.default_cuts(len(frame), task.lookback + task.horizon, cuts)
             found = lookahead.target_findings(build, frame, task.horizon, task.lookback, points)
-            if found:
-                found = [found[0]]
-                where = symbol
-                break
         if found:
-            rows.append(
-                Row("task", task.name, plugin, "target window", FAIL, f"{where}: {found[0]}")
-            )
-        else:
-            rows.append(
-                Row(
-                    "task",
-                    task.name,
-                    plugin,
-                    "target window",
-                    PASS,
-                    f"bars t-{task.lookback}..t+{task.horizon} only",
-                )
-            )
-    rows.extend(_contract_rows(config, comp))
-    rows.extend(_parity_rows(config, comp, frames, parity_bars))
-    return rows
+            return Row("task", task.name, plugin, "target window", FAIL, f"{symbol}: {found[0]}")
+    return Row(
+        "task",
+        task.name,
+        plugin,
+        "target window",
+        PASS,
+        f"bars t-{task.lookback}..t+{task.horizon} only",
+    )
 
 
 def _parity_rows(
@@ -202,9 +302,16 @@ def _parity_rows(
     """The config's short backtest preloaded vs streaming (``mtl_bt.testing.parity``)."""
     from mtl_bt.testing import parity
 
+    try:
+        outcomes = parity.check_parity(config, comp, frames, bars)
+    except UserError:
+        raise
+    except Exception as exc:  # a plugin failed while the slice's model was built
+        signal = str(config.backtest.signal)
+        detail = f"raised {type(exc).__name__}: {exc}".replace("\n", " ")
+        return [Row("backtest", signal, "-", "streaming = preloaded", FAIL, detail)]
     return [
-        Row(o.kind, o.name, o.plugin, "streaming = preloaded", o.status, o.detail)
-        for o in parity.check_parity(config, comp, frames, bars)
+        Row(o.kind, o.name, o.plugin, "streaming = preloaded", o.status, o.detail) for o in outcomes
     ]
 
 
@@ -250,7 +357,13 @@ def _contract_rows(config: Any, comp: Any) -> list[Row]:
         except checks.ConformanceError as exc:
             rows.append(Row(kind, name, plugin, "contract", FAIL, str(exc)))
             continue
-        rows.append(Row(kind, name, plugin, "contract", PASS, f"{len(report.laws)} laws"))
+        except UserError:
+            raise
+        except Exception as exc:  # the plugin's own code failed
+            detail = f"raised {type(exc).__name__}: {exc}".replace("\n", " ")
+            rows.append(Row(kind, name, plugin, "contract", FAIL, detail))
+            continue
+        rows.append(Row(kind, name, plugin, "contract", PASS, f"{len(report.laws)} law{'s' if len(report.laws) != 1 else ''}"))
     return rows
 
 

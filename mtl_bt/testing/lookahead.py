@@ -54,31 +54,44 @@ def default_cuts(n: int, start: int = 0, count: int = 4) -> list[int]:
     return sorted(c for c in cuts if 1 <= c < n)
 
 
-def perturb_future(frame: pd.DataFrame, cut: int, seed: int = 0) -> pd.DataFrame:
-    """A copy whose bars after row ``cut`` are a different (valid OHLCV) future.
+def reshape_bars(
+    frame: pd.DataFrame, rows: slice, price: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Give ``frame``'s bars ``rows`` (in place) another valid OHLCV: prices times
+    ``price`` (one factor per bar) and each bar's shape changed too - open and close moved
+    apart, high and low moved outward - so a scale-free value of those bars (log(high/low),
+    close/open) changes as well as a price level; volume times independent factors."""
+    n = len(price)
+    cols = frame.columns
+    o, h, lo, c = (
+        frame[k].to_numpy(np.float64)[rows] * price for k in ("open", "high", "low", "close")
+    )
+    o = o * np.exp(rng.normal(0.0, 0.01, n))
+    c = c * np.exp(rng.normal(0.0, 0.01, n))
+    h = np.maximum.reduce([h * np.exp(rng.uniform(0.002, 0.02, n)), o, c])
+    lo = np.minimum.reduce([lo * np.exp(-rng.uniform(0.002, 0.02, n)), o, c])
+    for k, v in (("open", o), ("high", h), ("low", lo), ("close", c)):
+        frame.iloc[rows, cols.get_loc(k)] = v
+    if "volume" in cols:
+        vol = frame["volume"].to_numpy(np.float64)[rows]
+        frame.iloc[rows, cols.get_loc("volume")] = vol * np.exp(rng.normal(0, 0.5, n))
 
-    Prices are rescaled by a random walk of factors (OHLC stay consistent, > 0);
-    volume by independent factors.
-    """
+
+def perturb_future(frame: pd.DataFrame, cut: int, seed: int = 0) -> pd.DataFrame:
+    """A copy whose bars after row ``cut`` are a different (valid OHLCV) future: prices
+    rescaled by a random walk of factors and every bar's shape changed (``reshape_bars``)."""
     rng = np.random.default_rng(seed)
     out = frame.copy()
     n = len(frame) - cut - 1
     if n <= 0:
         return out
     factor = np.exp(np.cumsum(rng.normal(0.0, 0.02, n)))
-    for col in ("open", "high", "low", "close"):
-        if col in out.columns:
-            out.iloc[cut + 1 :, out.columns.get_loc(col)] = (
-                frame[col].to_numpy(np.float64)[cut + 1 :] * factor
-            )
-    if "volume" in out.columns:
-        vol = frame["volume"].to_numpy(np.float64)[cut + 1 :]
-        out.iloc[cut + 1 :, out.columns.get_loc("volume")] = vol * np.exp(rng.normal(0, 0.5, n))
+    reshape_bars(out, slice(cut + 1, len(frame)), factor, rng)
     out.attrs = dict(frame.attrs)
     return out
 
 
-def _first_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int] | None:
+def first_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int] | None:
     """(row, col) of the first element where ``a`` and ``b`` differ (NaN == NaN)."""
     same = np.isclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True)
     if same.all():
@@ -110,7 +123,7 @@ def prefix_findings(
     values = full.to_numpy(np.float64)
     for cut in cuts:
         part = compute(frame.iloc[:cut]).to_numpy(np.float64)
-        where = _first_difference(part, values[:cut])
+        where = first_difference(part, values[:cut])
         if where is not None:
             return [
                 _finding(
@@ -132,13 +145,18 @@ def future_findings(
     cuts: Sequence[int],
     full: pd.DataFrame | None = None,
     seed: int = 0,
+    span: int | None = None,
 ) -> list[Finding]:
-    """Rows <= cut with a perturbed future vs the original, per cut (first finding)."""
+    """Rows <= cut with a perturbed future vs the original, per cut (first finding).
+
+    ``span``: perturb (and keep) only the ``span`` bars after each cut, so a check on a long
+    history costs ``cut + span`` bars per cut, not the whole frame."""
     full = compute(frame) if full is None else full
     values = full.to_numpy(np.float64)
     for i, cut in enumerate(cuts):
-        other = compute(perturb_future(frame, cut, seed + i)).to_numpy(np.float64)
-        where = _first_difference(other[: cut + 1], values[: cut + 1])
+        part = frame if span is None else frame.iloc[: cut + 1 + span]
+        other = compute(perturb_future(part, cut, seed + i)).to_numpy(np.float64)
+        where = first_difference(other[: cut + 1], values[: cut + 1])
         if where is not None:
             return [
                 _finding(
@@ -238,7 +256,7 @@ def target_findings(
         # 2. future beyond t+h: bars after cut perturbed -> rows <= cut - h unchanged
         other = build(perturb_future(frame, cut, seed + i)).to_numpy(np.float64)[:, None]
         keep = max(0, cut - horizon + 1)
-        where = _first_difference(other[:keep], values[:keep])
+        where = first_difference(other[:keep], values[:keep])
         if where is not None:
             return [
                 _finding(
@@ -256,7 +274,7 @@ def target_findings(
         if s + lookback + horizon < n:
             part = build(frame.iloc[s:]).to_numpy(np.float64)[:, None]
             ref = values[s:]
-            where = _first_difference(part[lookback:], ref[lookback:])
+            where = first_difference(part[lookback:], ref[lookback:])
             if where is not None:
                 row = where[0] + lookback + s
                 return [
@@ -279,15 +297,11 @@ def target_findings(
     moved = 0
     for t in rows:
         t = int(t)
-        for _attempt in range(3):  # bar-by-bar factors, so ratio and sign targets move too
-            factors = rng.uniform(0.7, 1.4, horizon)
+        for _attempt in range(3):
+            # bar-by-bar price factors and new bar shapes, so ratio, sign and scale-free
+            # targets (log(high/low) of a future bar) move too
             other = frame.copy()
-            span = slice(t + 1, t + 1 + horizon)
-            for col in ("open", "high", "low", "close", "volume"):
-                if col in other.columns:
-                    j = other.columns.get_loc(col)
-                    scale = factors**3 if col == "volume" else factors
-                    other.iloc[span, j] = frame[col].to_numpy(np.float64)[span] * scale
+            reshape_bars(other, slice(t + 1, t + 1 + horizon), rng.uniform(0.7, 1.4, horizon), rng)
             value = float(build(other).iloc[t])
             if not np.isclose(value, values[t, 0], rtol=RTOL, atol=ATOL, equal_nan=True):
                 moved += 1

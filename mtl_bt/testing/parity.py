@@ -131,8 +131,11 @@ def parity_model(config: Any, comp: Any, frames: Mapping[str, pd.DataFrame]) -> 
     spec = comp.feature_spec
     columns = spec.columns()
     parts = []
-    for frame in frames.values():
-        x = compute(frame, spec)[columns].to_numpy(np.float64)
+    from mtl_bt.training.dataset import run_frames
+
+    run = run_frames(frames)
+    for frame in run.values():
+        x = compute(frame, spec, run)[columns].to_numpy(np.float64)
         parts.append(x[np.isfinite(x).all(axis=1)])
     x = np.concatenate(parts)
     if not len(x):
@@ -183,11 +186,12 @@ def run(
 
 def _owners(spec: Any) -> dict[str, str]:
     """Feature column -> the feature (registered name) that computes it."""
-    from mtl_bt.features.base import declared_columns
+    from mtl_bt.features.spec import feature_columns
 
     out = {}
+    reads = spec.reads()
     for name, params in spec.resolved_params().items():
-        for column in declared_columns(name, registry.get("feature", name), params):
+        for column in feature_columns(name, params, reads.get(name)):
             out[column] = name
     return out
 
@@ -210,11 +214,10 @@ def feature_outcomes(spec: Any, columns: Sequence[str], pre: _Run, stream: _Run)
             if owner in found:
                 continue
             i = int(np.argmax(bad[:, j]))
+            cause = stream_cause(spec, owner, pre.strategy.frames[a], i, column, float(got[i, j]))
             found[owner] = (
                 f"{symbol}: column {column!r} first differs at bar {i} ({times[i]}): streamed "
-                f"{float(got[i, j])!r} vs preloaded {float(want[i, j])!r}; the stream recomputes "
-                "it over its last window=warm-up+1 bars: declare @feature(window=...) or a "
-                "stream= updater (docs/features.md), or drop its dependence on longer history"
+                f"{float(got[i, j])!r} vs preloaded {float(want[i, j])!r}; {cause}"
             )
         if len(got) != len(want):
             found.setdefault("(rows)", f"{symbol}: {len(got)} streamed rows vs {len(want)}")
@@ -222,12 +225,65 @@ def feature_outcomes(spec: Any, columns: Sequence[str], pre: _Run, stream: _Run)
         Outcome(
             "feature",
             name,
-            _plugin("feature", name) if name in owners.values() else "-",
+            _plugin("feature", name.split("@")[0]) if name in owners.values() else "-",
             "FAIL",
             detail,
         )
         for name, detail in found.items()
     ]
+
+
+def stream_cause(
+    spec: Any, name: str, frame: pd.DataFrame, i: int, column: str, streamed: float
+) -> str:
+    """Why feature ``name``'s streamed row ``i`` differs from the preloaded one, told apart
+    by recomputing that row (the function in one call) on three histories:
+
+    - on bars ..i only vs on the whole slice: differs -> **look-ahead** (the preloaded value
+      read bars after i);
+    - on its last ``window`` bars (what the stream recomputes) vs on bars ..i: differs ->
+      **warm-up**: it reads more history than its window;
+    - else the function gives the preloaded value on the stream's own bars in one call, so
+      the difference comes from calling it bar by bar: **streaming state** (state kept
+      between calls) or a ``stream=``/``batch=`` updater that disagrees with the function.
+    """
+    from mtl_bt.features import FeatureSpec, compute
+    from mtl_bt.features.spec import feature_fn
+    from mtl_bt.features.streaming import feature_window
+
+    try:
+        params = spec.resolved_params()[name]
+        one = FeatureSpec(names=[name], params={name: params})
+        fn = feature_fn(name)
+        full = float(compute(frame, one)[column].iloc[i])
+        upto = float(compute(frame.iloc[: i + 1], one)[column].iloc[-1])
+        window = feature_window(name, fn, one.resolved_params()[name])
+        last = float(compute(frame.iloc[max(0, i + 1 - window) : i + 1], one)[column].iloc[-1])
+    except Exception:  # the cause cannot be told; the plain finding stands
+        return "the streaming path computes it from the bars seen so far, bar by bar"
+    updater = getattr(fn, "stream", None) or getattr(fn, "batch", None)
+    if not _close(upto, full).all():
+        return (
+            f"look-ahead: on the bars up to that one it is {upto!r}, so the preloaded value "
+            "read later bars (see its look-ahead row); a live feed cannot see them"
+        )
+    if updater is not None:
+        return (
+            f"its stream=/batch= updater disagrees with the function ({upto!r} on the same "
+            "bars in one call): fix the updater (docs/features.md)"
+        )
+    if not _close(last, upto).all():
+        return (
+            f"warm-up: on its last {window} bars (what the stream recomputes; window = "
+            f"warm-up + 1 unless declared) it is {last!r}, on the whole history {upto!r}: it "
+            "reads more history than that; declare @feature(window=...) or a stream= updater "
+            "(docs/features.md), or drop its dependence on longer history"
+        )
+    return (
+        f"streaming state: on the same last {window} bars in one call it is {last!r}, called "
+        f"bar by bar {streamed!r}: it keeps state between calls (a cache?) or depends on "
+        "something besides its bars"
+    )
 
 
 def _first_prediction_difference(pre: Any, stream: Any) -> str | None:
@@ -281,19 +337,26 @@ def _first_order_difference(pre: pd.DataFrame, stream: pd.DataFrame) -> str | No
 
 def _calendar_note(config: Any, pre: _Run, stream: _Run) -> Outcome | None:
     """A note when the streaming run fixed other bars per year than the preloaded one
-    (``calendar="auto"`` decided before a weekend bar was seen; docs/backtesting.md)."""
+    (``calendar="auto"`` decided before a weekend bar was seen; docs/backtesting.md) and
+    that changed a target weight or an order; None when it changed nothing."""
     a, b = pre.strategy.ppy, stream.strategy.ppy
     decided = np.isfinite(b)
     if np.array_equal(a[decided], b[decided]):
         return None
+    if (
+        _first_weight_difference(pre.strategy, stream.strategy) is None
+        and _first_order_difference(pre.orders, stream.orders) is None
+    ):
+        return None  # the bars a year did not change a weight or an order: it does not matter
     return Outcome(
         "backtest",
         "calendar",
         "-",
         "note",
         f"calendar {config.backtest.calendar!r}: the stream fixed {b.tolist()} bars a year at "
-        f"its first decision (from the bars seen so far), the preloaded run {a.tolist()}; "
-        "compared on the preloaded values. Set backtest.calendar to trade the same live",
+        f"its first decision (from the bars seen so far), the preloaded run {a.tolist()}, "
+        "and that changed its weights; compared on the preloaded values. Set "
+        "backtest.calendar to trade the same live",
     )
 
 

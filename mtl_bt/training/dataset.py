@@ -190,16 +190,34 @@ def assemble(
     )
 
 
+def run_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The run's frames, each with ``attrs["symbol"]`` set to its key (how a cross-frame
+    feature tells its own symbol from the others)."""
+    out = {}
+    for symbol, frame in frames.items():
+        if frame.attrs.get("symbol") != symbol:
+            frame = frame.copy(deep=False)
+            frame.attrs = {**frame.attrs, "symbol": symbol}
+        out[symbol] = frame
+    return out
+
+
 def symbol_features(
     frames: Mapping[str, pd.DataFrame], feature_spec: Any
 ) -> dict[str, pd.DataFrame]:
-    """Every symbol's causal features, warm-up rows dropped, in the spec's column order."""
+    """Every symbol's causal features, warm-up rows dropped, in the spec's column order.
+
+    Features that read other frames see the run's other symbols (``frames``) through
+    ``compute``'s context: at each bar only their bars closed by then."""
     from mtl_bt import features as feat
 
     columns = list(feature_spec.columns())
+    context = run_frames(frames) if feature_spec.reads() else None
     out = {}
     for symbol, frame in frames.items():
-        raw = feat.compute(frame, feature_spec)
+        if context is not None:
+            frame = context[symbol]
+        raw = feat.compute(frame, feature_spec, context)
         kept, _ = feat.drop_warmup(raw, feature_spec, symbol)
         out[symbol] = kept[columns]
     return out

@@ -172,7 +172,12 @@ def prepare_fold(ds: Dataset, split: Split, scaler_kind: str) -> FoldData:
         raise DataError(
             f"fold {split.fold}: no training rows with known targets between "
             f"{ds.axis[split.train_start]} and {ds.axis[split.fit_end - 1]}; "
-            "raise walk_forward.train_bars"
+            + (
+                f"model.sequence.lookback = {ds.lookback} needs {ds.lookback - 1} bars before a "
+                "row can be a sample: lower it or raise walk_forward.train_bars"
+                if ds.lookback > 1
+                else "raise walk_forward.train_bars"
+            )
         )
     scaler = Scaler(scaler_kind).fit(ds.features[fit_rows].astype(np.float64))
     scaled = torch.from_numpy(np.ascontiguousarray(scale_array(scaler, ds.features)))
@@ -279,8 +284,7 @@ def train_walk_forward(
     settings (``dataset.cached_dataset``; compare's fold jobs), identical results.
     """
     threads = torch.get_num_threads()
-    if config.training.threads:
-        torch.set_num_threads(config.training.threads)
+    torch.set_num_threads(config.training.threads)  # the same default as run and compare: 1
     try:
         return _train_walk_forward(config, frames, out_dir, progress, log, folds, reuse_dataset)
     finally:
@@ -445,7 +449,7 @@ def merge_trained(fold_dirs: Sequence[Path], out: Path) -> TrainResult:
 def _fold_line(meta: dict[str, Any], metrics: list[dict[str, Any]], names: list[str]) -> str:
     parts = [
         f"fold {meta['fold']}: test {meta['test_start'][:16]}..{meta['test_end'][:16]}",
-        f"{meta['n_fit']} train rows, {meta['epochs_run']} epochs (best {meta['best_epoch']})",
+        f"{meta['n_fit']} train rows, {_epochs(meta['epochs_run'], meta['best_epoch'])}",
     ]
     for m in metrics:
         if m["fold"] == meta["fold"] and m["metric"] in ("ic", "auc", "corr", "correlation"):
@@ -503,3 +507,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _epochs(run: int, best: int) -> str:
+    """``3 epochs (best: epoch 2)``: epochs counted from 1 in text (``best_epoch`` in the
+    files is 0-based, like ``train_log.csv``'s ``epoch``)."""
+    return f"{run} epoch{'s' if run != 1 else ''} (best: epoch {best + 1})"

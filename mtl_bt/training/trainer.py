@@ -4,6 +4,11 @@ Batches index pre-built tensors with a seeded permutation per epoch instead of
 a DataLoader: no worker processes, no per-sample collation, so the loop costs
 what a hand-written PyTorch loop costs. Sequence samples gather their lookback
 window from the shared feature tensor by index (nothing is copied per epoch).
+
+Each epoch logs, per task, ``loss_*`` (the running mean of the batch losses in train mode,
+dropout on: what the optimiser saw), and, both in eval mode after the epoch's last step,
+``val_loss_*`` and ``train_loss_*`` (the training rows, capped at ``TRAIN_EVAL_ROWS``): the
+like-for-like pair for a generalisation gap.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from mtl_bt.errors import UserError
 
 #: rows per forward pass when evaluating / predicting
 EVAL_BATCH = 8192
+
+#: at most this many training rows (a fixed seeded sample) are scored in eval mode after
+#: every epoch, beside the validation loss (the like-for-like train loss, ``train_loss_*``)
+TRAIN_EVAL_ROWS = 16384
 
 
 class TrainingError(UserError):
@@ -69,6 +78,24 @@ def make_batches(
         return Batches(scaled[rows_t].contiguous(), a, y)
     offsets = torch.arange(1 - lookback, 1, dtype=torch.int64)
     return Batches(scaled, a, y, rows_t[:, None] + offsets[None, :])
+
+
+def subset(data: Batches, idx: torch.Tensor) -> Batches:
+    """The rows ``idx`` of ``data`` (sequence windows index the shared feature matrix)."""
+    if data.windows is None:
+        return Batches(data.x[idx], data.asset[idx], None if data.y is None else data.y[idx])
+    y = None if data.y is None else data.y[idx]
+    return Batches(data.x, data.asset[idx], y, data.windows[idx])
+
+
+def train_eval_rows(n: int, seed: int, cap: int = TRAIN_EVAL_ROWS) -> torch.Tensor | None:
+    """The training rows scored in eval mode every epoch: all of them up to ``cap``, else a
+    fixed sorted sample of ``cap`` drawn with ``seed`` (None: all rows). The same rows every
+    epoch, so the per-epoch curve moves with the model only."""
+    if n <= cap:
+        return None
+    g = torch.Generator().manual_seed(seed + 7919)
+    return torch.sort(torch.randperm(n, generator=g)[:cap]).values
 
 
 @dataclass
@@ -217,6 +244,11 @@ def fit(
     clip_params = m_params + w_params
     has_val = len(val) > 0
     base = evaluate(model, tasks, val) if has_val else {}
+    # the train loss the overfitting ratio needs: eval mode (no dropout, BatchNorm running
+    # statistics) after the epoch's last step, exactly as the validation loss is measured;
+    # the running train-mode mean (``loss_*``) is a different quantity
+    rows = train_eval_rows(len(train), seed)
+    train_probe = train if rows is None else subset(train, rows)
     best_score, best_epoch, best_state = math.inf, -1, None
     bad_epochs = 0
     log: list[dict[str, Any]] = []
@@ -265,6 +297,7 @@ def fit(
                 )
             weighting.on_epoch_end(epoch, means)
             val_losses = evaluate(model, tasks, val) if has_val else dict.fromkeys(names, math.nan)
+            train_losses = evaluate(model, tasks, train_probe)
             score = _val_score(val_losses, base) if has_val else -float(epoch)
             reg_mean = float(reg_sum / n)
             row: dict[str, Any] = {"fold": fold, "epoch": epoch}
@@ -274,6 +307,7 @@ def fit(
             row["reg_loss"] = reg_mean
             row["total"] = float(total_sum / n) + reg_mean
             row["val_score"] = score if has_val else math.nan
+            row.update({f"train_loss_{k}": v for k, v in train_losses.items()})
             log.append(row)
             if score < best_score:
                 best_score, best_epoch, bad_epochs = score, epoch, 0

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
-from mtl_bt.models import kernel as kn
-from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
 
@@ -55,41 +52,6 @@ class CrossStitch(MTLModel):
             hs = torch.stack([self.columns[n][layer](xs[i]) for i, n in enumerate(self.task_names)])
             xs = torch.einsum("ij,jbd->ibd", alpha, hs)
         return {n: self._out(self.heads[n](xs[i])) for i, n in enumerate(self.task_names)}
-
-    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        names = self.task_names
-        layers = [
-            (nf.parallel([self.columns[n][layer] for n in names]), nf.array(alpha))
-            for layer, alpha in enumerate(self.stitches)
-        ]
-        heads = nf.stacked_heads([self.heads[n] for n in names])
-
-        def predict(h: np.ndarray) -> dict[str, np.ndarray]:
-            xs = h
-            for columns, alpha in layers:
-                hs = columns(xs)  # (K, batch, width): every column at once
-                xs = (alpha @ hs.reshape(len(names), -1)).reshape(hs.shape)
-            return nf.per_task(names, heads(xs))
-
-        return predict
-
-    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
-        names = self.task_names
-        xs = [h] * len(names)
-        for layer, alpha in enumerate(self.stitches):
-            d = self.hidden[layer]
-            columns = [self.columns[n][layer] for n in names]
-            if all(x == h for x in xs):  # every column reads h: one op for their first layers
-                parts = prog.parallel(columns, h)
-                hs = kn.Slot(parts[0].offset, len(names) * d)
-                if parts != prog.split(hs, [d] * len(names)):
-                    hs = prog.concat(parts)
-            else:
-                hs = prog.slot(len(names) * d)  # the columns' outputs back to back
-                for i, column in enumerate(columns):
-                    prog.sequential(column, xs[i], dst=hs.sub(i * d, d))
-            xs = prog.split(prog.mix(hs, alpha.detach().double().numpy()), [d] * len(names))
-        return {n: prog.linear(self.heads[n], xs[i]) for i, n in enumerate(names)}
 
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.heads[name]]

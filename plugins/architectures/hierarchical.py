@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.errors import ConfigError
 from mtl_bt.models import MTLModel
-from mtl_bt.models import kernel as kn
-from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
 
@@ -95,30 +92,6 @@ class Hierarchical(MTLModel):
             lower = [raw[m].detach() if self.detach else raw[m] for m in self.inputs[n]]
             raw[n] = self.heads[n](torch.cat([z, *lower], dim=-1) if lower else z)
         return {n: self._out(raw[n]) for n in self.task_names}
-
-    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        encoder = nf.sequential(self.encoder)
-        heads = [(n, self.inputs[n], nf.sequential(self.heads[n])) for n in self.order]
-        names = self.task_names
-
-        def predict(h: np.ndarray) -> dict[str, np.ndarray]:
-            z = encoder(h)
-            raw: dict[str, np.ndarray] = {}
-            for n, inputs, head in heads:
-                raw[n] = head(
-                    np.concatenate([z, *(raw[m] for m in inputs)], axis=1) if inputs else z
-                )
-            return {n: nf.squeeze(raw[n]) for n in names}
-
-        return predict
-
-    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
-        z = prog.sequential(self.encoder, h)
-        raw: dict[str, kn.Slot] = {}
-        for n in self.order:
-            lower = [raw[m] for m in self.inputs[n]]
-            raw[n] = prog.sequential(self.heads[n], prog.concat([z, *lower]) if lower else z)
-        return raw
 
     def task_modules(self, name: str) -> list[nn.Module]:
         feeds_higher = any(name in self.inputs[m] for m in self.task_names)

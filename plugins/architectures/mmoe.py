@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
-from mtl_bt.models import kernel as kn
-from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import Experts, Gate
 from mtl_bt.tasks.base import TaskSpec
 
@@ -52,23 +49,6 @@ class MMoE(MTLModel):
     def predict(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         e = self.experts(h)
         return {n: self._out(self.heads[n](self.gates[n](h, e))) for n in self.task_names}
-
-    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        names = self.task_names
-        experts = nf.experts(self.experts)
-        gates = nf.gates([self.gates[n] for n in names])  # every task's gate at once
-        heads = nf.stacked_heads([self.heads[n] for n in names])
-        return lambda h: nf.per_task(names, heads(gates(h, experts(h))))
-
-    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
-        names = self.task_names
-        n = self.experts.layers[0].weight.shape[0]
-        e = prog.experts([self.experts], h)
-        logits = prog.linears([self.gates[t].linear for t in names], h)  # every gate at once
-        return {
-            t: prog.linear(self.heads[t], prog.gate(logits.sub(k * n, n), [(e, n)]))
-            for k, t in enumerate(names)
-        }
 
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.gates[name], self.heads[name]]

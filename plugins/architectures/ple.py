@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
-from mtl_bt.models import kernel as kn
-from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import Experts, Gate
 from mtl_bt.tasks.base import TaskSpec
 
@@ -76,67 +73,6 @@ class PLE(MTLModel):
                 for n in self.task_names
             }
         return {n: self._out(self.heads[n](xs[n])) for n in self.task_names}
-
-    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        names = self.task_names
-        levels = [
-            (
-                nf.experts(level["shared"]),
-                {n: nf.experts(level["task"][n]) for n in names},
-                {n: nf.gate(level["gate"][n]) for n in names},
-                nf.gate(level["shared_gate"]) if "shared_gate" in level else None,
-            )
-            for level in self.levels
-        ]
-        heads = {n: nf.sequential(self.heads[n]) for n in names}
-
-        def predict(h: np.ndarray) -> dict[str, np.ndarray]:
-            xs = dict.fromkeys(names, h)
-            shared_x = h
-            for shared_experts, task_experts, task_gates, shared_gate in levels:
-                shared = shared_experts(shared_x)
-                own = {n: task_experts[n](xs[n]) for n in names}
-                if shared_gate is not None:
-                    shared_x = shared_gate(
-                        shared_x, np.concatenate([*own.values(), shared], axis=1)
-                    )
-                xs = {
-                    n: task_gates[n](xs[n], np.concatenate([own[n], shared], axis=1)) for n in names
-                }
-            return {n: nf.squeeze(heads[n](xs[n])) for n in names}
-
-        return predict
-
-    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
-        names = self.task_names
-        k = len(names)
-        xs = dict.fromkeys(names, h)
-        shared_x = h
-        for level in self.levels:
-            n_s = level["shared"].layers[0].weight.shape[0]
-            n_t = level["task"][names[0]].layers[0].weight.shape[0]
-            width = level["shared"].out_features
-            # [task 1 experts, .., task K experts, shared experts]: the shared gate's order
-            block = prog.slot((k * n_t + n_s) * width)
-            own = prog.split(block, [n_t * width] * k + [n_s * width])
-            shared_gate = level["shared_gate"] if "shared_gate" in level else None
-            gates = [level["gate"][n].linear for n in names]
-            gates += [shared_gate.linear] if shared_gate is not None else []
-            if all(xs[n] == shared_x for n in names):  # one input: one op each for all
-                prog.experts([*(level["task"][n] for n in names), level["shared"]], shared_x, block)
-                logits = prog.split(prog.linears(gates, shared_x), [g.out_features for g in gates])
-            else:
-                for i, n in enumerate(names):
-                    prog.experts([level["task"][n]], xs[n], own[i])
-                prog.experts([level["shared"]], shared_x, own[k])
-                srcs = [xs[n] for n in names] + [shared_x]
-                logits = [prog.linear(g, src) for g, src in zip(gates, srcs, strict=False)]
-            if shared_gate is not None:
-                shared_x = prog.gate(logits[k], [(block, k * n_t + n_s)])
-            xs = {
-                n: prog.gate(logits[i], [(own[i], n_t), (own[k], n_s)]) for i, n in enumerate(names)
-            }
-        return {n: prog.sequential(self.heads[n], xs[n]) for n in names}
 
     def task_modules(self, name: str) -> list[nn.Module]:
         last = len(self.levels) - 1

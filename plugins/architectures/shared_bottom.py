@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.models import MTLModel
-from mtl_bt.models import kernel as kn
-from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
 
@@ -38,18 +35,6 @@ class SharedBottom(MTLModel):
     def predict(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.encoder(h)
         return {name: self._out(head(z)) for name, head in self.heads.items()}
-
-    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        encoder = nf.sequential(self.encoder)
-        heads = nf.heads(self.heads, self.task_names, {t.name: t.out_dim for t in self.tasks})
-        return lambda h: heads(encoder(h))
-
-    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
-        z = prog.sequential(self.encoder, h)
-        heads = prog.linears([self.heads[n] for n in self.task_names], z)  # one op
-        return dict(
-            zip(self.task_names, prog.split(heads, [t.out_dim for t in self.tasks]), strict=True)
-        )
 
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.heads[name]]

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from mtl_bt.errors import ConfigError
 from mtl_bt.models import MTLModel
-from mtl_bt.models import kernel as kn
-from mtl_bt.models import numpy_forward as nf
 from mtl_bt.models.layers import linears, mlp
 from mtl_bt.tasks.base import TaskSpec
 
@@ -42,18 +39,6 @@ class SoftSharing(MTLModel):
 
     def predict(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: self._out(self.heads[n](self.towers[n](h))) for n in self.task_names}
-
-    def numpy_predict(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        names = self.task_names
-        towers = nf.parallel([self.towers[n] for n in names])  # one matmul per layer
-        heads = nf.stacked_heads([self.heads[n] for n in names])
-        return lambda h: nf.per_task(names, heads(towers(h)))
-
-    def kernel_predict(self, prog: kn.Program, h: kn.Slot) -> dict[str, kn.Slot]:
-        towers = prog.parallel([self.towers[n] for n in self.task_names], h)  # first layers: one op
-        return {
-            n: prog.linear(self.heads[n], z) for n, z in zip(self.task_names, towers, strict=True)
-        }
 
     def task_modules(self, name: str) -> list[nn.Module]:
         return [self.towers[name], self.heads[name]]

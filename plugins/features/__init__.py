@@ -1,6 +1,7 @@
 """Built-in features (entry point `builtin_features`)."""
 
 from mtl_bt import hookimpl
+from mtl_bt.plugins.features.cross import cross_asset, higher_tf, market
 from mtl_bt.plugins.features.price import (
     bollinger,
     close_ema,
@@ -29,3 +30,14 @@ def register_features(register):
     register("volume_zscore", volume_zscore, "Volume z-score over window=20; needs volume.")
     register("parkinson", parkinson, "Parkinson high-low volatility over window=20.")
     register("garman_klass", garman_klass, "Garman-Klass OHLC volatility over window=20.")
+    register(
+        "cross_asset",
+        cross_asset,
+        "Another symbol's feature (param of; default log_return) at its last closed bar.",
+    )
+    register("market", market, "Equal-weight mean over the run's symbols of a feature.")
+    register(
+        "higher_tf",
+        higher_tf,
+        "A feature on closed higher-timeframe bars (param timeframe, e.g. '1d'; tz).",
+    )

@@ -29,6 +29,7 @@ import time
 import warnings
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import ccxt
 import pandas as pd
@@ -115,6 +116,16 @@ class CcxtSource(Source):
             raise ConfigError(
                 f"source 'ccxt': market {market!r} must be one of {', '.join(MARKETS)}"
             )
+        api_url = options.get("api_url")
+        if api_url is not None:
+            parts = urlsplit(str(api_url))
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(
+                    f"source 'ccxt': option api_url = {api_url!r} is not an http(s) URL; give "
+                    "the base URL the exchange's API paths are appended to, with its scheme, "
+                    "e.g. 'https://api-testnet.bybit.com' or 'http://127.0.0.1:8080' (or leave "
+                    "it out for the exchange's own)"
+                )
         settings = {
             "exchange": str(options.get("exchange", "bybit")).lower(),
             "market": market,
@@ -221,7 +232,15 @@ class CcxtSource(Source):
             except ccxt.NetworkError as exc:  # includes RateLimitExceeded, ExchangeNotAvailable
                 last = exc
                 if attempt + 1 < attempts:
-                    self.sleep(min(s["backoff"] * 2**attempt, s["max_backoff"]))
+                    delay = min(s["backoff"] * 2**attempt, s["max_backoff"])
+                    # said as it happens: a silent retry looks like a stuck progress bar
+                    warnings.warn(
+                        f"source 'ccxt' ({exchange.id}): {what} failed ({_short(exc)}); "
+                        f"retry {attempt + 1} of {attempts - 1} in {delay:g} s",
+                        DataWarning,
+                        stacklevel=2,
+                    )
+                    self.sleep(delay)
             except ccxt.BadSymbol:
                 raise
             except ccxt.BaseError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,12 +38,6 @@ class DirectionTask(Task):
 
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output)
-
-    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-output))
-
-    def kernel_transform(self) -> tuple[tuple[Any, ...], ...]:
-        return (("sigmoid",),)
 
     def initial_output(self, target: torch.Tensor) -> float:
         p = float(target.double().mean().clamp(1e-3, 1 - 1e-3))

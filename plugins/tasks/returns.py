@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import torch
@@ -50,12 +48,6 @@ class ReturnTask(Task):
 
     def transform(self, output: torch.Tensor) -> torch.Tensor:
         return output * self._scale
-
-    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
-        return output * np.float32(self._scale)
-
-    def kernel_transform(self) -> tuple[tuple[Any, ...], ...]:
-        return (("scale", float(np.float32(self._scale))),)
 
     def initial_output(self, target: torch.Tensor) -> float | None:
         if self._loss != "mse":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import torch
@@ -16,7 +14,6 @@ from mtl_bt.tasks.targets import as_target, close_of, forward_realised_vol
 
 #: raw outputs are clamped to this range inside exp() (a runaway head cannot overflow)
 _LOG_RANGE = (-40.0, 20.0)
-_LO32, _HI32, _HALF32 = np.float32(_LOG_RANGE[0]), np.float32(_LOG_RANGE[1]), np.float32(0.5)
 
 
 class VolatilityTask(Task):
@@ -66,20 +63,6 @@ class VolatilityTask(Task):
         if self._loss == "log_mse":
             return torch.exp(output)
         return torch.exp(0.5 * output.clamp(*_LOG_RANGE))
-
-    def transform_numpy(self, output: np.ndarray) -> np.ndarray:
-        if self._loss == "log_mse":
-            return np.exp(output)
-        # np.maximum/np.minimum: np.clip costs several times more on a handful of rows
-        out = np.maximum(output, _LO32)
-        np.minimum(out, _HI32, out=out)
-        out *= _HALF32
-        return np.exp(out, out=out)
-
-    def kernel_transform(self) -> tuple[tuple[Any, ...], ...]:
-        if self._loss == "log_mse":
-            return (("exp",),)
-        return (("clamp", float(_LO32), float(_HI32)), ("scale", 0.5), ("exp",))
 
     def initial_output(self, target: torch.Tensor) -> float:
         y = torch.clamp(target.double(), min=self._floor)

@@ -52,6 +52,22 @@ SCALARIZERS = {
 PREFIX = "torchjd_"
 
 
+def example_options(name: str, k: int) -> dict[str, object]:
+    """Options for the schemes whose torchjd constructor has required arguments (the others
+    need none), for ``k`` tasks: what the pack's tests and the weighting benchmark build them
+    with (torchjd's own examples; ``c = 0.5`` is CAGrad's paper value)."""
+    ones = [1.0] * k
+    return {
+        "torchjd_trimmed_mean": {"trim_number": 1},
+        "torchjd_constant": {"weights": [1.0 + i / 2 for i in range(k)]},
+        "torchjd_cagrad": {"c": 0.5},
+        "torchjd_fairgrad": {"alpha": 1.0},
+        "torchjd_stch": {"mu": 1.0},
+        "torchjd_pbi": {"theta": 1.0, "weights": ones},
+        "torchjd_cosmos": {"lambda_": 1.0, "weights": ones},
+    }.get(name, {})
+
+
 #: the torchjd release the pack is tested against (the extra pins it): every class named in
 #: AGGREGATORS and SCALARIZERS exists there, so its names register without importing it
 TESTED_VERSION = "0.18.0"

@@ -19,6 +19,8 @@ from mtl_bt.backtesting.runner import make_cerebro
 from mtl_bt.config import BacktestConfig
 from mtl_bt.strategies import MTLStrategy
 
+MEMORYLESS = {"hysteresis": False, "margin": 0.0}  # the pre-cost-aware rule: trades often
+
 
 def run_feeds(feeds: dict, predictors, cerebro_kwargs=None, **params):
     """Run MTLStrategy over ``{name: feed}`` with the CLI's broker; (strategy, orders, value)."""
@@ -27,6 +29,7 @@ def run_feeds(feeds: dict, predictors, cerebro_kwargs=None, **params):
         cerebro.p.__dict__.update(cerebro_kwargs)
     for name, feed in feeds.items():
         cerebro.adddata(feed, name=name)
+    params.setdefault("signal_options", MEMORYLESS)  # plumbing tests: enough orders
     cerebro.addstrategy(MTLStrategy, predictor=predictors, record=True, **params)
     cerebro.addanalyzer(PortfolioAnalyzer, _name="p")
     strat = cerebro.run()[0]

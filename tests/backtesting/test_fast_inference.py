@@ -1,11 +1,20 @@
-"""The Predictor's fast inference paths (the compiled kernel, the default, and the numpy
-closures) equal its torch path on real trained checkpoints."""
+"""The Predictor's per-bar path (the model exported to ONNX, run by ONNX Runtime) equals
+its torch path on real trained checkpoints, falls back to torch with one warning where
+the export fails or disagrees, and caches the export beside the checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import numpy as np
 import pytest
+import torch
 
+from mtl_bt import registry
+from mtl_bt.checkpoint import save
+from mtl_bt.models import MTLModel
+from mtl_bt.models import onnx_runtime as rt
 from mtl_bt.predictor import Predictor
 
 
@@ -24,23 +33,17 @@ def _assert_predicts_like_torch(predictor, frames, n=5):
         np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, err_msg=name)
 
 
-def _on(backend, predictor, monkeypatch):
-    """``predictor`` reloaded on ``backend`` ("kernel" is the default; "numpy" with
-    ``MTL_BT_NO_KERNEL=1``)."""
-    if backend == "kernel":
-        return predictor
-    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")
-    return Predictor(predictor.checkpoint)
+def _quiet(checkpoint):
+    """``Predictor(checkpoint)``, failing on any warning (the ONNX path loads silently)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return Predictor(checkpoint)
 
 
-@pytest.mark.parametrize("backend", ["kernel", "numpy"])
 @pytest.mark.parametrize("batch", [1, 7, 50])
-def test_fast_predict_equals_torch_on_real_checkpoints(
-    predictors, frames, batch, backend, monkeypatch
-):
+def test_onnx_predict_equals_torch_on_real_checkpoints(predictors, frames, batch):
     for predictor in predictors:
-        predictor = _on(backend, predictor, monkeypatch)
-        assert predictor.backend == backend
+        assert predictor.backend == "onnxruntime" and predictor.backend_reason is None
         symbol, feats = _rows(predictor, frames)
         x = feats[:batch]
         ids = predictor.asset_ids([symbol] * len(x))
@@ -58,16 +61,17 @@ def test_predict_frame_equals_torch(predictors, frames, monkeypatch):
     monkeypatch.setenv("MTL_BT_TORCH_INFERENCE", "1")
     slow_predictor = Predictor(predictor.checkpoint)
     assert slow_predictor.backend == "torch"
+    assert "MTL_BT_TORCH_INFERENCE" in slow_predictor.backend_reason
     slow = slow_predictor.predict_frame(feats)
     assert fast[["datetime", "symbol"]].equals(slow[["datetime", "symbol"]])
     for name in predictor.task_names:
         np.testing.assert_allclose(fast[name], slow[name], rtol=0, atol=1e-6, equal_nan=True)
 
 
-def test_live_and_precomputed_kernel_predictions_are_the_same_bits(predictors, frames):
+def test_live_and_precomputed_predictions_are_the_same_bits(predictors, frames):
     """``predict_frame`` (chunks of 8192 rows) and ``predict`` one row at a time (per bar)."""
     predictor = predictors[-1]
-    assert predictor.backend == "kernel"
+    assert predictor.backend == "onnxruntime" and not predictor._row_by_row
     symbol = predictor.symbols[0]
     feats = predictor.features(frames[symbol])
     whole = predictor.predict_frame({symbol: feats})
@@ -80,154 +84,230 @@ def test_live_and_precomputed_kernel_predictions_are_the_same_bits(predictors, f
             assert one[name][0] == whole[name].iloc[i], (name, i)
 
 
-def test_a_broken_kernel_op_is_refused_with_a_warning(predictors, frames, monkeypatch):
-    """A program whose affine ops are off by 1e-3 fails the probe check at load: the
-    predictor warns and runs the numpy closures, whose predictions equal torch."""
-    from mtl_bt.models import kernel as kn
-
-    original = kn.Program.affine
-
-    def off(self, src, w, b=None, dst=None, act="none"):
-        b = (np.zeros(w.shape[1]) if b is None else b) + 1e-3
-        return original(self, src, w, b, dst, act)
-
-    monkeypatch.setattr(kn.Program, "affine", off)
-    with pytest.warns(RuntimeWarning, match="compiled kernel disagrees"):
-        predictor = Predictor(predictors[0].checkpoint)
-    assert predictor.backend == "numpy"
-    _assert_predicts_like_torch(predictor, frames)
-
-
-def test_no_kernel_env_var_selects_the_numpy_closures(predictors, monkeypatch):
-    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")
-    assert Predictor(predictors[0].checkpoint).backend == "numpy"
-    monkeypatch.setenv("MTL_BT_TORCH_INFERENCE", "1")
-    assert Predictor(predictors[0].checkpoint).backend == "torch"
-
-
-def test_without_numba_the_predictor_runs_the_numpy_closures(predictors, monkeypatch):
-    import sys
-
-    from mtl_bt.models import kernel as kn
-
-    monkeypatch.setattr(kn, "_RUNNER", [])
-    monkeypatch.setitem(sys.modules, "numba", None)
-    assert Predictor(predictors[0].checkpoint).backend == "numpy"
-
-
-def test_a_wrong_numpy_forward_falls_back_to_torch_with_a_warning(predictors, monkeypatch):
-    from mtl_bt import registry
-
-    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")  # the numpy closures are checked without it
-
-    cls = registry.get("architecture", predictors[0].checkpoint.architecture)
-    original = cls.numpy_predict
-
-    def off_by_a_bit(self):
-        inner = original(self)
-        return lambda h: {k: v + 1e-3 for k, v in inner(h).items()}
-
-    monkeypatch.setattr(cls, "numpy_predict", off_by_a_bit)
-    with pytest.warns(RuntimeWarning, match="disagrees with its torch model"):
-        predictor = Predictor(predictors[0].checkpoint)
-    assert predictor.backend == "torch"
-
-
-@pytest.mark.parametrize("backend", ["kernel", "numpy"])
-def test_bad_asset_ids_are_refused_on_the_fast_paths(predictors, frames, backend, monkeypatch):
-    predictor = _on(backend, predictors[0], monkeypatch)
-    assert predictor.backend == backend
+def test_bad_asset_ids_are_refused(predictors, frames):
+    predictor = predictors[0]
     _, feats = _rows(predictor, frames)
-    for bad in ([0, 5], [-1, 0]):
-        with pytest.raises(ValueError, match="asset ids must be in"):
+    for bad in ([0, 5], [-1, 0]):  # ONNX's Gather would read -1 as the last asset
+        with pytest.raises(ValueError, match="asset ids must be in 0..1"):
             predictor.predict(feats[:2], np.array(bad))
+    with pytest.raises(ValueError, match="3 asset ids for a batch of 2 rows"):
+        predictor.predict(feats[:2], np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="pass asset ids"):
+        predictor.predict(feats[:2], None)
 
 
-def test_a_wrong_transform_numpy_falls_back_to_the_torch_transform(predictors, frames, monkeypatch):
-    from mtl_bt import registry
+def test_a_wrong_export_falls_back_to_torch_with_one_warning(predictors, frames, monkeypatch):
+    """An export off by 1e-3 fails the probe check at load (with and without the
+    transforms): one warning naming the architecture and why, then torch."""
+    original = rt.InferenceGraph.forward
 
-    cls = registry.get("task", "return")
-    monkeypatch.setattr(cls, "transform_numpy", lambda self, v: v * 2.0)
-    with pytest.warns(RuntimeWarning, match="transform_numpy disagrees"):
-        predictor = Predictor(predictors[0].checkpoint)
-    assert predictor.backend == "kernel"
+    def off(self, x, asset=None):
+        out = original(self, x, asset)
+        return tuple(o + 1e-3 for o in out) if torch.jit.is_tracing() else out
+
+    monkeypatch.setattr(rt.InferenceGraph, "forward", off)
+    checkpoint = dataclasses.replace(predictors[0].checkpoint, path=None)
+    with pytest.warns(RuntimeWarning) as seen:
+        predictor = Predictor(checkpoint)
+    assert len(seen) == 1
+    message = str(seen[0].message)
+    assert f"architecture {checkpoint.architecture!r} runs on torch" in message
+    assert "disagrees with torch" in message and "by 0.001" in message
+    assert predictor.backend == "torch" and "disagrees" in predictor.backend_reason
     _assert_predicts_like_torch(predictor, frames)
 
 
-def test_the_scaler_is_folded_into_the_first_layer_without_a_clip(predictors, monkeypatch):
-    for predictor in predictors:
-        predictor = _on("numpy", predictor, monkeypatch)
-        assert predictor.scaler.clip is None and predictor._prescaled
-
-
-def test_a_fold_that_disagrees_falls_back_to_scaling_first(predictors, frames, monkeypatch):
-    """A wrong fold is refused at load (probe rows vs torch): the numpy path scales first,
-    silently (it is only slower), and predictions still equal torch."""
-    from mtl_bt.models import numpy_forward as nf
-
-    original = nf.InputFold.fold
-
-    def off(self, w, bias):  # only the scaler's fold (the embedding's stays right)
-        wx, c = original(self, w, bias)
-        return (wx, c + np.float32(1e-3)) if self.a is not None else (wx, c)
-
-    monkeypatch.setattr(nf.InputFold, "fold", off)
-    monkeypatch.setenv("MTL_BT_NO_KERNEL", "1")
-    predictor = Predictor(predictors[0].checkpoint)
-    assert predictor.backend == "numpy" and not predictor._prescaled
-    _assert_predicts_like_torch(predictor, frames)
-
-
-@pytest.mark.parametrize("float64_transform", [False, True])
-def test_kernel_outputs_are_assembled_like_one_transform_per_task(
-    predictors, frames, monkeypatch, float64_transform
-):
-    """``predict`` converts all tasks to float64 at once after writing each float32
-    transform back: bit for bit ``f(column).astype(float64)`` per task; a transform that
-    returns float64 keeps its own precision."""
-    from mtl_bt import registry
-
+def test_a_transform_that_does_not_export_runs_after_the_session(predictors, frames, monkeypatch):
+    """A task transform the graph cannot hold (here: numpy inside, frozen into a constant
+    when traced) fails the check; the model alone is exported and the torch transform
+    runs on its outputs, silently, and predictions still equal torch."""
     cls = registry.get("task", "direction")
-    monkeypatch.setattr(cls, "kernel_transform", lambda self: None)  # transform_numpy after
-    if float64_transform:
-        monkeypatch.setattr(
-            cls, "transform_numpy", lambda self, v: 1.0 / (1.0 + np.exp(-v.astype(np.float64)))
+
+    def numpy_sigmoid(self, output):
+        return torch.from_numpy(1.0 / (1.0 + np.exp(-output.detach().numpy())))
+
+    monkeypatch.setattr(cls, "transform", numpy_sigmoid)
+    predictor = _quiet(dataclasses.replace(predictors[-1].checkpoint, path=None))
+    assert predictor.backend == "onnxruntime" and predictor._transform_after
+    _assert_predicts_like_torch(predictor, frames)
+    _assert_predicts_like_torch(predictor, frames, n=1)
+
+
+class Plugin(MTLModel):
+    """A third-party architecture: defined here only, nothing but torch (no opt-in)."""
+
+    architecture = "plugin_test"
+
+    def __init__(self, in_features, tasks, *, width: int = 6, **common):
+        super().__init__(in_features, tasks, **common)
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(self.stage_features, width), torch.nn.GELU(), torch.nn.LayerNorm(width)
         )
-    predictor = Predictor(predictors[-1].checkpoint)
-    assert [c[0] for c in predictor._columns if c[3] is not None] == ["direction@1"]
-    kernel = predictor._kernel
-    assert kernel is not None
-    symbol, feats = _rows(predictor, frames)
+        self.gate = torch.nn.Linear(self.stage_features, width)
+        self.heads = torch.nn.ModuleDict({t.name: torch.nn.Linear(width, 1) for t in self.tasks})
+
+    def predict(self, h):
+        z = self.body(h) * torch.sigmoid(self.gate(h))
+        return {n: self._out(head(z)) for n, head in self.heads.items()}
+
+    def task_modules(self, name):
+        return [self.heads[name]]
+
+
+class Branchy(Plugin):
+    """Data-dependent Python control flow: a trace freezes the branch of its example."""
+
+    architecture = "branchy_test"
+
+    def predict(self, h):
+        out = super().predict(h)
+        return out if h.shape[0] == 2 else {n: v + 1.0 for n, v in out.items()}
+
+
+class Unexportable(Plugin):
+    """An op the ONNX exporter does not know."""
+
+    architecture = "unexportable_test"
+
+    def predict(self, h):
+        out = super().predict(h)
+        k = torch.kthvalue(h, 1, dim=1)[0]
+        return {n: v + k for n, v in out.items()}
+
+
+@pytest.fixture
+def plugins():
+    from mtl_bt import hookimpl
+
+    class Register:
+        @hookimpl
+        def register_architectures(self, register):
+            for cls in (Plugin, Branchy, Unexportable):
+                register(cls.architecture, cls, "test only")
+
+    registry.register_plugin(Register(), "onnx_test_plugins")
+    yield
+    registry.unregister_plugin("onnx_test_plugins")
+
+
+def _as(checkpoint, cls, tmp_path=None):
+    """``checkpoint`` with a freshly initialised ``cls`` model of the same shape, saved
+    to ``tmp_path`` when given (then its ``path`` is the file)."""
+    torch.manual_seed(0)
+    opts = dict(checkpoint.init_kwargs)
+    tasks, in_features = opts.pop("tasks"), opts.pop("in_features")
+    keep = {"hidden", "dropout", "n_assets", "asset_embedding"}
+    model = cls(in_features, tasks, **{k: v for k, v in opts.items() if k in keep}).eval()
+    out = dataclasses.replace(
+        checkpoint,
+        state_dict=model.state_dict(),
+        architecture=cls.architecture,
+        init_kwargs=model.init_kwargs,
+        path=None,
+    )
+    if tmp_path is None:
+        return out
+    path = save(tmp_path / "fold_0.pt", out)
+    return dataclasses.replace(out, path=path)
+
+
+def test_a_plugin_architecture_runs_per_bar_through_onnx_runtime(predictors, frames, plugins):
+    predictor = _quiet(_as(predictors[0].checkpoint, Plugin))
+    assert not hasattr(Plugin, "numpy_predict") and not hasattr(Plugin, "kernel_predict")
+    assert predictor.backend == "onnxruntime" and not predictor._transform_after
     for n in (1, 5, 50):
-        x = np.ascontiguousarray(feats[:n])
-        ids = predictor.asset_ids([symbol] * n)
-        raw = np.empty((kernel.n_cols, n), np.float32)
-        kernel.run(kernel.ops, kernel.weights, x, kernel.ids(ids, n), raw)
-        got = predictor.predict(x, ids)
-        for name, col, wide, f in predictor._columns:
-            v = raw[col].T if wide else raw[col]
-            want = (v if f is None else f(v.copy())).astype(np.float64)
-            np.testing.assert_array_equal(got[name], want, err_msg=name)
-            assert got[name].dtype == np.float64
-        if float64_transform:
-            direction = [c for c in predictor._columns if c[0].startswith("direction")][0]
-            assert got[direction[0]].base is None or got[direction[0]].base.dtype == np.float64
+        _assert_predicts_like_torch(predictor, frames, n)
 
 
-def test_built_in_transforms_run_inside_the_kernel(predictors, frames):
-    predictor = predictors[-1]
-    assert predictor._in_kernel == set(predictor.task_names)
-    assert all(f is None for *_, f in predictor._columns)
+def test_a_plugin_that_branches_on_its_input_is_caught_at_load(predictors, frames, plugins):
+    with pytest.warns(RuntimeWarning, match="'branchy_test' runs on torch.*disagrees"):
+        predictor = Predictor(_as(predictors[0].checkpoint, Branchy))
+    assert predictor.backend == "torch"
+    _assert_predicts_like_torch(predictor, frames)
 
 
-@pytest.mark.parametrize("steps", [(("exp",),), (("softplus",),)])
-def test_a_wrong_kernel_transform_is_refused_with_a_warning(predictors, frames, monkeypatch, steps):
-    """Steps that are not the task's transform (or not steps at all) fail the probe check:
-    that task's transform_numpy runs after the kernel, and predictions equal torch."""
-    from mtl_bt import registry
+def test_a_plugin_that_does_not_export_falls_back_with_the_reason(predictors, frames, plugins):
+    with pytest.warns(RuntimeWarning) as seen:
+        predictor = Predictor(_as(predictors[0].checkpoint, Unexportable))
+    assert len(seen) == 1
+    message = str(seen[0].message)
+    assert "'unexportable_test' runs on torch" in message and "aten::kthvalue" in message
+    assert predictor.backend == "torch" and "export" in predictor.backend_reason
+    _assert_predicts_like_torch(predictor, frames)
 
-    monkeypatch.setattr(registry.get("task", "direction"), "kernel_transform", lambda self: steps)
-    with pytest.warns(RuntimeWarning, match="kernel_transform disagrees"):
-        predictor = Predictor(predictors[-1].checkpoint)
-    assert predictor.backend == "kernel" and "direction@1" not in predictor._in_kernel
+
+def _cached(folder):
+    return sorted(p.name for p in (folder / "onnx").glob("*.onnx"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty mtl-bt cache folder of this test's own."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("MTL_BT_CACHE_DIR", str(folder))
+    return folder
+
+
+def test_the_export_is_cached_by_checkpoint_sha256(
+    predictors, frames, tmp_path, cache, monkeypatch
+):
+    checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "mmoe"), tmp_path)
+    first = _quiet(checkpoint)
+    assert first.backend == "onnxruntime"
+    key = rt.cache_key(rt.file_sha256(checkpoint.path), "transformed")
+    assert _cached(cache) == [f"{key}.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "fold_0.pt"]  # run untouched
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(rt, "export", no_export)
+    second = _quiet(checkpoint)  # read from the cache: no export
+    assert second.backend == "onnxruntime"
+    _, feats = _rows(second, frames)
+    ids = np.array([0, 1, 0], dtype=np.int64)
+    a, b = first.predict(feats[:3], ids), second.predict(feats[:3], ids)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_a_broken_or_wrong_cached_export_is_exported_again(predictors, frames, tmp_path, cache):
+    checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "ple"), tmp_path)
+    _quiet(checkpoint)
+    (name,) = _cached(cache)
+    path = cache / "onnx" / name
+    path.write_bytes(b"not an onnx model")
+    predictor = _quiet(checkpoint)
+    assert predictor.backend == "onnxruntime"
+    assert rt.Session(path.read_bytes())  # rewritten, a model again
+    # another model's export under this key (wrong weights) fails the check too
+    other = _as(predictors[0].checkpoint, registry.get("architecture", "shared_bottom"))
+    width = len(other.feature_columns)
+    ids = torch.zeros(2, dtype=torch.long)
+    wrong = rt.export(Predictor(other)._graph, torch.zeros((2, width)), ids)
+    path.write_bytes(wrong)
+    predictor = _quiet(checkpoint)
+    assert predictor.backend == "onnxruntime"
+    _assert_predicts_like_torch(predictor, frames)
+    assert path.read_bytes() != wrong
+
+
+def test_a_changed_checkpoint_gets_a_new_key(predictors, tmp_path, cache):
+    checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "mmoe"), tmp_path)
+    _quiet(checkpoint)
+    (before,) = _cached(cache)
+    changed = _as(predictors[0].checkpoint, registry.get("architecture", "cross_stitch"), tmp_path)
+    _quiet(changed)
+    assert len(_cached(cache)) == 2 and before in _cached(cache)
+
+
+def test_an_unwritable_cache_keeps_the_export_in_memory(predictors, frames, tmp_path, monkeypatch):
+    """No folder can be made under a file (not even by root): the export is not cached,
+    and the predictor runs ONNX Runtime all the same."""
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    monkeypatch.setenv("MTL_BT_CACHE_DIR", str(blocked))
+    checkpoint = _as(predictors[0].checkpoint, registry.get("architecture", "mmoe"), tmp_path)
+    predictor = _quiet(checkpoint)
+    assert predictor.backend == "onnxruntime"
     _assert_predicts_like_torch(predictor, frames)

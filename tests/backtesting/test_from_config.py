@@ -20,6 +20,8 @@ from mtl_bt.data.io import write_frame
 from mtl_bt.errors import UserError
 from mtl_bt.strategies import MTLStrategy
 
+MEMORYLESS = {"hysteresis": False, "margin": 0.0}  # the pre-cost-aware rule: trades often
+
 
 def test_three_lines_reproduce_the_cli_backtest(tmp_path, trained, frames):
     train_dir, _, _ = trained
@@ -173,7 +175,7 @@ def test_docs_order_hook_example_subclass_runs(real_frames, real_model):
     cerebro = bt.Cerebro(stdstats=False)
     for s, f in real_frames.items():
         cerebro.adddata(bt.feeds.PandasData(dataname=f), name=s)
-    cerebro.addstrategy(namespace["LimitOrders"], predictor=real_model)
+    cerebro.addstrategy(namespace["LimitOrders"], predictor=real_model, signal_options=MEMORYLESS)
     strat = cerebro.run()[0]
     orders = strat.broker.orders
     assert strat.decisions > 50 and len(orders) > 10

@@ -12,6 +12,8 @@ from mtl_bt.backtesting.folds import FoldSchedule
 from mtl_bt.backtesting.runner import run_backtest
 from mtl_bt.config import BacktestConfig
 
+MEMORYLESS = {"hysteresis": False, "margin": 0.0}  # the pre-cost-aware rule: trades often
+
 
 class _Fold:
     def __init__(self, train_end, test_start, test_end):
@@ -54,7 +56,7 @@ def test_bar_counters_equal_len_of_each_feed(frames, predictors, monkeypatch, mo
     uneven = dict(frames)
     first = next(iter(uneven))
     uneven[first] = uneven[first].iloc[60:]
-    cfg = BacktestConfig(mode=mode, rebalance=rebalance, max_weight=0.4)
+    cfg = BacktestConfig(mode=mode, rebalance=rebalance, max_weight=0.4, signal_options=MEMORYLESS)
     fast = run_backtest(uneven, predictors, cfg)
     assert fast.strategy._counters is not None
     monkeypatch.setattr(mtl, "line_buffers", lambda d: None)
@@ -71,7 +73,7 @@ def test_bar_counters_equal_len_of_each_feed(frames, predictors, monkeypatch, mo
 
 
 def test_the_run_pins_blas_threads_and_restores_them(frames, predictors, monkeypatch):
-    from mtl_bt.models import numpy_forward as nf
+    from mtl_bt import threads as nf
 
     seen = []
     original = nf.blas_threads

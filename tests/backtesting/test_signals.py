@@ -41,7 +41,8 @@ arrays = st.integers(1, 8).flatmap(
 @given(arrays, st.sampled_from([252.0, 365.0, 8760.0]), st.floats(0.05, 0.5), st.booleans())
 def test_agree_voltarget_matches_reference(data, ppy, target_vol, allow_short):
     r, p, s = data
-    rule = registry.create("signal", "agree_voltarget", target_vol=target_vol)
+    # without current weights (every asset flat) and margin 0: the memoryless rule
+    rule = registry.create("signal", "agree_voltarget", target_vol=target_vol, margin=0.0)
     w = rule.weights(
         {"return@1": np.array(r), "direction@1": np.array(p), "volatility@1": np.array(s)},
         periods_per_year=ppy,
@@ -63,7 +64,7 @@ def test_both_heads_bearish_is_never_long():
     rule = registry.create("signal", "agree_voltarget")
     w = rule.weights(
         {
-            "return@1": np.array([-0.02]),
+            "return@1": np.array([-0.06]),
             "direction@1": np.array([0.1]),
             "volatility@1": np.array([0.01]),
         },
@@ -73,13 +74,18 @@ def test_both_heads_bearish_is_never_long():
     assert w[0] < 0  # the product r * (2p - 1) would have been positive (a long)
 
 
-def test_threshold_default_is_round_trip_cost_and_configurable():
+def test_threshold_default_is_round_trip_cost_times_one_plus_margin_and_configurable():
     preds = {
-        "return@1": np.array([0.0029, 0.0031]),
+        "return@1": np.array([0.0479, 0.0481]),
         "direction@1": np.array([0.9, 0.9]),
         "volatility@1": np.array([0.01, 0.01]),
     }
+    # default margin 15: the edge must clear 16 round trips 2 * (0.001 + 0.0005)
     w = registry.create("signal", "agree_voltarget").weights(preds, periods_per_year=252, **COST)
+    assert w[0] == 0 and w[1] > 0
+    w = registry.create("signal", "agree_voltarget", margin=0.0).weights(
+        {**preds, "return@1": np.array([0.0029, 0.0031])}, periods_per_year=252, **COST
+    )
     assert w[0] == 0 and w[1] > 0
     w = registry.create("signal", "agree_voltarget", threshold=0.0).weights(
         preds, periods_per_year=252, **COST
@@ -100,7 +106,7 @@ def test_horizon_option_picks_heads_and_missing_heads_fall_back():
     with pytest.raises(PluginError, match="needs a return head"):
         registry.create("signal", "agree_voltarget").heads(["direction@1"])
     # return-only model: sign of r, sized by realised vol, else equal weight
-    rule = registry.create("signal", "agree_voltarget", target_vol=0.1)
+    rule = registry.create("signal", "agree_voltarget", target_vol=0.1, margin=1.0)
     preds = {"return@1": np.array([0.01, -0.01, 0.01])}
     rv = np.array([0.02, 0.02, np.nan])
     w = rule.weights(
@@ -141,7 +147,7 @@ def test_volatility_input_picks_the_sizing_vol(signal):
     """head (default) / trailing / ewma size with the head, realised_vol, ewma_vol; an EWMA
     in its warm-up (NaN) falls back to the trailing vol, then to equal weight."""
     preds = {
-        "return@1": np.array([0.01, 0.01, 0.01]),
+        "return@1": np.array([0.06, 0.06, 0.06]),  # clears agree_voltarget's entry (4.8%)
         "direction@1": np.array([0.9, 0.9, 0.9]),
         "volatility@1": np.array([0.01, 0.01, 0.01]),
     }
@@ -203,3 +209,100 @@ def test_unknown_volatility_input_stops_the_cli_before_any_work(tmp_path):
     lines = [line for line in res.output.strip().splitlines() if line]
     assert len(lines) == 1 and "volatility_input" in lines[0] and "'ewma'" in lines[0]
     assert not out.exists()
+
+
+# -- the cost-aware default: entry margin, hysteresis, resize band ----------------------------
+
+
+def hysteresis_reference(r, p, s, w0, *, entry, exit_, band, ppy=252.0, target=0.2, cap=0.5):
+    """Plain-Python agree_voltarget with hysteresis, one asset at a time (before the clip)."""
+    out = []
+    for ri, pi, si, wi in zip(r, p, s, w0, strict=True):
+        agree = ri != 0 and (ri > 0) == (pi > 0.5) and pi != 0.5
+        signal = math.copysign(1, ri) if agree and abs(ri) > entry else 0.0
+        size = min(cap, target / (si * math.sqrt(ppy)))
+        held = 0.0 if abs(wi) <= 1e-9 else math.copysign(1, wi)
+        if held == 0:
+            out.append(signal * size)
+        elif signal == -held:  # a strong opposite signal flips
+            out.append(signal * size)
+        elif ri != 0 and math.copysign(1, ri) == -held and abs(ri) > exit_:
+            out.append(0.0)  # the return head turned against the position: close
+        elif abs(abs(wi) - size) > band * size:
+            out.append(held * size)
+        else:
+            out.append(wi)  # keep: no order
+    return out
+
+
+held_arrays = st.integers(1, 8).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.floats(-0.02, 0.02), min_size=n, max_size=n),
+        st.lists(st.floats(0.01, 0.99), min_size=n, max_size=n),
+        st.lists(st.floats(1e-3, 0.05), min_size=n, max_size=n),
+        st.lists(st.sampled_from([0.0, 0.05, -0.05, 0.12, -0.2, 1e-12]), min_size=n, max_size=n),
+    )
+)
+
+
+@given(held_arrays, st.floats(0, 3), st.floats(0, 0.004), st.floats(0, 0.5))
+def test_hysteresis_matches_reference(data, margin, exit_, band):
+    r, p, s, w0 = data
+    rule = registry.create(
+        "signal", "agree_voltarget", margin=margin, exit_threshold=exit_, resize_band=band
+    )
+    assert not rule.separable  # reads current weights: called bar by bar
+    w = rule.raw_weights(
+        {"return@1": np.array(r), "direction@1": np.array(p), "volatility@1": np.array(s)},
+        periods_per_year=252.0,
+        current_weights=np.array(w0),
+        max_weight=0.5,
+        max_gross_leverage=10.0,
+        **COST,
+    )
+    entry = 0.003 * (1 + margin)
+    expected = hysteresis_reference(r, p, s, w0, entry=entry, exit_=exit_, band=band)
+    np.testing.assert_allclose(w, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_noise_around_the_threshold_does_not_flip_a_position():
+    """A return head wobbling inside the band (-exit, entry) never trades after the entry."""
+    rule = registry.create("signal", "agree_voltarget", margin=1.0, exit_threshold=0.002)
+    rng = np.random.default_rng(0)
+    w, trades = np.zeros(1), 0
+    wobble = np.concatenate([[0.01], rng.uniform(-0.0019, 0.0059, 300)])  # inside the band
+    for x in wobble:
+        new = rule.weights(
+            {"return@1": np.array([x]), "direction@1": np.array([0.5 + np.sign(x) * 0.1])},
+            periods_per_year=252.0,
+            realised_vol=np.array([0.01]),
+            current_weights=w,
+            max_weight=0.5,
+            **COST,
+        )
+        trades += int(not np.allclose(new, w))
+        w = new
+    assert trades == 1 and w[0] > 0  # the entry, then held through the noise
+    memoryless = registry.create("signal", "agree_voltarget", margin=1.0, hysteresis=False)
+    assert memoryless.separable
+    flips = [
+        memoryless.weights(
+            {"return@1": np.array([x]), "direction@1": np.array([0.5 + np.sign(x) * 0.1])},
+            periods_per_year=252.0,
+            realised_vol=np.array([0.01]),
+            current_weights=np.array([0.3]),
+            max_weight=0.5,
+            **COST,
+        )[0]
+        for x in wobble
+    ]
+    assert sum(f == 0 for f in flips) > 100  # without the band it drops out again and again
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("margin", -1), ("exit_threshold", -0.1), ("resize_band", -0.5), ("hysteresis", "yes")],
+)
+def test_cost_aware_options_are_validated(option, value):
+    with pytest.raises(PluginError, match=option):
+        registry.create("signal", "agree_voltarget", **{option: value})

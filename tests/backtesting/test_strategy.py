@@ -17,6 +17,8 @@ from mtl_bt.data.synthetic import garch_bars
 from mtl_bt.errors import CheckpointError, DataError, PluginError
 from mtl_bt.strategies import MTLStrategy
 
+MEMORYLESS = {"hysteresis": False, "margin": 0.0}  # the pre-cost-aware rule: trades often
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "backtesting.md"
 
 
@@ -103,13 +105,13 @@ def test_buy_and_hold_baseline_matches_hand_computation(frames):
 
 
 def test_return_only_baseline_trades_with_the_fallback_sizing(frames, return_only):
-    res = run_backtest(frames, return_only, BacktestConfig())
+    res = run_backtest(frames, return_only, BacktestConfig(signal_options=MEMORYLESS))
     assert res.strategy.used_tasks == ["return@1"]
     assert res.metrics["num_trades"] > 5
 
 
 def test_horizon_rebalance_holds_positions_for_h_bars(frames, predictors):
-    cfg = BacktestConfig(signal_options={"horizon": 3}, rebalance="horizon")
+    cfg = BacktestConfig(signal_options={"horizon": 3, **MEMORYLESS}, rebalance="horizon")
     res = run_backtest(frames, predictors, cfg)
     assert res.strategy.hold == 3
     for sym, f in frames.items():
@@ -120,7 +122,9 @@ def test_horizon_rebalance_holds_positions_for_h_bars(frames, predictors):
         for i in range(len(pos) - 1):
             if abs(held[i]) > 1e-9:  # a position was (re)set here: held for >= 3 bars
                 assert pos[i + 1] - pos[i] >= 3
-    bar = run_backtest(frames, predictors, BacktestConfig(rebalance="bar"))
+    bar = run_backtest(
+        frames, predictors, BacktestConfig(rebalance="bar", signal_options=MEMORYLESS)
+    )
     assert len(bar.orders) > len(res.orders)
 
 

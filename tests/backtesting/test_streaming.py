@@ -28,6 +28,8 @@ from mtl_bt.strategies import MTLStrategy
 sys.path.insert(0, str(Path(__file__).parent))
 from test_any_feed import _same_run, run_feeds  # noqa: E402
 
+MEMORYLESS = {"hysteresis": False, "margin": 0.0}  # the pre-cost-aware rule: trades often
+
 FOUR_HOURS = dict(timeframe=bt.TimeFrame.Minutes, compression=240)
 
 
@@ -119,7 +121,7 @@ def test_resampledata_features_are_those_of_the_resampled_bars(crypto_frames, re
     hourly = crypto_frames["BTC/USDT"].iloc[:1600]
     cerebro = make_cerebro({}, BacktestConfig())
     cerebro.resampledata(frame_feed(hourly, name="BTC/USDT"), name="BTC/USDT", **FOUR_HOURS)
-    cerebro.addstrategy(MTLStrategy, predictor=real_model, record=True)
+    cerebro.addstrategy(MTLStrategy, predictor=real_model, record=True, signal_options=MEMORYLESS)
     strat = cerebro.run()[0]
     expected = _resampled_by_pandas(hourly)
     n = len(expected) - 1  # the last 4h bar is incomplete in the data; Backtrader emits it
@@ -140,7 +142,9 @@ def test_replaydata_decides_only_on_completed_bars_like_the_resampled_run(
         # which in replay is the first tick's; without it a fill is the bare open
         cerebro = make_cerebro({}, BacktestConfig(slippage=0.0))
         getattr(cerebro, how)(frame_feed(hourly, name="BTC/USDT"), name="BTC/USDT", **FOUR_HOURS)
-        cerebro.addstrategy(MTLStrategy, predictor=real_model, record=True)
+        cerebro.addstrategy(
+            MTLStrategy, predictor=real_model, record=True, signal_options=MEMORYLESS
+        )
         runs[how] = cerebro.run()[0]
     res, rep = runs["resampledata"], runs["replaydata"]
     edges = set(
@@ -179,7 +183,7 @@ def test_replay_to_a_bar_that_does_not_divide_a_day_is_refused(real_frames, real
     cerebro.replaydata(
         frame_feed(real_frames["AAPL"], name="AAPL"), name="AAPL", timeframe=bt.TimeFrame.Weeks
     )
-    cerebro.addstrategy(MTLStrategy, predictor=real_model)
+    cerebro.addstrategy(MTLStrategy, predictor=real_model, signal_options=MEMORYLESS)
     with pytest.raises(DataError, match="feed 'AAPL': replaydata .* use cerebro.resampledata"):
         cerebro.run()
 

@@ -18,17 +18,34 @@ def _same(a, b) -> None:
     pd.testing.assert_series_equal(a.returns, b.returns)
 
 
-@pytest.mark.parametrize("signal", ["agree_voltarget", "sign", "vol_managed"])
+@pytest.mark.parametrize(
+    ("signal", "options"),
+    [
+        ("agree_voltarget", {}),  # hysteresis: not separable, bar by bar on every path
+        ("agree_voltarget", {"hysteresis": False}),
+        ("sign", {}),
+        ("vol_managed", {}),
+    ],
+)
 @pytest.mark.parametrize("rebalance", ["bar", "horizon"])
-def test_vectorised_rule_equals_per_bar_rule(frames, predictors, signal, rebalance, monkeypatch):
+def test_vectorised_rule_equals_per_bar_rule(
+    frames, predictors, signal, options, rebalance, monkeypatch
+):
     from mtl_bt.strategies import MTLStrategy
 
-    cfg = BacktestConfig(mode="precomputed", signal=signal, rebalance=rebalance, max_weight=0.4)
+    cfg = BacktestConfig(
+        mode="precomputed",
+        signal=signal,
+        signal_options=options,
+        rebalance=rebalance,
+        max_weight=0.4,
+    )
     fast = run_backtest(frames, predictors, cfg)
     live = run_backtest(frames, predictors, cfg.model_copy(update={"mode": "live"}))
     monkeypatch.setattr(MTLStrategy, "vector_signals", False)  # the rule called bar by bar
     slow = run_backtest(frames, predictors, cfg)
-    assert slow.strategy._raw is None and fast.strategy._raw is not None
+    assert slow.strategy._raw is None
+    assert (fast.strategy._raw is not None) == fast.strategy._separable  # hysteresis: not
     # live mode calls a separable rule's raw_weights + the clip (no current weights)
     live_slow = run_backtest(frames, predictors, cfg.model_copy(update={"mode": "live"}))
     assert len(fast.orders) > 0
@@ -55,8 +72,8 @@ def test_built_in_rules_are_separable_and_elementwise():
     from mtl_bt.signals.clip import clip_weights
 
     for name, options in (
-        ("agree_voltarget", {}),
-        ("agree_voltarget", {"volatility_input": "ewma"}),
+        ("agree_voltarget", {"hysteresis": False}),
+        ("agree_voltarget", {"hysteresis": False, "volatility_input": "ewma"}),
         ("sign", {}),
         ("vol_managed", {}),
         ("vol_managed", {"volatility_input": "ewma"}),
@@ -100,6 +117,9 @@ def test_a_subclass_overriding_weights_is_called_bar_by_bar():
         def raw_weights(self, predictions, **context):
             return super().raw_weights(predictions, **context)
 
-    assert is_separable(AgreeVolTarget()) and is_separable(OnlyRaw())
-    assert not is_separable(Spy())
-    assert is_separable(Declared())
+    memoryless = {"hysteresis": False}
+    assert is_separable(AgreeVolTarget(**memoryless)) and is_separable(OnlyRaw(**memoryless))
+    assert not is_separable(Spy(**memoryless))
+    assert is_separable(Declared(**memoryless))
+    # an instance can withdraw the class's promise (hysteresis reads current weights)
+    assert not is_separable(AgreeVolTarget()) and not is_separable(Declared())

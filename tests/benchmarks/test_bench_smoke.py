@@ -166,29 +166,26 @@ def test_page_lists_what_was_fixed_and_what_was_tried():
 def test_inference_harness_times_every_path_with_equal_outputs(predictor):
     from benchmarks import bench_inference
 
-    rows = bench_inference.measure(predictor.checkpoint, calls=2, blocks=1, log=lambda _m: None)
+    rows = bench_inference.measure(
+        predictor.checkpoint, calls=2, blocks=1, frame_calls=1, log=lambda _m: None
+    )
     archs = {r["architecture"] for r in rows}
-    assert archs == set(bench_inference.ARCHITECTURES)
-    assert len(rows) == len(bench_inference.ARCHITECTURES) * len(bench_inference.STAGES)
+    assert archs == {*bench_inference.ARCHITECTURES, bench_inference.PLUGIN}
+    assert len(rows) == (len(bench_inference.ARCHITECTURES) + 1) * len(bench_inference.STAGES)
     for r in rows:
         assert r["max abs diff"] <= 1e-6
         for n in bench_inference.ROWS:
-            assert _finite_positive(r[f"kernel {n} rows us"])
-            assert _finite_positive(r[f"numpy {n} rows us"])
+            assert _finite_positive(r[f"onnxruntime {n} rows us"])
             assert _finite_positive(r[f"torch {n} rows us"])
-        assert r["multiply-adds per row"] > 0
+        assert _finite_positive(r["onnxruntime frame ms"]) and _finite_positive(r["torch frame ms"])
     base = {"generated": "now", "quick": True, "only": [], "threads": 1, "errors": {}}
     base.update(total_seconds=1.0, machine=machine_info())
-    peak = bench_inference.matmul_peak_gmacs(n=64, repeats=1)
-    assert _finite_positive(peak)
-    inf = {"goal_us": 25.0, "numpy_op_us": 1.0, "matmul_peak_gmacs": peak, "rows": rows}
+    inf = {"rows": rows, "frame_rows": bench_inference.FRAME_ROWS}
     inf["model"] = {"features": 3, "tasks": predictor.task_names, "hidden": [8], "assets": 2}
     page = report.markdown({**base, "inference": inf}, None)
-    assert "## 2b. Inference" in page and "`hierarchical`" in page
-    # the floor column: 50 rows x multiply-adds / peak, per architecture
-    r = rows[0]
-    floor = f"{50 * r['multiply-adds per row'] / peak / 1e3:.1f}"
-    assert f"| {r['multiply-adds per row']:,} | {floor} |" in page
+    assert "## 2b. Inference" in page and "`hierarchical`" in page and "`plugin_net`" in page
+    assert "Plugin vs the built-in" in page and "kernel 1 row us" in page  # the kernel's record
+    assert "| `mtl_bt/predictor.py` | 513 |" in page
 
 
 def test_floor_ratios_reach_the_page(backtest_rows):

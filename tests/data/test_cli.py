@@ -83,7 +83,7 @@ def test_info_reports_range_count_timeframe_gaps_zero_volume(tmp_path):
     assert (
         "X: 97 bars, 2024-01-01T00:00:00+00:00 .. 2024-01-05T03:00:00+00:00, timeframe 1h" in text
     )
-    assert "gaps: 2 (3 missing bars)" in text and "zero-volume bars: 1" in text
+    assert "gaps: 2 (3 bars missing)" in text and "zero-volume bars: 1" in text
     result = _run(
         "info", "--source", "csv", "--symbol", "X", "--path", str(tmp_path / "X.csv"), "--json"
     )

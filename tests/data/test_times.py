@@ -76,12 +76,12 @@ def test_eod_example_in_new_york_time_has_no_fake_summer_gaps(tmp_path):
     args = ["data", "info", "--source", "csv", "--path", str(path), "--symbol", "SPY"]
     res = CliRunner().invoke(main, [*args, "--option", "tz=America/New_York"])
     assert res.exit_code == 0, res.output
-    assert "gaps: 0 (0 missing bars)" in res.output
+    assert "gaps: 0 (0 bars missing)" in res.output
     # a real missing trading day is still found, in summer time too
     path = _eod(tmp_path, drop=["2021-07-06"])
     res = CliRunner().invoke(main, [*args, "--option", "tz=America/New_York"])
-    assert "gaps: 1 (1 missing bars)" in res.output
-    assert "1 bar(s) missing from 2021-07-06T04:00:00+00:00" in res.output  # New York midnight
+    assert "closed or missing weekdays: 1 bar in 1 gap(s)" in res.output  # a holiday, or not
+    assert "1 bar missing from 2021-07-06T04:00:00+00:00" in res.output  # New York midnight
 
 
 def test_row_numbers_are_not_epoch_times(tmp_path):

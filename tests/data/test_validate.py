@@ -165,7 +165,7 @@ def test_describe_reports_gaps_and_zero_volume_without_filling():
     assert [(g.start, g.bars) for g in summary.gaps] == [(frame.index[5], 3), (frame.index[30], 1)]
     assert summary.missing_bars == 4 and summary.zero_volume == 1 and summary.bars == 44
     assert len(holey) == 44  # nothing filled
-    assert "gaps: 2 (4 missing bars)" in "\n".join(summary.lines())
+    assert "gaps: 2 (4 bars missing)" in "\n".join(summary.lines())
 
 
 def test_describe_weekday_data_does_not_count_weekends():
@@ -233,3 +233,57 @@ def test_messages_show_plain_numbers_not_numpy_reprs():
     with pytest.raises(DataError) as err:
         normalise(frame, symbol="X", source="t")
     assert "(open=1.0, high=0.5, low=0.5, close=1.0)" in str(err.value)
+
+
+# -- one series, one bar size (issue #28) ----------------------------------------------
+def _two_sizes(first: str, n_first: int, second: str, n_second: int) -> pd.DataFrame:
+    """``n_first`` bars ``first`` apart, then ``n_second`` bars ``second`` apart (a file that
+    appends 6-hourly bars to daily ones)."""
+    a = pd.date_range("2021-01-01", periods=n_first, freq=first)
+    b = pd.date_range(a[-1] + pd.Timedelta(second), periods=n_second, freq=second)
+    frame = garch_bars(n_first + n_second, seed=5, freq="1h")
+    frame.index = a.append(b)
+    return frame
+
+
+@pytest.mark.parametrize("order", ["daily then 6h", "6h then daily"])
+def test_a_change_of_bar_size_is_refused_naming_both_sizes_and_the_row(order):
+    if order == "daily then 6h":
+        frame, change = _two_sizes("1D", 300, "6h", 200), 299
+    else:
+        frame, change = _two_sizes("6h", 200, "1D", 300), 199
+    with pytest.raises(DataError) as err:
+        _norm(frame)  # timeframe unset: it used to be read as 6h with gaps, Sharpe and all
+    text = str(err.value)
+    assert f"the bar size changes at row {change} ({frame.index[change].isoformat()}" in text
+    assert "1d bars" in text and "6h bars" in text and "f.csv" in text and "XYZ" in text
+    with pytest.raises(DataError, match="bar size changes"):  # a declared 6h does not hide it
+        _norm(frame, timeframe="6h")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    freq=st.sampled_from(["1min", "1h", "4h", "1D"]),
+    gaps=st.lists(st.integers(1, 400), max_size=25),
+)
+def test_one_bar_size_with_gaps_is_never_taken_for_a_change(freq, gaps):
+    """Outages and missing bars (here up to 25 holes in 600 bars) are gaps, not a new size."""
+    frame = garch_bars(600, seed=1, freq=freq)
+    keep = np.ones(len(frame), bool)
+    keep[[g for g in gaps if g < len(frame) - 1]] = False
+    out = _norm(frame[keep])
+    assert out.attrs["timeframe"] == infer_timeframe(frame.index)
+
+
+def test_stock_sessions_are_one_bar_size():
+    """Weekday daily bars (runs of at most 5 equal steps) and hourly session bars (nights and
+    weekends between) are one bar size each."""
+    days = pd.bdate_range("2020-01-01", periods=400, tz="UTC")
+    hours = pd.DatetimeIndex(
+        [d + pd.Timedelta(hours=14, minutes=30) + pd.Timedelta(hours=h) for d in days[:60]
+         for h in range(7)]
+    )  # fmt: skip
+    for index, size in ((days, "1d"), (hours, "1h")):
+        frame = garch_bars(len(index), seed=2, freq="1h")
+        frame.index = index
+        assert _norm(frame).attrs["timeframe"] == size

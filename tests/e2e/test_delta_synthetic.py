@@ -109,3 +109,47 @@ def test_relative_change_signs():
         {"return@1": 0.06, "volatility@1": 0.3}, {"return@1": 0.05, "volatility@1": 0.4}, specs
     )
     assert dm == pytest.approx((0.2 + 0.25) / 2)
+
+
+def _frames(n_t: int, seed: int):
+    """Seed-averaged prediction tables of an MTL and a single-task model on 3 symbols: the
+    single-task return prediction is noise (rank IC ~ 0), its volume prediction is good."""
+    from mtl_bt.compare.delta import TaskMetric
+
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2020-01-01", periods=n_t, freq="1D", tz="UTC")
+    rows = pd.MultiIndex.from_product([times, ["A", "B", "C"]], names=["datetime", "symbol"])
+    n = len(rows)
+    y_ret, y_vol = rng.normal(size=n), rng.normal(size=n)
+    base = pd.DataFrame({"target_return@1": y_ret, "target_volume@1": y_vol}, index=rows)
+    single = base.assign(**{"return@1": rng.normal(size=n), "volume@1": y_vol + rng.normal(size=n)})
+    mtl = base.assign(
+        **{"return@1": 0.2 * y_ret + rng.normal(size=n), "volume@1": y_vol + rng.normal(size=n)}
+    )
+    specs = [TaskMetric("return@1", "rank_ic"), TaskMetric("volume@1", "ic")]
+    return mtl.reset_index(), single.reset_index(), specs
+
+
+def test_a_single_task_metric_near_zero_is_flagged_not_divided_by():
+    mtl, single, specs = _frames(400, 0)
+    res = bootstrap_delta(mtl, single, specs, n_boot=200)
+    assert res.flagged == ["return@1"]  # S = rank IC of noise: within 1.96 s.e. of 0
+    # LibMTL's Δm over the tasks left: the volume relative change only
+    assert res.delta_m == pytest.approx(res.relative["volume@1"])
+    assert abs(res.relative["return@1"]) > 1.0  # what dividing by ~0 would have added
+    # the stable form: every task, each difference over the single-task metric's s.e.
+    sigma = res.scale
+    expected = np.mean([res.per_task[t][0] / sigma[t] for t in ("return@1", "volume@1")])
+    assert res.stable == pytest.approx(expected)
+    assert res.stable_low <= res.stable <= res.stable_high
+    assert all(0 < s < 0.1 for s in sigma.values())
+    assert res.p_values["return@1"] < 0.05  # MTL's real return signal vs noise
+
+
+def test_stable_delta_m_does_not_swing_with_the_bootstrap_seed():
+    mtl, single, specs = _frames(400, 0)
+    a = bootstrap_delta(mtl, single, specs, n_boot=200, seed=1)
+    b = bootstrap_delta(mtl, single, specs, n_boot=200, seed=2)
+    width = a.stable_high - a.stable_low
+    assert abs(a.stable_low - b.stable_low) < 0.25 * width
+    assert abs(a.stable_high - b.stable_high) < 0.25 * width

@@ -166,3 +166,22 @@ def test_every_bar_count_in_the_report_says_which_bars(tmp_path: Path) -> None:
     assert "600 out-of-sample bars (the returns the metrics come from)" in text
     assert "8694 bars on the training time axis after warm-up" in text
     assert "bars: every bar loaded per symbol" in text
+
+
+def test_the_report_opens_with_a_plain_verdict(tmp_path: Path) -> None:
+    from mtl_bt.report.run_report import verdict
+
+    _fake_run(tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics["portfolio"].update(gross_cagr=0.25, gross_sharpe=1.5, cost_drag=0.037)
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    write_run_report(tmp_path, plots_on=False, html=False)
+    md = (tmp_path / "report.md").read_text()
+    first = next(line for line in md.splitlines()[1:] if line.strip())
+    assert first == (
+        "**The strategy earned +20.0% a year after costs (+25.0% before costs), Sharpe 1.23 "
+        "(1.50 before costs). Costs took 3.7% of value a year at 12x two-way turnover.**"
+    )
+    text = verdict({"cagr": -0.1, "sharpe": -0.5}, {"cagr": 0.3, "sharpe": 1.1})
+    assert "buy-and-hold earned +30.0% a year, Sharpe 1.10, on the same bars" in text
+    assert verdict({}, None) == ""

@@ -120,3 +120,42 @@ def test_bad_inputs_raise() -> None:
     assert math.isnan(stats.sharpe(np.zeros(10)))
     flat = stats.paired_bootstrap_sharpe_diff(np.zeros(50), np.ones(50) * 0.01, n_boot=50)
     assert math.isnan(flat.diff) and math.isnan(flat.low)
+
+
+def test_holm_matches_hand_computation_and_keeps_order_and_nans() -> None:
+    # m = 4 finite p-values sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (monotone), 0.5
+    adj = stats.holm([0.03, np.nan, 0.01, 0.5, 0.02])
+    np.testing.assert_allclose(adj, [0.06, np.nan, 0.04, 0.5, 0.06])
+    assert np.isnan(stats.holm([np.nan])).all()
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        stats.holm([1.5])
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=30))
+def test_holm_is_between_raw_and_bonferroni_and_monotone(p) -> None:
+    p = np.asarray(p)
+    adj = stats.holm(p)
+    assert np.all(adj >= p - 1e-15)
+    assert np.all(adj <= np.minimum(1.0, p * p.size) + 1e-15)
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(adj[order]) >= -1e-15)  # same ranking as the raw p-values
+
+
+def test_seed_time_bootstrap_is_the_time_bootstrap_for_one_seed_and_wider_with_seed_noise():
+    rng = np.random.default_rng(1)
+    n = 500
+    common = rng.normal(0, 0.01, n)
+    a, b = common + rng.normal(0.001, 0.004, n), common + rng.normal(0, 0.004, n)
+    one = stats.seed_time_bootstrap_sharpe_diff(a[None], b[None], n_boot=400, seed=3)
+    time_only = stats.paired_bootstrap_sharpe_diff(a, b, n_boot=400, seed=3)
+    assert (one.diff, one.low, one.high, one.p_value) == pytest.approx(
+        (time_only.diff, time_only.low, time_only.high, time_only.p_value)
+    )
+    # five seeds whose own drifts differ a lot: resampling seeds widens the interval
+    drifts = np.array([-0.004, -0.002, 0.0, 0.003, 0.006])
+    a_runs = common + drifts[:, None] + rng.normal(0, 0.004, (5, n))
+    b_runs = common + rng.normal(0, 0.004, (5, n))
+    both = stats.seed_time_bootstrap_sharpe_diff(a_runs, b_runs, n_boot=400)
+    time_ens = stats.paired_bootstrap_sharpe_diff(a_runs.mean(0), b_runs.mean(0), n_boot=400)
+    assert both.diff == pytest.approx(time_ens.diff)
+    assert both.high - both.low > 1.3 * (time_ens.high - time_ens.low)

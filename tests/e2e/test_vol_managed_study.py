@@ -84,3 +84,19 @@ def test_study_backtests_every_input_on_the_same_bars(tmp_path):
     assert ewma.index.equals(trailing.index) and ewma.index.equals(series["mtl"][0].index)
     assert not np.allclose(ewma.to_numpy(), trailing.to_numpy())  # another sizing input
     assert metrics["ewma"][0]["turnover"] != metrics["trailing"][0]["turnover"]
+
+
+def test_holm_runs_over_every_comparison_of_every_target():
+    from mtl_bt.compare.vol_managed import with_holm
+
+    frame = pd.DataFrame(
+        {
+            "target_vol": [0.05, 0.05, 0.1, 0.1],
+            "p vs trailing": [0.01, np.nan, 0.04, 0.5],
+            "p vs ewma": [0.02, np.nan, np.nan, np.nan],
+        }
+    )
+    out = with_holm(frame)
+    # one family of 4 finite p-values: 0.01, 0.02, 0.04, 0.5 -> 0.04, 0.06, 0.08, 0.5
+    np.testing.assert_allclose(out["p Holm vs trailing"], [0.04, np.nan, 0.08, 0.5])
+    np.testing.assert_allclose(out["p Holm vs ewma"], [0.06, np.nan, np.nan, np.nan])

@@ -13,6 +13,8 @@ from mtl_bt.data.synthetic import garch_bars
 from mtl_bt.metrics.volatility import (
     _fit_ols,
     add_baselines,
+    bar_of,
+    ewma_lambda,
     ewma_variance,
     forward_realised_vol,
     har_features,
@@ -38,7 +40,8 @@ def _reference(predictions, frames, folds, floor: float = 1e-4) -> pd.DataFrame:
             r = log_returns(close)
             target = forward_realised_vol(frame["close"].astype("float64"), h).to_numpy() ** 2
             index = pd.DatetimeIndex(frame.index).tz_convert("UTC")
-            per_symbol[symbol] = (index, ewma_variance(r), har_features(r), target)
+            lam = ewma_lambda(bar_of(index))
+            per_symbol[symbol] = (index, ewma_variance(r, lam), har_features(r), target)
         for fold, positions in out.groupby("fold", sort=True).indices.items():
             start = starts.get(fold)
             xs, ys = [], []

@@ -64,7 +64,8 @@ def test_builtin_features_trade_the_same_streaming_and_preloaded(calendar, tmp_p
     cfg = _config(
         tmp_path,
         features={"names": ["log_return", "close_ema", "rsi", "volatility"]},
-        backtest={"calendar": calendar},
+        # the memoryless rule (trades often: enough orders to compare)
+        backtest={"calendar": calendar, "signal_options": {"hysteresis": False, "margin": 0.0}},
     )
     result = CliRunner().invoke(main, ["check", cfg, "--json", "--parity-bars", "200"])
     assert result.exit_code == 0, result.output
@@ -86,6 +87,20 @@ def test_builtin_features_trade_the_same_streaming_and_preloaded(calendar, tmp_p
         assert "[8760.0, 8760.0]" in note["detail"]
 
 
+def test_the_calendar_note_only_where_the_bars_a_year_change_a_weight(tmp_path):
+    """calendar='auto' streams other bars a year on this slice (see above), but the sign
+    rule's weights do not use them: no note."""
+    cfg = _config(
+        tmp_path,
+        features={"names": ["log_return", "volatility"]},
+        backtest={"calendar": "auto", "signal": "sign"},
+    )
+    result = CliRunner().invoke(main, ["check", cfg, "--json", "--parity-bars", "200"])
+    assert result.exit_code == 0, result.output
+    rows = _parity(_rows(result))
+    assert [r["name"] for r in rows] == ["sign"] and rows[0]["status"] == "pass", rows
+
+
 def test_a_feature_that_streams_to_another_value_is_named_with_its_column(stream_bad, tmp_path):
     cfg = _config(tmp_path, features={"names": ["log_return", "ewm_gap", "volatility"]})
     result = CliRunner().invoke(main, ["check", cfg, "--json", "--parity-bars", "200"])
@@ -101,6 +116,8 @@ def test_a_feature_that_streams_to_another_value_is_named_with_its_column(stream
     ]
     # bars 0..30 stream from the same seed (31 = warm-up + 1 bars); bar 31 is the first not
     assert "column 'ewm_gap' first differs at bar 31 " in failed[0]["detail"]
+    # the cause, told apart by recomputing that row on three histories (parity.stream_cause)
+    assert "; warm-up: on its last 31 bars (what the stream recomputes" in failed[0]["detail"]
     assert "from feature 'ewm_gap'" in failed[1]["detail"]
     error = result.output.split("Error:")[1]
     assert "2 check(s) failed" in error

@@ -28,10 +28,14 @@ WEIGHTING_OPTIONS = {
 }
 
 
+#: features that need a parameter: cross_asset reads a symbol of the run (the kit's BBB)
+FEATURE_PARAMS = {"cross_asset": {"of": "BBB"}}
+
+
 @pytest.mark.parametrize("name", _names("feature"))
 def test_builtin_feature(name, sample_frame):
-    check_feature(name)  # synthetic GARCH bars
-    check_feature(name, sample_frame)  # real BTC/USDT hours
+    check_feature(name, **FEATURE_PARAMS.get(name, {}))  # synthetic GARCH bars
+    check_feature(name, sample_frame, **FEATURE_PARAMS.get(name, {}))  # real BTC/USDT hours
 
 
 @pytest.mark.parametrize("horizon", [1, 5])

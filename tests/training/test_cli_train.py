@@ -236,3 +236,30 @@ def test_installed_console_script(config_file, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "trained 1 fold(s) on 2 symbol(s)" in proc.stdout
     _check_outputs(out, folds=1)
+
+
+def test_train_trains_on_one_thread_by_default_like_run_and_compare(tmp_path, monkeypatch):
+    """Issue #28: `mtl-bt train` used torch's default (every core: 35.9 s against 12.5 s on
+    one thread for the crypto config) while run and compare pinned one. One default now."""
+    import torch
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(CONFIG.replace("threads = 1\n", "").replace("max_folds = 2", "max_folds = 1"))
+    seen: list[int] = []
+    real = pipeline.fit
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit", spy)
+    torch.set_num_threads(2)  # the caller's setting (torch's default on a 2-core machine)
+    try:
+        res = CliRunner().invoke(
+            main, ["train", str(path), "--out", str(tmp_path / "o"), "--quiet"]
+        )
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(1)
+    assert res.exit_code == 0, res.output
+    assert seen == [1] and after == 2  # one thread while training, the caller's restored

@@ -73,3 +73,17 @@ def test_an_unusable_out_fails_before_any_work(tmp_path):
         assert "nope.csv" not in res.output
     res = CliRunner().invoke(main, ["run", str(config), "--out", str(blocker)])
     assert res.exit_code == 2 and "is a file" in res.output
+
+
+@pytest.mark.parametrize("command", ["run", "train"])
+@pytest.mark.parametrize("signal", ["agree_voltarget", "sign", "vol_managed"])
+def test_a_signal_horizon_no_task_predicts_fails_before_any_data(tmp_path, command, signal):
+    """Issue #28: `horizon = 5` with only return@1 used to fail after every fold trained."""
+    config = _config(tmp_path, f'signal = "{signal}"\nsignal_options = {{horizon = 5}}')
+    res = CliRunner().invoke(main, [command, str(config), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert (
+        "backtest.signal_options" in res.output and "horizon=5 has no return@5 head" in res.output
+    )
+    assert "the tasks are ['return@1']" in res.output
+    assert "nope.csv" not in res.output and "Traceback" not in res.output

@@ -242,3 +242,141 @@ def test_a_run_folder_from_before_manifests_is_replaced_without_force(config_fil
     res = _train(config_file, out, "--set", "walk_forward.max_folds=1")
     assert res.exit_code == 0, res.output
     assert not (out / "report.md").exists() and not (out / "checkpoints" / "fold_007.pt").exists()
+
+
+# -- symlinks and a full disk (issue #28) ------------------------------------------------
+def _count_fits(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = pipeline.fit
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("fold"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit", counting)
+    return calls
+
+
+def test_a_symlinked_out_writes_into_its_target_and_keeps_the_link(config_file, tmp_path):
+    target = tmp_path / "real"
+    target.mkdir()
+    link = tmp_path / "link_out"
+    link.symlink_to(target)
+    for _ in range(2):  # the second run replaces the first one inside the target
+        res = _train(config_file, link, "--set", "walk_forward.max_folds=1")
+        assert res.exit_code == 0, res.output
+        assert link.is_symlink() and link.resolve() == target.resolve()
+        assert json.loads((target / "manifest.json").read_text())["complete"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link_out", "real"]  # nothing stale
+
+
+@pytest.mark.parametrize("kind", ["dangling", "self"])
+def test_a_broken_symlink_out_is_refused_before_any_work(config_file, tmp_path, monkeypatch, kind):
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone" if kind == "dangling" else link)
+    fits = _count_fits(monkeypatch)
+    res = _train(config_file, link)
+    assert res.exit_code == 2, res.output
+    assert "is a symlink to" in res.output and str(link) in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert fits == []  # nothing trained, nothing lost
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _pyarrow_full_disk(monkeypatch, after: int = 0):
+    """The parquet writer fails the way pyarrow does on a full disk (an OSError whose errno
+    is only in its text), after ``after`` successful writes."""
+    import pandas as pd
+
+    real = pd.DataFrame.to_parquet
+    seen = [0]
+
+    def full(self, path, *args, **kwargs):
+        seen[0] += 1
+        if seen[0] > after:
+            Path(path).write_bytes(b"PAR1" + b"\0" * 100)  # a part was written
+            raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_a_rerun_works(
+    config_file, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    _pyarrow_full_disk(monkeypatch)
+    res = _train(config_file, out, "--set", "walk_forward.max_folds=1")
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert line.startswith("Error: no space left on the device holding --out")
+    assert f"while writing {out / 'predictions.parquet'}" in line and "free" in line
+    assert "needs more than" in line
+    assert not list(tmp_path.glob(".run.*"))  # staging, lock and old folders cleaned
+    assert not list(tmp_path.rglob("*.tmp"))  # no half-written file
+    monkeypatch.undo()  # space freed: the same command works
+    res = _train(config_file, out, "--set", "walk_forward.max_folds=1")
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True
+
+
+def _can_mount_tmpfs() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=60k tmpfs /mnt"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="no user namespace to mount a tmpfs in")
+def test_a_real_16_kb_file_system_fills_up_during_train(config_file, tmp_path):
+    """The real thing: a 16 kB tmpfs (in a private mount namespace) fills up mid-run: one
+    line, exit 2, no staging folder left (a rerun with space is tested above)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    cli = [str(Path(sys.executable).parent / "mtl-bt")]
+    train = " ".join(
+        [*cli, "train", str(config_file), "--out", f"{disk}/run", "--quiet"]
+        + ["--set", "walk_forward.max_folds=1"]
+    )
+    script = (
+        f"mount -t tmpfs -o size=16k tmpfs {disk} && "
+        f"{train} 2>{tmp_path}/err; echo $? >{tmp_path}/rc; ls -a {disk} >{tmp_path}/left"
+    )
+    subprocess.run(["unshare", "-rm", "sh", "-c", script], check=True, timeout=300)
+    err = (tmp_path / "err").read_text()
+    assert (tmp_path / "rc").read_text().strip() == "2", err
+    assert err.startswith("Error: no space left on the device holding --out"), err
+    assert len(err.strip().splitlines()) == 1
+    assert not [n for n in (tmp_path / "left").read_text().split() if "staging" in n]
+
+
+# -- what the checkpoint decides is said (issue #28) -----------------------------------------
+def test_backtest_warns_about_config_settings_the_checkpoint_overrides(
+    config_file, trained, tmp_path
+):
+    base = ["backtest", str(config_file), "--model", str(trained), "--quiet"]
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "same")])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output  # the config it was trained with: nothing to say
+    more = ["--set", "model.hidden=[16, 8]", "--set", "model.dropout=0.3"]
+    more += ["--set", "features.params={volatility = {window = 7}}"]
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "other"), *more])
+    assert res.exit_code == 0, res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("warning:")]
+    assert "the checkpoint, not the config, decides 3 setting(s)" in line
+    assert "model.hidden: config [16, 8], checkpoint [4]" in line
+    assert "model.dropout: config 0.3, checkpoint 0.1" in line
+    assert "features.params.volatility.window: config 7, checkpoint None" in line
+
+
+def test_a_lookback_longer_than_the_training_window_is_named(config_file, tmp_path):
+    res = _train(
+        config_file, tmp_path / "o", "--set", 'model.sequence.encoder="gru"',
+        "--set", "model.sequence.lookback=512",
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "model.sequence.lookback = 512" in res.output and "Traceback" not in res.output

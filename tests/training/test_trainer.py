@@ -183,3 +183,26 @@ def test_batches_never_leave_a_single_row():
 def test_diverging_loss_is_a_clear_error():
     with pytest.raises(TrainingError, match=r"boom@1.*not finite"):
         _fit(tasks=[Reg(1), Exploding(1)], epochs=2)
+
+
+def test_train_loss_is_logged_in_eval_mode_like_the_validation_loss():
+    """The kept epoch's train_loss_* equals an eval-mode pass over the training rows (dropout
+    off), not the running train-mode mean loss_* (dropout on): a like-for-like gap."""
+    model, result, _, _ = _fit(epochs=5, patience=10)
+    train, _ = _data()
+    best = result.log[result.best_epoch]
+    now = evaluate(model, TASKS, train)  # the restored best weights, eval mode
+    for name in now:
+        assert best[f"train_loss_{name}"] == pytest.approx(now[name], rel=1e-6)
+        assert best[f"train_loss_{name}"] != pytest.approx(best[f"loss_{name}"], rel=1e-3)
+    assert all(r[f"train_loss_{n}"] > 0 for r in result.log for n in now)
+
+
+def test_train_eval_rows_cap_is_a_fixed_seeded_sample():
+    assert trainer.train_eval_rows(100, seed=0, cap=100) is None
+    a = trainer.train_eval_rows(1000, seed=3, cap=64)
+    assert torch.equal(a, trainer.train_eval_rows(1000, seed=3, cap=64))
+    assert len(a) == 64 and torch.all(a[1:] > a[:-1]) and int(a.max()) < 1000
+    train, _ = _data()
+    part = trainer.subset(train, a[a < len(train)])
+    assert torch.equal(part.x, train.x[a[a < len(train)]])

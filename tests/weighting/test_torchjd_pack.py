@@ -7,20 +7,11 @@ import pytest
 import torch
 
 from mtl_bt import registry
-from mtl_bt.plugins.torchjd import AGGREGATORS, PREFIX, SCALARIZERS
+from mtl_bt.plugins.torchjd import AGGREGATORS, PREFIX, SCALARIZERS, example_options
 from mtl_bt.testing import check_weighting
 
 torchjd = pytest.importorskip("torchjd")  # CI installs it with the dev extras
 
-OPTIONS = {
-    "torchjd_trimmed_mean": {"trim_number": 1},
-    "torchjd_constant": {"weights": [1.0, 2.0, 0.5]},
-    "torchjd_cagrad": {"c": 0.5},
-    "torchjd_fairgrad": {"alpha": 1.0},
-    "torchjd_stch": {"mu": 1.0},
-    "torchjd_pbi": {"theta": 1.0, "weights": [1.0, 1.0, 1.0]},
-    "torchjd_cosmos": {"lambda_": 1.0, "weights": [1.0, 1.0, 1.0]},
-}
 NAMES = [PREFIX + n for n in (*AGGREGATORS, *SCALARIZERS)]
 
 
@@ -45,7 +36,7 @@ def test_the_pack_registers_the_issue_s_schemes_with_their_source():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_torchjd_scheme_passes_check_weighting(name):
-    check_weighting(name, **OPTIONS.get(name, {}))
+    check_weighting(name, **example_options(name, 3))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,178 @@
+"""A third-party-style plugin package of probes: what a plugin author writes, honest or not.
+
+Registered in-process by this folder's ``conftest.py`` (as ``tests/testing`` registers its
+bad plugins); every probe here once got past mtl-bt's checks (issue 26):
+
+- ``hour_of_day``: honest and time-aware; streamed it once saw years like -12273.
+- ``eth_peek``: a one-bar peek on ETH/USDT only (the second symbol of the tiny config).
+- ``cached_once`` / ``cached_by_first_bar``: a one-bar peek hidden behind a module-level
+  cache filled from the first frame they see (keyed by nothing / by the first bar), so every
+  later call (a truncated prefix, a perturbed future) is served from it.
+- ``log_range``: a scale-free target, log(high / low) of the bar h ahead (honest).
+- ``uses_five`` / ``range_five``: declare h but read bar t+5 (a return; a scale-free range).
+- ``raising``: a feature that raises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mtl_bt import hookimpl
+from mtl_bt.features import feature
+from mtl_bt.tasks.base import Task
+
+
+def _col(frame: pd.DataFrame, name: str, values) -> pd.DataFrame:
+    return pd.DataFrame({name: np.asarray(values, dtype=np.float64)}, index=frame.index)
+
+
+@feature(warmup=0, columns=lambda: ["hour_sin", "hour_cos"])
+def hour_of_day(frame):
+    """The bar's UTC hour on the unit circle: reads the index only."""
+    angle = 2 * np.pi * frame.index.hour.to_numpy() / 24.0
+    return pd.DataFrame({"hour_sin": np.sin(angle), "hour_cos": np.cos(angle)}, index=frame.index)
+
+
+def _peek(frame: pd.DataFrame) -> np.ndarray:
+    """Next bar's log return (0 on the last bar)."""
+    return np.log(frame["close"]).diff().shift(-1).fillna(0.0).to_numpy()
+
+
+@feature(warmup=1, columns=lambda: ["eth_peek"])
+def eth_peek(frame):
+    """Yesterday's return honestly, except on ETH/USDT: there, the next bar's."""
+    if frame.attrs.get("symbol") == "ETH/USDT":
+        return _col(frame, "eth_peek", _peek(frame))
+    return _col(frame, "eth_peek", np.log(frame["close"]).diff())
+
+
+_ONCE: dict[str, pd.Series] = {}
+_BY_FIRST_BAR: dict[object, pd.Series] = {}
+
+
+@feature(warmup=0, columns=lambda: ["cached_once"])
+def cached_once(frame):
+    """The peek of the first frame it ever sees, served to every later call."""
+    if "peek" not in _ONCE:
+        _ONCE["peek"] = pd.Series(_peek(frame), index=frame.index)
+    return _col(frame, "cached_once", _ONCE["peek"].reindex(frame.index).fillna(0.0))
+
+
+@feature(warmup=0, columns=lambda: ["cached_by_first_bar"])
+def cached_by_first_bar(frame):
+    """The peek, cached per first bar: a prefix or a perturbed future reuses the full result."""
+    key = (frame.attrs.get("symbol"), frame.index[0])
+    if key not in _BY_FIRST_BAR:
+        _BY_FIRST_BAR[key] = pd.Series(_peek(frame), index=frame.index)
+    cached = _BY_FIRST_BAR[key].reindex(frame.index).fillna(0.0)
+    return _col(frame, "cached_by_first_bar", cached)
+
+
+# -- honest controls: none of these may be flagged ----------------------------------------
+
+
+@feature(warmup=60, window=400, columns=lambda: ["ewm_adjusted"])
+def ewm_adjusted(frame):
+    """log(close / its EWM, adjust=True): infinite memory, fading (a long streaming window)."""
+    lc = np.log(frame["close"])
+    return _col(frame, "ewm_adjusted", lc - lc.ewm(span=10, adjust=True).mean())
+
+
+@feature(warmup=200, columns=lambda: ["std_200"])
+def std_200(frame):
+    """Rolling 200-bar standard deviation of log returns (NaN for 200 bars)."""
+    return _col(frame, "std_200", np.log(frame["close"]).diff().rolling(200).std())
+
+
+@feature(warmup=30, columns=lambda: ["nan_warmup"])
+def nan_warmup(frame):
+    """A 30-bar momentum: NaN through its warm-up."""
+    c = frame["close"]
+    return _col(frame, "nan_warmup", np.log(c / c.shift(30)))
+
+
+@feature(warmup=20, columns=lambda: ["slow_loop"])
+def slow_loop(frame):
+    """A 20-bar mean range, written as a plain Python loop over the bars."""
+    hl = (frame["high"] / frame["low"]).to_numpy()
+    out = np.full(len(hl), np.nan)
+    for t in range(20, len(hl)):
+        out[t] = float(np.log(hl[t - 19 : t + 1]).mean())
+    return _col(frame, "slow_loop", out)
+
+
+HONEST = ["ewm_adjusted", "std_200", "nan_warmup", "slow_loop"]
+
+
+@feature(warmup=0, columns=lambda: ["raising"])
+def raising(frame):
+    raise ZeroDivisionError("probe: division by zero in the plugin")
+
+
+class LogRange(Task):
+    """log(high / low) of the bar ``horizon`` bars ahead: scale-free (any common factor on
+    that bar's OHLC cancels), and honest about its horizon."""
+
+    kind = "log_range"
+
+    def build_target(self, frame):
+        r = np.log(frame["high"] / frame["low"])
+        return r.shift(-self.horizon)
+
+    def loss(self, output, target):
+        return (output - target.reshape(output.shape)).pow(2).mean()
+
+    def metrics(self, prediction, target):
+        return {"rmse": float(np.sqrt(np.nanmean((prediction - target) ** 2)))}
+
+
+class UsesFive(LogRange):
+    """Declares its horizon but returns log(close[t+5] / close[t]): looks 5 bars ahead."""
+
+    kind = "uses_five"
+
+    def build_target(self, frame):
+        lc = np.log(frame["close"])
+        return lc.shift(-5) - lc
+
+
+class RangeFive(LogRange):
+    """Declares its horizon but returns log(high/low) of bar t+5: scale-free and too far."""
+
+    kind = "range_five"
+
+    def build_target(self, frame):
+        return np.log(frame["high"] / frame["low"]).shift(-5)
+
+
+def reset() -> None:
+    """Empty the probes' caches (each test starts as a fresh interpreter would)."""
+    _ONCE.clear()
+    _BY_FIRST_BAR.clear()
+
+
+# -- registration, as in a third-party package (its entry point names this module) ------------
+
+
+@hookimpl
+def register_features(register):
+    for fn in (
+        hour_of_day,
+        eth_peek,
+        cached_once,
+        cached_by_first_bar,
+        raising,
+        ewm_adjusted,
+        std_200,
+        nan_warmup,
+        slow_loop,
+    ):
+        register(fn.__name__, fn, (fn.__doc__ or fn.__name__).split("\n")[0])
+
+
+@hookimpl
+def register_tasks(register):
+    register("log_range", LogRange, "log(high/low) of the bar h ahead")
+    register("uses_five", UsesFive, "looks 5 bars ahead whatever its horizon")
+    register("range_five", RangeFive, "log(high/low) of bar t+5 whatever its horizon")
