@@ -294,3 +294,23 @@ def test_readme_strategy_snippet_runs(frames, daily_horizon_run):
             assert ret > 0 and direction > float(threshold)
         gated[threshold] = (len(Spy.entries), cerebro.broker.getvalue())
     assert gated["0.0"][0] > 0 and gated["0.0"][1] != 10_000.0  # it traded
+
+
+@pytest.mark.parametrize(
+    "exactbars", [-1]
+)  # 1: Backtrader's broker fails on these mixed feeds (main too)
+def test_mtl_strategy_with_exactbars_trades_as_the_preloaded_run(
+    exactbars, real_frames, real_model
+):
+    """exactbars=-1 turns runonce off and trims the lines (the indicators' too): the
+    strategy, reading its indicators bar by bar, places the same orders."""
+    from test_any_feed import _same_run, run_feeds
+
+    from mtl_bt.backtesting import frame_feed
+
+    feeds = {s: frame_feed(f, name=s) for s, f in real_frames.items()}
+    reference = run_feeds(feeds, real_model)
+    feeds = {s: frame_feed(f, name=s) for s, f in real_frames.items()}
+    got = run_feeds(feeds, real_model, cerebro_kwargs={"exactbars": exactbars})
+    assert not got[0]._arrays and reference[0]._arrays  # bar by bar (no runonce)
+    _same_run(reference, got)
