@@ -92,7 +92,7 @@ ANALYSIS = [
     "this shared 2-core machine a (800, 14) x (14, 48) product took 0.2-2.5 ms on 2 "
     "threads and 34-52 us on 1, and the demo's vectorised pass in `MTLStrategy.start` "
     "(8,192-row chunks) 0.62 s instead of ~0.01 s (cProfile, load 5-7). The strategy now "
-    "runs numpy's OpenBLAS on one thread during the run (`blas_threads=1`, restored in "
+    "runs numpy's OpenBLAS on one thread during the run (`blas_threads=1`, since issue 23 a run setting, `run_threads`; restored in "
     "`stop`, as it already did for torch); the inference benchmark does the same.",
     "With many assets the per-bar work is batched and the ratio falls toward the 'same "
     "orders' floor: Backtrader's broker (order creation, fills, notifications) and "
@@ -196,7 +196,7 @@ FIXED = [
     "Issue 16 - full collections during a run (timed with a `gc.callbacks` clock, 1 asset "
     "x 4,000 bars): one collection of the ~500k objects torch and pandas keep tracked cost "
     "0.28-0.50 s of a 1.0-1.9 s backtest, paid or not depending on the garbage earlier runs "
-    "left. `MTLStrategy` now freezes the heap for the run (`gc_freeze=True`, "
+    "left. `MTLStrategy` now freezes the heap for the run (`gc_freeze=True`; since issue 23 a run setting, `freeze_heap`, not a parameter; "
     "`gc.unfreeze()` in `stop`; left alone when the caller froze it; paper runs off), and "
     "every timed benchmark run starts from a collected heap (`benchmarks.common."
     "fresh_heap`). The floors got cheaper by that as well (the 'same orders' replay paid "

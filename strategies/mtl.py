@@ -22,8 +22,10 @@ The class is thin; its named parts are testable alone:
 - fold schedule (``mtl_bt.backtesting.folds``): which fold model may decide a bar;
 - rebalancer (``mtl_bt.backtesting.rebalancer``): target weights -> order sizes.
 
-``mode="precomputed"`` runs the model once over all rows (vectorised) on preloaded feeds;
-``mode="live"`` (the default) one batched forward pass per bar. Both give identical orders.
+On preloaded feeds the indicators run the model once over all rows (vectorised);
+``mode="precomputed"`` trades from those lines, ``mode="live"`` (the default) runs one
+batched forward pass per decision over its due assets, as a live run does. Both give
+identical orders.
 For its run the strategy pins torch and numpy's BLAS to one thread and freezes the heap
 it starts with out of the garbage collector's view (each restored in ``stop``).
 """
@@ -284,11 +286,12 @@ class MTLStrategy(bt.Strategy):
         self._read = True
         if not self._arrays:
             return
+        if self.p.mode != "precomputed":
+            return  # live: each decision runs the model on its due rows (_predict)
         engine = self.engine
         self._pred_mat = engine.values
         self.preds = [{t: m[:, j] for j, t in enumerate(self.task_names)} for m in engine.values]
-        if self.p.mode == "precomputed":
-            self._raw, self._usable = self._precompute_signals()
+        self._raw, self._usable = self._precompute_signals()
 
     def _precompute_signals(self) -> tuple[list[list[float]] | None, list[list[bool]] | None]:
         """Precomputed mode with a separable rule (``SignalRule.separable``): its raw weight
@@ -507,12 +510,17 @@ class MTLStrategy(bt.Strategy):
         )
 
     def _predict(self, fold: int, assets: list[int], rows: list[int]) -> dict[str, np.ndarray]:
-        """This bar's predictions of the due assets, read from their indicators' values
-        (the filled arrays of a preloaded run, else the values the engine just computed)."""
+        """This bar's predictions of the due assets: ``mode="precomputed"`` on preloaded
+        feeds reads its indicators' filled lines; ``mode="live"`` runs the fold's model over
+        the due rows now (one batched pass per decision, the bits of the lines); streaming
+        feeds take the values the indicators computed on this bar."""
+        engine = self.engine
         if self._pred_mat is not None:
             m = np.array([self._pred_mat[a][r] for a, r in zip(assets, rows, strict=True)])
+        elif self._arrays:
+            m = engine.predict_rows(fold, assets, rows)
         else:
-            current = self.engine.current
+            current = engine.current
             m = np.array([current[a] for a in assets])
         # rows of (n_rows, n_tasks) matrices -> one (k, n_tasks) array -> column views
         preds = {t: m[:, j] for j, t in enumerate(self.task_names)}

@@ -9,13 +9,12 @@ engine from 8 feeds on) and one forward pass per bar for every feed that got a b
 Two ways to fill the lines, chosen by Backtrader:
 
 - ``fill`` (the indicators' ``once``: preloaded feeds, ``runonce``): every bar at once from
-  the feeds' arrays. ``mode="precomputed"``: the model runs vectorised over every usable
-  row (chunks of 8,192). ``mode="live"``: one batched forward pass per bar, over the feeds
-  with a usable row on that bar, in time order: the batches the per-bar path makes.
+  the feeds' arrays; the model runs vectorised over every usable row (chunks of 8,192).
 - ``step`` (the indicators' ``next``: ``preload=False``, replay, live feeds, ``runonce=False``):
   the feeds that got a (completed) bar since the last step; their feature rows (computed on
   arrival by the streaming book, or read from the preloaded book), then one forward pass per
-  fold over those that are usable.
+  fold over those that are usable (on preloaded feeds with ``mode="precomputed"`` the
+  values of the vectorised ``fill`` instead).
 
 Causal by construction: bar t's value comes from the fold model whose test window holds t
 (``mtl_bt.backtesting.folds``) and from feature rows of bars <= t (``feature_book``). The
@@ -231,10 +230,7 @@ class PredictionEngine:
         for a, fold in enumerate(self.fold_of):
             usable = (fold >= 0) & book.valid[a]
             self.folds[a][usable] = numbers[fold[usable]]
-        if self.mode == "precomputed":
-            self._fill_vectorised()
-        else:
-            self._fill_per_bar()
+        self._fill_vectorised()
         self._check_not_all_nan()
         self.filled = True
 
@@ -250,39 +246,14 @@ class PredictionEngine:
                     for j, t in enumerate(self.task_names):
                         self.values[a][chunk, j] = res[t]
 
-    def _fill_per_bar(self) -> None:
-        """One forward pass per (bar time, fold) over the assets usable on it, in time order:
-        the batches ``step`` makes on the same bars."""
+    def predict_rows(self, fold: int, assets: Sequence[int], rows: Sequence[int]) -> np.ndarray:
+        """One forward pass of model ``fold`` over the given (asset, row) inputs, now:
+        ``(len(assets), n_tasks)`` (a live decision's own pass; the same bits as the lines,
+        a row's prediction does not depend on its batch)."""
         book = self.book
-        times, assets, rows, folds = [], [], [], []
-        for a, d in enumerate(self.datas):
-            r = np.flatnonzero((self.fold_of[a] >= 0) & book.valid[a])
-            times.append(np.asarray(d.datetime.array, dtype=np.float64)[r])
-            assets.append(np.full(len(r), a, dtype=np.int64))
-            rows.append(r)
-            folds.append(self.fold_of[a][r])
-        if not any(len(r) for r in rows):
-            return
-        t = np.concatenate(times)
-        asset = np.concatenate(assets)
-        row = np.concatenate(rows)
-        fold = np.concatenate(folds)
-        order = np.lexsort((asset, fold, t))
-        t, asset, row, fold = t[order], asset[order], row[order], fold[order]
-        cut = np.flatnonzero((np.diff(t) != 0) | (np.diff(fold) != 0)) + 1
-        starts = [0, *cut.tolist()]
-        ends = [*cut.tolist(), len(t)]
-        asset_l, row_l, fold_l = asset.tolist(), row.tolist(), fold.tolist()
-        names = self.task_names
-        values = self.values
-        for s, e in zip(starts, ends, strict=True):
-            group_a, group_r = asset_l[s:e], row_l[s:e]
-            x = np.array([book.inputs(a, r) for a, r in zip(group_a, group_r, strict=True)])
-            res = self.predictors[fold_l[s]].predict(x, self.ids(group_a))
-            for j, name in enumerate(names):
-                col = res[name]
-                for i, (a, r) in enumerate(zip(group_a, group_r, strict=True)):
-                    values[a][r, j] = col[i]
+        x = np.array([book.inputs(a, r) for a, r in zip(assets, rows, strict=True)])
+        res = self.predictors[fold].predict(x, self.ids(assets))
+        return np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
 
     def _check_not_all_nan(self) -> None:
         for a, v in enumerate(self.values):
@@ -336,9 +307,7 @@ class PredictionEngine:
                     self.current_fold[a] = number
                 continue
             assets = [a for a, _ in items]
-            x = np.array([book.inputs(a, r) for a, r in items])
-            res = self.predictors[fold].predict(x, self.ids(assets))
-            m = np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
+            m = self.predict_rows(fold, assets, [r for _, r in items])
             for i, a in enumerate(assets):
                 self.current[a] = m[i]
                 self.current_fold[a] = number
