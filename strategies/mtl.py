@@ -41,8 +41,17 @@ import numpy as np
 
 from mtl_bt.backtesting.bars import is_preloaded, line_buffers
 from mtl_bt.backtesting.calendar import feed_periods_per_year
+from mtl_bt.backtesting.fills import (
+    defer_to_open,
+    send_deferred,
+    send_targets,
+    start_fills,
+    stop_fills,
+)
 from mtl_bt.backtesting.folds import NO_FOLD, fold_window
-from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
+from mtl_bt.backtesting.guards import check_feeds, check_optimized_model, warn_unused_settings
+from mtl_bt.backtesting.models import resolve_models
+from mtl_bt.backtesting.rebalancer import Rebalancer
 from mtl_bt.errors import UserError
 from mtl_bt.indicators import MTLPredictions, PredictionEngine
 from mtl_bt.indicators.engine import asset_ids
@@ -73,7 +82,8 @@ class MTLStrategy(bt.Strategy):
     """Multi-asset strategy driven by a multi-task model (see module docstring)."""
 
     params = (
-        # Predictor, checkpoint path, train/run output dir, or a list (walk-forward folds)
+        # Predictor, checkpoint path, run directory, a list of them (walk-forward folds), or
+        # mtl_bt.backtesting.Models(...): one value for cerebro.optstrategy
         ("predictor", None),
         ("model", None),  # alias of predictor
         ("signal", "agree_voltarget"),  # signal-rule name (plugin) or a SignalRule instance
@@ -89,6 +99,8 @@ class MTLStrategy(bt.Strategy):
         ("slippage", 0.0005),
         ("min_trade_weight", 0.01),  # no-trade band: skip same-side changes smaller than this
         ("calendar", "auto"),
+        # True: trade a model on bars of another size than it was trained on (else refused)
+        ("any_bar_size", False),
         ("realised_vol_window", 20),
         ("record", False),  # keep each decision's predictions in predictions_log
     )
@@ -110,8 +122,8 @@ class MTLStrategy(bt.Strategy):
         given = p.predictor if p.predictor is not None else p.model
         if given is None:
             raise UserError(
-                "MTLStrategy needs predictor= (a Predictor, checkpoint path, train output "
-                "directory or a list)"
+                "MTLStrategy needs predictor= (a Predictor, checkpoint path, run directory, "
+                "a list of those, or Models(...))"
             )
         if p.mode not in ("live", "precomputed"):
             raise UserError(f"MTLStrategy mode must be 'live' or 'precomputed', not {p.mode!r}")
@@ -124,9 +136,10 @@ class MTLStrategy(bt.Strategy):
         self._all_assets = sees_all_assets(self.rule)
         # optional context computed only for a rule that lists it (SignalRule.context_inputs)
         self._ewma = "ewma_vol" in tuple(getattr(self.rule, "context_inputs", ()) or ())
+        models = resolve_models(given)  # a Models, run dir, checkpoint(s), Predictor(s)
         #: one prediction engine for every feed: one forward pass per bar for all of them
         self.engine = PredictionEngine(
-            given,
+            models,
             mode=p.mode,
             vol_window=p.realised_vol_window,
             ewma=self._ewma,
@@ -135,6 +148,7 @@ class MTLStrategy(bt.Strategy):
         )
         #: the model's predictions per feed, as Backtrader lines (``MTLPredictions``)
         self.predictions = [MTLPredictions(d, engine=self.engine) for d in self.datas]
+        check_optimized_model(self, given)  # optstrategy iterating a fold list: refused
         self.task_names: list[str] = list(self.engine.task_names)
         self.lookback = self.engine.lookback
         #: call a separable rule's raw_weights + the clip (no current-weights context)
@@ -171,13 +185,12 @@ class MTLStrategy(bt.Strategy):
         list): ``cerebro.addstrategy(cls, **params)``. Pair it with
         :func:`mtl_bt.backtesting.broker.configure_broker` for the CLI's broker. The class
         defaults are not a config's: this is how plain Backtrader code gets the config's.
+        A whole config whose features or tasks are not the model's is refused, as by
+        ``mtl-bt backtest``.
         """
-        from mtl_bt.backtesting.broker import backtest_config
-        from mtl_bt.backtesting.inputs import build_signal, load_predictors, strategy_params
+        from mtl_bt.backtesting.inputs import config_strategy_params
 
-        cfg = backtest_config(config)
-        predictors = load_predictors(models)
-        return cls, strategy_params(cfg, predictors, build_signal(cfg))
+        return cls, config_strategy_params(config, models)
 
     def _make_rule(self) -> Any:
         from mtl_bt import registry
@@ -208,8 +221,9 @@ class MTLStrategy(bt.Strategy):
         datas = self.datas
         n = len(datas)
         engine = self.engine
-        engine.prepare()
         self.symbols = list(engine.symbols)
+        # bar size, warm-up, test windows: refused before any work (streaming: after the run)
+        engine.prepare(checks=lambda: check_feeds(self))
         self.streaming = engine.streaming
         self.book = engine.book
         self.frames = engine.frames
@@ -257,6 +271,9 @@ class MTLStrategy(bt.Strategy):
         self._raw = self._usable = None  # a separable rule's weights of every bar
         self._pred_mat: list[np.ndarray] | None = None
         self._read = False
+        start_fills(self)  # a bar's buys fill together, fitted to the cash (fills.py)
+        # an added sizer this strategy would not use: warned, not silently ignored
+        warn_unused_settings(self, type(self).order_targets is MTLStrategy.order_targets)
         # Objects alive now live for the whole run: out of the collector's view (stop()
         # unfreezes). A heap the caller froze already is the caller's to manage.
         self._frozen = bool(self.freeze_heap) and gc.get_freeze_count() == 0
@@ -323,6 +340,7 @@ class MTLStrategy(bt.Strategy):
         return each, usable
 
     def stop(self) -> None:
+        stop_fills(self)
         if self._frozen:
             gc.unfreeze()
         if self._restore_blas is not None:
@@ -331,6 +349,8 @@ class MTLStrategy(bt.Strategy):
             import torch
 
             torch.set_num_threads(self._threads_before)
+        if self.streaming:
+            check_feeds(self, after_run=True)  # the bars of a streaming run are known now
 
     # -- per bar ---------------------------------------------------------
     def prenext(self) -> None:
@@ -567,25 +587,22 @@ class MTLStrategy(bt.Strategy):
         weights as fractions of the portfolio value, already capped for gross
         leverage. The default sizes market orders from this bar's close with
         :class:`~mtl_bt.backtesting.rebalancer.Rebalancer` (no-trade band, sells
-        first, buys fitted to the cash); they fill at the next bar's open.
+        first, buys fitted to the cash); they fill at the next bar's open, the buys
+        scaled together to the cash left there (:mod:`mtl_bt.backtesting.fills`).
         Override it to trade differently (limit orders, ``order_target_percent``,
-        rounding to lots); see docs/backtesting.md.
+        rounding to lots); see docs/backtesting.md. With ``cheat_on_open=True`` the
+        default sizes them from the next bar's open instead and sends them there.
         """
-        holdings = [
-            Holding(
-                symbol=self.symbols[self._asset_of[id(d)]],
-                position=self.getposition(d).size,
-                price=d.close[0],
-            )
-            for d, _ in targets
-        ]
-        weights = [float(w) for _, w in targets]
-        plan = self.rebalancer.orders(
-            holdings, weights, self.broker.getvalue(), self.broker.getcash()
-        )
-        for i, delta in plan:
-            d = targets[i][0]
-            if delta > 0:
-                self.buy(data=d, size=delta)
-            else:
-                self.sell(data=d, size=-delta)
+        if not defer_to_open(self, targets):  # cheat_on_open: sized at the next open
+            send_targets(self, targets)
+
+    def getwriterinfo(self) -> Any:
+        """What ``cerebro.addwriter`` writes: PortfolioAnalyzer's compact summary, not its
+        per-bar record (``mtl_bt.backtesting.analyzers.compact_writer_info``)."""
+        from mtl_bt.backtesting.analyzers import compact_writer_info
+
+        return compact_writer_info(super().getwriterinfo(), self)
+
+    def next_open(self) -> None:
+        """``cheat_on_open=True``: the last close's targets, sized from this bar's open."""
+        send_deferred(self)

@@ -324,7 +324,13 @@ def compare(
         runs, variants, seed_list, bh_dir if start is not None else None, specs=specs
     )
     files = write_comparison(
-        out, comparison, results, command=command, seeds=seed_list, specs=specs
+        out,
+        comparison,
+        results,
+        command=command,
+        seeds=seed_list,
+        specs=specs,
+        variants=variants,
     )
     return CompareResult(out, comparison.table, results, files)
 
@@ -355,6 +361,7 @@ def write_comparison(
     command: str | None = None,
     seeds: list[int] | None = None,
     specs: list[Any] | None = None,
+    variants: list[Variant] | None = None,
 ) -> dict[str, Path]:
     files: dict[str, Path] = {}
     table = comparison.table
@@ -396,6 +403,20 @@ def write_comparison(
             )
         )
         doc.add(Table(task_view))
+    calibration = tables.calibration_view(out / "runs", variants or [], seeds or [])
+    if not calibration.empty:
+        doc.add(Heading("Volatility calibration per fold"))
+        doc.add(
+            Paragraph(
+                "Per walk-forward fold (all = pooled), mean ± std over seeds: calibration = "
+                "RMS(realised vol) / RMS(predicted vol); mz_slope / mz_intercept: the "
+                "Mincer-Zarnowitz regression realised = a + b predicted (b = 1, a = 0 when "
+                "calibrated; each seed's Newey-West HAC standard errors are in its "
+                "oos_metrics.csv); QLIKE beside the EWMA forecast's (λ from the bar size). A "
+                "pooled ratio near 1 can hide folds far from it."
+            )
+        )
+        doc.add(Table(calibration))
     delta_view = tables.delta_view(table, list(specs or []))
     if not delta_view.empty:
         doc.add(Heading("Δm: MTL vs its single-task models"))

@@ -532,3 +532,42 @@ def robustness_view(table: pd.DataFrame) -> pd.DataFrame:
         out[f"val/train loss {col[4:]}"] = rows[col].to_numpy()
     out["std of fold Sharpe"] = rows["fold_sharpe_std"].to_numpy()
     return out.reset_index(drop=True)
+
+
+#: per-fold calibration metrics of a volatility task shown by ``calibration_view``
+CALIBRATION = ("calibration", "mz_slope", "mz_intercept", "qlike", "qlike_ewma")
+
+
+def calibration_view(runs_dir: Path, variants: list[Variant], seeds: list[int]) -> pd.DataFrame:
+    """Per variant with a volatility head, per walk-forward fold: RMS(realised)/RMS(predicted),
+    the Mincer-Zarnowitz slope and intercept (mean ± std over seeds; each seed's own HAC s.e.
+    is in its ``oos_metrics.csv``) and QLIKE beside EWMA's. A pooled ratio near 1 can hide
+    folds far from it."""
+    rows = []
+    for variant in variants:
+        tables = []
+        for folder in seed_dirs(runs_dir, variant.name, seeds):
+            path = folder / "oos_metrics.csv"
+            table = pd.read_csv(path)
+            table = table[
+                table["task"].astype(str).str.startswith("volatility@")
+                & table["metric"].isin(CALIBRATION)
+            ]
+            if not table.empty:
+                tables.append(table)
+        if not tables:
+            continue
+        both = pd.concat(tables, ignore_index=True)
+        both["fold"] = both["fold"].astype(str)
+        for (task, fold), group in both.groupby(["task", "fold"], sort=False):
+            row: dict[str, Any] = {"variant": variant.name, "task": task, "fold": fold}
+            for metric in CALIBRATION:
+                values = group.loc[group["metric"] == metric, "value"].to_numpy(dtype=float)
+                row[metric] = _pm(*_mean_std(list(values)))
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    order = {"all": -1}
+    out["_k"] = [order.get(f, int(f) if f.isdigit() else 10**6) for f in out["fold"]]
+    return out.sort_values(["variant", "task", "_k"], kind="stable").drop(columns="_k")

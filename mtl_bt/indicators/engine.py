@@ -159,8 +159,10 @@ class PredictionEngine:
         return float(k if fold is None else fold)
 
     # -- set-up ------------------------------------------------------------
-    def prepare(self) -> None:
-        """Books, asset ids and replay edges, once, when the run starts (idempotent)."""
+    def prepare(self, checks: Any = None) -> None:
+        """Books, asset ids and replay edges, once, when the run starts (idempotent).
+        ``checks()`` runs on preloaded feeds once their bars are read and checked, before
+        the features are computed (MTLStrategy's refusals)."""
         if self.prepared:
             return
         datas, symbols = self.datas, self.symbols
@@ -196,6 +198,8 @@ class PredictionEngine:
             self.frames = [preloaded_frame(d, s) for d, s in zip(datas, symbols, strict=True)]
             for frame, sym in zip(self.frames, symbols, strict=True):
                 check_bars(frame, sym)
+            if checks is not None:
+                checks()
             self.book = PreloadedBook(
                 self.predictors[0],
                 self.frames,

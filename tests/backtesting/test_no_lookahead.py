@@ -99,15 +99,25 @@ def _created(strat, upto: float) -> list[tuple]:
     ]
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"hysteresis": False, "margin": 0.0},  # memoryless: trades on most bars
+        {"margin": 0.0, "resize_band": 0.0},  # the default's hysteresis (reads current weights)
+    ],
+    ids=["memoryless", "hysteresis"],
+)
 @pytest.mark.parametrize("mode", ["live", "precomputed"])
-def test_perturbed_future_leaves_every_decision_up_to_t_unchanged(frames, predictors, mode):
+def test_perturbed_future_leaves_every_decision_up_to_t_unchanged(
+    frames, predictors, mode, options
+):
     """Noise on every bar after T: each bar's predictions up to and including T, and every
     order created up to and including T (sizes too), are exactly unchanged. Every-bar
     rebalancing without a no-trade band, so a changed prediction cannot hide in the band;
     the predictions themselves are compared bit for bit anyway."""
     from mtl_bt.backtesting.feeds import bt_datenums
 
-    cfg = BacktestConfig(mode=mode, rebalance="bar", min_trade_weight=0.0)
+    cfg = BacktestConfig(mode=mode, rebalance="bar", min_trade_weight=0.0, signal_options=options)
     cut = frames["AAA"].index[380]
     t_num = float(bt_datenums(pd.DatetimeIndex([cut]))[0])
     base = run_backtest(frames, predictors, cfg, record=True)

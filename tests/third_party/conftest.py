@@ -8,8 +8,6 @@ import pytest
 
 from mtl_bt import registry
 
-pytest_plugins = ["mtl_bt.testing.fixtures"]
-
 
 def _load():
     path = Path(__file__).with_name("probe_plugins.py")
