@@ -109,12 +109,14 @@ FIXED = [
     "lines), the numpy forward passes (`numpy_forward.py`, 660 lines) and the opt-in hooks "
     "every architecture and task implemented for them are gone; `Predictor` exports the "
     "model with its input stage and the tasks' transforms to ONNX when a checkpoint loads "
-    "(cached beside it, keyed by its sha256) and runs it in ONNX Runtime, checked against "
+    "(cached in mtl-bt's cache folder, keyed by its sha256) and runs it in ONNX Runtime, checked against "
     "torch on probe rows (fallback: torch, with one warning naming the architecture and "
     "why). A plugin architecture gets the same path without writing anything. The kernel's "
     "last numbers beside ORT and torch are in section 2b: ORT costs more than the kernel "
-    "at one row and less at 50; at one row a bar, the demo's 3,273 live decisions "
-    "pay about 6 us x 3,273 = 0.02 s more of a ~3 s backtest on an idle machine.",
+    "at one row (3-18x under this session's load of 8-14) and less at 50 on 7 of 18 "
+    "models. At the issue's idle figures for the demo's model (kernel 3.5 us, ORT 9.7 us "
+    "a row), the demo's 3,273 live decisions pay about 6 us x 3,273 = 0.02 s more of a "
+    "~3 s backtest: not worth three implementations of every architecture.",
     "`mtl_bt/backtesting/runner.py` `_build_result`: `lookup.get(d, _num2ts(d))` evaluated "
     "the fallback (`bt.num2date` + pandas `Timestamp` + `round`, ~0.1 ms) for every order "
     "and trade even when the lookup hit; now `lookup[d] if d in lookup else _num2ts(d)`. "

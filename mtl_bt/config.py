@@ -259,8 +259,10 @@ class BacktestConfig(_Section):
     mode: Literal["live", "precomputed"] = Field(
         "live", description="live: one forward pass per bar; precomputed: all bars before the run"
     )
-    calendar: Literal["auto", "24/7", "exchange"] = Field(
-        "auto", description="annualisation calendar (auto: 24/7 if the data has weekend bars)"
+    calendar: Literal["auto", "24/7", "exchange", "forex"] = Field(
+        "auto",
+        description="annualisation calendar (auto: 24/7 with Saturday bars, forex (24 x 5) with "
+        "Sunday-evening or whole-weekday intraday bars, else exchange)",
     )
     min_trade_weight: float = Field(
         0.01, ge=0, lt=1, description="no-trade band: skip same-side weight changes below this"
@@ -298,6 +300,11 @@ class PaperConfig(_Section):
         None,
         ge=0,
         description="how long past a bar's end a decision waits for a late asset (None: one poll)",
+    )
+    give_up_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="with --max-bars/--until: end (exit 2) once the exchange was unreachable this long",
     )
     retrain_every: str | int | None = Field(
         None,

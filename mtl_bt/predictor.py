@@ -126,16 +126,6 @@ class Predictor:
         #: what ``predict`` runs: "onnxruntime" or "torch"
         self.backend = "torch" if self._session is None else "onnxruntime"
 
-    def _rows_alone(self, x: np.ndarray, ids: np.ndarray | None) -> list[np.ndarray]:
-        """The session's outputs for ``x`` computed one row at a time (a model whose ONNX
-        Runtime kernels round a row differently in another batch, see ``_batch_invariant``)."""
-        assert self._session is not None
-        parts = [
-            self._session(x[i : i + 1], None if ids is None else ids[i : i + 1])
-            for i in range(len(x))
-        ]
-        return [np.concatenate(cols) for cols in zip(*parts, strict=True)]
-
     def _inference_graph(self, transformed: bool) -> Any:
         from mtl_bt.models.onnx_runtime import InferenceGraph
 
@@ -190,7 +180,7 @@ class Predictor:
         path = self._cache_path("transformed" if transformed else "raw")
         cached = rt.read_cached(path) if path else None
         if cached is not None:
-            session, _ = self._load_checked(cached, graph, transformed)
+            session, _ = self._load_checked(cached, graph)
             if session is not None:
                 return session, ""
         try:
@@ -199,16 +189,16 @@ class Predictor:
             onnx = rt.export(graph, example, ids)
         except Exception as exc:  # noqa: BLE001 - any exporter failure means "torch"
             return None, f"the ONNX export ({what}) failed: {_first_line(exc)}"
-        session, reason = self._load_checked(onnx, graph, transformed)
+        session, reason = self._load_checked(onnx, graph)
         if session is None:
             return None, f"the ONNX export ({what}) {reason}"
         if path:
             rt.write_cached(path, onnx)
         return session, ""
 
-    def _load_checked(self, onnx: bytes, graph: Any, transformed: bool) -> tuple[Any, str]:
-        """A session over ``onnx`` if it equals ``graph`` in torch on probe rows (as one
-        batch and row by row); else None and what went wrong."""
+    def _load_checked(self, onnx: bytes, graph: Any) -> tuple[Any, str]:
+        """A session over ``onnx`` if it equals ``graph`` in torch on probe rows; else None
+        and what went wrong. Also decides ``_row_by_row`` (see ``_batch_invariant``)."""
         from mtl_bt.models.onnx_runtime import Session
 
         try:
@@ -361,6 +351,16 @@ class Predictor:
                 f"got {int(ids.min())}..{int(ids.max())}"
             )
         return ids
+
+    def _rows_alone(self, x: np.ndarray, ids: np.ndarray | None) -> list[np.ndarray]:
+        """The session's outputs for ``x`` computed one row at a time (a model whose ONNX
+        Runtime kernels round a row differently in another batch, see ``_batch_invariant``)."""
+        assert self._session is not None
+        parts = [
+            self._session(x[i : i + 1], None if ids is None else ids[i : i + 1])
+            for i in range(len(x))
+        ]
+        return [np.concatenate(cols) for cols in zip(*parts, strict=True)]
 
     def predict_torch(
         self, x: np.ndarray, asset_ids: np.ndarray | None = None

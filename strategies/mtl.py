@@ -49,8 +49,17 @@ from mtl_bt.backtesting.bars import (
 )
 from mtl_bt.backtesting.calendar import feed_periods_per_year
 from mtl_bt.backtesting.feature_book import PreloadedBook
+from mtl_bt.backtesting.fills import (
+    defer_to_open,
+    send_deferred,
+    send_targets,
+    start_fills,
+    stop_fills,
+)
 from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
-from mtl_bt.backtesting.rebalancer import Holding, Rebalancer
+from mtl_bt.backtesting.guards import check_feeds, check_optimized_model, warn_unused_settings
+from mtl_bt.backtesting.models import resolve_models
+from mtl_bt.backtesting.rebalancer import Rebalancer
 from mtl_bt.backtesting.streaming import StreamingBook
 from mtl_bt.errors import CheckpointError, DataError, UserError
 from mtl_bt.signals.clip import clip_each
@@ -59,19 +68,13 @@ from mtl_bt.signals.context import RuleCaller, is_separable, sees_all_assets
 __all__ = ["MTLStrategy", "fold_window"]
 
 
-def _load_predictor(obj: Any) -> Any:
-    if isinstance(obj, str) or hasattr(obj, "__fspath__"):
-        from mtl_bt.predictor import Predictor
-
-        return Predictor.from_checkpoint(obj)
-    return obj
-
-
 class MTLStrategy(bt.Strategy):
     """Multi-asset strategy driven by a multi-task model (see module docstring)."""
 
     params = (
-        ("predictor", None),  # Predictor, checkpoint path, or a list of them (walk-forward folds)
+        # Predictor, checkpoint path, run directory, a list of them (walk-forward folds), or
+        # mtl_bt.backtesting.Models(...): one value for cerebro.optstrategy
+        ("predictor", None),
         ("model", None),  # alias of predictor
         ("signal", "agree_voltarget"),  # signal-rule name (plugin) or a SignalRule instance
         ("signal_options", None),
@@ -87,6 +90,8 @@ class MTLStrategy(bt.Strategy):
         ("slippage", 0.0005),
         ("min_trade_weight", 0.01),  # no-trade band: skip same-side changes smaller than this
         ("calendar", "auto"),
+        # True: trade a model on bars of another size than it was trained on (else refused)
+        ("any_bar_size", False),
         ("realised_vol_window", 20),
         ("record", False),  # keep every bar's predictions (parity tests)
         # a separable rule: raw weights of every bar before the run (precomputed mode),
@@ -104,15 +109,16 @@ class MTLStrategy(bt.Strategy):
         p = self.p
         given = p.predictor if p.predictor is not None else p.model
         if given is None:
-            raise UserError("MTLStrategy needs predictor= (a Predictor, checkpoint path or a list)")
+            raise UserError(
+                "MTLStrategy needs predictor= (a Predictor, checkpoint path, run directory, "
+                "a list of those, or Models(...))"
+            )
         if p.mode not in ("live", "precomputed"):
             raise UserError(f"MTLStrategy mode must be 'live' or 'precomputed', not {p.mode!r}")
         if p.rebalance not in ("bar", "horizon"):
             raise UserError(f"rebalance must be 'bar' or 'horizon', not {p.rebalance!r}")
-        raw = given if isinstance(given, list | tuple) else [given]
-        self.predictors = [_load_predictor(obj) for obj in raw]
-        if not self.predictors:
-            raise UserError("MTLStrategy got an empty predictor list")
+        self.predictors = resolve_models(given)  # a Models, run dir, checkpoint(s), Predictor(s)
+        check_optimized_model(self, given)  # optstrategy iterating a fold list: refused
         first = self.predictors[0]
         for other in self.predictors[1:]:
             if list(other.feature_columns) != list(first.feature_columns):
@@ -154,13 +160,12 @@ class MTLStrategy(bt.Strategy):
         list): ``cerebro.addstrategy(cls, **params)``. Pair it with
         :func:`mtl_bt.backtesting.broker.configure_broker` for the CLI's broker. The class
         defaults are not a config's: this is how plain Backtrader code gets the config's.
+        A whole config whose features or tasks are not the model's is refused, as by
+        ``mtl-bt backtest``.
         """
-        from mtl_bt.backtesting.broker import backtest_config
-        from mtl_bt.backtesting.inputs import build_signal, load_predictors, strategy_params
+        from mtl_bt.backtesting.inputs import config_strategy_params
 
-        cfg = backtest_config(config)
-        predictors = load_predictors(models)
-        return cls, strategy_params(cfg, predictors, build_signal(cfg))
+        return cls, config_strategy_params(config, models)
 
     def _make_rule(self) -> Any:
         from mtl_bt import registry
@@ -239,6 +244,9 @@ class MTLStrategy(bt.Strategy):
         )
         # a separable rule's weights for every (bar, asset) before the run (precomputed mode)
         self._raw, self._usable = self._precompute_signals()  # raw weights through clip_each
+        start_fills(self)  # a bar's buys fill together, fitted to the cash (fills.py)
+        # an added sizer this strategy would not use: warned, not silently ignored
+        warn_unused_settings(self, type(self).order_targets is MTLStrategy.order_targets)
         # Python's full collections scan every tracked object: with torch, pandas and the
         # models loaded, one costs 0.3 s, and a run's orders and notifications trigger
         # them. Objects alive now live for the whole run: freeze them (stop() unfreezes).
@@ -253,6 +261,7 @@ class MTLStrategy(bt.Strategy):
         self.frames = [preloaded_frame(d, s) for d, s in zip(datas, self.symbols, strict=True)]
         for frame, sym in zip(self.frames, self.symbols, strict=True):
             check_bars(frame, sym)
+        check_feeds(self)  # bar size, warm-up, test windows: refused before any work
         self.ppy = np.array(
             [
                 feed_periods_per_year(d, f.index, self.p.calendar, s)
@@ -375,6 +384,7 @@ class MTLStrategy(bt.Strategy):
         return self.asset_ids[np.asarray(a, dtype=np.int64)]
 
     def stop(self) -> None:
+        stop_fills(self)
         if self._frozen:
             gc.unfreeze()
         if self._restore_blas is not None:
@@ -383,6 +393,8 @@ class MTLStrategy(bt.Strategy):
             import torch
 
             torch.set_num_threads(self._threads_before)
+        if self.streaming:
+            check_feeds(self, after_run=True)  # the bars of a streaming run are known now
 
     # -- per bar ---------------------------------------------------------
     def prenext(self) -> None:
@@ -604,25 +616,22 @@ class MTLStrategy(bt.Strategy):
         weights as fractions of the portfolio value, already capped for gross
         leverage. The default sizes market orders from this bar's close with
         :class:`~mtl_bt.backtesting.rebalancer.Rebalancer` (no-trade band, sells
-        first, buys fitted to the cash); they fill at the next bar's open.
+        first, buys fitted to the cash); they fill at the next bar's open, the buys
+        scaled together to the cash left there (:mod:`mtl_bt.backtesting.fills`).
         Override it to trade differently (limit orders, ``order_target_percent``,
-        rounding to lots); see docs/backtesting.md.
+        rounding to lots); see docs/backtesting.md. With ``cheat_on_open=True`` the
+        default sizes them from the next bar's open instead and sends them there.
         """
-        holdings = [
-            Holding(
-                symbol=self.symbols[self._asset_of[id(d)]],
-                position=self.getposition(d).size,
-                price=d.close[0],
-            )
-            for d, _ in targets
-        ]
-        weights = [float(w) for _, w in targets]
-        plan = self.rebalancer.orders(
-            holdings, weights, self.broker.getvalue(), self.broker.getcash()
-        )
-        for i, delta in plan:
-            d = targets[i][0]
-            if delta > 0:
-                self.buy(data=d, size=delta)
-            else:
-                self.sell(data=d, size=-delta)
+        if not defer_to_open(self, targets):  # cheat_on_open: sized at the next open
+            send_targets(self, targets)
+
+    def getwriterinfo(self) -> Any:
+        """What ``cerebro.addwriter`` writes: PortfolioAnalyzer's compact summary, not its
+        per-bar record (``mtl_bt.backtesting.analyzers.compact_writer_info``)."""
+        from mtl_bt.backtesting.analyzers import compact_writer_info
+
+        return compact_writer_info(super().getwriterinfo(), self)
+
+    def next_open(self) -> None:
+        """``cheat_on_open=True``: the last close's targets, sized from this bar's open."""
+        send_deferred(self)

@@ -66,12 +66,14 @@ class PortfolioAnalyzer(bt.Analyzer):
     """Per-bar portfolio record, orders and closed trades (see module docstring)."""
 
     def start(self) -> None:
-        self.datas_ = list(self.strategy.datas)
+        # not "datas_": an optimization (optreturn) sets every analyzer attribute whose name
+        # starts with "data" to None, and get_analysis needs the feed count
+        self._feeds = list(self.strategy.datas)
         #: each feed's (datetime, close) line buffers, read directly per bar (None: len/close[0])
-        self._buffers = line_buffers(self.datas_)
-        self.index = {id(d): i for i, d in enumerate(self.datas_)}
-        n = len(self.datas_)
-        self.names = [getattr(d, "_name", "") or f"data{i}" for i, d in enumerate(self.datas_)]
+        self._buffers = line_buffers(self._feeds)
+        self.index = {id(d): i for i, d in enumerate(self._feeds)}
+        n = len(self._feeds)
+        self.names = [getattr(d, "_name", "") or f"data{i}" for i, d in enumerate(self._feeds)]
         self.pos = np.zeros(n)
         self.cashflow = np.zeros(n)
         self.start_value = self.strategy.broker.getvalue()
@@ -186,7 +188,7 @@ class PortfolioAnalyzer(bt.Analyzer):
         if bufs is not None:  # the same numbers as below, without Backtrader's proxy calls
             closes = [c.array[c.idx] if t.lencount else 0.0 for t, c in bufs]
         else:
-            closes = [d.close[0] if len(d) else 0.0 for d in self.datas_]
+            closes = [d.close[0] if len(d) else 0.0 for d in self._feeds]
         if self._moved:  # fills since the last bar: the book from this bar on
             self._books.append((len(self.dt), self.pos.copy(), self.cashflow.copy()))
             self._moved = False
@@ -198,8 +200,16 @@ class PortfolioAnalyzer(bt.Analyzer):
         self._traded = 0.0
         self._costs = 0.0
 
+    def stop(self) -> None:
+        # the record is plain data from here on: no reference into the run's feeds (line
+        # buffers lead to the strategy and Cerebro), so optstrategy's workers can send the
+        # analyzer back (pickle) with maxcpus > 1
+        self._feeds = []
+        self._buffers = None
+        self.index = {}
+
     def get_analysis(self) -> dict[str, Any]:
-        n = len(self.datas_)
+        n = len(self.names)
         bars = len(self.dt)
         value = np.asarray(self.value, dtype=np.float64)
         closes = np.asarray(self.closes, dtype=np.float64).reshape(bars, n)
@@ -233,3 +243,55 @@ class PortfolioAnalyzer(bt.Analyzer):
             "orders": list(self.orders),
             "trades": list(self.trades),
         }
+
+
+def writer_summary(analysis: dict[str, Any]) -> dict[str, Any]:
+    """The compact record a Backtrader writer gets for ``PortfolioAnalyzer`` (one line per
+    field), not the per-bar arrays (``get_analysis`` keeps them for code): bars, start and
+    end value, total return, largest gross exposure, orders by final status, closed trades."""
+    value = analysis["value"]
+    start = float(analysis["start_value"])
+    end = float(value[-1]) if len(value) else start
+    statuses: dict[str, int] = {}
+    for order in analysis["orders"]:
+        statuses[order["status"]] = statuses.get(order["status"], 0) + 1
+    gross = analysis["gross"]
+    return {
+        "bars": int(len(value)),
+        "start_value": start,
+        "end_value": end,
+        "total_return": end / start - 1.0 if start else float("nan"),
+        "max_gross": float(np.nanmax(gross)) if len(gross) and np.isfinite(gross).any() else 0.0,
+        "orders": statuses,
+        "trades": len(analysis["trades"]),
+    }
+
+
+def compact_writer_info(info: Any, strategy: Any) -> Any:
+    """``Strategy.getwriterinfo()`` with every ``PortfolioAnalyzer``'s analysis replaced by
+    ``writer_summary`` (``cerebro.addwriter(bt.WriterFile, csv=True)`` wrote the whole per-bar
+    record, 615 KB for a 2-feed, 1,100-bar run) and parameter values written by a short
+    description (a list of Predictor objects was written as their reprs)."""
+    for name, analyzer in strategy.analyzers.getitems():
+        if isinstance(analyzer, PortfolioAnalyzer):
+            info.Analyzers[name].Analysis = writer_summary(analyzer.get_analysis())
+    params = info.get("Params") if hasattr(info, "get") else None
+    if params:
+        for key, value in list(params.items()):
+            params[key] = _short(value)
+    return info
+
+
+def _short(value: Any) -> Any:
+    """A parameter value as the writer shows it: plain values as they are, a list by its
+    length and first items, an object by its checkpoint path or a short repr."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        head = ", ".join(str(_short(v)) for v in value[:3])
+        return f"[{len(value)} items: {head}{', ...' if len(value) > 3 else ''}]"
+    path = getattr(getattr(value, "checkpoint", None), "path", None)
+    if path is not None:
+        return f"{type(value).__name__}({path})"
+    text = repr(value)
+    return text if len(text) <= 120 and " object at 0x" not in text else type(value).__name__

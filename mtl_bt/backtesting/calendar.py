@@ -6,7 +6,13 @@ understates its volatility by sqrt(8760/1638); here the calendar decides:
 - ``"exchange"``: 252 sessions a year; intraday bars count the bars of a session
   (the median number of bars per UTC day of the data, e.g. 7 hourly bars 09:30-15:30 in a
   6.5-hour US session; from a bare timeframe string ceil(6.5 h / bar)); 52 weeks, 12 months.
-- ``"auto"``: 24/7 when the data has any Saturday or Sunday bar, else exchange.
+- ``"forex"``: 24 hours a day, 5 days a week, 52 weeks (hourly: 24 x 5 x 52 = 6240; daily
+  260): FX trades from Sunday evening to Friday evening UTC, and annualising it as 24/7
+  made its Sharpe sqrt(8760/6240) = 1.18x too large.
+- ``"auto"``: from the bars per UTC day (``auto_calendar``): any Saturday bar -> 24/7;
+  else, over at least a week, a Sunday-evening stub (FX's open) or intraday bars filling
+  whole weekdays -> forex; a full Sunday -> 24/7; else exchange. Daily weekday-only bars
+  cannot tell FX from stocks: exchange (252).
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-Calendar = Literal["auto", "24/7", "exchange"]
+Calendar = Literal["auto", "24/7", "exchange", "forex"]
+_CALENDARS = ("auto", "24/7", "exchange", "forex")
 
 _UNIT_SECONDS = {
     "s": 1,
@@ -77,6 +84,45 @@ def has_weekend_bars(index: pd.DatetimeIndex) -> bool:
     return bool((idx.day_of_week >= 5).any())
 
 
+def auto_calendar(days: np.ndarray, counts: np.ndarray, seconds: float) -> str:
+    """``calendar="auto"`` resolved from bars per UTC day (``days``: days since 1970-01-01,
+    ``counts``: bars on each).
+
+    A Saturday bar -> "24/7" (crypto). Over at least a week of days (else a Saturday may
+    just not have come yet): Sunday bars but no Saturday one, where an intraday Sunday is a
+    stub (FX opens Sunday evening: under half a day's bars), or intraday bars filling whole
+    weekdays (median over Monday-Friday of at least 90% of a day's bars) -> "forex". Any
+    other Sunday bar -> "24/7"; else "exchange".
+    """
+    days = np.asarray(days, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.float64)
+    if days.size == 0:
+        return "exchange"
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    if (weekday == 5).any():
+        return "24/7"
+    week = int(days.max() - days.min()) + 1 >= 7
+    per_day = _DAY / seconds
+    sunday = counts[weekday == 6]
+    if sunday.size:
+        stub = seconds >= _DAY or float(sunday.max()) < 0.5 * per_day
+        return "forex" if week and stub else "24/7"
+    on_weekdays = counts[weekday < 5]
+    if week and seconds < _DAY and float(np.median(on_weekdays)) >= 0.9 * per_day:
+        return "forex"
+    return "exchange"
+
+
+def index_calendar(index: pd.DatetimeIndex, seconds: float) -> str:
+    """``auto_calendar`` of a bar index (UTC days)."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    days = idx.as_unit("ns").asi8 // (86_400 * 10**9)
+    unique, counts = np.unique(days, return_counts=True)
+    return auto_calendar(unique, counts, seconds)
+
+
 def bars_per_session(index: pd.DatetimeIndex) -> int:
     """Median number of bars per UTC calendar day of an intraday exchange index: a 6.5-hour
     session has 7 hourly bars (09:30 ... 15:30), not 6.5."""
@@ -93,30 +139,37 @@ def periods_per_year(
     """Bars per year for the bar size and calendar: 252 daily stocks, 365 daily crypto,
     8760 hourly crypto, 1764 hourly stocks (252 sessions x 7 bars), 52 weekly, 12 monthly.
 
-    ``calendar="auto"`` needs an index (it looks for weekend bars); with a bare
-    timeframe string pass "24/7" or "exchange".
+    ``calendar="auto"`` needs an index (``auto_calendar``); with a bare timeframe string
+    pass "24/7", "exchange" or "forex".
     """
-    if calendar not in ("auto", "24/7", "exchange"):
-        raise ValueError(f"calendar must be 'auto', '24/7' or 'exchange', not {calendar!r}")
+    _check_calendar(calendar)
     if isinstance(index_or_timeframe, str):
         seconds = timeframe_seconds(index_or_timeframe)
         if calendar == "auto":
             raise ValueError(
                 "calendar='auto' needs the bars' index to look for weekend bars; "
-                "pass calendar='24/7' or 'exchange' with a timeframe string"
+                "pass calendar='24/7', 'exchange' or 'forex' with a timeframe string"
             )
         per_session = math.ceil(6.5 * 3600.0 / seconds - 1e-9)
     else:
         index = pd.DatetimeIndex(index_or_timeframe)
         seconds = index_seconds(index)
         if calendar == "auto":
-            calendar = "24/7" if has_weekend_bars(index) else "exchange"
+            calendar = index_calendar(index, seconds)  # type: ignore[assignment]
         per_session = bars_per_session(index) if seconds < _DAY else 1
     return seconds_per_year(seconds, calendar, per_session)
 
 
+def _check_calendar(calendar: str) -> None:
+    if calendar not in _CALENDARS:
+        raise ValueError(
+            f"calendar must be 'auto', '24/7', 'exchange' or 'forex', not {calendar!r}"
+        )
+
+
 def seconds_per_year(seconds: float, calendar: Calendar, per_session: int | None = None) -> float:
-    """Bars per year of ``seconds``-long bars on a resolved calendar ("24/7" or "exchange").
+    """Bars per year of ``seconds``-long bars on a resolved calendar ("24/7", "exchange" or
+    "forex").
 
     ``per_session`` is the number of intraday bars in one exchange session (counted from the
     bars when known); without it a 6.5-hour session is assumed (7 hourly bars).
@@ -127,6 +180,8 @@ def seconds_per_year(seconds: float, calendar: Calendar, per_session: int | None
         per_session = math.ceil(6.5 * 3600.0 / seconds - 1e-9)
     if calendar == "24/7":
         return 365.0 * _DAY / seconds
+    if calendar == "forex" and seconds < 7 * _DAY:
+        return 5.0 * 52.0 * _DAY / seconds  # 24 hours x 5 days x 52 weeks
     if seconds < _DAY:
         return 252.0 * per_session
     if seconds < 7 * _DAY:
@@ -189,10 +244,20 @@ def feed_periods_per_year(
     """Bars per year of one feed: its stated bar size, else its bars' spacing; the
     calendar from ``calendar`` ("auto": weekend bars in ``index``). A feed whose size
     cannot be told (fewer than 2 bars, no positive spacing) is a DataError naming it."""
+    _check_calendar(calendar)
+    seconds = feed_bar_seconds(data, index, symbol)
+    if calendar == "auto":
+        calendar = index_calendar(index, seconds)  # type: ignore[assignment]
+    per_session = bars_per_session(index) if seconds < _DAY and len(index) > 1 else None
+    return seconds_per_year(seconds, calendar, per_session)
+
+
+def feed_bar_seconds(data: object, index: pd.DatetimeIndex, symbol: str) -> float:
+    """Seconds per bar of one feed: its stated bar size, else its bars' most common spacing.
+    A feed whose size cannot be told (fewer than 2 bars, no positive spacing) is a DataError
+    naming it."""
     from mtl_bt.errors import DataError
 
-    if calendar not in ("auto", "24/7", "exchange"):
-        raise ValueError(f"calendar must be 'auto', '24/7' or 'exchange', not {calendar!r}")
     seconds = stated_seconds(data)
     if seconds is None:
         if len(index) < 2:
@@ -207,7 +272,4 @@ def feed_periods_per_year(
                 f"feed {symbol!r}: all {len(index)} bars have the same time (zero spacing); "
                 "for intraday files give the feed timeframe= and compression="
             ) from None
-    if calendar == "auto":
-        calendar = "24/7" if has_weekend_bars(index) else "exchange"
-    per_session = bars_per_session(index) if seconds < _DAY and len(index) > 1 else None
-    return seconds_per_year(seconds, calendar, per_session)
+    return seconds

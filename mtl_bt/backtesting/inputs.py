@@ -117,6 +117,33 @@ def load_predictors(models: Any) -> list[Any]:
     return out
 
 
+def check_config_matches(cfg: Any, predictors: Sequence[Any]) -> None:
+    """The config's features and tasks must be the model's: clear error before the run
+    (``mtl-bt backtest``, ``mtl-bt paper`` and ``MTLStrategy.from_config``)."""
+    from mtl_bt.features import FeatureSpec
+
+    first = predictors[0]
+    problems = []
+    if list(cfg.task_names()) != list(first.task_names):
+        problems.append(f"tasks: config {cfg.task_names()}, model {list(first.task_names)}")
+    try:
+        columns = FeatureSpec.from_config(cfg.features).columns()
+    except Exception as exc:  # noqa: BLE001 - reported as a mismatch below
+        columns = [f"<invalid features config: {exc}>"]
+    if list(columns) != list(first.feature_columns):
+        have, want = set(first.feature_columns), set(columns)
+        problems.append(
+            f"features: model only {sorted(have - want)}, config only {sorted(want - have)}"
+            if have != want
+            else "features: same columns in a different order"
+        )
+    if problems:
+        raise CheckpointError(
+            "the model does not match the config (" + "; ".join(problems) + "). Use the config "
+            "the model was trained with (its train dir has config.toml)"
+        )
+
+
 def build_signal(cfg: BacktestConfig) -> Any:
     """The signal rule ``cfg`` names, built with its options: an unknown option is a
     ``ConfigError`` naming ``backtest.signal_options.<key>`` (and the closest option)."""
@@ -168,3 +195,20 @@ def strategy_params(cfg: BacktestConfig, predictors: Any, rule: Any) -> dict[str
         min_trade_weight=cfg.min_trade_weight,
         calendar=cfg.calendar,
     )
+
+
+def config_strategy_params(config: Any, models: Any) -> dict[str, Any]:
+    """``MTLStrategy.from_config``'s parameters: the backtest section of ``config`` (a path,
+    ``Config`` or ``BacktestConfig``) and the models, checked against a whole config's
+    features and tasks (a ``BacktestConfig`` alone names neither)."""
+    from mtl_bt.backtesting.broker import backtest_config
+
+    if isinstance(config, str | os.PathLike):
+        from mtl_bt import config as config_mod
+
+        config = config_mod.load(config)
+    cfg = backtest_config(config)
+    predictors = load_predictors(models)
+    if not isinstance(config, BacktestConfig):
+        check_config_matches(config, predictors)
+    return strategy_params(cfg, predictors, build_signal(cfg))

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from mtl_bt.backtesting.bars import _EPOCH_NUM
-from mtl_bt.backtesting.calendar import seconds_per_year, stated_seconds
+from mtl_bt.backtesting.calendar import auto_calendar, seconds_per_year, stated_seconds
 from mtl_bt.backtesting.feature_book import feature_engine, realised_vol, require_feeds
 from mtl_bt.errors import DataError
 from mtl_bt.features.streaming import FeatureStream
@@ -248,7 +248,8 @@ class StreamingBook:
                 seconds = float(values[np.argmax(counts)]) / 1e6
             warn_short = False
             if calendar == "auto":
-                calendar = "24/7" if asset.weekend else "exchange"
+                days = np.array([d for d, _ in asset.days])
+                calendar = auto_calendar(days, np.array([n for _, n in asset.days]), seconds)
                 seen = (asset.last_us or 0) - (asset.first_us or 0)
                 warn_short = not asset.weekend and seen < 7 * _DAY_US
             # intraday exchange bars: bars per session counted per UTC day, as the preloaded

@@ -104,12 +104,17 @@ def _add_commands() -> None:
         data_cmd,
         paper_cmd,
         plugins_cmd,
+        reconcile_cmd,
+        report_cmd,
         run_cmd,
         train_cmd,
     )
 
     main.add_command(plugins_cmd.plugins)
-    for module in (data_cmd, train_cmd, backtest_cmd, run_cmd, check_cmd, paper_cmd):
+    for module in (
+        data_cmd, train_cmd, backtest_cmd, run_cmd, check_cmd, paper_cmd, report_cmd,
+        reconcile_cmd,
+    ):  # fmt: skip
         for command in module.commands:
             main.add_command(command)
 

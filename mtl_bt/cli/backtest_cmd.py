@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mtl_bt.errors import CheckpointError, DataError
+from mtl_bt.errors import DataError
 
 
 def swap_data(symbols: list[str], files: tuple[str, ...]) -> dict[str, Path]:
@@ -33,29 +33,11 @@ def swap_data(symbols: list[str], files: tuple[str, ...]) -> dict[str, Path]:
 
 
 def check_config_matches(cfg, predictors) -> None:
-    """The config's features and tasks must be the model's: clear error before the run."""
-    from mtl_bt.features import FeatureSpec
+    """The config's features and tasks must be the model's (``mtl_bt.backtesting.inputs``;
+    imported late: the CLI starts without Backtrader)."""
+    from mtl_bt.backtesting.inputs import check_config_matches as check
 
-    first = predictors[0]
-    problems = []
-    if list(cfg.task_names()) != list(first.task_names):
-        problems.append(f"tasks: config {cfg.task_names()}, model {list(first.task_names)}")
-    try:
-        columns = FeatureSpec.from_config(cfg.features).columns()
-    except Exception as exc:  # noqa: BLE001 - reported as a mismatch below
-        columns = [f"<invalid features config: {exc}>"]
-    if list(columns) != list(first.feature_columns):
-        have, want = set(first.feature_columns), set(columns)
-        problems.append(
-            f"features: model only {sorted(have - want)}, config only {sorted(want - have)}"
-            if have != want
-            else "features: same columns in a different order"
-        )
-    if problems:
-        raise CheckpointError(
-            "the model does not match the config (" + "; ".join(problems) + "). Use the config "
-            "the model was trained with (its train dir has config.toml)"
-        )
+    check(cfg, predictors)
 
 
 def _flat(value, prefix: str) -> dict[str, object]:

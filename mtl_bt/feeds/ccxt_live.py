@@ -65,7 +65,7 @@ class CcxtBarSource(BarSource):
         try:
             return self._source._call(self._settings, self._exchange, what, fn, *args)
         except DataError as exc:
-            raise SourceDown(str(exc)) from exc
+            raise SourceDown(str(exc), rate_limited=_rate_limited(exc)) from exc
 
     def _market(self, symbol: str) -> str:
         if symbol not in self._markets:
@@ -97,7 +97,7 @@ class CcxtBarSource(BarSource):
             return load_frames(cfg, now=lambda: until)
         except DataError as exc:
             if "failed after" in str(exc):  # the retries ran out: the exchange is down
-                raise SourceDown(str(exc)) from exc
+                raise SourceDown(str(exc), rate_limited=_rate_limited(exc)) from exc
             raise
 
     def recent(self, symbol, since):
@@ -118,7 +118,7 @@ class CcxtBarSource(BarSource):
                 self._settings, ex, what, market, self.timeframe, step, since_ms, now_ms, bars
             )
         except DataError as exc:
-            raise SourceDown(str(exc)) from exc
+            raise SourceDown(str(exc), rate_limited=_rate_limited(exc)) from exc
         return [bars[t] for t in sorted(bars)]
 
 
@@ -182,6 +182,19 @@ class CCXTLiveFeed(LiveFeed):
     @classmethod
     def portfolio(cls, symbols: list[str], timeframe: str = "1h", **kwargs: Any) -> list[LiveFeed]:
         return ccxt_market(symbols, timeframe, **kwargs).feeds()
+
+
+def _rate_limited(exc: BaseException) -> bool:
+    """The retries ran out on "too many requests" answers (ccxt's RateLimitExceeded or
+    DDoSProtection: HTTP 429, Bybit retCode 10006), not on an unreachable exchange."""
+    import ccxt
+
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _timeframe_text(timeframe: Any, compression: int) -> str:

@@ -58,7 +58,16 @@ class Bar:
 
 
 class SourceDown(Exception):
-    """The source could not be reached after its own bounded retries."""
+    """The source could not be reached after its own bounded retries; ``rate_limited``: it
+    answered, but refused for too many requests (HTTP 429, Bybit 10006)."""
+
+    def __init__(self, message: str, *, rate_limited: bool = False) -> None:
+        super().__init__(message)
+        self.rate_limited = rate_limited
+
+
+class GaveUp(DataError):
+    """The source stayed unreachable longer than ``give_up_seconds`` on a bounded run."""
 
 
 class BarSource:
@@ -86,15 +95,15 @@ def bad_value(row: list[float]) -> str | None:
     try:
         o, h, lo, c, v = (float(x) for x in row[1:6])
     except (TypeError, ValueError):
-        return f"non-numeric values {row[1:6]}"
+        return f"has non-numeric values {row[1:6]}"
     if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
-        return f"non-finite values {[o, h, lo, c, v]}"
+        return f"has non-finite values {[o, h, lo, c, v]}"
     if min(o, h, lo, c) <= 0:
-        return f"a price <= 0 ({[o, h, lo, c]})"
+        return f"has a price <= 0 ({[o, h, lo, c]})"
     if v < 0:
-        return f"negative volume {v}"
+        return f"has a negative volume {v}"
     if h < max(o, c, lo) or lo > min(o, c, h):
-        return f"high/low inconsistent with open/close ({[o, h, lo, c]})"
+        return f"has a high/low inconsistent with open/close ({[o, h, lo, c]})"
     return None
 
 
@@ -104,7 +113,11 @@ class LiveMarket:
     ``warmup_bars``: bars of history delivered before the first live bar.
     ``resume_after``: bars at or before this time are history even if newest (resume).
     ``until``: no bar ending after it is released; then the feeds end.
-    ``max_batches``: end after this many live bar times (tests).
+    ``give_up_seconds``: a bounded run (``until``, or the caller's bar count) ends with
+    :class:`GaveUp` once the source has been unreachable that long without a break
+    (``None``: keep trying for ever). Failed polls are retried with exponential backoff
+    from ``retry_seconds`` up to ``max_retry_seconds``; identical errors are logged once,
+    with their count when they stop or change.
     """
 
     def __init__(
@@ -119,6 +132,8 @@ class LiveMarket:
         until: pd.Timestamp | None = None,
         resume_after: pd.Timestamp | None = None,
         retry_seconds: float | None = None,
+        max_retry_seconds: float = 60.0,
+        give_up_seconds: float | None = 600.0,
         wait: Callable[[float], bool] | None = None,
     ) -> None:
         if not symbols:
@@ -140,12 +155,22 @@ class LiveMarket:
         #: first bar of the history (set at warm-up; give it to replay a run's history)
         self.history_start: pd.Timestamp | None = None
         self.retry_seconds = self.poll_seconds if retry_seconds is None else retry_seconds
+        self.max_retry_seconds = max(float(max_retry_seconds), self.retry_seconds)
+        self.give_up = give_up_seconds
+        #: the current outage: (first failure, monotonic), failed polls, last error text
+        self._down_since: float | None = None
+        self._rate_limited = False
+        self._failures = 0
+        self._last_error: str | None = None
+        self._repeats = 0
+        self._wall: float | None = None
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait
         self._cond = threading.Condition()
         self._queues: dict[str, collections.deque[Bar]] = {s: collections.deque() for s in symbols}
         self._pending: dict[str, dict[pd.Timestamp, Bar]] = {s: {} for s in symbols}
         self._seen: dict[str, pd.Timestamp | None] = dict.fromkeys(symbols)
+        self._values: dict[str, dict[pd.Timestamp, Bar]] = {s: {} for s in symbols}
         #: newest bar time released: a bar at or before it comes too late for its decision
         self._released: pd.Timestamp | None = None
         self._now: pd.Timestamp | None = None
@@ -224,16 +249,84 @@ class LiveMarket:
 
     # -- the polling thread -------------------------------------------------------
     def _status(self, status: int, symbols: list[str] | None = None) -> None:
+        changed = []
+        name = bt.feed.DataBase._NOTIFNAMES[status]
+        if status == bt.feed.DataBase.DISCONNECTED and self._rate_limited:
+            name = "RATE-LIMITED"
         for s in symbols or self.symbols:
             feed = self._feeds.get(s)
             if feed is not None and feed._laststatus != status:
                 feed.put_notification(status)
                 self.statuses.append((s, bt.feed.DataBase._NOTIFNAMES[status]))
-                name = bt.feed.DataBase._NOTIFNAMES[status]
-                if status == bt.feed.DataBase.DISCONNECTED:
-                    log.warning("%s: DISCONNECTED (%s unreachable); retrying", s, self.source.name)
-                else:
-                    log.info("%s: %s", s, name)
+                changed.append(s)
+        if changed:
+            what = self._down_text if status == bt.feed.DataBase.DISCONNECTED else ""
+            level = logging.WARNING if status == bt.feed.DataBase.DISCONNECTED else logging.INFO
+            log.log(level, "%s: %s%s", ", ".join(changed), name, what)
+
+    @property
+    def _down_text(self) -> str:
+        if self._last_error is None:
+            return ""
+        kind = "rate-limited by" if self._rate_limited else "cannot reach"
+        return f" ({kind} {self.source.name}); retrying with backoff"
+
+    def _failed(self, exc: SourceDown) -> float:
+        """One failed poll: log it (identical errors once, counted), report DISCONNECTED or
+        RATE-LIMITED, give up when bounded; returns how long to wait before the next try."""
+        import time
+
+        text = str(exc)
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        self._failures += 1
+        self._rate_limited = exc.rate_limited
+        if text == self._last_error:
+            self._repeats += 1
+        else:
+            self._flush_repeats()
+            self._last_error = text
+            log.warning("%s: %s", self.source.name, text)
+        self._status(bt.feed.DataBase.DISCONNECTED)
+        down = now - self._down_since
+        if self.give_up is not None and down >= self.give_up:
+            self._flush_repeats()
+            raise GaveUp(
+                f"{self.source.name} unreachable for {down:.0f} s ({self._failures} failed "
+                f"polls; last error: {text}); gave up (give_up_seconds = {self.give_up:g}, "
+                "applies when --max-bars or --until is set). Every bar decided so far is in "
+                "the journal: run the same command again to resume"
+            )
+        delay = min(self.retry_seconds * 2 ** (self._failures - 1), self.max_retry_seconds)
+        if self.give_up is not None:
+            delay = min(delay, max(0.0, self.give_up - down) + 1e-3)
+        return delay
+
+    def _flush_repeats(self) -> None:
+        if self._repeats:
+            log.warning(
+                "%s: the same error %d more times: %s",
+                self.source.name,
+                self._repeats,
+                self._last_error,
+            )
+        self._repeats = 0
+
+    def _recovered(self) -> None:
+        import time
+
+        if self._down_since is None:
+            return
+        self._flush_repeats()
+        log.info(
+            "%s: reachable again after %d failed polls (%.1f s)",
+            self.source.name,
+            self._failures,
+            time.monotonic() - self._down_since,
+        )
+        self._down_since, self._failures, self._last_error = None, 0, None
+        self._rate_limited = False
 
     def _run(self) -> None:
         try:
@@ -241,9 +334,7 @@ class LiveMarket:
                 try:
                     self._poll()
                 except SourceDown as exc:
-                    self._status(bt.feed.DataBase.DISCONNECTED)
-                    log.warning("live market: %s", exc)
-                    if self._wait(self.retry_seconds):
+                    if self._wait(self._failed(exc)):
                         break
                     continue
                 if self._done():
@@ -265,8 +356,13 @@ class LiveMarket:
         return True
 
     def _poll(self) -> None:
+        import time
+
         now = self.source.now()
-        self._now = now
+        self._recovered()  # it answered
+        wall = time.monotonic()
+        self._clock_jump(now, wall)
+        self._now, self._wall = now, wall
         self.polls += 1
         if not self._warm:
             self._warmup(now)
@@ -276,6 +372,27 @@ class LiveMarket:
             since = seen + self.step if seen is not None else now - self.warmup_bars * self.step
             self._accept(symbol, self.source.recent(symbol, since), now)
         self._release(now)
+
+    def _clock_jump(self, now: pd.Timestamp, wall: float) -> None:
+        """Say when the exchange's clock moved otherwise than the wall clock did: backwards,
+        or forwards by more than two bars beyond the wall time elapsed (a suspended
+        machine, a changed system clock, a restarted exchange)."""
+        if self._now is None or self._wall is None:
+            return
+        moved = now - self._now
+        elapsed = pd.Timedelta(seconds=wall - self._wall)
+        if moved < pd.Timedelta(0):
+            log.warning(
+                "%s clock went back by %s (from %s to %s); bars already decided stay decided",
+                self.source.name, -moved, self._now.isoformat(), now.isoformat(),
+            )  # fmt: skip
+        elif moved - elapsed > 2 * self.step:
+            log.warning(
+                "%s clock jumped forward by %s in %.1f s of wall time (from %s to %s); "
+                "the bars in between are back-filled, not traded",
+                self.source.name, moved, elapsed.total_seconds(), self._now.isoformat(),
+                now.isoformat(),
+            )  # fmt: skip
 
     def _warmup(self, now: pd.Timestamp) -> None:
         end = _floor(now, self.step)  # bars starting before it have closed
@@ -306,8 +423,26 @@ class LiveMarket:
                 continue
             seen = self._seen[symbol]
             reason = None
+            if t in pending or (seen is not None and t == seen and t in self._values[symbol]):
+                first = pending[t] if t in pending else self._values[symbol][t]
+                have = [first.open, first.high, first.low, first.close, first.volume]
+                again = [float(x) for x in row[1:6]]
+                if have == again:
+                    self.dropped.append((symbol, t, "arrived twice (same values)"))
+                    log.warning(
+                        "%s: the bar at %s arrived twice with the same values; one copy kept",
+                        symbol, t.isoformat(),
+                    )  # fmt: skip
+                    continue
+                self.dropped.append((symbol, t, "arrived again with other values"))
+                log.warning(
+                    "%s: the bar at %s arrived again with other values (%s, first copy %s); "
+                    "the first copy is kept",
+                    symbol, t.isoformat(), again, have,
+                )  # fmt: skip
+                continue
             if seen is not None and t <= seen:
-                reason = "arrived twice" if t == seen or t in pending else "arrived out of order"
+                reason = "arrived twice" if t == seen else "arrived out of order"
             elif self._released is not None and t <= self._released:
                 reason = "arrived after the portfolio decided that bar (late)"
             elif int(row[0]) % step_ms:
@@ -318,11 +453,14 @@ class LiveMarket:
                 if seen is None or t > seen:  # a bad bar is not asked for again every poll
                     self._seen[symbol] = t
                 self.dropped.append((symbol, t, reason))
-                log.warning("%s: dropped the bar at %s: it %s", symbol, t.isoformat(), reason)
+                log.warning(
+                    "%s: dropped the bar at %s (never traded): it %s", symbol, t.isoformat(), reason
+                )
                 continue
             o, h, lo, c, v = (float(x) for x in row[1:6])
             pending[t] = Bar(t, o, h, lo, c, v, live=False)
             self._seen[symbol] = t
+            self._values[symbol] = {t: pending[t]}  # the newest accepted bar, to compare
 
     def _release(self, now: pd.Timestamp, force: bool = False) -> None:
         """Release complete bar times in order; the newest of this poll is live."""
@@ -349,6 +487,14 @@ class LiveMarket:
                 (self.live_times if live else self.backfill_times).append(t)
                 self._released = t
             self._cond.notify_all()
+        filled = [t for t in ready if not self.live_times or self.live_times[-1] != t]
+        if filled:
+            what = "history" if not self.live_times or self.live_times[0] > filled[-1] else "gap"
+            log.info(
+                "back-filled %d bar%s (%s, %s .. %s; not traded)",
+                len(filled), "" if len(filled) == 1 else "s", what, filled[0].isoformat(),
+                filled[-1].isoformat(),
+            )  # fmt: skip
 
 
 def _floor(ts: pd.Timestamp, step: pd.Timedelta) -> pd.Timestamp:

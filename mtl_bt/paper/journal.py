@@ -23,13 +23,16 @@ import pandas as pd
 
 from mtl_bt.paper.state import BarRecord, OrderRow, PaperState, Resume, iso
 
+#: final order states, named as in a backtest's orders.csv (a journal written before this
+#: naming says "filled" for "completed" and "cancelled" for "canceled")
 _FINAL = {
-    bt.Order.Completed: "filled",
-    bt.Order.Canceled: "cancelled",
+    bt.Order.Completed: "completed",
+    bt.Order.Canceled: "canceled",
     bt.Order.Expired: "expired",
-    bt.Order.Margin: "rejected",
+    bt.Order.Margin: "margin",
     bt.Order.Rejected: "rejected",
 }
+FILLED = ("completed", "filled")
 
 
 def bar_time(data: bt.feed.DataBase) -> pd.Timestamp:
@@ -63,6 +66,7 @@ class PaperJournal(bt.Analyzer):
         self._ids: dict[int, int] = {}  # broker order ref -> journal order id
         self._updates: list[tuple[int, str, str | None, float | None, float | None, float]] = []
         self._restored = self.resume.datetime is None
+        self._ohlcv: list[tuple[str, str, float, float, float, float, float, int]] = []
         self._resubmitting = False
         self.committed = 0
         broker = self.strategy.broker
@@ -74,6 +78,38 @@ class PaperJournal(bt.Analyzer):
             return submit(order, check)
 
         broker.submit = recording_submit  # every order a strategy creates passes here
+        if self.p.retrainer is not None:
+            self._guard_before_decisions()
+
+    def _guard_before_decisions(self) -> None:
+        """Run the model-age guard before the strategy's own ``next`` on every live bar
+        (analyzers run after the strategy: a guard there would come one bar late, on the
+        first bar of every start and resume)."""
+        strategy = self.strategy
+        datas = strategy.datas
+        seen = {"at": None}
+
+        def guard() -> None:
+            if not self._restored:
+                return  # replayed history: nothing is decided
+            times = [bar_time(d) for d in datas if len(d)]
+            if not times:
+                return
+            now = max(times)
+            if now == seen["at"]:
+                return
+            if all(is_live_bar(d) for d in datas if len(d) and bar_time(d) == now):
+                seen["at"] = now
+                self.p.retrainer.before_bar(strategy, now)
+
+        for name in ("prenext", "nextstart", "next"):
+            method = getattr(strategy, name)
+
+            def guarded(method=method) -> None:
+                guard()
+                method()
+
+            setattr(strategy, name, guarded)
 
     def notify_order(self, order: bt.Order) -> None:
         label = _FINAL.get(order.status)
@@ -105,6 +141,20 @@ class PaperJournal(bt.Analyzer):
         if not moved:
             return
         now = bar_time(datas[moved[0]])
+        for a in moved:  # every bar delivered is journaled (report, reconcile)
+            d = datas[a]
+            self._ohlcv.append(
+                (
+                    self.names[a],
+                    iso(bar_time(d)),
+                    float(d.open[0]),
+                    float(d.high[0]),
+                    float(d.low[0]),
+                    float(d.close[0]),
+                    float(d.volume[0]),
+                    int(is_live_bar(d)),
+                )
+            )
         if not self._restored:
             self._created.clear()  # history is never decided (the strategy was gated)
             if now >= pd.Timestamp(self.resume.datetime):
@@ -140,16 +190,17 @@ class PaperJournal(bt.Analyzer):
             positions=positions,
             strategy_state=state_fn() if state_fn else {},
             meta=self.p.meta() if self.p.meta is not None else {},
+            ohlcv=list(self._ohlcv),
         )
         ids = self.state.commit(rec)
         for order, journal_id in zip(self._created, ids, strict=True):
             self._ids[order.ref] = journal_id
         self._created.clear()
         self._updates.clear()
+        self._ohlcv.clear()
         self.committed += 1
         if self.p.retrainer is not None:  # a swap here is used from the next bar on
-            predictors = getattr(self.strategy, "predictors", None) or [None]
-            self.p.retrainer.on_bar(self.strategy, now, predictors[0])
+            self.p.retrainer.on_bar(self.strategy, now)
         if self.p.on_bar is not None:
             self.p.on_bar(rec)
 

@@ -61,6 +61,24 @@ CREATE TABLE IF NOT EXISTS positions (
     price REAL NOT NULL,
     PRIMARY KEY (datetime, symbol)
 );
+CREATE TABLE IF NOT EXISTS ohlcv (
+    symbol TEXT NOT NULL,
+    datetime TEXT NOT NULL,
+    open REAL NOT NULL,
+    high REAL NOT NULL,
+    low REAL NOT NULL,
+    close REAL NOT NULL,
+    volume REAL NOT NULL,
+    live INTEGER NOT NULL,
+    PRIMARY KEY (symbol, datetime)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    seq INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    bars INTEGER NOT NULL,
+    operational TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS models (
     seq INTEGER PRIMARY KEY,
     datetime TEXT,
@@ -126,6 +144,11 @@ class BarRecord:
     strategy_state: dict[str, Any] = field(default_factory=dict)
     #: run facts recorded once, with the first bar (e.g. where the history starts)
     meta: dict[str, str] = field(default_factory=dict)
+    #: every bar the feeds delivered since the last commit (history and back-fill too):
+    #: (symbol, time, open, high, low, close, volume, live)
+    ohlcv: list[tuple[str, str, float, float, float, float, float, int]] = field(
+        default_factory=list
+    )
 
 
 @dataclass
@@ -174,6 +197,23 @@ class PaperState:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(identity.items()))
 
+    def record_session(self, operational: dict[str, Any], bars: int) -> None:
+        """One row per invocation: when, which process, the journal's bars at its start and
+        its operational settings (those may change on resume: mtl_bt.paper.settings)."""
+        import os
+
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO sessions (started, pid, bars, operational) VALUES (?, ?, ?, ?)",
+                (
+                    iso(pd.Timestamp.now(tz="UTC")),
+                    os.getpid(),
+                    bars,
+                    json.dumps(operational, sort_keys=True),
+                ),
+            )
+
     @staticmethod
     def reset(path: str | Path) -> None:
         for suffix in ("", "-wal", "-shm"):
@@ -214,6 +254,8 @@ class PaperState:
                 )
                 ids.append(int(cur.lastrowid))
             db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", sorted(rec.meta.items()))
+            # the first copy stays: what the bars decided so far were decided on
+            db.executemany("INSERT OR IGNORE INTO ohlcv VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rec.ohlcv)
             db.executemany(
                 "INSERT INTO positions VALUES (?, ?, ?, ?)",
                 [(rec.datetime, s, size, price) for s, (size, price) in rec.positions.items()],

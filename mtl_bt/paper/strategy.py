@@ -114,6 +114,8 @@ class PaperMTLStrategy(MTLStrategy):
                 pos = self.getposition(d).size
                 if pos == 0.0 or w * pos < 0.0:
                     w = 0.0  # no entry from flat, no flip to the other side
+                    if pos == 0.0:  # not held: no holding period runs for it
+                        self._held[self._asset_of[id(d)]] = False
                 elif abs(w) * self.broker.getvalue() > abs(pos) * d.close[0]:
                     w = float(np.sign(w)) * abs(pos) * d.close[0] / self.broker.getvalue()
                 kept.append((d, w))

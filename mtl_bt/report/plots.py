@@ -54,15 +54,30 @@ def plot_equity(
         return None
     fig = Figure(figsize=(10, 4.5))
     ax = fig.subplots()
+    values = []
     for name, rets in curves.items():
-        ax.plot(rets.index, equity(rets).to_numpy(), label=name, lw=1.2)
+        curve = equity(rets).to_numpy()
+        values.append(curve)
+        ax.plot(rets.index, curve, label=name, lw=1.2)
     ax.axhline(1.0, color="#999", lw=0.6)
     ax.set_title(title)
     ax.set_ylabel("growth of 1")
+    if _log_scale(np.concatenate(values)):  # years of compounding: equal % moves look equal
+        ax.set_yscale("log")
+        ax.set_ylabel("growth of 1 (log scale)")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     return _save(fig, path)
+
+
+#: an equity plot spanning more than this ratio (highest / lowest value) gets a log axis
+LOG_RATIO = 4.0
+
+
+def _log_scale(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values) & (values > 0)]
+    return bool(finite.size) and finite.max() / finite.min() > LOG_RATIO
 
 
 def plot_drawdown(curves: dict[str, pd.Series], path: str | Path) -> Path | None:
@@ -73,8 +88,10 @@ def plot_drawdown(curves: dict[str, pd.Series], path: str | Path) -> Path | None
     ax = fig.subplots()
     for name, rets in curves.items():
         ax.plot(rets.index, 100 * drawdown(rets).to_numpy(), label=name, lw=1.0)
-    ax.set_title("Drawdown")
-    ax.set_ylabel("% below peak")
+    ax.set_title(
+        "Drawdown (% below the running peak; the tables' max drawdown is its lowest point)"
+    )
+    ax.set_ylabel("%")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
@@ -107,26 +124,39 @@ def plot_rolling_sharpe(
 
 
 def plot_fold_metrics(metrics: pd.DataFrame, path: str | Path) -> Path | None:
-    """Per-task out-of-sample metrics by fold; ``metrics`` is long: fold, task, metric, value."""
+    """Per-task out-of-sample metrics by fold; ``metrics`` is long: fold, task, metric, value.
+
+    One small panel per (task, metric): metrics mean different things on different scales
+    (an IC near 0, a QLIKE near 1, a calibration ratio), so they never share an axis, and
+    each panel's title names its metric (no legend over the lines). Folds are integers."""
+    from matplotlib.ticker import MaxNLocator
+
     if metrics is None or metrics.empty:
         return None
     tasks = list(dict.fromkeys(metrics["task"]))
-    cols = min(3, len(tasks))
-    rows = math.ceil(len(tasks) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for ax, task in zip(axes, tasks, strict=False):
-        sub = metrics[metrics["task"] == task]
-        for metric, grp in sub.groupby("metric", sort=False):
+    per_task = {t: list(dict.fromkeys(metrics.loc[metrics["task"] == t, "metric"])) for t in tasks}
+    cols = max(len(m) for m in per_task.values())
+    rows = len(tasks)
+    fig = Figure(figsize=(2.8 * cols + 0.6, 2.2 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for r, task in enumerate(tasks):
+        for c in range(cols):
+            ax = axes[r][c]
+            if c >= len(per_task[task]):
+                ax.set_visible(False)
+                continue
+            metric = per_task[task][c]
+            grp = metrics[(metrics["task"] == task) & (metrics["metric"] == metric)]
             grp = grp.sort_values("fold")
-            ax.plot(grp["fold"], grp["value"], marker="o", ms=3, lw=1, label=str(metric))
-        ax.axhline(0.0, color="#999", lw=0.6)
-        ax.set_title(task, fontsize=10)
-        ax.set_xlabel("fold")
-        ax.legend(fontsize=7, loc="best")
-        ax.grid(alpha=0.3)
-    for ax in axes[len(tasks) :]:
-        ax.set_visible(False)
+            ax.plot(grp["fold"], grp["value"], marker="o", ms=3, lw=1)
+            low, high = np.nanmin(grp["value"]), np.nanmax(grp["value"])
+            if low < 0 < high:
+                ax.axhline(0.0, color="#999", lw=0.6)
+            ax.set_title(f"{task}: {metric}", fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("fold", fontsize=7)
     fig.suptitle("Out-of-sample task metrics by fold")
     fig.tight_layout()
     return _save(fig, path)
@@ -195,6 +225,9 @@ def plot_bars(
 ) -> Path | None:
     """Horizontal bars of ``value`` (+- ``err``) per row label (first column), for comparisons."""
     if frame is None or frame.empty or value not in frame:
+        return None
+    frame = frame[np.isfinite(frame[value].to_numpy(dtype=float))]  # no value: no empty row
+    if frame.empty:
         return None
     labels = frame.iloc[:, 0].astype(str).tolist()
     vals = frame[value].to_numpy(dtype=float)

@@ -46,6 +46,16 @@ METRICS: list[tuple[str, str]] = [
     ("rejected_orders", "Rejected orders"),  # refused by the broker (orders.csv says why)
 ]
 
+#: what the task metrics mean, inline: a link to docs/run.md is dead once the report is shared
+METRIC_NOTES = (
+    "Pooled over all folds and symbols. ic / rank_ic: Pearson / Spearman correlation of "
+    "prediction and realised value (0: no skill); auc: chance that an up-move bar scores above "
+    "a down-move bar (0.5: no skill); accuracy: share of bars whose direction was called "
+    "right; qlike: volatility forecast loss (0 is perfect, lower is better); calibration: "
+    "RMS realised / RMS predicted volatility (1 is calibrated, > 1 under-predicts); _ewma / "
+    "_har: the same for the EWMA and HAR-RV baseline forecasts."
+)
+
 STRATEGY = "MTL strategy"
 BUY_AND_HOLD = "buy & hold (equal weight)"
 
@@ -205,7 +215,12 @@ def data_ranges_table(data: dict[str, Any]) -> pd.DataFrame:
 
 
 def write_run_report(
-    run_dir: str | Path, title: str | None = None, *, plots_on: bool = True, html: bool = True
+    run_dir: str | Path,
+    title: str | None = None,
+    *,
+    plots_on: bool = True,
+    html: bool = True,
+    intro: str | None = None,
 ) -> dict[str, Path]:
     """Plots, report.md and report.html for a finished run folder; returns what was written."""
     run_dir = Path(run_dir)
@@ -239,8 +254,9 @@ def write_run_report(
         doc.add(Paragraph(f"**{sentence}**"))
     doc.add(
         Paragraph(
-            "Out-of-sample backtest: every bar is traded with the model of the walk-forward fold "
-            "whose training window ended before it; buy & hold covers the same bars."
+            intro
+            or "Out-of-sample backtest: every bar is traded with the model of the walk-forward "
+            "fold whose training window ended before it; buy & hold covers the same bars."
         )
     )
     summary = data.get("summary") or {}
@@ -270,7 +286,7 @@ def write_run_report(
         doc.add(
             Table(
                 wide.reset_index(),
-                caption="Pooled over all folds and symbols (definitions in docs/run.md#metrics).",
+                caption=METRIC_NOTES,
             )
         )
     if fold_metrics is not None and not fold_metrics.empty:

@@ -70,10 +70,12 @@ def check_feature(
     warmup_tol: float = lookahead.WARMUP_TOL,
     **params: Any,
 ) -> Report:
-    """Columns and alignment as declared; finite after the declared warm-up; prefix
-    invariance and perturbed future at several cut points; no dependence on the start
-    of the history after the declared warm-up. A feature that reads other frames goes to
-    ``check_cross_feature``, ``frame`` joined by the synthetic symbols AAA, BBB and CCC."""
+    """Columns and alignment as declared; no state between calls; finite after the
+    declared warm-up; prefix invariance and perturbed future at several cut points; no
+    dependence on the start of the history after the declared warm-up; streamed bar by
+    bar it equals the vectorised rows (what ``mtl-bt check`` and live feeds need). A
+    feature that reads other frames goes to ``check_cross_feature``, ``frame`` joined by
+    the synthetic symbols AAA, BBB and CCC."""
     report = Report("feature", name)
     spec, fn = feature_compute(name, params)
     if spec.reads():  # it reads other frames: the laws across frames, in a run of symbols
@@ -91,6 +93,7 @@ def check_feature(
     full = fn(frame)
     report.ok("columns and index as declared")
     cuts = list(cuts) if cuts is not None else lookahead.default_cuts(len(frame), declared)
+    _check_state(name, spec, frame, cuts, report)
     for findings in (
         lookahead.prefix_findings(fn, frame, cuts, full),
         lookahead.future_findings(fn, frame, cuts, full),
@@ -138,7 +141,54 @@ def check_feature(
                 f"the feature declares a warm-up of {declared}; declare warmup >= {bars}",
             )
     report.ok("start of history forgotten within the declared warm-up")
+    _check_streaming(name, spec, frame, full, report)
     return report
+
+
+def _check_state(
+    name: str, spec: Any, frame: pd.DataFrame, cuts: Sequence[int], report: Report
+) -> None:
+    """The same bars give the same rows whatever was called before (``testing.state``)."""
+    from mtl_bt.features.base import declared_columns
+    from mtl_bt.features.spec import feature_fn
+    from mtl_bt.testing import state
+
+    params = spec.resolved_params()[name]
+    fn = feature_fn(name)
+    columns = declared_columns(name, fn, params)
+    found = state.state_findings(fn, params, frame, list(cuts)[len(cuts) // 2], columns)
+    if found:
+        raise _fail("feature", name, f"{found[0]}")
+    if found is None:
+        report.notes.append("state between calls not checked: defined in a function or __main__")
+    else:
+        report.ok("no state between calls (fresh module copies, two call orders)")
+
+
+def _check_streaming(
+    name: str, spec: Any, frame: pd.DataFrame, full: pd.DataFrame, report: Report
+) -> None:
+    """Streamed bar by bar (``mtl_bt.features.streaming``: replay, live feeds, paper) the
+    rows equal the vectorised ones within ``parity.TOL`` (relative), as ``mtl-bt check``
+    requires; a difference names its cause (``parity.stream_cause``)."""
+    from mtl_bt.features.streaming import stream_frame
+    from mtl_bt.testing import parity
+
+    want = full.to_numpy(np.float64)
+    got = stream_frame(spec, frame)
+    bad = ~parity._close(got, want)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        i, j = int(rows[0]), int(cols[0])
+        column = str(full.columns[j])
+        cause = parity.stream_cause(spec, name, frame, i, column, float(got[i, j]))
+        raise _fail(
+            "feature",
+            name,
+            f"streaming = preloaded: column {column!r} streams to {float(got[i, j])!r} but "
+            f"computes {float(want[i, j])!r} at bar {i} ({frame.index[i]}); {cause}",
+        )
+    report.ok(f"streaming = preloaded (relative {parity.TOL:g})")
 
 
 def check_cross_feature(
@@ -290,7 +340,8 @@ def check_architecture(
     """Outputs named exactly as the tasks, shape (batch,), finite; parameters partitioned
     into shared and per-task; a task's loss never reaches another task's parameters;
     every head's output layer found (head-bias initialisation); rebuilt from plain data
-    (``weights_only`` checkpoint) it gives identical outputs."""
+    (``weights_only`` checkpoint) it gives identical outputs; ``model.dropout`` honoured
+    in training mode or refused when built."""
     from mtl_bt.models import MTLModel
     from mtl_bt.models.build import build_model_from_dict
     from mtl_bt.models.guards import check_outputs, example_input
@@ -380,7 +431,44 @@ def check_architecture(
         if not torch.equal(again[task], model(x, asset)[task]):
             raise _fail("architecture", name, f"rebuilt from plain data, output {task!r} differs")
     report.ok("rebuilt from plain data (weights_only) with identical outputs")
+    _check_dropout(name, in_features, specs, options, report)
     return report
+
+
+def _check_dropout(
+    name: str, in_features: int, specs: list[Any], options: dict[str, Any], report: Report
+) -> None:
+    """``model.dropout`` (a common option, default 0.1) is honoured - with 0.5 the
+    training-mode outputs vary from pass to pass - or refused with a ``ConfigError`` when
+    the model is built; never silently ignored."""
+    from mtl_bt.errors import ConfigError
+    from mtl_bt.models.guards import example_input
+
+    torch.manual_seed(0)
+    try:
+        model = registry.get("architecture", name)(
+            in_features, specs, **{**options, "dropout": 0.5}
+        )
+    except ConfigError:
+        report.ok("dropout > 0 refused when built")
+        return
+    x, asset = example_input(model, 16, torch.Generator().manual_seed(1))
+    model.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        first = model(x, asset)
+        torch.manual_seed(2)
+        second = model(x, asset)
+    if all(torch.equal(first[t.name], second[t.name]) for t in specs):
+        raise _fail(
+            "architecture",
+            name,
+            "ignores model.dropout: built with dropout=0.5 its training-mode outputs never "
+            "vary; apply self.dropout (e.g. nn.Dropout(self.dropout), or "
+            "mtl_bt.models.layers.mlp(..., self.dropout)), or raise ConfigError in __init__ "
+            "when self.dropout > 0",
+        )
+    report.ok("model.dropout honoured in training mode")
 
 
 # -- weightings --------------------------------------------------------------------

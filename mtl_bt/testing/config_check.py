@@ -363,7 +363,10 @@ def _contract_rows(config: Any, comp: Any) -> list[Row]:
             detail = f"raised {type(exc).__name__}: {exc}".replace("\n", " ")
             rows.append(Row(kind, name, plugin, "contract", FAIL, detail))
             continue
-        rows.append(Row(kind, name, plugin, "contract", PASS, f"{len(report.laws)} law{'s' if len(report.laws) != 1 else ''}"))
+        laws = len(report.laws)
+        rows.append(
+            Row(kind, name, plugin, "contract", PASS, f"{laws} law{'s' if laws != 1 else ''}")
+        )
     return rows
 
 

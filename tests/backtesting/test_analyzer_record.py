@@ -20,7 +20,7 @@ class _PerBarReference(PortfolioAnalyzer):
     def start(self) -> None:
         super().start()
         self.ref_equity, self.ref_positions, self.ref_gross = [], [], []
-        self.ref_traded_asset, self._ta = [], np.zeros(len(self.datas_))
+        self.ref_traded_asset, self._ta = [], np.zeros(len(self._feeds))
 
     def notify_order(self, order):
         if order.status == bt.Order.Completed:
@@ -30,7 +30,7 @@ class _PerBarReference(PortfolioAnalyzer):
         super().notify_order(order)
 
     def next(self) -> None:
-        closes = np.array([d.close[0] if len(d) else 0.0 for d in self.datas_])
+        closes = np.array([d.close[0] if len(d) else 0.0 for d in self._feeds])
         value = self.strategy.broker.getvalue()
         held = self.pos * closes
         self.ref_equity.append(self.cashflow + held)

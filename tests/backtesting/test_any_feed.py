@@ -29,6 +29,9 @@ def run_feeds(feeds: dict, predictors, cerebro_kwargs=None, **params):
         cerebro.p.__dict__.update(cerebro_kwargs)
     for name, feed in feeds.items():
         cerebro.adddata(feed, name=name)
+    # the daily AAPL model also trades the hourly BTC/USDT feed here: these tests are about
+    # feeds, not the model's fit (any_bar_size; without it that feed is refused)
+    params.setdefault("any_bar_size", True)
     params.setdefault("signal_options", MEMORYLESS)  # plumbing tests: enough orders
     cerebro.addstrategy(MTLStrategy, predictor=predictors, record=True, **params)
     cerebro.addanalyzer(PortfolioAnalyzer, _name="p")

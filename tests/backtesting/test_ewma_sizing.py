@@ -59,7 +59,7 @@ def _spy_run(frames, model, preload: bool, mode: str = "live"):
     cerebro.p.preload = preload
     for s, f in frames.items():
         cerebro.adddata(frame_feed(f, name=s), name=s)
-    cerebro.addstrategy(OwnedStrategy, predictor=model, signal=rule, mode=mode)
+    cerebro.addstrategy(OwnedStrategy, predictor=model, signal=rule, mode=mode, any_bar_size=True)
     strat = cerebro.run()[0]
     assert strat.streaming is not preload and rule.seen
     return strat, rule.seen
@@ -124,7 +124,9 @@ def _orders(frames, model, **params):
     cerebro = make_cerebro({}, BacktestConfig())
     for s, f in frames.items():
         cerebro.adddata(frame_feed(f, name=s), name=s)
-    cerebro.addstrategy(MTLStrategy, predictor=model, signal="vol_managed", **params)
+    cerebro.addstrategy(
+        MTLStrategy, predictor=model, signal="vol_managed", any_bar_size=True, **params
+    )
     strat = cerebro.run()[0]
     orders = [(o.data._name, o.created.dt, o.size) for o in strat.broker.orders]
     return strat, orders, cerebro.broker.getvalue()

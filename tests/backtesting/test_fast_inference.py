@@ -164,6 +164,15 @@ class Branchy(Plugin):
         return out if h.shape[0] == 2 else {n: v + 1.0 for n, v in out.items()}
 
 
+class BatchMixing(Plugin):
+    """Each row's outputs read the batch's mean: a row's predictions depend on its batch."""
+
+    architecture = "batch_mixing_test"
+
+    def predict(self, h):
+        return super().predict(h + 0.1 * h.mean(dim=0, keepdim=True))
+
+
 class Unexportable(Plugin):
     """An op the ONNX exporter does not know."""
 
@@ -182,7 +191,7 @@ def plugins():
     class Register:
         @hookimpl
         def register_architectures(self, register):
-            for cls in (Plugin, Branchy, Unexportable):
+            for cls in (Plugin, Branchy, BatchMixing, Unexportable):
                 register(cls.architecture, cls, "test only")
 
     registry.register_plugin(Register(), "onnx_test_plugins")
@@ -234,6 +243,21 @@ def test_a_plugin_that_does_not_export_falls_back_with_the_reason(predictors, fr
     assert "'unexportable_test' runs on torch" in message and "aten::kthvalue" in message
     assert predictor.backend == "torch" and "export" in predictor.backend_reason
     _assert_predicts_like_torch(predictor, frames)
+
+
+def test_a_model_whose_rows_depend_on_the_batch_runs_one_row_at_a_time(predictors, frames, plugins):
+    """The load check finds that a row in a batch differs from the row alone, so
+    ``predict`` runs rows one by one: live (per bar) and precomputed (whole frame)
+    predictions stay the same bits, whatever the model does with its batch."""
+    predictor = _quiet(_as(predictors[0].checkpoint, BatchMixing))
+    assert predictor.backend == "onnxruntime" and predictor._row_by_row
+    symbol, feats = _rows(predictor, frames)
+    ids = predictor.asset_ids([symbol] * 6)
+    whole = predictor.predict(feats[:6], ids)
+    for i in range(6):
+        one = predictor.predict(feats[i : i + 1], ids[i : i + 1])
+        for name in whole:
+            assert one[name][0] == whole[name][i], (name, i)
 
 
 def _cached(folder):

@@ -79,7 +79,7 @@ def test_a_rule_without_heads_holds_the_models_return_horizon_or_is_refused(
     # the real model has one return horizon (1): it is the holding period
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(bt.feeds.PandasData(dataname=real_frames["AAPL"]), name="AAPL")
-    cerebro.addstrategy(MTLStrategy, predictor=real_model, signal=Rule())
+    cerebro.addstrategy(MTLStrategy, predictor=real_model, signal=Rule(), any_bar_size=True)
     strat = cerebro.run()[0]
     assert strat.hold == 1 and strat.decisions > 100
     # an explicit horizon= always wins
@@ -175,7 +175,12 @@ def test_docs_order_hook_example_subclass_runs(real_frames, real_model):
     cerebro = bt.Cerebro(stdstats=False)
     for s, f in real_frames.items():
         cerebro.adddata(bt.feeds.PandasData(dataname=f), name=s)
-    cerebro.addstrategy(namespace["LimitOrders"], predictor=real_model, signal_options=MEMORYLESS)
+    cerebro.addstrategy(
+        namespace["LimitOrders"],
+        predictor=real_model,
+        signal_options=MEMORYLESS,
+        any_bar_size=True,
+    )
     strat = cerebro.run()[0]
     orders = strat.broker.orders
     assert strat.decisions > 50 and len(orders) > 10

@@ -128,9 +128,14 @@ def test_horizon_rebalance_holds_positions_for_h_bars(frames, predictors):
     assert len(bar.orders) > len(res.orders)
 
 
-def test_rejected_orders_are_recorded(frames, predictors):
+def test_gap_up_buys_fit_the_cash_at_the_fill_and_refusals_are_recorded(frames, predictors):
     """Buys are sized to fit the cash at the close; a 6% gap up at every open makes the
-    fully invested book's buys unaffordable at the fill: the broker refuses, we record."""
+    fully invested book's buys unaffordable at the fill. MTLStrategy's buys of one bar are
+    scaled together to the cash there (mtl_bt.backtesting.fills): none is refused. Without
+    that (a strategy submitting its own buys), the broker refuses and the analyzer records."""
+    from mtl_bt.backtesting.analyzers import PortfolioAnalyzer
+    from mtl_bt.backtesting.runner import make_cerebro
+
     gapped = {}
     for s_, f in frames.items():
         g = f.copy()
@@ -144,9 +149,23 @@ def test_rejected_orders_are_recorded(frames, predictors):
         signal_options={"target_vol": 50.0, "threshold": 0.0, "use_direction": False},
     )
     res = run_backtest(gapped, predictors, cfg)
-    bad = res.orders[res.orders["status"] != "completed"]
+    assert len(res.orders) > 20
+    assert (res.orders["status"] == "completed").all()
+    assert res.metrics["rejected_orders"] == 0
+
+    class OwnBuys(MTLStrategy):  # the same sizes, submitted one by one (no fitted group)
+        def start(self):
+            super().start()
+            self._buy_groups.uninstall()
+            self._buy_groups = None
+
+    cerebro = make_cerebro(gapped, cfg)
+    cls, params = MTLStrategy.from_config(cfg, predictors)
+    cerebro.addstrategy(OwnBuys, **params)
+    cerebro.addanalyzer(PortfolioAnalyzer, _name="p")
+    orders = pd.DataFrame(cerebro.run()[0].analyzers.p.get_analysis()["orders"])
+    bad = orders[orders["status"] != "completed"]
     assert len(bad) > 0 and set(bad["status"]) <= {"margin", "rejected"}
-    assert res.metrics["rejected_orders"] == len(bad)
     assert (bad["side"] == "buy").all()
 
 
@@ -201,7 +220,7 @@ def test_bad_input_errors_before_the_run(frames, predictors):
         run_backtest(zero, predictors, BacktestConfig())
     short = dict(frames)
     short["BBB"] = frames["BBB"].iloc[:10]
-    with pytest.raises(DataError, match="BBB: 10 bars are not enough"):
+    with pytest.raises(DataError, match=r"feed .BBB.: 10 bars, but the model needs \d+"):
         run_backtest(short, predictors, BacktestConfig())
     stranger = dict(frames)
     stranger["ZZZ"] = garch_bars(520, seed=9, symbol="ZZZ")

@@ -121,7 +121,9 @@ def test_resampledata_features_are_those_of_the_resampled_bars(crypto_frames, re
     hourly = crypto_frames["BTC/USDT"].iloc[:1600]
     cerebro = make_cerebro({}, BacktestConfig())
     cerebro.resampledata(frame_feed(hourly, name="BTC/USDT"), name="BTC/USDT", **FOUR_HOURS)
-    cerebro.addstrategy(MTLStrategy, predictor=real_model, record=True, signal_options=MEMORYLESS)
+    cerebro.addstrategy(
+        MTLStrategy, predictor=real_model, record=True, signal_options=MEMORYLESS, any_bar_size=True
+    )
     strat = cerebro.run()[0]
     expected = _resampled_by_pandas(hourly)
     n = len(expected) - 1  # the last 4h bar is incomplete in the data; Backtrader emits it
@@ -143,7 +145,11 @@ def test_replaydata_decides_only_on_completed_bars_like_the_resampled_run(
         cerebro = make_cerebro({}, BacktestConfig(slippage=0.0))
         getattr(cerebro, how)(frame_feed(hourly, name="BTC/USDT"), name="BTC/USDT", **FOUR_HOURS)
         cerebro.addstrategy(
-            MTLStrategy, predictor=real_model, record=True, signal_options=MEMORYLESS
+            MTLStrategy,
+            predictor=real_model,
+            record=True,
+            signal_options=MEMORYLESS,
+            any_bar_size=True,
         )
         runs[how] = cerebro.run()[0]
     res, rep = runs["resampledata"], runs["replaydata"]
@@ -183,7 +189,9 @@ def test_replay_to_a_bar_that_does_not_divide_a_day_is_refused(real_frames, real
     cerebro.replaydata(
         frame_feed(real_frames["AAPL"], name="AAPL"), name="AAPL", timeframe=bt.TimeFrame.Weeks
     )
-    cerebro.addstrategy(MTLStrategy, predictor=real_model, signal_options=MEMORYLESS)
+    cerebro.addstrategy(
+        MTLStrategy, predictor=real_model, signal_options=MEMORYLESS, any_bar_size=True
+    )
     with pytest.raises(DataError, match="feed 'AAPL': replaydata .* use cerebro.resampledata"):
         cerebro.run()
 

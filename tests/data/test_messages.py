@@ -85,3 +85,16 @@ def test_sources_switched_off_by_the_environment_name_the_variable(monkeypatch):
     line = _one_line_error(res)
     assert "unknown source 'sample'" in line
     assert "MTL_BT_DISABLE_PLUGINS=builtin keeps plugin(s)" in line and "builtin_sources" in line
+
+
+def test_a_full_disk_outside_mtl_bt_s_own_writes_is_one_line_too(monkeypatch):
+    """A library's own temp file (not an mtl-bt artefact) filling the disk: the CLI's last
+    guard turns ENOSPC into one line naming the file, exit 2, no traceback."""
+    import mtl_bt.data
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/some-library-cache.bin")
+
+    monkeypatch.setattr(mtl_bt.data, "load_frames", full)
+    line = _one_line_error(_run("info", "--symbol", "BTC/USDT"))
+    assert "no space left on the device writing /tmp/some-library-cache.bin" in line

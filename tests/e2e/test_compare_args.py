@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -96,27 +97,35 @@ def _toy_jobs(out: Path) -> list[Job]:
     return [Job(f"x{x}", "_toy_jobs:square", {"x": x}, out / f"x{x}") for x in range(4)]
 
 
+#: the test cluster's own token: Ray's default, ~/.ray/auth_token, is shared by every Ray
+#: head of the user on this machine (another one may rewrite it meanwhile)
+RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+
+
 @pytest.fixture
 def ray_head(tmp_path_factory):
     """A real Ray head on loopback (`ray start --head --block`, its own process group, so
     the test stops exactly the processes it started), workers able to import _toy_jobs."""
     port = _closed_port()
     temp = tmp_path_factory.mktemp("ray")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    log = temp / "head.log"
+    env = {**os.environ, **RAY_AUTH, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     ray = str(Path(sys.executable).parent / "ray")
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
          "--node-ip-address", "127.0.0.1", "--include-dashboard=false",
          "--disable-usage-stats", "--temp-dir", str(temp)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert head.poll() is None, "ray start --head exited"
+        deadline = time.monotonic() + 120
+        # ready when it says so (the GCS port accepts connections before the node is up)
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            assert head.poll() is None, f"ray start --head exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, (
+                f"no Ray head after 120 s: {log.read_text()[-2000:]}"
+            )
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
@@ -135,19 +144,32 @@ def ray_head(tmp_path_factory):
 @pytest.mark.timeout(300)
 def test_jobs_on_a_ray_head_at_an_address_equal_the_local_executor(tmp_path, ray_head, monkeypatch):
     """The executor connects to a cluster started outside the command (`ray start --head`),
-    by address, and its results are the local executor's, file for file."""
+    by address, and its results are the local executor's, file for file. The Ray driver runs
+    in its own process: Ray keeps process-wide state (its connection, the auth token it read)
+    that would leak into later tests of this process."""
     monkeypatch.syspath_prepend(str(HERE))
     from mtl_bt.compare.executor import check_address
 
     check_address(ray_head, 10)  # what `compare --address` checks first
     local = run_jobs(_toy_jobs(tmp_path / "local"), shared={"offset": 3}, workers=2)
-    remote = run_jobs(
-        _toy_jobs(tmp_path / "ray"), shared={"offset": 3}, executor="ray", address=ray_head
+    driver = (
+        "import sys; from pathlib import Path; from mtl_bt.compare.executor import Job, run_jobs\n"
+        "out = Path(sys.argv[1])\n"
+        "jobs = [Job(f'x{x}', '_toy_jobs:square', {'x': x}, out / f'x{x}') for x in range(4)]\n"
+        "rs = run_jobs(jobs, shared={'offset': 3}, executor='ray', address=sys.argv[2])\n"
+        "assert [r.ok for r in rs] == [True] * 4 and not any(r.skipped for r in rs), rs\n"
     )
-    assert [r.ok for r in remote] == [True] * 4 and [r.skipped for r in remote] == [False] * 4
-    for a, b in zip(local, remote, strict=True):
-        assert json.loads((a.out_dir / "result.json").read_text()) == json.loads(
-            (b.out_dir / "result.json").read_text()
+    env = {**os.environ, **RAY_AUTH, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", driver, str(tmp_path / "ray"), ray_head],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in _toy_jobs(tmp_path / "ray"):
+        twin = tmp_path / "local" / job.name
+        assert json.loads((job.out_dir / "result.json").read_text()) == json.loads(
+            (twin / "result.json").read_text()
         )
-    pids = {(r.out_dir / "sub" / "pid.txt").read_text() for r in remote}
-    assert str(os.getpid()) not in pids  # ran in the cluster's workers
+    pids = {(tmp_path / "ray" / f"x{x}" / "sub" / "pid.txt").read_text() for x in range(4)}
+    assert str(os.getpid()) not in pids and len(local) == 4  # ran in the cluster's workers

@@ -225,6 +225,31 @@ def test_streaming_equals_compute_on_random_calendars(seed, timeframe, window, i
         np.testing.assert_array_equal(streamed[s], compute(f, spec, frames).to_numpy())
 
 
+@settings(max_examples=12, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from(["1d", "4h", "1w"]),
+    st.floats(0.05, 0.95),
+    st.sampled_from(["A", "B"]),
+)
+def test_no_frame_leaks_on_random_calendars_and_cuts(seed, timeframe, where, target):
+    """The laws across frames as a property: random calendars (bars missing at random, B
+    starting late), a random cut, either symbol as the target."""
+    rng = np.random.default_rng(seed)
+    frames = {}
+    for i, s in enumerate(["A", "B"]):
+        f = garch_bars(300, seed=seed + i, freq="1h")
+        keep = np.sort(rng.choice(len(f), int(len(f) * rng.uniform(0.6, 1.0)), replace=False))
+        frames[s] = f.iloc[keep].iloc[int(rng.integers(0, 40)) * i :]
+    spec = _spec(
+        cross_asset={"of": "B" if target == "A" else "A", "params": ONE, "staleness": True},
+        higher_tf={"timeframe": timeframe, "params": ONE, "staleness": True},
+        market={"params": ONE},
+    )
+    cut = int(where * (len(frames[target]) - 1))
+    assert cross_findings(spec, named(frames), target, cuts=[cut], seed=seed) == []
+
+
 # -- stocks: sessions, holidays ----------------------------------------------------------
 
 

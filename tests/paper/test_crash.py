@@ -105,7 +105,7 @@ def test_sigkill_at_random_points_then_resume(exchange, paper_model, tmp_path):
             echo=None,
         )
     reference = _journal(ref_out)
-    assert len(reference["bars"]) == BARS and any(o[4] == "filled" for o in reference["orders"])
+    assert len(reference["bars"]) == BARS and any(o[4] == "completed" for o in reference["orders"])
 
     clock = ExchangeClock(START, speed=0.0)
     url, _ = exchange(clock)

@@ -153,10 +153,14 @@ def test_bad_duplicate_and_late_candles_dropped_with_warning(exchange, caplog):
     assert (btc.index == dup).sum() == 1 and btc.loc[dup, "close"] != 1.5
     reasons = {(s, t): r for s, t, r in market.dropped}
     assert "non-finite" in reasons[("ETH/USDT", bad)]
-    assert reasons[("BTC/USDT", dup)] == "arrived twice"
+    # a second copy with other values is named as such: the first copy is the one used
+    assert reasons[("BTC/USDT", dup)] == "arrived again with other values"
     text = caplog.text
-    assert f"ETH/USDT: dropped the bar at {bad.isoformat()}" in text
-    assert f"BTC/USDT: dropped the bar at {dup.isoformat()}" in text
+    assert f"ETH/USDT: dropped the bar at {bad.isoformat()} (never traded): it has non-finite" in (
+        text
+    )
+    assert f"BTC/USDT: the bar at {dup.isoformat()} arrived again with other values" in text
+    assert "the first copy is kept" in text
 
 
 def test_out_of_order_bar_is_dropped(caplog):
@@ -255,7 +259,10 @@ def test_429_burst_and_outage_survived_gap_backfilled(exchange, sample_frames, c
     i = statuses.index("DISCONNECTED")
     assert statuses[i + 1 : i + 3] == ["DELAYED", "LIVE"]
     assert ("BTC/USDT", "DELAYED") in strat.notes and ("BTC/USDT", "DISCONNECTED") in strat.notes
-    assert "BTC/USDT: DISCONNECTED" in caplog.text and "BTC/USDT: DELAYED" in caplog.text
+    text = caplog.text  # one line per transition, naming every symbol it applies to
+    assert "BTC/USDT, ETH/USDT: DISCONNECTED (cannot reach ccxt)" in text
+    assert "BTC/USDT, ETH/USDT: DELAYED" in text and "ccxt: reachable again after" in text
+    assert "back-filled" in text and "(gap, " in text
     # the burst alone never disconnected the feed: the retries absorbed it
     assert statuses.count("DISCONNECTED") == 1
 
@@ -311,8 +318,11 @@ def test_exchange_down_for_20_seconds_then_back(sample_frames, caplog):
     first, last = outage["first"], outage["last"]
     assert last - first >= 19 * HOUR  # the clock ran on through the outage
     # it kept trying while the server was down: each try is a bounded series of retries
-    failed = [r for r in caplog.records if "failed after 3 attempts" in r.getMessage()]
-    assert len(failed) >= 3
+    # (identical errors are one line, then one line with their count)
+    failed = [r.getMessage() for r in caplog.records if "failed after 3 attempts" in r.getMessage()]
+    repeats = [m for m in failed if "the same error" in m]
+    assert len(failed) - len(repeats) <= 3 and repeats, failed
+    assert sum(int(m.split("the same error ")[1].split(" more")[0]) for m in repeats) >= 2
     for symbol, sid in (("BTC/USDT", "BTCUSDT"), ("ETH/USDT", "ETHUSDT")):
         got = _frame(strat.rows, symbol)
         want = sample_frames[sid].loc[got.index[0] : until - HOUR]
@@ -329,4 +339,28 @@ def test_exchange_down_for_20_seconds_then_back(sample_frames, caplog):
     i = statuses.index("DISCONNECTED")
     assert statuses[i + 1 : i + 3] == ["DELAYED", "LIVE"]
     assert ("BTC/USDT", "DISCONNECTED") in strat.notes and ("BTC/USDT", "DELAYED") in strat.notes
-    assert "BTC/USDT: DISCONNECTED" in caplog.text and "BTC/USDT: DELAYED" in caplog.text
+    assert "BTC/USDT, ETH/USDT: DISCONNECTED" in caplog.text and "DELAYED" in caplog.text
+
+
+def test_rate_limited_is_named_as_such_and_the_recovery_is_said(exchange, caplog):
+    """429 answers beyond the retries: the feeds report RATE-LIMITED (not 'cannot reach'),
+    once, and 'reachable again' when the exchange answers; then the bars flow."""
+    clock = ExchangeClock(START, speed=0.0)
+    url, state = exchange(clock)
+    state.script[:] = ["429", "429"]  # the first two candle requests; retries=0
+    market = ccxt_market(
+        ["BTC/USDT"],
+        "1h",
+        options={"api_url": url, "rate_limit_ms": 0, "retries": 0, "backoff": 0.01},
+        poll_seconds=0.02,
+        warmup_bars=3,
+        until=START.floor("1h") + HOUR,
+    )
+    with caplog.at_level(logging.INFO, logger="mtl_bt.feeds"):
+        with Lockstep(clock, lambda newest: newest in market.live_times, bars=1):
+            strat = _run(market.feeds())
+    assert market.error is None and strat.rows
+    text = caplog.text
+    assert text.count("BTC/USDT: RATE-LIMITED (rate-limited by ccxt)") == 1, text
+    assert "cannot reach" not in text and "ccxt: reachable again after" in text
+    assert ("BTC/USDT", "DISCONNECTED") in strat.notes  # Backtrader's status for it

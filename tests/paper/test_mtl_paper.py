@@ -40,7 +40,7 @@ def test_cli_paper_run_equals_backtest(exchange, paper_model, tmp_path, crypto_f
             ],
         )
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()  # status lines go to stderr
     assert len(lines) == N + 1 and "equity" in lines[0] and "stopped (max_bars)" in lines[-1]
     db = sqlite3.connect(out / "paper.sqlite")
     bars = [pd.Timestamp(t) for (t,) in db.execute("SELECT datetime FROM bars ORDER BY seq")]
@@ -61,7 +61,7 @@ def test_cli_paper_run_equals_backtest(exchange, paper_model, tmp_path, crypto_f
     bt_result = run_backtest(frames, [predictor], cfg.backtest)
     want = bt_result.orders[bt_result.orders["status"] == "completed"].reset_index(drop=True)
     got = pd.read_csv(out / "orders.csv")
-    got = got[got["status"] == "filled"].reset_index(drop=True)
+    got = got[got["status"] == "completed"].reset_index(drop=True)
     assert len(got) == len(want) > 0
     assert list(got["symbol"]) == list(want["symbol"]) and list(got["side"]) == list(want["side"])
     assert list(pd.to_datetime(got["datetime"], utc=True)) == list(want["datetime"])
@@ -128,6 +128,10 @@ def test_mtl_run_stopped_and_resumed_equals_uninterrupted(exchange, paper_model,
 
 
 def test_stale_model_opens_no_new_positions(exchange, paper_model, tmp_path):
+    """The guard holds on every bar, the first decided bar of the start and of a resume
+    included (it used to run after the strategy had decided: one bar late each time)."""
+    from mtl_bt.paper.state import sha256_file
+
     clock = ExchangeClock(START, speed=0.0)
     url, _ = exchange(clock)
     data = paper_config_dict(url)
@@ -136,30 +140,23 @@ def test_stale_model_opens_no_new_positions(exchange, paper_model, tmp_path):
     path = tmp_path / "paper.toml"
     path.write_text(config_mod.dumps(cfg))
     out = tmp_path / "paper"
-    with Lockstep(clock, journal_has(out / "paper.sqlite"), bars=N - 1):
-        result = CliRunner().invoke(
-            main,
-            [
-                "paper",
-                str(path),
-                "--model",
-                str(paper_model),
-                "--out",
-                str(out),
-                "--max-bars",
-                str(N),
-                "--quiet",
-            ],
-        )
-    assert result.exit_code == 0, result.output
+    args = ["paper", str(path), "--model", str(paper_model), "--out", str(out), "--quiet"]
+    for advance in (N // 2 - 1, N // 2):  # a start, then a resume of the same folder
+        with Lockstep(clock, journal_has(out / "paper.sqlite"), bars=advance):
+            result = CliRunner().invoke(main, [*args, "--max-bars", str(N // 2)])
+        assert result.exit_code == 0, result.output
     db = sqlite3.connect(out / "paper.sqlite")
-    stale = db.execute("SELECT datetime, error FROM models WHERE event='stale'").fetchall()
-    assert len(stale) == 1 and "trained up to" in stale[0][1]
-    when = stale[0][0]
-    # after the warning every order only reduces a position the strategy held on its bar
-    for created, symbol, side in db.execute(
-        "SELECT created, symbol, side FROM orders WHERE created > ?", (when,)
-    ):
+    assert db.execute("SELECT COUNT(*) FROM bars").fetchone()[0] == N
+    stale = db.execute("SELECT datetime, path, sha256, error FROM models WHERE event='stale'")
+    stale = stale.fetchall()
+    first_live = (START.floor("1h") - HOUR).isoformat()
+    # once per model (not again on resume), on the first bar, naming the model in use
+    assert len(stale) == 1 and stale[0][0] == first_live, stale
+    assert stale[0][1] == str(paper_model) and stale[0][2] == sha256_file(paper_model)
+    assert "model.pt trained up to 2024-02-" in stale[0][3] or "trained up to" in stale[0][3]
+    # every order, from the very first bar on, only reduces a position held on its bar
+    orders = db.execute("SELECT created, symbol, side FROM orders").fetchall()
+    for created, symbol, side in orders:
         held = db.execute(
             "SELECT size FROM positions WHERE symbol = ? AND datetime <= ? ORDER BY datetime DESC "
             "LIMIT 1",

@@ -184,12 +184,17 @@ def test_retrained_model_decides_every_bar_after_the_swap(
     # and the fills equal that backtest's, to 1e-6
     expect = swapped_bt.orders[swapped_bt.orders["status"] == "completed"].reset_index(drop=True)
     got = pd.read_csv(out / "orders.csv")
-    got = got[got["status"] == "filled"].reset_index(drop=True)
+    got = got[got["status"] == "completed"].reset_index(drop=True)
     assert len(got) == len(expect) > 0
     assert list(got["symbol"]) == list(expect["symbol"])
     assert list(got["side"]) == list(expect["side"])
     for col in ("size", "price", "commission"):
         np.testing.assert_allclose(got[col], expect[col], rtol=0, atol=1e-6)
+
+    # mtl-bt reconcile finds the same from the journal alone: its models, swapped at its bars
+    rec = CliRunner().invoke(main, ["reconcile", str(out)])
+    assert rec.exit_code == 0, rec.output
+    assert f"identical: {N} decided bars" in rec.output and "2 model(s)" in rec.output
 
 
 def test_swap_to_a_model_with_other_features_is_refused(paper_model, tmp_path):

@@ -61,17 +61,25 @@ def test_retrained_in_background_swapped_at_bar_boundary(exchange, paper_model, 
     assert result.stopped_by == "until" or result.bars == len(bars)
 
 
-def test_failed_retraining_keeps_model_and_records_error(exchange, paper_model, tmp_path):
+def test_failed_retraining_keeps_model_and_records_error(
+    exchange, paper_model, tmp_path, monkeypatch
+):
+    from mtl_bt.training import pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the trainer broke")
+
+    # the job runs in a forked child of this process, which inherits the replacement
+    monkeypatch.setattr(pipeline, "train_walk_forward", broken)
     clock = ExchangeClock(START, speed=0.0)
     url, _ = exchange(clock)
     out = tmp_path / "paper"
-    # 10 bars cannot fill a train window: the job fails in its own process
     data = paper_config_dict(url)
-    data["paper"].update(retrain_every=2, train_bars=10, warmup_bars=60)
+    data["paper"].update(retrain_every=2, train_bars=100, warmup_bars=60)
     cfg = config_mod.from_dict(data)
     with Lockstep(clock, journal_has(out / "paper.sqlite"), bars=400):
         run_paper(cfg, paper_model, out, max_bars=400, echo=None, strategy=(RetrainProbe, {}))
     events = _events(out)
     failed = [e for e in events if e[0] == "failed"]
-    assert failed and failed[0][4]  # the error text is journaled
+    assert failed and "RuntimeError: the trainer broke" in failed[0][4]  # the error, journaled
     assert not [e for e in events if e[0] == "swap"]

@@ -52,7 +52,7 @@ def test_three_symbol_run_equals_backtest_of_same_bars(
         strat.fills, columns=["datetime", "symbol", "side", "size", "price", "commission"]
     )
     got = pd.read_csv(out / "orders.csv")
-    filled = got[got["status"] == "filled"].reset_index(drop=True)
+    filled = got[got["status"] == "completed"].reset_index(drop=True)
     assert len(filled) == len(want) > 0
     assert list(filled["symbol"]) == list(want["symbol"])
     assert list(filled["side"]) == list(want["side"])
@@ -73,7 +73,9 @@ def test_other_config_or_model_on_same_out_is_refused(exchange, paper_model, tmp
     out = tmp_path / "paper"
     _paper(url, out, paper_model, clock, n=1)
     other = config_mod.from_dict(paper_config_dict(url, backtest={"cash": 5000.0}))
-    with pytest.raises(UserError, match="different config_sha256.*--reset"):
+    with pytest.raises(
+        UserError, match=r"other decision settings: backtest.cash \(100000.0 -> 5000.0\).*--reset"
+    ):
         run_paper(other, paper_model, out, max_bars=1, echo=None, strategy=(Momentum, {}))
     result = run_paper(
         other, paper_model, out, max_bars=1, echo=None, strategy=(Momentum, {}), reset=True

@@ -168,7 +168,7 @@ def _truncated_job(source: Path):
     the middle: what a full disk or a broken copy leaves. Only the job is replaced; the
     retrainer collects it and the strategy is asked to swap as for a real one."""
 
-    def job(config_text, frames, staging, target, seed):
+    def job(config_text, frames, staging, target, seed, *rest):
         data = source.read_bytes()
         tmp = Path(target + ".tmp")
         tmp.write_bytes(data[: len(data) // 2])

@@ -120,12 +120,13 @@ class TwoTower(MTLModel):
     def __init__(self, in_features, tasks, **options):
         super().__init__(in_features, tasks, **options)
         self.body = nn.Linear(self.stage_features, 8)
+        self.drop = nn.Dropout(self.dropout)
         self.towers = nn.ModuleDict(
             {t: nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1)) for t in self.task_names}
         )
 
     def predict(self, h):
-        z = torch.relu(self.body(h))
+        z = self.drop(torch.relu(self.body(h)))
         return {t: self._out(tower(z)) for t, tower in self.towers.items()}
 
     def task_modules(self, name):

@@ -26,6 +26,10 @@ def test_every_builtin_passes(tmp_path):
     assert {r["status"] for r in rows if r["kind"] in ("feature", "task")} <= {"pass", "note"}
     contract = {r["kind"]: r["status"] for r in rows if r["law"] == "contract"}
     assert contract == {"architecture": "pass", "weighting": "pass", "signal": "pass"}
+    for row in rows:  # "1 law", "3 laws" (it said "1 laws")
+        if row["law"] == "contract":
+            n, word = row["detail"].split()
+            assert word == ("law" if n == "1" else "laws"), row
     parity = [r for r in rows if r["law"] == "streaming = preloaded"]
     assert parity[-1]["kind"] == "backtest" and parity[-1]["status"] == "pass"
     assert {r["status"] for r in parity[:-1]} <= {"note"}  # at most the calendar note

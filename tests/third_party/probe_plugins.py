@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from mtl_bt import hookimpl
+from mtl_bt.errors import ConfigError
 from mtl_bt.features import feature
+from mtl_bt.models import MTLModel
 from mtl_bt.tasks.base import Task
 
 
@@ -77,6 +80,14 @@ def ewm_adjusted(frame):
     """log(close / its EWM, adjust=True): infinite memory, fading (a long streaming window)."""
     lc = np.log(frame["close"])
     return _col(frame, "ewm_adjusted", lc - lc.ewm(span=10, adjust=True).mean())
+
+
+@feature(warmup=60, columns=lambda: ["ewm_no_window"])
+def ewm_no_window(frame):
+    """The same EWM without a streaming window: honest, but it streams over its last 61
+    bars only (warm-up + 1), so its streamed rows differ (the kit and `check` say so)."""
+    lc = np.log(frame["close"])
+    return _col(frame, "ewm_no_window", lc - lc.ewm(span=10, adjust=True).mean())
 
 
 @feature(warmup=200, columns=lambda: ["std_200"])
@@ -146,6 +157,36 @@ class RangeFive(LogRange):
         return np.log(frame["high"] / frame["low"]).shift(-5)
 
 
+class IgnoresDropout(MTLModel):
+    """One linear head per task on the input stage; model.dropout silently unused."""
+
+    architecture = "ignores_dropout"
+
+    def __init__(self, in_features, tasks, **common):
+        super().__init__(in_features, tasks, **common)
+        self.heads = nn.ModuleDict({t.name: nn.Linear(self.stage_features, 1) for t in self.tasks})
+
+    def predict(self, h):
+        return {name: self._out(head(h)) for name, head in self.heads.items()}
+
+    def task_modules(self, name):
+        return [self.heads[name]]
+
+
+class RefusesDropout(IgnoresDropout):
+    """The same, saying so: model.dropout > 0 is a ConfigError."""
+
+    architecture = "refuses_dropout"
+
+    def __init__(self, in_features, tasks, **common):
+        super().__init__(in_features, tasks, **common)
+        if self.dropout > 0:
+            raise ConfigError(
+                f"architecture 'refuses_dropout' has no dropout; set model.dropout = 0 "
+                f"(got {self.dropout})"
+            )
+
+
 def reset() -> None:
     """Empty the probes' caches (each test starts as a fresh interpreter would)."""
     _ONCE.clear()
@@ -164,6 +205,7 @@ def register_features(register):
         cached_by_first_bar,
         raising,
         ewm_adjusted,
+        ewm_no_window,
         std_200,
         nan_warmup,
         slow_loop,
@@ -176,3 +218,9 @@ def register_tasks(register):
     register("log_range", LogRange, "log(high/low) of the bar h ahead")
     register("uses_five", UsesFive, "looks 5 bars ahead whatever its horizon")
     register("range_five", RangeFive, "log(high/low) of bar t+5 whatever its horizon")
+
+
+@hookimpl
+def register_architectures(register):
+    register("ignores_dropout", IgnoresDropout, "linear heads; ignores model.dropout")
+    register("refuses_dropout", RefusesDropout, "linear heads; refuses model.dropout > 0")

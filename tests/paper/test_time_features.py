@@ -1,0 +1,79 @@
+"""`mtl-bt paper` (live feeds: the streaming path) feeds a time-aware third-party feature the
+bars' real UTC times: the predictions journaled with each decided bar equal a preloaded
+backtest's on the same bars (issue 26: the stream once read epoch microseconds as Backtrader
+day numbers, so an hour-of-day feature saw years like -12273)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from data_testkit import ExchangeClock
+from paper_testkit import HOUR, PAIRS, START, Lockstep, journal_has, paper_config_dict
+from paper_testkit import close_decisions as _close
+from paper_testkit import recorded_decisions as _decisions
+
+from mtl_bt import config as config_mod
+from mtl_bt import registry
+from mtl_bt.cli import main
+
+N = 6
+PROBES = Path(__file__).parents[1] / "third_party" / "probe_plugins.py"
+
+
+@pytest.fixture
+def probes():
+    spec = importlib.util.spec_from_file_location("mtl_bt_probe_plugins_paper", PROBES)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    registry.register_plugin(module, "probe_plugins")
+    yield module
+    registry.unregister_plugin("probe_plugins")
+    sys.modules.pop(spec.name, None)
+
+
+def test_paper_streams_hour_of_day_as_the_backtest_computes_it(
+    probes, exchange, tmp_path, crypto_frames
+):
+    from mtl_bt.backtesting.runner import load_predictors, run_backtest
+    from mtl_bt.training.pipeline import train_walk_forward
+
+    features = {"features": {"names": ["log_return", "hour_of_day"]}}
+    cfg = config_mod.from_dict(paper_config_dict("http://unused", **features))
+    end = pd.Timestamp("2024-02-20", tz="UTC")
+    train = {s: crypto_frames[s].loc[:end].iloc[-400:] for s in PAIRS}
+    model = train_walk_forward(cfg, train, tmp_path / "model").checkpoints[-1]
+
+    clock = ExchangeClock(START, speed=0.0)
+    url, _ = exchange(clock)
+    cfg = config_mod.from_dict(paper_config_dict(url, **features))
+    path = tmp_path / "paper.toml"
+    path.write_text(config_mod.dumps(cfg))
+    out = tmp_path / "paper"
+    with Lockstep(clock, journal_has(out / "paper.sqlite"), bars=N - 1):
+        args = ["paper", str(path), "--model", str(model), "--out", str(out)]
+        result = CliRunner().invoke(main, [*args, "--max-bars", str(N), "--quiet"])
+    assert result.exit_code == 0, result.output
+    db = sqlite3.connect(out / "paper.sqlite")
+    bars = [
+        (pd.Timestamp(t), json.loads(state)["decision"])
+        for t, state in db.execute("SELECT datetime, strategy_state FROM bars ORDER BY seq")
+    ]
+    db.close()
+    first_live = START.floor("1h") - HOUR
+    assert [t for t, _ in bars] == list(pd.date_range(first_live, periods=N, freq="1h"))
+
+    predictor = load_predictors(model)[0]
+    predictor.fold = {**(predictor.fold or {}), "test_start": first_live.isoformat()}
+    first = START.floor("1h") - 60 * HOUR
+    frames = {s: crypto_frames[s].loc[first : bars[-1][0]] for s in PAIRS}
+    want = _decisions(run_backtest(frames, [predictor], cfg.backtest, record=True).strategy)
+    for when, got in bars:
+        assert got and _close(got, want[when]), (when, got, want[when])
