@@ -92,7 +92,7 @@ ANALYSIS = [
     "this shared 2-core machine a (800, 14) x (14, 48) product took 0.2-2.5 ms on 2 "
     "threads and 34-52 us on 1, and the demo's vectorised pass in `MTLStrategy.start` "
     "(8,192-row chunks) 0.62 s instead of ~0.01 s (cProfile, load 5-7). The strategy now "
-    "runs numpy's OpenBLAS on one thread during the run (`blas_threads=1`, restored in "
+    "runs numpy's OpenBLAS on one thread during the run (`blas_threads=1`, since issue 23 a run setting, `run_threads`; restored in "
     "`stop`, as it already did for torch); the inference benchmark does the same.",
     "With many assets the per-bar work is batched and the ratio falls toward the 'same "
     "orders' floor: Backtrader's broker (order creation, fills, notifications) and "
@@ -105,6 +105,17 @@ ANALYSIS = [
 ]
 
 FIXED = [
+    "Issue 23 - `MTLStrategy` rebuilt on the `MTLPredictions` indicator (one prediction "
+    "engine per strategy for all its feeds; the indicators' `once()` is the vectorised "
+    "pass, precomputed mode trades from their lines, live mode still runs one forward pass "
+    "per decision): the same orders and final value as main's strategy on the demo workload "
+    "in both modes (2,259 decisions, 110 orders) and on the crypto and stocks demos through "
+    "the CLI's broker. Main's and the rebuilt strategy alternating in one process (demo "
+    "workload, 3 repeats, load ~13 on 2 cores), CPU seconds against the 'same orders' "
+    "floor: precomputed 1.48 -> 1.30, live 1.43 -> 1.43 (wall: 1.32 -> 1.20, 2.03 -> 1.83). "
+    "Not kept: live mode as one pass per bar inside `once()` (8,736 passes for 2,259 "
+    "decisions; live 1.63x the empty strategy in CPU seconds against 1.50 before, separate "
+    "runs at load 13-14).",
     "Issue 27 - one inference runtime: the numba interpreter (`mtl_bt.models.kernel`, 870 "
     "lines), the numpy forward passes (`numpy_forward.py`, 660 lines) and the opt-in hooks "
     "every architecture and task implemented for them are gone; `Predictor` exports the "
@@ -198,7 +209,7 @@ FIXED = [
     "Issue 16 - full collections during a run (timed with a `gc.callbacks` clock, 1 asset "
     "x 4,000 bars): one collection of the ~500k objects torch and pandas keep tracked cost "
     "0.28-0.50 s of a 1.0-1.9 s backtest, paid or not depending on the garbage earlier runs "
-    "left. `MTLStrategy` now freezes the heap for the run (`gc_freeze=True`, "
+    "left. `MTLStrategy` now freezes the heap for the run (`gc_freeze=True`; since issue 23 a run setting, `freeze_heap`, not a parameter; "
     "`gc.unfreeze()` in `stop`; left alone when the caller froze it; paper runs off), and "
     "every timed benchmark run starts from a collected heap (`benchmarks.common."
     "fresh_heap`). The floors got cheaper by that as well (the 'same orders' replay paid "

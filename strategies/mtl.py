@@ -3,52 +3,44 @@
 Usable from plain Backtrader code on any feed::
 
     cerebro.adddata(bt.feeds.PandasData(dataname=df), name="BTC/USDT")
-    cerebro.addstrategy(MTLStrategy, predictor=Predictor.from_checkpoint("fold_000.pt"))
+    cerebro.addstrategy(MTLStrategy, model="runs/demo_crypto")
 
-The bars are the feed's own lines, never its ``dataname``: whatever column
-mapping, ``datetime`` column, timezone or resampling the user set is what the
-model sees and what orders are sized from.
+Built on the indicator any strategy can use: per feed an
+:class:`~mtl_bt.indicators.MTLPredictions` (all of them on one prediction engine, so a bar's
+forward pass covers every feed that got a bar) -> the signal-rule plugin -> target weights
+-> :meth:`MTLStrategy.order_targets` (public hook) -> orders sized from this bar's close,
+filled by the broker at the next bar's open. An asset whose feed did not move is never
+traded on stale data.
 
-Per bar: every asset with a new bar (and only those: an asset whose feed did
-not move is never traded on stale data) whose decision is due contributes its
-newest causal feature row (or ``lookback`` rows) -> ONE batched forward pass
-(``Predictor.predict``) -> the signal-rule plugin -> target weights ->
-:meth:`MTLStrategy.order_targets` (public hook) -> orders sized from this bar's
-close, filled by the broker at the next bar's open.
+The bars are the feed's own lines, never its ``dataname``: whatever column mapping,
+``datetime`` column, timezone or resampling the user set is what the model sees and what
+orders are sized from.
 
 The class is thin; its named parts are testable alone:
-- bars (``mtl_bt.backtesting.bars``): the canonical frame from a preloaded feed's lines;
-- feature book (``mtl_bt.backtesting.feature_book``): model inputs per bar;
+- predictions (``mtl_bt.indicators``): the model's lines per feed, fold by fold;
+- bars and feature book (``mtl_bt.backtesting.bars``, ``feature_book``, ``streaming``);
 - fold schedule (``mtl_bt.backtesting.folds``): which fold model may decide a bar;
 - rebalancer (``mtl_bt.backtesting.rebalancer``): target weights -> order sizes.
 
-``mode="precomputed"`` also runs the model once over all rows before the run
-(vectorised) and reads predictions from arrays; ``mode="live"`` (the default)
-runs one batched forward pass per bar. Both give identical orders.
+On preloaded feeds the indicators run the model once over all rows (vectorised);
+``mode="precomputed"`` trades from those lines, ``mode="live"`` (the default) runs one
+batched forward pass per decision over its due assets, as a live run does. Both give
+identical orders.
+For its run the strategy pins torch and numpy's BLAS to one thread and freezes the heap
+it starts with out of the garbage collector's view (each restored in ``stop``).
 """
 
 from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import backtrader as bt
 import numpy as np
 
-from mtl_bt.backtesting.bars import (
-    check_bars,
-    datenum_micros,
-    feed_name,
-    feed_symbol,
-    is_preloaded,
-    line_buffers,
-    preloaded_frame,
-    replay_edge_micros,
-)
+from mtl_bt.backtesting.bars import is_preloaded, line_buffers
 from mtl_bt.backtesting.calendar import feed_periods_per_year
-from mtl_bt.backtesting.feature_book import PreloadedBook
 from mtl_bt.backtesting.fills import (
     defer_to_open,
     send_deferred,
@@ -56,16 +48,34 @@ from mtl_bt.backtesting.fills import (
     start_fills,
     stop_fills,
 )
-from mtl_bt.backtesting.folds import NO_FOLD, FoldSchedule, fold_window
+from mtl_bt.backtesting.folds import NO_FOLD, fold_window
 from mtl_bt.backtesting.guards import check_feeds, check_optimized_model, warn_unused_settings
 from mtl_bt.backtesting.models import resolve_models
 from mtl_bt.backtesting.rebalancer import Rebalancer
-from mtl_bt.backtesting.streaming import StreamingBook
-from mtl_bt.errors import CheckpointError, DataError, UserError
+from mtl_bt.errors import UserError
+from mtl_bt.indicators import MTLPredictions, PredictionEngine
+from mtl_bt.indicators.engine import asset_ids
 from mtl_bt.signals.clip import clip_each
 from mtl_bt.signals.context import RuleCaller, is_separable, sees_all_assets
 
 __all__ = ["MTLStrategy", "fold_window"]
+
+
+def _engine_attribute(name: str) -> property:
+    """A strategy attribute kept on its prediction engine (on the instance before it has one)."""
+
+    def get(self: Any) -> Any:
+        engine = self.__dict__.get("engine")
+        return getattr(engine, name) if engine is not None else self.__dict__[f"_engine_{name}"]
+
+    def put(self: Any, value: Any) -> None:
+        engine = self.__dict__.get("engine")
+        if engine is not None:
+            setattr(engine, name, value)
+        else:
+            self.__dict__[f"_engine_{name}"] = value
+
+    return property(get, put)
 
 
 class MTLStrategy(bt.Strategy):
@@ -78,9 +88,8 @@ class MTLStrategy(bt.Strategy):
         ("model", None),  # alias of predictor
         ("signal", "agree_voltarget"),  # signal-rule name (plugin) or a SignalRule instance
         ("signal_options", None),
-        ("mode", "live"),  # "live": one forward pass per bar; "precomputed": before the run
+        ("mode", "live"),  # "live": one forward pass per bar; "precomputed": vectorised
         ("streaming", False),  # True: the streaming path even on preloaded feeds (parity)
-        ("live_features", False),  # old name of streaming=True
         ("rebalance", "horizon"),  # "bar" or "horizon" (hold a position for h bars)
         ("horizon", None),  # holding period in bars (None: the signal's return horizon)
         ("max_weight", 0.5),
@@ -93,16 +102,19 @@ class MTLStrategy(bt.Strategy):
         # True: trade a model on bars of another size than it was trained on (else refused)
         ("any_bar_size", False),
         ("realised_vol_window", 20),
-        ("record", False),  # keep every bar's predictions (parity tests)
-        # a separable rule: raw weights of every bar before the run (precomputed mode),
-        # raw_weights + the clip per bar without the current-weights context (live)
-        ("vector_signals", True),
-        ("torch_threads", 1),  # torch threads during the run (None: leave torch's setting)
-        ("blas_threads", 1),  # numpy's OpenBLAS threads during the run (None: leave them)
-        # move the objects alive at start (models, frames, features) out of the garbage
-        # collector's view for the run (gc.freeze), back in stop (gc.unfreeze)
-        ("gc_freeze", True),
+        ("record", False),  # keep each decision's predictions in predictions_log
     )
+
+    #: Run settings, not a trader's choice (class attributes, so a subclass or a test can
+    #: turn one off). Separable rule: raw weights of every bar before the run (precomputed)
+    #: or raw_weights + the clip per bar without the current-weights context (live).
+    vector_signals = True
+    #: torch threads and numpy's OpenBLAS threads during the run (None: leave them): a
+    #: forward pass over a handful of rows is 3-4x slower with several threads
+    run_threads: int | None = 1
+    #: gc.freeze() the objects alive at start (models, frames, features) for the run: a
+    #: full collection of the ~500k objects torch and pandas leave tracked costs 0.3-0.5 s
+    freeze_heap = True
 
     # -- setup -----------------------------------------------------------
     def __init__(self) -> None:
@@ -117,18 +129,6 @@ class MTLStrategy(bt.Strategy):
             raise UserError(f"MTLStrategy mode must be 'live' or 'precomputed', not {p.mode!r}")
         if p.rebalance not in ("bar", "horizon"):
             raise UserError(f"rebalance must be 'bar' or 'horizon', not {p.rebalance!r}")
-        self.predictors = resolve_models(given)  # a Models, run dir, checkpoint(s), Predictor(s)
-        check_optimized_model(self, given)  # optstrategy iterating a fold list: refused
-        first = self.predictors[0]
-        for other in self.predictors[1:]:
-            if list(other.feature_columns) != list(first.feature_columns):
-                raise CheckpointError(
-                    "fold models disagree on feature columns; use one training run"
-                )
-            if list(other.task_names) != list(first.task_names):
-                raise CheckpointError("fold models disagree on tasks; use one training run")
-        self.task_names: list[str] = list(first.task_names)
-        self.lookback = max(1, int(getattr(first, "lookback", 1) or 1))
         self.rule = self._make_rule()
         self.rule_caller = RuleCaller(
             self.rule, str(p.signal) if isinstance(p.signal, str) else None
@@ -136,22 +136,47 @@ class MTLStrategy(bt.Strategy):
         self._all_assets = sees_all_assets(self.rule)
         # optional context computed only for a rule that lists it (SignalRule.context_inputs)
         self._ewma = "ewma_vol" in tuple(getattr(self.rule, "context_inputs", ()) or ())
+        models = resolve_models(given)  # a Models, run dir, checkpoint(s), Predictor(s)
+        #: one prediction engine for every feed: one forward pass per bar for all of them
+        self.engine = PredictionEngine(
+            models,
+            mode=p.mode,
+            vol_window=p.realised_vol_window,
+            ewma=self._ewma,
+            keep_rows=bool(p.record),
+            streaming=bool(p.streaming),
+        )
+        #: the model's predictions per feed, as Backtrader lines (``MTLPredictions``)
+        self.predictions = [MTLPredictions(d, engine=self.engine) for d in self.datas]
+        check_optimized_model(self, given)  # optstrategy iterating a fold list: refused
+        self.task_names: list[str] = list(self.engine.task_names)
+        self.lookback = self.engine.lookback
         #: call a separable rule's raw_weights + the clip (no current-weights context)
-        self._separable = bool(p.vector_signals) and is_separable(self.rule)
+        self._separable = bool(self.vector_signals) and is_separable(self.rule)
         heads = self.rule.heads(self.task_names) if hasattr(self.rule, "heads") else {}
         self.used_tasks = [t for t in heads.values() if t] or list(self.task_names)
+        self._used_cols = [self.task_names.index(t) for t in self.used_tasks]
         self.hold = int(p.horizon or self._holding_horizon(heads))
-        self.schedule = FoldSchedule(self.predictors)
         self.rebalancer = Rebalancer(
             max_gross_leverage=p.max_gross_leverage,
             min_trade_weight=p.min_trade_weight,
             commission=p.commission,
             slippage=p.slippage,
         )
+        #: with record=True: (bar, assets, {task: predictions}) of every decision
         self.predictions_log: list[tuple[float, list[int], dict[str, np.ndarray]]] = []
         self.decisions = 0
         self.first_decision: float | None = None
         self._frozen = False  # gc.freeze() in start, undone in stop
+
+    # the model, its fold schedule and asset ids live in the engine (paper runs swap them)
+    predictors = _engine_attribute("predictors")
+    schedule = _engine_attribute("schedule")
+    asset_ids = _engine_attribute("asset_ids")
+
+    def _asset_ids(self) -> np.ndarray | None:
+        """The feeds' asset ids for the current first model (refuses unknown symbols)."""
+        return asset_ids(self.predictors[0], self.symbols, self.datas)
 
     @classmethod
     def from_config(cls, config: Any, models: Any) -> tuple[type[MTLStrategy], dict[str, Any]]:
@@ -195,42 +220,42 @@ class MTLStrategy(bt.Strategy):
     def start(self) -> None:
         datas = self.datas
         n = len(datas)
-        self.symbols = [feed_symbol(d, i) for i, d in enumerate(datas)]
-        self.asset_ids = self._asset_ids()
-        self.streaming = bool(self.p.streaming or self.p.live_features) or not is_preloaded(self)
-        self._edge_us = [replay_edge_micros(d, s) for d, s in zip(datas, self.symbols, strict=True)]
-        # numpy's OpenBLAS threads only slow the small products of inference down (and the
-        # vectorised pass's, on a loaded machine a lot): one during the run, as torch below
+        engine = self.engine
+        self.symbols = list(engine.symbols)
+        # bar size, warm-up, test windows: refused before any work (streaming: after the run)
+        engine.prepare(checks=lambda: check_feeds(self))
+        self.streaming = engine.streaming
+        self.book = engine.book
+        self.frames = engine.frames
+        #: the indicators fill their lines in ``once`` (preloaded feeds, runonce): this
+        #: strategy then reads every bar's predictions from those arrays
+        self._arrays = is_preloaded(self) and bool(getattr(self.env, "_dorunonce", False))
         self._restore_blas = None
-        if self.p.blas_threads is not None:
+        self._threads_before = None
+        if self.run_threads is not None:
             from mtl_bt.threads import blas_threads
 
-            self._restore_blas = blas_threads(int(self.p.blas_threads))
+            self._restore_blas = blas_threads(int(self.run_threads))
         if self.streaming:
             self._start_streaming()
         else:
             self._start_preloaded()
         self.used_folds: list[tuple[float, int]] = []
-        # A forward pass over a handful of rows is 3-4x slower with several torch threads
-        # (thread start-up dominates); use one during the run, restored in stop().
-        self._threads_before = None
-        if self.p.torch_threads is not None:
+        if self.run_threads is not None:
             import torch
 
             self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(int(self.p.torch_threads))
+            torch.set_num_threads(int(self.run_threads))
         self._asset_of = {id(d): a for a, d in enumerate(datas)}
         self._lens = [0] * n
-        # per-bar shortcuts (same values as the general path, fewer Python calls):
-        # a preloaded, non-replayed feed's bar count read off its datetime buffer
-        # (what len(feed) returns) and its row = count - 1 (PreloadedBook.advance)
+        # per-bar shortcut (same values as len(feed), fewer Python calls): a preloaded,
+        # non-replayed feed's bar count read off its datetime buffer; its row = count - 1
         self._buffers = line_buffers(datas)
         self._counters = None
-        if not self.streaming and not any(self._edge_us) and self._buffers is not None:
+        if self._arrays and self._buffers is not None:
             self._counters = [dt for dt, _ in self._buffers]
         self._every_bar = self.p.rebalance == "bar" or self._all_assets
         self._clock = self.lines.datetime
-        self._last_dt = [float("nan")] * n
         self._bars = np.zeros(n, dtype=np.int64)
         self._due = np.zeros(n, dtype=np.int64)
         self._held = np.zeros(n, dtype=bool)
@@ -242,110 +267,48 @@ class MTLStrategy(bt.Strategy):
             allow_short=self.p.allow_short,
             n_assets=n,
         )
-        # a separable rule's weights for every (bar, asset) before the run (precomputed mode)
-        self._raw, self._usable = self._precompute_signals()  # raw weights through clip_each
+        self.preds = None  # {task: values of every bar} per asset, once the lines are filled
+        self._raw = self._usable = None  # a separable rule's weights of every bar
+        self._pred_mat: list[np.ndarray] | None = None
+        self._read = False
         start_fills(self)  # a bar's buys fill together, fitted to the cash (fills.py)
         # an added sizer this strategy would not use: warned, not silently ignored
         warn_unused_settings(self, type(self).order_targets is MTLStrategy.order_targets)
-        # Python's full collections scan every tracked object: with torch, pandas and the
-        # models loaded, one costs 0.3 s, and a run's orders and notifications trigger
-        # them. Objects alive now live for the whole run: freeze them (stop() unfreezes).
-        # A heap the caller froze already is the caller's to manage.
-        self._frozen = bool(self.p.gc_freeze) and gc.get_freeze_count() == 0
+        # Objects alive now live for the whole run: out of the collector's view (stop()
+        # unfreezes). A heap the caller froze already is the caller's to manage.
+        self._frozen = bool(self.freeze_heap) and gc.get_freeze_count() == 0
         if self._frozen:
             gc.freeze()
 
     def _start_preloaded(self) -> None:
-        """Whole arrays are in the lines: one canonical frame per feed, features vectorised."""
-        datas = self.datas
-        self.frames = [preloaded_frame(d, s) for d, s in zip(datas, self.symbols, strict=True)]
-        for frame, sym in zip(self.frames, self.symbols, strict=True):
-            check_bars(frame, sym)
-        check_feeds(self)  # bar size, warm-up, test windows: refused before any work
+        """Whole arrays are in the lines: bars per year from each feed's frame."""
         self.ppy = np.array(
             [
                 feed_periods_per_year(d, f.index, self.p.calendar, s)
-                for d, f, s in zip(datas, self.frames, self.symbols, strict=True)
+                for d, f, s in zip(self.datas, self.frames, self.symbols, strict=True)
             ],
             dtype=np.float64,
         )
-        self.book = PreloadedBook(
-            self.predictors[0],
-            self.frames,
-            self.symbols,
-            self.lookback,
-            self.p.realised_vol_window,
-            ewma=self._ewma,
-        )
-        self.fold_of = [self.schedule.rows(d.datetime.array) for d in datas]
-        # One vectorised pass before the run: the predictions of mode="precomputed",
-        # and in both modes the check that no symbol gets only NaN predictions.
-        self.vector_preds = self._precompute()
-        self.preds = self.vector_preds if self.p.mode == "precomputed" else None
-        self._pred_mat = [
-            np.column_stack([pred[t] for t in self.task_names]) for pred in self.vector_preds
-        ]
+        self.fold_of = self.engine.fold_of
 
     def _start_streaming(self) -> None:
-        """Bars arrive one at a time (replay, resample, live, preload=False): the streaming
-        book computes each new bar's features on arrival; one forward pass per bar."""
-        self.frames = []
+        """Bars arrive one at a time (replay, resample, live, preload=False): the engine's
+        streaming book computes each new bar's features on arrival; bars per year are fixed
+        at each asset's first decision."""
         self.ppy = np.full(len(self.datas), np.nan)
-        self.book = StreamingBook(
-            self.predictors[0],
-            self.symbols,
-            self.lookback,
-            self.p.realised_vol_window,
-            keep_rows=bool(self.p.record),
-            ewma=self._ewma,
-        )
-        self.preds = None
 
-    def _asset_ids(self) -> np.ndarray | None:
-        pred = self.predictors[0]
-        known = list(getattr(pred, "symbols", []) or [])
-        unknown = [s for s in self.symbols if s not in known]
-        if not unknown:
-            return np.array([known.index(s) for s in self.symbols], dtype=np.int64)
-        if getattr(pred, "_uses_asset", lambda: False)():
-            unnamed = [s for d, s in zip(self.datas, self.symbols, strict=True) if not feed_name(d)]
-            if unnamed:
-                raise CheckpointError(
-                    f"feed {unnamed[0]!r} has no name, but the model has an asset embedding "
-                    f"and must know the symbol: cerebro.adddata(feed, name=...) with one of {known}"
-                )
-            raise CheckpointError(
-                f"symbols {unknown} were not in the model's training set {known} "
-                "and the model has an asset embedding; train on them or drop them"
-            )
-        return None
-
-    def _precompute(self) -> list[dict[str, np.ndarray]]:
-        """Vectorised predictions for every usable row of every asset (mode='precomputed')."""
-        out = []
-        book = self.book
-        for a, x in enumerate(book.feats):
-            n = len(x)
-            pred = {t: np.full(n, np.nan) for t in self.task_names}
-            for k, predictor in enumerate(self.predictors):
-                rows = np.flatnonzero((self.fold_of[a] == k) & book.valid[a])
-                for s in range(0, len(rows), 8192):
-                    chunk = rows[s : s + 8192]
-                    res = predictor.predict(book.windows(a, chunk), self._ids(a, len(chunk)))
-                    for t in self.task_names:
-                        pred[t][chunk] = res[t]
-            usable = (self.fold_of[a] >= 0) & book.valid[a]
-            if usable.any():
-                finite = np.ones(int(usable.sum()), dtype=bool)
-                for t in self.used_tasks:
-                    finite &= np.isfinite(pred[t][usable])
-                if not finite.any():
-                    raise DataError(
-                        f"{self.symbols[a]}: the model's predictions are NaN on every bar "
-                        f"(tasks {self.used_tasks}); check the data for gaps or constant prices"
-                    )
-            out.append(pred)
-        return out
+    def _read_lines(self) -> None:
+        """First bar of a preloaded run: the indicators' filled lines as arrays, and for a
+        separable rule in precomputed mode its weights of every bar."""
+        self._read = True
+        if not self._arrays:
+            return
+        if self.p.mode != "precomputed":
+            return  # live: each decision runs the model on its due rows (_predict)
+        engine = self.engine
+        self._pred_mat = engine.values
+        self.preds = [{t: m[:, j] for j, t in enumerate(self.task_names)} for m in engine.values]
+        self._raw, self._usable = self._precompute_signals()
 
     def _precompute_signals(self) -> tuple[list[list[float]] | None, list[list[bool]] | None]:
         """Precomputed mode with a separable rule (``SignalRule.separable``): its raw weight
@@ -376,13 +339,6 @@ class MTLStrategy(bt.Strategy):
             usable.append(ok.tolist())
         return each, usable
 
-    def _ids(self, a: int | Sequence[int], n: int) -> np.ndarray | None:
-        if self.asset_ids is None:
-            return None
-        if isinstance(a, int):
-            return np.full(n, self.asset_ids[a], dtype=np.int64)
-        return self.asset_ids[np.asarray(a, dtype=np.int64)]
-
     def stop(self) -> None:
         stop_fills(self)
         if self._frozen:
@@ -401,9 +357,9 @@ class MTLStrategy(bt.Strategy):
         # Assets start on different dates: trade those that have bars already.
         self.next()
 
-    def next(self) -> None:
+    def _new_bars(self) -> tuple[list[int], list[int]]:
+        """Assets with a new (completed) bar on this step, and their rows."""
         lens = self._lens
-        book = self.book
         new: list[int] = []
         rows: list[int] = []
         if self._counters is not None:  # preloaded feeds: row = bar count - 1
@@ -418,23 +374,32 @@ class MTLStrategy(bt.Strategy):
             else:
                 for a in new:
                     self._bars[a] += 1
-        else:
+            return new, rows
+        if self._arrays:
             for a, d in enumerate(self.datas):
                 n = len(d)
-                edge = self._edge_us[a]
-                if edge:  # replayed: the bar is complete when its time reaches its right edge
-                    dt = d.datetime[0]
-                    if not n or dt == self._last_dt[a] or int(datenum_micros(dt)) % edge:
-                        continue
-                    self._last_dt[a] = dt
-                elif n == lens[a]:
-                    continue  # no new bar: never trade on stale data
-                lens[a] = n
-                self._bars[a] += 1
+                if n != lens[a]:
+                    lens[a] = n
+                    new.append(a)
+                    rows.append(n - 1)
+        else:  # the indicators took this step's bars (their next ran before this one)
+            engine = self.engine
+            for a, row in engine.step_new:
+                lens[a] = len(self.datas[a])
                 new.append(a)
-                rows.append(book.advance(a, d))
+                rows.append(row)
+            engine.step_new = []
+        for a in new:
+            self._bars[a] += 1
+        return new, rows
+
+    def next(self) -> None:
+        if not self._read:
+            self._read_lines()
+        new, rows = self._new_bars()
         if not new:
             return
+        book = self.book
         now = self._clock[0]
         fold = self.schedule.at(now)
         if fold == NO_FOLD:
@@ -444,7 +409,7 @@ class MTLStrategy(bt.Strategy):
             raise RuntimeError(f"fold {fold} model would be used at/before its train_end")
         due_a: list[int] = []
         due_r: list[int] = []
-        if self._counters is not None:
+        if self._arrays:
             valid = book.valid
             bars, due_at = self._bars, self._due
             every = self._every_bar
@@ -565,14 +530,20 @@ class MTLStrategy(bt.Strategy):
         )
 
     def _predict(self, fold: int, assets: list[int], rows: list[int]) -> dict[str, np.ndarray]:
-        if self.preds is not None:
-            # rows of (n_rows, n_tasks) matrices -> one (k, n_tasks) array -> column views
+        """This bar's predictions of the due assets: ``mode="precomputed"`` on preloaded
+        feeds reads its indicators' filled lines; ``mode="live"`` runs the fold's model over
+        the due rows now (one batched pass per decision, the bits of the lines); streaming
+        feeds take the values the indicators computed on this bar."""
+        engine = self.engine
+        if self._pred_mat is not None:
             m = np.array([self._pred_mat[a][r] for a, r in zip(assets, rows, strict=True)])
-            preds = {t: m[:, j] for j, t in enumerate(self.task_names)}
+        elif self._arrays:
+            m = engine.predict_rows(fold, assets, rows)
         else:
-            # np.array of equal-shaped rows is np.stack at a quarter of its call overhead
-            x = np.array([self.book.inputs(a, r) for a, r in zip(assets, rows, strict=True)])
-            preds = self.predictors[fold].predict(x, self._ids(assets, len(assets)))
+            current = engine.current
+            m = np.array([current[a] for a in assets])
+        # rows of (n_rows, n_tasks) matrices -> one (k, n_tasks) array -> column views
+        preds = {t: m[:, j] for j, t in enumerate(self.task_names)}
         if self.p.record:  # the predictions this bar's decision used
             self.predictions_log.append(
                 (self.datetime[0], list(assets), {t: np.array(v) for t, v in preds.items()})

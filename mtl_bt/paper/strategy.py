@@ -28,7 +28,7 @@ from mtl_bt.strategies.mtl import MTLStrategy
 class PaperMTLStrategy(MTLStrategy):
     # a paper run lasts days and swaps models: what was alive at its start (the first
     # model among it) must stay collectable
-    params = (("gc_freeze", False),)
+    freeze_heap = False
 
     def next(self) -> None:
         self._decision: dict[str, dict[str, float]] = {}
@@ -36,12 +36,12 @@ class PaperMTLStrategy(MTLStrategy):
         if moved and all(is_live_bar(self.datas[a]) for a in moved):
             super().next()
             return
-        # history: the bars enter the feature book, nothing is decided
+        # history: the bars entered the feature book (the indicators' engine took them),
+        # nothing is decided
         for a in moved:
-            d = self.datas[a]
-            self._lens[a] = len(d)
+            self._lens[a] = len(self.datas[a])
             self._bars[a] += 1
-            self.book.advance(a, d)
+        self.engine.step_new = []
 
     def paper_state(self) -> dict[str, Any]:
         return {

@@ -60,10 +60,10 @@ def test_parity_bar_by_bar_equals_vectorised_and_modes_agree(
     )
 
 
-def test_live_features_recomputed_each_bar_give_the_same_orders(frames, predictors):
+def test_streaming_features_recomputed_each_bar_give_the_same_orders(frames, predictors):
     small = {s: f.iloc[:330] for s, f in frames.items()}
     base = run_backtest(small, predictors, BacktestConfig(), record=True)
-    live = run_backtest(small, predictors, BacktestConfig(), record=True, live_features=True)
+    live = run_backtest(small, predictors, BacktestConfig(), record=True, streaming=True)
     a, b = base.strategy.predictions_log, live.strategy.predictions_log
     assert len(a) == len(b) > 50
     for (dt1, as1, p1), (dt2, as2, p2) in zip(a, b, strict=True):

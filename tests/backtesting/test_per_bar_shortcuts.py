@@ -91,7 +91,7 @@ def test_the_run_pins_blas_threads_and_restores_them(frames, predictors, monkeyp
 
 @pytest.mark.parametrize("freeze", [True, False])
 def test_the_run_freezes_the_heap_and_unfreezes_it(frames, predictors, monkeypatch, freeze):
-    """gc_freeze: objects alive at start are out of the collector's view during the run
+    """freeze_heap: objects alive at start are out of the collector's view during the run
     and back in it afterwards; the orders do not depend on it."""
     import gc
 
@@ -107,11 +107,13 @@ def test_the_run_freezes_the_heap_and_unfreezes_it(frames, predictors, monkeypat
     monkeypatch.setattr(mtl.MTLStrategy, "next", spy)
     gc.unfreeze()
     cfg = BacktestConfig(mode="precomputed", max_weight=0.4)
-    result = run_backtest(frames, predictors, cfg, gc_freeze=freeze)
+    monkeypatch.setattr(mtl.MTLStrategy, "freeze_heap", freeze)
+    result = run_backtest(frames, predictors, cfg)
     assert seen and (min(seen) > 0 if freeze else max(seen) == 0)
     assert gc.get_freeze_count() == 0
     monkeypatch.setattr(mtl.MTLStrategy, "next", original)
-    _same(result, run_backtest(frames, predictors, cfg, gc_freeze=not freeze))
+    monkeypatch.setattr(mtl.MTLStrategy, "freeze_heap", not freeze)
+    _same(result, run_backtest(frames, predictors, cfg))
 
 
 def test_a_heap_frozen_by_the_caller_is_left_to_the_caller(frames, predictors):

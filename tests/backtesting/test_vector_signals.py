@@ -28,7 +28,11 @@ def _same(a, b) -> None:
     ],
 )
 @pytest.mark.parametrize("rebalance", ["bar", "horizon"])
-def test_vectorised_rule_equals_per_bar_rule(frames, predictors, signal, options, rebalance):
+def test_vectorised_rule_equals_per_bar_rule(
+    frames, predictors, signal, options, rebalance, monkeypatch
+):
+    from mtl_bt.strategies import MTLStrategy
+
     cfg = BacktestConfig(
         mode="precomputed",
         signal=signal,
@@ -37,12 +41,13 @@ def test_vectorised_rule_equals_per_bar_rule(frames, predictors, signal, options
         max_weight=0.4,
     )
     fast = run_backtest(frames, predictors, cfg)
-    slow = run_backtest(frames, predictors, cfg, vector_signals=False)
     live = run_backtest(frames, predictors, cfg.model_copy(update={"mode": "live"}))
+    monkeypatch.setattr(MTLStrategy, "vector_signals", False)  # the rule called bar by bar
+    slow = run_backtest(frames, predictors, cfg)
+    assert slow.strategy._raw is None
+    assert (fast.strategy._raw is not None) == fast.strategy._separable  # hysteresis: not
     # live mode calls a separable rule's raw_weights + the clip (no current weights)
-    live_slow = run_backtest(
-        frames, predictors, cfg.model_copy(update={"mode": "live"}), vector_signals=False
-    )
+    live_slow = run_backtest(frames, predictors, cfg.model_copy(update={"mode": "live"}))
     assert len(fast.orders) > 0
     _same(fast, slow)
     _same(fast, live)

@@ -1,0 +1,208 @@
+"""``MTLPredictions``: a multi-task model's predictions as Backtrader lines.
+
+::
+
+    preds = MTLPredictions(self.data, model="runs/demo_crypto")  # in a strategy's __init__
+    if preds.return_24[0] > 0 and preds.direction_24[0] > 0.55: ...
+
+One line per task head, named by the task with ``@`` (and any other character a Python name
+cannot hold) replaced by ``_`` (``return@24`` -> ``return_24``), plus ``fold``: the fold
+number of the model that decided the bar, NaN where no model may (outside every test
+window, before a model's train_end, during the features' warm-up).
+
+The lines come from the model, so each set of task names gets its own subclass (Backtrader
+declares lines per class): ``MTLPredictions(data, model=...)`` loads the model, then builds
+the instance from ``lines_class(names)``, a cached subclass that pickles by its names.
+
+Backtrader picks how the lines are filled: ``once`` on preloaded feeds (all bars at once,
+vectorised), ``next`` on streaming ones (``preload=False``, replay, live feeds,
+``runonce=False``); both give the same values, bit for bit (tests). See ``engine.py``.
+"""
+
+from __future__ import annotations
+
+import array
+import copyreg
+import keyword
+import re
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+
+from mtl_bt.errors import UserError
+from mtl_bt.indicators.engine import PredictionEngine
+
+__all__ = ["MTLPredictions", "line_name", "lines_class"]
+
+#: names a line cannot take (they are attributes every indicator has)
+_TAKEN = frozenset(dir(bt.Indicator)) | {"fold", "engine", "asset", "model"}
+
+
+def line_name(task: str) -> str:
+    """The line name of a task: every character a Python name cannot hold becomes ``_``."""
+    name = re.sub(r"\W", "_", str(task), flags=re.ASCII)
+    if not name or name[0].isdigit() or keyword.iskeyword(name):
+        name = f"t_{name}"
+    return name
+
+
+def task_lines(tasks: Sequence[str]) -> tuple[str, ...]:
+    """Line names of a model's tasks; two tasks on one name, or a reserved name, refused."""
+    names = tuple(line_name(t) for t in tasks)
+    for task, name in zip(tasks, names, strict=True):
+        if name in _TAKEN:
+            raise UserError(
+                f"task {task!r} would be the line {name!r}, a name every Backtrader indicator "
+                "already uses; rename the task"
+            )
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        clash = [t for t, n in zip(tasks, names, strict=True) if n == dup]
+        raise UserError(f"tasks {clash} would share the line {dup!r}; rename one of them")
+    return names
+
+
+def _family(name: str) -> str:
+    """A line's head family (plotted together): the task name before its horizon."""
+    return name.rsplit("_", 1)[0] if name.rsplit("_", 1)[-1].isdigit() else name
+
+
+class _Meta(type(bt.Indicator)):
+    """``MTLPredictions(data, model=...)`` builds the subclass whose lines are the model's."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls._task_lines is None:
+            engine = kwargs.get("engine")
+            if engine is None:
+                engine = PredictionEngine(kwargs.get("model"))
+                kwargs["engine"] = engine
+            return lines_class(task_lines(engine.task_names))(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def _reduce_class(cls: type) -> Any:
+    """Pickle a generated class by its line names (the public class by its name)."""
+    if cls._task_lines is None:
+        return cls.__qualname__
+    return lines_class, (cls._task_lines,)
+
+
+copyreg.pickle(_Meta, _reduce_class)
+
+
+class MTLPredictions(bt.Indicator, metaclass=_Meta):
+    """A model's predictions as lines (see the module docstring).
+
+    ``model``: a checkpoint, a list of fold checkpoints, a train/run output directory, or a
+    ``Predictor`` (or a list of them). ``engine``: share one ``PredictionEngine`` between
+    feeds (what ``MTLStrategy`` does: one forward pass per bar for all of them); not needed
+    otherwise. A model with an asset embedding reads the symbol from the feed's name
+    (``cerebro.adddata(feed, name="BTC/USDT")``) and refuses an unnamed feed.
+    """
+
+    params = (("model", None), ("engine", None))
+    plotinfo = dict(subplot=True, plotname="MTLPredictions")
+    _task_lines: tuple[str, ...] | None = None
+
+    def __init__(self) -> None:
+        data = self.data
+        if not isinstance(data, bt.AbstractDataBase):
+            raise UserError(
+                f"MTLPredictions needs a data feed (OHLCV bars), not {type(data).__name__}: "
+                "MTLPredictions(self.datas[i], model=...)"
+            )
+        self.engine: PredictionEngine = self.p.engine
+        self.asset = self.engine.add(self, data)
+        if self.engine.force_streaming:
+            self._nextforce = True  # the per-bar path even on preloaded feeds (parity runs)
+        self._plot_views: list[Any] | None = None
+
+    @property
+    def symbol(self) -> str:
+        return self.engine.symbols[self.asset]
+
+    def nextstart(self) -> None:
+        self.next()
+
+    def next(self) -> None:
+        got = self.engine.take(self.asset)
+        if got is None:
+            return
+        values, fold = got
+        lines = self.lines
+        for j, v in enumerate(values.tolist()):
+            lines[j][0] = v
+        lines[len(values)][0] = fold
+
+    def preonce(self, start: int, end: int) -> None:
+        pass
+
+    def oncestart(self, start: int, end: int) -> None:
+        pass
+
+    def once(self, start: int, end: int) -> None:
+        engine = self.engine
+        engine.fill()
+        a = self.asset
+        values, folds = engine.values[a], engine.folds[a]
+        n = min(len(folds), self.buflen())
+        columns = [values[:n, j] for j in range(values.shape[1])] + [folds[:n]]
+        for line, col in zip(self.lines, columns, strict=True):
+            line.array[:n] = array.array("d", np.ascontiguousarray(col, dtype=np.float64).tobytes())
+
+    # -- plotting: one subplot per head family -------------------------------------------
+    def _plotinit(self) -> None:
+        """Called by ``cerebro.plot()`` before it lays out the strategy's indicators: this
+        indicator shows the first head family; each other family becomes a view (its lines
+        are this indicator's) added after it to the strategy's list, so it gets its own
+        subplot below the same feed."""
+        if self._plot_views is not None:
+            return
+        self._plot_views = []
+        owner = self._owner
+        if not isinstance(owner, bt.Strategy):
+            return
+        names = list(self._task_lines or ())
+        families: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            families.setdefault(_family(name), []).append(i)
+        for fam, idx in list(families.items())[1:]:
+            view = _view_class(tuple(names[i] for i in idx))(self.data)
+            view.lines.lines = [self.lines[i] for i in idx]
+            view.plotinfo.plotname = f"{fam} ({self.symbol})"
+            owner._lineiterators[bt.LineIterator.IndType].append(view)
+            self._plot_views.append(view)
+        first = next(iter(families), "")
+        self.plotinfo.plotname = f"{first} ({self.symbol})"
+
+
+@cache
+def lines_class(names: tuple[str, ...]) -> type[MTLPredictions]:
+    """The ``MTLPredictions`` subclass with one line per name, plus ``fold`` (cached: one
+    class per set of names; pickles by its names, so ``optstrategy`` can ship it)."""
+    first = _family(names[0]) if names else None
+    plotlines = {n: dict(_plotskip=True) for n in names if _family(n) != first}
+    plotlines["fold"] = dict(_plotskip=True)
+    return _Meta(
+        "_MTLPredictions",
+        (MTLPredictions,),
+        {
+            "lines": (*names, "fold"),
+            "plotlines": plotlines,
+            "_task_lines": names,
+            "__module__": __name__,
+        },
+    )
+
+
+@cache
+def _view_class(names: tuple[str, ...]) -> type:
+    """A plot-only indicator showing some lines of an ``MTLPredictions`` (one family)."""
+    return type(bt.Indicator)(
+        "_MTLPredictionsView",
+        (bt.Indicator,),
+        {"lines": names, "plotinfo": dict(subplot=True), "__module__": __name__},
+    )
