@@ -26,6 +26,7 @@ from mtl_bt.features.base import (
     symbol_of,
 )
 from mtl_bt.features.frames import Reads, check_frames, cross_values, leading_rows, reads_of
+from mtl_bt.plugin_calls import call_feature
 
 #: All built-in features in their fixed order (``names = None`` means these).
 DEFAULT_FEATURES: tuple[str, ...] = (
@@ -257,7 +258,7 @@ def compute(
             )
             parts.append(values)
             continue
-        out = fn(frame, **params)
+        out = call_feature(name, fn, frame, params)
         expected = declared_columns(name, fn, params)
         if not isinstance(out, pd.DataFrame) or list(out.columns) != expected:
             got = list(out.columns) if isinstance(out, pd.DataFrame) else type(out).__name__

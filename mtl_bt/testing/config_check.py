@@ -29,6 +29,7 @@ import pandas as pd
 
 from mtl_bt import registry
 from mtl_bt.errors import UserError
+from mtl_bt.plugin_calls import PluginRaised
 from mtl_bt.testing import lookahead
 
 #: statuses of a row
@@ -83,7 +84,11 @@ def _on(symbol: str) -> Iterator[None]:
     """Plugin code runs here: its exception becomes ``_Raised`` (a UserError passes)."""
     try:
         yield
-    except (UserError, _Raised):
+    except _Raised:
+        raise
+    except PluginRaised as exc:  # compute named the plugin: the finding is its exception
+        raise _Raised(exc.where, exc.original) from exc.original
+    except UserError:
         raise
     except Exception as exc:
         raise _Raised(symbol, exc) from exc

@@ -21,13 +21,14 @@ suite and skipped, so a config without third-party plugins pays nothing. ``--no-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
 from mtl_bt import registry
-from mtl_bt.errors import PluginError, UserError
+from mtl_bt.errors import PluginError
+from mtl_bt.plugin_calls import calling, plugin_of
 from mtl_bt.safety import guards_enabled
 
 #: bars of each window a feature or target is checked on
@@ -38,29 +39,6 @@ GUARD_WINDOWS = 3
 GUARD_CUTS = 3
 #: bars after each cut that the perturbed-future check keeps (and perturbs)
 GUARD_SPAN = 500
-
-T = TypeVar("T")
-
-
-def plugin_of(kind: str, name: str) -> str:
-    """'plugin NAME (distribution)' of a registered item, for messages."""
-    entry = registry.registry().entry(kind, name)
-    return f"plugin {entry.plugin!r}" + (f" ({entry.distribution})" if entry.distribution else "")
-
-
-def calling(what: str, where: str, call: Callable[[], T]) -> T:
-    """``call()``; an exception from plugin code becomes one PluginError line naming ``what``
-    (a UserError the plugin raised on purpose passes unchanged)."""
-    try:
-        return call()
-    except UserError:
-        raise
-    except Exception as exc:
-        detail = str(exc).replace("\n", " ")
-        raise PluginError(
-            f"{what} raised {type(exc).__name__} on {where}: {detail}. Fix the plugin "
-            "(reproduce it with `mtl-bt check CONFIG`)"
-        ) from exc
 
 
 def windows(n: int, size: int, count: int) -> list[slice]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from mtl_bt.cli import main
@@ -66,3 +67,20 @@ def test_a_streaming_mismatch_names_look_ahead_as_its_cause(probes, tmp_path):
     assert row["detail"].startswith("ETH/USDT: column 'eth_peek' first differs at bar"), row
     assert "; look-ahead: on the bars up to that one it is" in row["detail"]
     assert "declare @feature(window" not in row["detail"]
+
+
+def test_a_plugin_exception_named_by_compute_is_still_checks_finding():
+    """compute wraps a third-party feature's exception in PluginRaised (a UserError, which
+    `check` lets through); `check` turns it back into the plugin's FAIL row, on the symbol
+    the plugin ran on (a cross-frame feature runs on another symbol's frame)."""
+    from mtl_bt.plugin_calls import PluginRaised, calling
+    from mtl_bt.testing.config_check import _on, _Raised
+
+    def boom():
+        raise KeyError("probe")
+
+    with pytest.raises(_Raised) as got, _on("AAA"):
+        calling("feature 'x' from plugin 'p'", "BBB", boom)
+    assert got.value.detail == "BBB: raised KeyError: 'probe'"
+    with pytest.raises(PluginRaised):  # outside check: the one line
+        calling("feature 'x' from plugin 'p'", "BBB", boom)

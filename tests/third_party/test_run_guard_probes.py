@@ -57,6 +57,23 @@ def test_a_raising_feature_is_one_line_naming_it(probes, tmp_path):
     )
 
 
+def test_a_raising_feature_with_the_guards_off_is_one_line_naming_it(probes, tmp_path, monkeypatch):
+    """--no-guards: the guard never calls the plugin, so building the dataset is the first
+    call; compute names the plugin and the symbol there (no traceback)."""
+    from mtl_bt.safety import ENV
+
+    monkeypatch.setenv(ENV, "")  # restored after the test (the CLI sets it to 1)
+    path = tmp_path / "cfg.toml"
+    path.write_text(dumps(tiny_config(features={"names": ["log_return", "raising"]})))
+    args = ["run", str(path), "--out", str(tmp_path / "o"), "--quiet", "--no-guards"]
+    result = CliRunner().invoke(main, args)
+    _one_line_refusal(
+        result,
+        "feature 'raising' from plugin 'probe_plugins' raised ZeroDivisionError on BTC/USDT",
+        "probe: division by zero",
+    )
+
+
 def test_the_honest_controls_pass_the_guard_on_every_symbol(probes):
     from mtl_bt.features import FeatureSpec
 
