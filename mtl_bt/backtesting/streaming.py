@@ -182,6 +182,10 @@ class StreamingBook:
             asset.spacings.append(us - asset.last_us)
         if asset.first_us is None:
             asset.first_us = us
+            declare = getattr(self.features, "declare", None)
+            if declare is not None:  # cross-frame features: the feed's stated bar size
+                seconds = stated_seconds(data)
+                declare(a, None if seconds is None else round(seconds * 1_000_000))
         asset.last_us = us
         asset.weekend = asset.weekend or is_weekend(us)
         day = us // _DAY_US

@@ -21,7 +21,14 @@ import pandas as pd
 
 from mtl_bt.errors import DataError, PluginError
 from mtl_bt.features.base import declared_columns, declared_warmup
-from mtl_bt.features.frames import Reads, micros_of, period_key, period_us, zone
+from mtl_bt.features.frames import (
+    Reads,
+    micros_of,
+    period_key,
+    period_us,
+    refuse_bar_sizes,
+    zone,
+)
 from mtl_bt.features.spec import FeatureSpec, feature_fn
 from mtl_bt.features.streaming import (
     _FIELDS,
@@ -137,9 +144,54 @@ class CrossStream:
         n = len(self._parts)
         self._last = [[-1] * len(self.symbols) for _ in range(n)]
         self._stale = [[0.0] * len(self.symbols) for _ in range(n)]
+        # another symbol's bars are read as they are only at the target's bar size (see
+        # frames.same_bar_size): (feature, source, target) pairs, in the order compute
+        # meets them (target, then feature, then source), checked as the sizes become known
+        self._pairs: list[tuple[str, int, int]] = []
+        for t in range(len(self.symbols)):
+            for name, reads in spec.reads().items():
+                if reads.timeframe is not None:
+                    continue  # a higher timeframe: causal at any bar size
+                if reads.all_symbols:
+                    read = list(range(len(self.symbols)))
+                elif reads.symbol is not None:
+                    read = [index[reads.symbol]]
+                else:
+                    read = []
+                self._pairs.extend((name, s, t) for s in read if s != t)
+        feeds = len(self.symbols)
+        #: per feed: bars so far, the last bar's time, the smallest positive spacing so far
+        #: (its bar size once 3 bars are in, as frames.bar_size), the feed's stated size
+        self._count = [0] * feeds
+        self._prev = [0] * feeds
+        self._step: list[int | None] = [None] * feeds
+        self._stated: list[int | None] = [None] * feeds
+
+    def declare(self, a: int, size_us: int | None) -> None:
+        """Symbol ``a``'s feed states its bar size (``None``: it does not): two symbols that
+        read each other with stated sizes that differ are refused before their first bar."""
+        self._stated[a] = None if size_us is None else int(size_us)
+        self._check_sizes(self._stated)
+
+    def _check_sizes(self, sizes: Sequence[int | None]) -> None:
+        for name, s, t in self._pairs:
+            refuse_bar_sizes(name, self.symbols[s], sizes[s], self.symbols[t], sizes[t])
+
+    def _bar_sizes(self) -> list[int | None]:
+        return [step if n >= 3 else None for step, n in zip(self._step, self._count, strict=True)]
 
     def push(self, a: int, bar: tuple[float, ...]) -> None:
         """A bar of symbol ``a`` closed ``(utc_epoch_us, open, high, low, close, volume)``."""
+        if self._pairs:  # its bar size so far; refused as soon as it differs (as compute does)
+            us = int(bar[0])
+            n = self._count[a] = self._count[a] + 1
+            step, self._prev[a] = us - self._prev[a], us
+            smallest = self._step[a]
+            smaller = n > 1 and step > 0 and (smallest is None or step < smallest)
+            if smaller:
+                self._step[a] = step
+            if n >= 3 and (smaller or n == 3):
+                self._check_sizes(self._bar_sizes())
         for src in self._feeds[a]:
             src.push(bar)
 
@@ -204,6 +256,10 @@ class CrossRows:
         where = np.array([order.index(c) for c in all_columns], dtype=np.int64)
         self._take = where[pick]
         self.width = len(self.columns)
+
+    def declare(self, a: int, size_us: int | None) -> None:
+        """Feed ``a``'s stated bar size (``CrossStream.declare``)."""
+        self.cross.declare(a, size_us)
 
     def push(self, idx: Sequence[int], bars: Sequence[Sequence[float]]) -> np.ndarray:
         bars = [tuple(map(float, b)) for b in bars]

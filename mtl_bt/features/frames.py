@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mtl_bt.errors import ConfigError, DataError, PluginError
+from mtl_bt.plugin_calls import call_feature
 
 #: Monday 1970-01-05 minus the epoch (weeks start on Monday), in microseconds
 _MONDAY_US = 4 * 86_400_000_000
@@ -208,7 +209,7 @@ def _source_values(
     warmup: int,
     source: pd.DataFrame,
 ) -> np.ndarray:
-    out = fn(source, **params)
+    out = call_feature(name, fn, source, params)
     if not isinstance(out, pd.DataFrame) or list(out.columns) != columns:
         got = list(out.columns) if isinstance(out, pd.DataFrame) else type(out).__name__
         raise PluginError(f"feature {name!r} returned {got}, declared columns {columns}")
@@ -299,7 +300,12 @@ def same_bar_size(
     """A ``ConfigError`` when another symbol's bars are another size than the target's: "label
     <= t's label" is "closed by t's close" only for bars of one size (an hourly target would
     see a daily bar labelled at its start hours before it closes)."""
-    a, b = bar_size(src_us), bar_size(tgt_us)
+    refuse_bar_sizes(name, source, bar_size(src_us), target, bar_size(tgt_us))
+
+
+def refuse_bar_sizes(name: str, source: str, a: int | None, target: Any, b: int | None) -> None:
+    """``same_bar_size`` on two bar sizes in microseconds (``None``: not known yet); the
+    streaming engine (``cross_stream``) asks it as the sizes become known."""
     if a is not None and b is not None and a != b:
         raise ConfigError(
             f"feature {name!r} reads {source!r} ({pd.Timedelta(a, 'us')} bars) for {target!r} "

@@ -16,7 +16,7 @@ import pytest
 from mtl_bt import config as config_mod
 from mtl_bt.backtesting import frame_feed
 from mtl_bt.backtesting.calendar import bt_timeframe, timeframe_seconds
-from mtl_bt.errors import DataError
+from mtl_bt.errors import ConfigError, DataError
 from mtl_bt.features import compute
 from mtl_bt.training.dataset import run_frames
 
@@ -163,3 +163,42 @@ def test_perturbing_another_symbols_future_changes_no_earlier_decision(frames, m
     assert base[0].predictions_log[-1][2]["return@1"].tolist() != (
         pert[0].predictions_log[-1][2]["return@1"].tolist()
     )
+
+
+def _bars_of(frame, size):
+    """``frame``'s hourly bars aggregated to ``size`` (labelled at their start)."""
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    out = frame.resample(size).agg(agg).dropna()
+    out.attrs = {**frame.attrs, "timeframe": size.lower()}
+    return out
+
+
+@pytest.mark.parametrize("how", ["preloaded", "preload_false", "live_12h", "live_stated_4h"])
+def test_another_symbol_of_another_bar_size_is_refused_by_every_path_alike(frames, model, how):
+    """BTC's bars 12-hourly (or 4-hourly) under hourly ETH and SOL: ``cross_asset``/``market``
+    would read BTC's bar labelled at its start before it closes. Every path refuses with
+    compute's line: preloaded, ``preload=False`` and live feeds (told by the first 3 bars of
+    each feed), a live feed that states its bar size (refused at its first bar)."""
+    size = "4h" if how == "live_stated_4h" else "12h"  # enough bars for the warm-up
+    other = dict(frames)
+    other["BTC/USDT"] = _bars_of(frames["BTC/USDT"], size)
+    spec = model[0].feature_spec
+    with pytest.raises(ConfigError) as want:
+        compute(other["BTC/USDT"], spec, other)
+    assert "reads 'ETH/USDT' (0 days 01:00:00 bars) for 'BTC/USDT'" in str(want.value)
+    if how.startswith("live"):
+        feeds = _live(other)
+        if how == "live_stated_4h":
+            tf, comp = bt_timeframe(timeframe_seconds("4h"))
+            feeds["BTC/USDT"] = LiveFrameFeed(
+                dataname=other["BTC/USDT"], timeframe=tf, compression=comp
+            )
+        else:  # Backtrader's default (Days, 1) states nothing: the first bars tell
+            feeds["BTC/USDT"] = LiveFrameFeed(dataname=other["BTC/USDT"])
+        kwargs = None
+    else:
+        feeds = {s: frame_feed(f, name=s) for s, f in other.items()}
+        kwargs = {"preload": how == "preloaded"}
+    with pytest.raises(ConfigError) as got:
+        run_feeds(feeds, model, cerebro_kwargs=kwargs)
+    assert str(got.value) == str(want.value)

@@ -174,6 +174,23 @@ def test_a_cross_feature_peeking_into_the_other_frame_fails(plugin, ragged):
         check_cross_feature("peek", ragged)
 
 
+@feature(warmup=0, reads=Reads(symbol="BBB"), columns=["boom"])
+def boom(frame: pd.DataFrame) -> pd.DataFrame:
+    raise KeyError("probe: no such column")
+
+
+def test_a_cross_feature_that_raises_names_its_plugin_and_the_symbol_it_ran_on(plugin, ragged):
+    from mtl_bt.plugin_calls import PluginRaised
+
+    plugin("boom", boom)
+    with pytest.raises(PluginRaised) as got:
+        compute(ragged["AAA"], FeatureSpec(names=["boom"]), ragged)
+    assert str(got.value).startswith(
+        "feature 'boom' from plugin 'cross_test_boom' raised KeyError on BBB: 'probe: no such"
+    )
+    assert isinstance(got.value.original, KeyError) and got.value.where == "BBB"
+
+
 # -- streaming = preloaded ---------------------------------------------------------------
 
 
@@ -343,6 +360,57 @@ def test_another_symbol_of_another_bar_size_is_refused_and_higher_tf_reads_it(ra
     # through higher_tf the daily bar enters only once the next one is there: causal
     spec = _spec(higher_tf={"of": "DAY", "params": ONE})
     assert cross_findings(spec, frames, "AAA") == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"cross_asset": {"of": "DAY"}}, {"market": {"params": ONE}}],
+    ids=["cross_asset", "market"],
+)
+def test_the_streaming_engine_refuses_another_bar_size_as_compute_does(ragged, params):
+    """Bars merged by time as a streaming backtest delivers them: the engine refuses with
+    compute's line once each feed has 3 bars (bar_size's minimum), not a row later."""
+    from mtl_bt.features.cross_stream import CrossRows
+
+    daily = garch_bars(30, seed=9, freq="1D")
+    daily = daily[daily.index >= ragged["AAA"].index[0]]
+    frames = named({"AAA": ragged["AAA"], "DAY": daily})
+    spec = _spec(**params)
+    with pytest.raises(ConfigError) as want:
+        compute(frames["AAA"], spec, frames)
+    with pytest.raises(ConfigError) as got:
+        cross_frames(spec, frames)
+    assert str(got.value) == str(want.value)
+    assert "(1 days 00:00:00 bars) for 'AAA' (0 days 01:00:00 bars)" in str(want.value)
+    # refused at DAY's third bar (AAA's come hourly): pushing bar by bar, it is the push
+    # that raises
+    stream = CrossRows(spec, ["AAA", "DAY"])
+    third = frames["DAY"].index[2]
+    steps = sorted({*frames["AAA"].index[frames["AAA"].index < third], *frames["DAY"].index[:3]})
+    for k, now in enumerate(steps):
+        idx = [a for a, s in enumerate(["AAA", "DAY"]) if now in frames[s].index]
+        bars = [(now.value / 1000, 1.0, 1.0, 1.0, 1.0, 1.0) for _ in idx]
+        if k == len(steps) - 1:
+            with pytest.raises(ConfigError, match="another symbol's bars must be"):
+                stream.push(idx, bars)
+        else:
+            stream.push(idx, bars)
+
+
+def test_stated_bar_sizes_that_differ_are_refused_before_the_first_bar():
+    from mtl_bt.features.cross_stream import CrossRows
+
+    spec = _spec(cross_asset={"of": "DAY"})
+    stream = CrossRows(spec, ["AAA", "DAY"])
+    stream.declare(0, 3_600_000_000)
+    stream.declare(1, None)  # states nothing: told by its bars
+    with pytest.raises(ConfigError, match=r"reads 'DAY' \(1 days 00:00:00 bars\) for 'AAA'"):
+        stream.declare(1, 86_400_000_000)
+    # the same size, and higher_tf (any size), are fine
+    CrossRows(spec, ["AAA", "DAY"]).declare(1, 3_600_000_000)
+    other = CrossRows(_spec(higher_tf={"of": "DAY", "params": ONE}), ["AAA", "DAY"])
+    other.declare(0, 3_600_000_000)
+    other.declare(1, 86_400_000_000)
 
 
 def test_warm_up_is_counted_on_every_frame(ragged):
