@@ -119,11 +119,6 @@ def check_in_windows(
     )
 
 
-def feed_check(strategy: Any) -> bool:
-    """Whether ``check_feeds`` runs: any_bar_size aside, every run whose feeds are not live."""
-    return not any(getattr(d, "islive", lambda: False)() for d in strategy.datas)
-
-
 def check_feed_bars(
     datas: Sequence[Any],
     symbols: Sequence[str],
