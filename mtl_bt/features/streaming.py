@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_bt import registry
 from mtl_bt.errors import DataError, PluginError
 from mtl_bt.features.base import declared_columns, declared_warmup
-from mtl_bt.features.spec import FeatureSpec, compute, feature_fn
+from mtl_bt.features.spec import FeatureSpec, compute, feature_fn, plugin_name
+from mtl_bt.plugin_calls import calling, plugin_of
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -208,9 +210,20 @@ class _Recompute:
     def __init__(self, name: str, fn: Any, params: dict[str, Any], window: int, symbol: str):
         self.name, self.fn, self.params, self.window, self.symbol = name, fn, params, window, symbol
         self.columns = declared_columns(name, fn, params)
+        self.plugin = plugin_name(name)
+        #: a third-party plugin's exception names it (plugin_calls), as compute's does
+        self.builtin = registry.is_builtin("feature", self.plugin)
 
     def update(self, bars: BarBuffer) -> Sequence[float]:
-        out = self.fn(bars.frame(self.window, self.symbol), **self.params)
+        frame = bars.frame(self.window, self.symbol)
+        if self.builtin:
+            out = self.fn(frame, **self.params)
+        else:
+            out = calling(
+                lambda: f"feature {self.name!r} from {plugin_of('feature', self.plugin)}",
+                str(frame.attrs.get("symbol", self.symbol)),
+                lambda: self.fn(frame, **self.params),
+            )
         if not isinstance(out, pd.DataFrame) or list(out.columns) != self.columns:
             raise PluginError(f"feature {self.name!r} returned columns other than {self.columns}")
         return out.to_numpy(dtype=np.float64)[-1]

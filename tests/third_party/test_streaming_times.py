@@ -80,3 +80,21 @@ def test_a_backtrader_run_without_preloading_feeds_it_the_same_rows(
     assert streamed[0].streaming and not preloaded[0].streaming
     np.testing.assert_array_equal(np.array(streamed[0].book.kept[0]), preloaded[0].book.feats[0])
     _same_run(preloaded, streamed)
+
+
+@pytest.mark.parametrize("engine", ["stream", "batch"])
+def test_a_raising_feature_streamed_is_one_line_naming_it(probes, btc, engine):
+    """The streaming path (paper, live feeds, preload=False) calls a plugin without stream=
+    over its last bars: its exception names the plugin and the symbol, as compute's does."""
+    from mtl_bt.plugin_calls import PluginRaised
+
+    spec = FeatureSpec(names=["log_return", "raising"])
+    frame = btc.iloc[:5].copy()
+    frame.attrs = {**btc.attrs, "symbol": "ETH/USDT"}
+    run = stream_frame if engine == "stream" else lambda s, f: batch_frames(s, [f])
+    with pytest.raises(PluginRaised) as got:
+        run(spec, frame)
+    assert str(got.value).startswith(
+        "feature 'raising' from plugin 'probe_plugins' raised ZeroDivisionError on ETH/USDT: "
+        "probe: division by zero"
+    )
