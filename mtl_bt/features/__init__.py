@@ -2,10 +2,12 @@
 
 Others call: ``FeatureSpec``, ``compute(frame, spec)``, ``drop_warmup(features,
 spec, symbol)``, ``Scaler``. Feature plugins are functions decorated with
-``@feature(warmup=..., columns=...)``; see docs/features.md.
+``@feature(warmup=..., columns=...)``; one that reads other symbols or a higher
+timeframe adds ``reads=Reads(...)`` (``mtl_bt.features.frames``); see docs/features.md.
 """
 
 from mtl_bt.features.base import feature, require_volume
+from mtl_bt.features.frames import Reads
 from mtl_bt.features.scaler import Scaler
 from mtl_bt.features.spec import (
     DEFAULT_FEATURES,
@@ -22,6 +24,7 @@ __all__ = [
     "PRICE_FEATURES",
     "REFERENCE_FEATURES",
     "FeatureSpec",
+    "Reads",
     "Scaler",
     "compute",
     "drop_warmup",

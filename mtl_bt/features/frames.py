@@ -262,6 +262,8 @@ def cross_values(
             source, avail = aggregate(source, reads.timeframe, reads.tz)
         else:
             avail = micros_of(source.index)
+            if s != symbol:
+                same_bar_size(name, s, avail, symbol, target_us)
         values = _source_values(name, fn, params, columns, warmup, source)
         pos = np.searchsorted(avail, target_us, side="right") - 1
         aligned = np.full((n, len(columns)), np.nan)
@@ -280,6 +282,30 @@ def cross_values(
     if reads.staleness:
         result = np.column_stack([result, staleness(pos)])
     return result
+
+
+def bar_size(micros: np.ndarray) -> int | None:
+    """The smallest spacing of a frame's bars (its bar size; gaps only widen spacings)."""
+    if len(micros) < 3:
+        return None
+    steps = np.diff(micros)
+    steps = steps[steps > 0]
+    return int(steps.min()) if len(steps) else None
+
+
+def same_bar_size(
+    name: str, source: str, src_us: np.ndarray, target: Any, tgt_us: np.ndarray
+) -> None:
+    """A ``ConfigError`` when another symbol's bars are another size than the target's: "label
+    <= t's label" is "closed by t's close" only for bars of one size (an hourly target would
+    see a daily bar labelled at its start hours before it closes)."""
+    a, b = bar_size(src_us), bar_size(tgt_us)
+    if a is not None and b is not None and a != b:
+        raise ConfigError(
+            f"feature {name!r} reads {source!r} ({pd.Timedelta(a, 'us')} bars) for {target!r} "
+            f"({pd.Timedelta(b, 'us')} bars): another symbol's bars must be the target's size; "
+            f"read it through higher_tf (of = {source!r}, timeframe = its bar size) instead"
+        )
 
 
 def staleness(pos: np.ndarray) -> np.ndarray:

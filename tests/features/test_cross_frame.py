@@ -335,6 +335,16 @@ def test_a_symbol_not_in_the_run_is_refused_with_its_name(ragged):
         compute(ragged["AAA"], spec)
 
 
+def test_another_symbol_of_another_bar_size_is_refused_and_higher_tf_reads_it(ragged):
+    daily = garch_bars(60, seed=9, freq="1D")
+    frames = named({"AAA": ragged["AAA"], "DAY": daily})
+    with pytest.raises(ConfigError, match=r"reads 'DAY' \(1 days 00:00:00 bars\) for 'AAA'"):
+        compute(frames["AAA"], _spec(cross_asset={"of": "DAY"}), frames)
+    # through higher_tf the daily bar enters only once the next one is there: causal
+    spec = _spec(higher_tf={"of": "DAY", "params": ONE})
+    assert cross_findings(spec, frames, "AAA") == []
+
+
 def test_warm_up_is_counted_on_every_frame(ragged):
     # CCC starts 30 bars late and BBB misses bars: A's cross rows wait for CCC's warm-up
     spec = FeatureSpec(names=["log_return", "cross_asset"], params={"cross_asset": {"of": "CCC"}})
