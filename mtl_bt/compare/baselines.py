@@ -24,6 +24,7 @@ traded by the run's signal rule and costs (``BaselinePredictor``): every built-i
 the MTL model. Run it on a finished run folder::
 
     python -m mtl_bt.compare.baselines RUN_DIR [--models linear,lightgbm] [--no-backtest]
+        [--signal NAME]
 
 It needs scikit-learn and LightGBM: ``pip install 'mtl-bt[baselines]'``.
 """
@@ -364,15 +365,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--models", default=",".join(MODELS), help="linear,lightgbm")
     parser.add_argument("--no-backtest", action="store_true", help="metrics only")
+    parser.add_argument(
+        "--signal",
+        default=None,
+        help="trade the run and the baselines by this rule (its default options) instead of "
+        "the run's, e.g. sign",
+    )
     args = parser.parse_args(argv)
     try:
-        return _main(Path(args.run_dir), args.models.split(","), not args.no_backtest)
+        return _main(Path(args.run_dir), args.models.split(","), not args.no_backtest, args.signal)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def _main(run: Path, models: list[str], trade: bool) -> int:
+def _main(run: Path, models: list[str], trade: bool, signal: str | None = None) -> int:
     from mtl_bt.config import load
     from mtl_bt.data import load_frames
     from mtl_bt.report.io import write_csv, write_parquet
@@ -384,6 +391,12 @@ def _main(run: Path, models: list[str], trade: bool) -> int:
     if missing:
         raise UserError(f"{run}: not an mtl-bt run folder (missing {', '.join(missing)})")
     cfg = load(run / "config.toml")
+    bt_cfg = cfg.backtest
+    if signal is not None and signal != bt_cfg.signal:
+        from mtl_bt import registry
+
+        registry.get("signal", signal)  # an unknown rule fails before any work
+        bt_cfg = bt_cfg.model_copy(update={"signal": signal, "signal_options": {}})
     frames = load_frames(cfg.data)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result = fit_baselines(cfg, frames, models, log=say)
@@ -403,19 +416,26 @@ def _main(run: Path, models: list[str], trade: bool) -> int:
 
         predictors = load_predictors([str(run / "checkpoints")])
         rows = []
-        if (run / "metrics.json").exists():
+        if bt_cfg is not cfg.backtest:  # another rule: the run is traded by it too
+            from mtl_bt.backtesting.runner import run_backtest
+
+            m = run_backtest(frames, predictors, bt_cfg).metrics
+            rows.append({"model": "mtl", **{k: m.get(k) for k in _TRADE_KEYS}})
+        elif (run / "metrics.json").exists():
             m = json.loads((run / "metrics.json").read_text()).get("portfolio", {})
             rows.append({"model": "mtl", **{k: m.get(k) for k in _TRADE_KEYS}})
-        for model, bt in backtest(frames, predictors, result, cfg.backtest).items():
-            write_outputs(bt, out / model)
+        for model, bt in backtest(frames, predictors, result, bt_cfg).items():
+            where = out / (model if bt_cfg is cfg.backtest else f"{model}_{bt_cfg.signal}")
+            write_outputs(bt, where)
             rows.append({"model": model, **{k: bt.metrics.get(k) for k in _TRADE_KEYS}})
-        print(f"traded by the run's rule ({cfg.backtest.signal}) and costs:")
+        whose = "the run's rule" if bt_cfg is cfg.backtest else "the rule"
+        print(f"traded by {whose} ({bt_cfg.signal}) and costs:")
         print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"))
     print(f"wrote {out / 'task_metrics.csv'}")
     return 0
 
 
-_TRADE_KEYS = ("sharpe", "gross_sharpe", "total_return", "turnover", "cost_drag")
+_TRADE_KEYS = ("sharpe", "gross_sharpe", "total_return", "turnover", "cost_drag", "num_trades")
 
 
 if __name__ == "__main__":

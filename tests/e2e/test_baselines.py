@@ -166,3 +166,11 @@ def test_the_command_on_a_real_run_folder(tmp_path, capsys):
     for model in bl.MODELS:
         assert (out / "baselines" / model / "metrics.json").exists()
     assert "return@4 rank_ic" in text and "traded by the run's rule" in text
+    # another rule trades the run and the baselines alike; an unknown rule fails first
+    assert bl.main([str(out), "--models", "linear", "--signal", "sign"]) == 0
+    text = capsys.readouterr().out
+    traded = text.split("traded by the rule (sign) and costs:\n")[1].splitlines()
+    assert [line.split()[0] for line in traded[1:3]] == ["mtl", "linear"]
+    assert (out / "baselines" / "linear_sign" / "metrics.json").exists()
+    assert bl.main([str(out), "--signal", "no_such_rule"]) == 2
+    assert "no_such_rule" in capsys.readouterr().err
