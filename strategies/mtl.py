@@ -145,6 +145,7 @@ class MTLStrategy(bt.Strategy):
             ewma=self._ewma,
             keep_rows=bool(p.record),
             streaming=bool(p.streaming),
+            any_bar_size=bool(p.any_bar_size),
         )
         #: the model's predictions per feed, as Backtrader lines (``MTLPredictions``)
         self.predictions = [MTLPredictions(d, engine=self.engine) for d in self.datas]

@@ -51,7 +51,16 @@ def needed_bars(predictor: Any) -> int | None:
     return int(warmup()) + 1 + (lookback - 1)
 
 
-def check_bar_size(symbol: str, feed_seconds: float | None, model_seconds: float | None) -> None:
+#: how to trade a model on bars of another size anyway, said by the bar-size refusal
+STRATEGY_ESCAPE = "MTLStrategy(any_bar_size=True) trades it anyway"
+
+
+def check_bar_size(
+    symbol: str,
+    feed_seconds: float | None,
+    model_seconds: float | None,
+    escape: str = STRATEGY_ESCAPE,
+) -> None:
     """A feed whose bars differ from the model's training bars is refused, naming both."""
     if feed_seconds is None or model_seconds is None:
         return
@@ -61,7 +70,7 @@ def check_bar_size(symbol: str, feed_seconds: float | None, model_seconds: float
         f"feed {symbol!r} has {bar_label(feed_seconds)} bars but the model was trained on "
         f"{bar_label(model_seconds)} bars: its features and horizons are counted in bars. "
         f"Feed {bar_label(model_seconds)} bars (cerebro.resampledata) or train on "
-        f"{bar_label(feed_seconds)}; MTLStrategy(any_bar_size=True) trades it anyway"
+        f"{bar_label(feed_seconds)}; {escape}"
     )
 
 
@@ -110,41 +119,63 @@ def check_in_windows(
     )
 
 
-def feed_check(strategy: Any) -> bool:
-    """Whether ``check_feeds`` runs: any_bar_size aside, every run whose feeds are not live."""
-    return not any(getattr(d, "islive", lambda: False)() for d in strategy.datas)
+def check_feed_bars(
+    datas: Sequence[Any],
+    symbols: Sequence[str],
+    predictors: Sequence[Any],
+    schedule: Any,
+    *,
+    any_bar_size: bool = False,
+    bars: Sequence[int] | None = None,
+    escape: str = STRATEGY_ESCAPE,
+) -> None:
+    """Every refusal above for feeds a model decides, from the bars in their lines: what
+    ``MTLStrategy`` and a standalone ``MTLPredictions`` both run (one set of rules).
 
-
-def check_feeds(strategy: Any, after_run: bool = False) -> None:
-    """Every refusal above for an MTLStrategy's feeds, from the bars in their lines.
-
-    Called before the run on preloaded feeds and after it on streaming ones
-    (``after_run``): a bounded buffer (``exactbars``) or a live feed is not checked.
+    ``bars``: the bars each feed delivered, for a check after a streaming run (None: the
+    feeds are preloaded, their lines hold every bar). Live feeds are not checked, nor a
+    bounded buffer (``exactbars``) whose bars are gone. ``escape``: how the bar-size
+    refusal says to trade anyway (the caller's own ``any_bar_size=True``).
     """
     from mtl_bt.backtesting.bars import datenum_index
     from mtl_bt.backtesting.calendar import feed_bar_seconds
     from mtl_bt.backtesting.folds import model_bar_seconds
 
-    if not feed_check(strategy):
+    if any(getattr(d, "islive", lambda: False)() for d in datas):
         return
-    predictors = strategy.predictors
-    model_seconds = None if strategy.p.any_bar_size else model_bar_seconds(predictors[0])
+    model_seconds = None if any_bar_size else model_bar_seconds(predictors[0])
     needed = needed_bars(predictors[0])
     spans, in_window = [], []
-    for a, data in enumerate(strategy.datas):
-        symbol = strategy.symbols[a]
+    for a, data in enumerate(datas):
+        symbol = symbols[a]
         nums = np.asarray(data.datetime.array, dtype=np.float64)
-        bars = int(strategy._bars[a]) if after_run else len(nums)
-        if after_run and len(nums) != bars:
+        count = len(nums) if bars is None else int(bars[a])
+        if bars is not None and len(nums) != count:
             return  # a bounded buffer: the bars are gone
-        check_enough_bars(symbol, bars, needed, streaming=after_run)
-        if bars < 2:
+        check_enough_bars(symbol, count, needed, streaming=bars is not None)
+        if count < 2:
             continue
         index = datenum_index(nums)
-        check_bar_size(symbol, feed_bar_seconds(data, index, symbol), model_seconds)
+        check_bar_size(symbol, feed_bar_seconds(data, index, symbol), model_seconds, escape)
         spans.append((symbol, index[0], index[-1]))
-        in_window.append(bool((strategy.schedule.rows(nums) >= 0).any()))
+        in_window.append(bool((schedule.rows(nums) >= 0).any()))
     check_in_windows(spans, in_window, predictors)
+
+
+def check_feeds(strategy: Any, after_run: bool = False) -> None:
+    """``check_feed_bars`` for an MTLStrategy's feeds.
+
+    Called before the run on preloaded feeds and after it on streaming ones
+    (``after_run``): a bounded buffer (``exactbars``) or a live feed is not checked.
+    """
+    check_feed_bars(
+        strategy.datas,
+        strategy.symbols,
+        strategy.predictors,
+        strategy.schedule,
+        any_bar_size=bool(strategy.p.any_bar_size),
+        bars=strategy._bars if after_run else None,
+    )
 
 
 def check_optimized_model(strategy: Any, given: Any) -> None:

@@ -117,6 +117,7 @@ class PredictionEngine:
         ewma: bool = False,
         keep_rows: bool = False,
         streaming: bool = False,
+        any_bar_size: bool = False,
     ) -> None:
         if mode not in ("live", "precomputed"):
             raise UserError(f"mode must be 'live' or 'precomputed', not {mode!r}")
@@ -130,6 +131,8 @@ class PredictionEngine:
         self.ewma = bool(ewma)
         self.keep_rows = bool(keep_rows)
         self.force_streaming = bool(streaming)
+        #: True: a feed whose bar size is not the model's gets lines anyway (else refused)
+        self.any_bar_size = bool(any_bar_size)
         self.members: list[Any] = []
         self.datas: list[Any] = []
         self.symbols: list[str] = []
@@ -162,7 +165,8 @@ class PredictionEngine:
     def prepare(self, checks: Any = None) -> None:
         """Books, asset ids and replay edges, once, when the run starts (idempotent).
         ``checks()`` runs on preloaded feeds once their bars are read and checked, before
-        the features are computed (MTLStrategy's refusals)."""
+        the features are computed: MTLStrategy passes its refusals; by default the engine's
+        own (``check_feeds``: the same rules, for indicators used in a user's strategy)."""
         if self.prepared:
             return
         datas, symbols = self.datas, self.symbols
@@ -198,8 +202,7 @@ class PredictionEngine:
             self.frames = [preloaded_frame(d, s) for d, s in zip(datas, symbols, strict=True)]
             for frame, sym in zip(self.frames, symbols, strict=True):
                 check_bars(frame, sym)
-            if checks is not None:
-                checks()
+            (self.check_feeds if checks is None else checks)()
             self.book = PreloadedBook(
                 self.predictors[0],
                 self.frames,
@@ -210,6 +213,20 @@ class PredictionEngine:
             )
             self.fold_of = [self.schedule.rows(d.datetime.array) for d in datas]
         self.prepared = True
+
+    def check_feeds(self) -> None:
+        """The refusals of ``mtl_bt.backtesting.guards`` for the member feeds (preloaded):
+        no bar in any test window, another bar size than the model's, too few bars."""
+        from mtl_bt.backtesting.guards import check_feed_bars
+
+        check_feed_bars(
+            self.datas,
+            self.symbols,
+            self.predictors,
+            self.schedule,
+            any_bar_size=self.any_bar_size,
+            escape="MTLPredictions(data, model=..., any_bar_size=True) gives its lines anyway",
+        )
 
     def ids(self, assets: Sequence[int]) -> np.ndarray | None:
         if self.asset_ids is None:
@@ -252,12 +269,22 @@ class PredictionEngine:
 
     def predict_rows(self, fold: int, assets: Sequence[int], rows: Sequence[int]) -> np.ndarray:
         """One forward pass of model ``fold`` over the given (asset, row) inputs, now:
-        ``(len(assets), n_tasks)`` (a live decision's own pass; the same bits as the lines,
-        a row's prediction does not depend on its batch)."""
+        ``(len(assets), n_tasks)`` in the order given (a live decision's own pass).
+
+        The batch itself is in a canonical order, by feed name (then asset index): a row's
+        output may depend on its place in the batch (torch's kernels do, by the last bits),
+        and the order given follows the order the feeds were added, which must not change
+        a result."""
         book = self.book
-        x = np.array([book.inputs(a, r) for a, r in zip(assets, rows, strict=True)])
-        res = self.predictors[fold].predict(x, self.ids(assets))
-        return np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
+        symbols = self.symbols
+        order = sorted(range(len(assets)), key=lambda i: (symbols[assets[i]], assets[i]))
+        a_sorted = [assets[i] for i in order]
+        x = np.array([book.inputs(assets[i], rows[i]) for i in order])
+        res = self.predictors[fold].predict(x, self.ids(a_sorted))
+        m = np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
+        out = np.empty_like(m)
+        out[order] = m
+        return out
 
     def _check_not_all_nan(self) -> None:
         for a, v in enumerate(self.values):

@@ -77,7 +77,9 @@ class _Meta(type(bt.Indicator)):
         if cls._task_lines is None:
             engine = kwargs.get("engine")
             if engine is None:
-                engine = PredictionEngine(kwargs.get("model"))
+                engine = PredictionEngine(
+                    kwargs.get("model"), any_bar_size=bool(kwargs.get("any_bar_size", False))
+                )
                 kwargs["engine"] = engine
             return lines_class(task_lines(engine.task_names))(*args, **kwargs)
         return super().__call__(*args, **kwargs)
@@ -101,9 +103,14 @@ class MTLPredictions(bt.Indicator, metaclass=_Meta):
     feeds (what ``MTLStrategy`` does: one forward pass per bar for all of them); not needed
     otherwise. A model with an asset embedding reads the symbol from the feed's name
     (``cerebro.adddata(feed, name="BTC/USDT")``) and refuses an unnamed feed.
+
+    Feeds the model does not belong on are refused before the run (one-line ``DataError``,
+    the same rules as ``MTLStrategy``): no bar inside any test window of the models, bars
+    of another size than the model's training bars (``any_bar_size=True``: lines anyway),
+    fewer bars than the features' warm-up + 1.
     """
 
-    params = (("model", None), ("engine", None))
+    params = (("model", None), ("engine", None), ("any_bar_size", False))
     plotinfo = dict(subplot=True, plotname="MTLPredictions")
     _task_lines: tuple[str, ...] | None = None
 

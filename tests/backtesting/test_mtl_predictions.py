@@ -32,20 +32,23 @@ LINES = ("return_1", "return_3", "direction_1", "volatility_1", "fold")
 class Holder(bt.Strategy):
     """A user's strategy holding one MTLPredictions per feed."""
 
-    params = (("model", None),)
+    params = (("model", None), ("any_bar_size", False))
 
     def __init__(self) -> None:
-        self.preds = [MTLPredictions(d, model=self.p.model) for d in self.datas]
+        p = self.p
+        self.preds = [
+            MTLPredictions(d, model=p.model, any_bar_size=p.any_bar_size) for d in self.datas
+        ]
 
 
-def run(feeds: dict, model, *, how: str = "adddata", **cerebro_kwargs):
+def run(feeds: dict, model, *, how: str = "adddata", any_bar_size=False, **cerebro_kwargs):
     cerebro = bt.Cerebro(stdstats=False, **cerebro_kwargs)
     for name, feed in feeds.items():
         if how == "replay":
             cerebro.replaydata(feed, name=name, **FOUR_HOURS)
         else:
             cerebro.adddata(feed, name=name)
-    cerebro.addstrategy(Holder, model=model)
+    cerebro.addstrategy(Holder, model=model, any_bar_size=any_bar_size)
     return cerebro.run()[0]
 
 
@@ -134,12 +137,20 @@ def test_lines_equal_the_runs_predictions_on_every_feed_kind(
 
 def test_replayed_lines_equal_the_lines_of_the_completed_bars(crypto_frames, real_model):
     """replaydata updates a bar tick by tick: the lines hold a value only on the tick that
-    completes it, and that value is the one of the completed (pandas-resampled) bar."""
+    completes it, and that value is the one of the completed (pandas-resampled) bar (a
+    daily model on 4h bars: any_bar_size=True, the lines are what is compared)."""
     hourly = crypto_frames["BTC/USDT"].iloc[:1200]
     four = _resampled_by_pandas(hourly)
-    completed = lines_of(run({"BTC/USDT": bt.feeds.PandasData(dataname=four)}, real_model))
+    completed = lines_of(
+        run({"BTC/USDT": bt.feeds.PandasData(dataname=four)}, real_model, any_bar_size=True)
+    )
     replayed = lines_of(
-        run({"BTC/USDT": bt.feeds.PandasData(dataname=hourly)}, real_model, how="replay")
+        run(
+            {"BTC/USDT": bt.feeds.PandasData(dataname=hourly)},
+            real_model,
+            how="replay",
+            any_bar_size=True,
+        )
     )
     a, b = completed["BTC/USDT"], replayed["BTC/USDT"]
     common = a.index.intersection(b.index)
@@ -204,6 +215,61 @@ def test_bad_model_and_data_are_one_line_errors(frames, trained):
     cerebro.addstrategy(Holder, model=None)
     with pytest.raises(UserError, match="needs model="):
         cerebro.run()
+
+
+def test_a_standalone_indicator_refuses_feeds_the_model_does_not_belong_on(frames, trained):
+    """In a user's own strategy (no MTLStrategy) the same one-line refusals, before the
+    run: no bar in any test window (the lines were all NaN, silently), another bar size than
+    the model's (both named; any_bar_size=True gives lines anyway), fewer bars than the
+    warm-up + 1."""
+    from mtl_bt.backtesting.runner import load_predictors
+    from mtl_bt.data.synthetic import garch_bars
+    from mtl_bt.errors import DataError
+
+    class Mine(bt.Strategy):
+        params = (("any_bar_size", False),)
+
+        def __init__(self) -> None:
+            self.preds = [
+                MTLPredictions(d, model=trained[0], any_bar_size=self.p.any_bar_size)
+                for d in self.datas
+            ]
+
+    def go(feeds, **params):
+        cerebro = bt.Cerebro(stdstats=False)
+        for s, f in feeds.items():
+            cerebro.adddata(bt.feeds.PandasData(dataname=f), name=s)
+        cerebro.addstrategy(Mine, **params)
+        return cerebro.run()[0]
+
+    def refused(feeds, match):
+        with pytest.raises(DataError, match=match) as err:
+            go(feeds)
+        assert "\n" not in str(err.value)
+
+    refused(
+        {s: f.iloc[:150] for s, f in frames.items()},
+        r"no bar of the feeds \(.*\) is inside a test window of the models",
+    )
+    hourly = {  # inside the last test window, so only the bar size is wrong
+        s: garch_bars(400, seed=i, symbol=s, freq="1h", start="2011-03-01")
+        for i, s in enumerate(frames)
+    }
+    refused(
+        hourly,
+        r"feed 'AAA' has 1h bars but the model was trained on 1d bars.*"
+        r"MTLPredictions\(data, model=\.\.\., any_bar_size=True\)",
+    )
+    need = load_predictors(trained[0])[0].feature_spec.warmup() + 1
+    refused(
+        {s: f.iloc[-(need - 1) :] for s, f in frames.items()},
+        rf"feed 'AAA': {need - 1} bars, but the model needs {need}",
+    )
+    # the escape hatch, and one bar more than too few: lines, no error
+    anyway = lines_of(go(hourly, any_bar_size=True))
+    assert np.isfinite(anyway["AAA"]["return_1"]).sum() > 100
+    enough = go({s: f.iloc[-need:] for s, f in frames.items()})
+    assert np.isfinite(lines_of(enough)["AAA"]["fold"]).sum() >= 1
 
 
 def test_the_generated_class_pickles_by_its_task_names(reference):
