@@ -344,20 +344,7 @@ def _train_walk_forward(
         for j, name in enumerate(names):
             frame[f"target_{name}"] = ds.targets[test_rows, j].astype(np.float64)
         preds.append(frame)
-        for task in comp.tasks:
-            p, y = frame[task.name].to_numpy(), frame[f"target_{task.name}"].to_numpy()
-            ok = np.isfinite(y) & np.isfinite(p)
-            values = task.metrics(p[ok], y[ok]) if ok.sum() >= 2 else {}
-            for metric, value in values.items():
-                metrics.append(
-                    {
-                        "fold": split.fold,
-                        "task": task.name,
-                        "metric": metric,
-                        "value": float(value),
-                        "n": int(ok.sum()),
-                    }
-                )
+        metrics.extend(fold_metric_rows(split.fold, comp.tasks, frame))
         meta.update(
             n_fit=len(fd.fit_rows),
             n_val=len(fd.val_rows),
@@ -396,6 +383,28 @@ def _train_walk_forward(
     final = _result(preds, logs, metrics, folds, paths, names, ds, out, t0, splits)
     final.models = models
     return final
+
+
+def fold_metric_rows(fold: int, tasks: Sequence[Any], frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each task's metrics on one fold's test rows (``frame``: a ``<task>`` prediction and a
+    ``target_<task>`` column per task; pairs with a non-finite side are dropped), as rows of
+    ``fold_metrics.csv``. One place, so baselines are scored exactly as the run is."""
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        p, y = frame[task.name].to_numpy(), frame[f"target_{task.name}"].to_numpy()
+        ok = np.isfinite(y) & np.isfinite(p)
+        values = task.metrics(p[ok], y[ok]) if ok.sum() >= 2 else {}
+        for metric, value in values.items():
+            rows.append(
+                {
+                    "fold": fold,
+                    "task": task.name,
+                    "metric": metric,
+                    "value": float(value),
+                    "n": int(ok.sum()),
+                }
+            )
+    return rows
 
 
 def fold_numbers(config: Config, frames: Mapping[str, pd.DataFrame]) -> list[int]:
