@@ -194,17 +194,7 @@ def paired_bootstrap_sharpe_diff(
         m = min(chunk, n_boot - start)
         idx = _block_indices(n, block, m, rng)
         diffs[start : start + m] = (_sharpe_rows(xa[idx]) - _sharpe_rows(xb[idx])) * scale
-    ok = diffs[np.isfinite(diffs)]
-    if ok.size < max(10, n_boot // 2) or not math.isfinite(diff):
-        nan = float("nan")
-        return BootstrapResult(diff, nan, nan, nan, n, n_boot, block, level)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(ok, [tail, 1.0 - tail])
-    # Two-sided p-value: how often the bootstrap distribution crosses zero.
-    p = 2.0 * min((ok <= 0).mean(), (ok >= 0).mean())
-    return BootstrapResult(
-        diff, float(low), float(high), float(min(1.0, p)), n, n_boot, block, level
-    )
+    return _summarise(diff, diffs, n, n_boot, block, level)
 
 
 def holm(p_values: np.ndarray | list[float]) -> np.ndarray:
@@ -278,6 +268,14 @@ def seed_time_bootstrap_sharpe_diff(
         diffs[start : start + m] = (
             _sharpe_rows(ens_a[rows, idx]) - _sharpe_rows(ens_b[rows, idx])
         ) * scale
+    return _summarise(diff, diffs, n, n_boot, block, level)
+
+
+def _summarise(
+    diff: float, diffs: np.ndarray, n: int, n_boot: int, block: int, level: float
+) -> BootstrapResult:
+    """Percentile interval and two-sided p-value (how often the bootstrap distribution
+    crosses zero) of bootstrap Sharpe differences; NaN when too few draws are finite."""
     ok = diffs[np.isfinite(diffs)]
     if ok.size < max(10, n_boot // 2) or not math.isfinite(diff):
         nan = float("nan")
