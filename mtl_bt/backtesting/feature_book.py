@@ -26,6 +26,7 @@ import pandas as pd
 
 from mtl_bt.errors import DataError
 from mtl_bt.features import ops
+from mtl_bt.features.frames import named_frames
 from mtl_bt.features.spec import FeatureSpec, compute
 from mtl_bt.metrics.volatility import ewma_vol
 
@@ -66,13 +67,7 @@ def require_feeds(spec: FeatureSpec, symbols: Sequence[str], trained: Sequence[s
 
 def run_context(frames: Sequence[pd.DataFrame], symbols: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Every feed's frame by symbol, named (what ``compute`` reads other symbols from)."""
-    out = {}
-    for frame, symbol in zip(frames, symbols, strict=True):
-        if frame.attrs.get("symbol") != symbol:
-            frame = frame.copy(deep=False)
-            frame.attrs = {**frame.attrs, "symbol": symbol}
-        out[symbol] = frame
-    return out
+    return named_frames(dict(zip(symbols, frames, strict=True)))
 
 
 def feature_engine(

@@ -345,3 +345,15 @@ def check_frames(context: Mapping[str, pd.DataFrame]) -> None:
         index = pd.DatetimeIndex(f.index)
         if not index.is_monotonic_increasing or not index.is_unique:
             raise DataError(f"{s}: bars are not in strictly increasing time order; fix the data")
+
+
+def named_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The frames with ``attrs["symbol"]`` set to their key: how ``compute`` tells a
+    cross-frame feature's own symbol from the run's others (shallow copies where needed)."""
+    out = {}
+    for symbol, frame in frames.items():
+        if frame.attrs.get("symbol") != symbol:
+            frame = frame.copy(deep=False)
+            frame.attrs = {**frame.attrs, "symbol": symbol}
+        out[symbol] = frame
+    return out

@@ -98,7 +98,8 @@ def _backtest(j: Journal, chain: list[Any]) -> Any:
     return run_backtest(frames, chain, j.cfg.backtest, record=True, calendar=j.calendar())
 
 
-def _decisions(strat: Any) -> dict[pd.Timestamp, dict[str, dict[str, float]]]:
+def recorded_decisions(strat: Any) -> dict[pd.Timestamp, dict[str, dict[str, float]]]:
+    """A backtest's recorded predictions (``record=True``), per bar and symbol."""
     import backtrader as bt
 
     out: dict[pd.Timestamp, dict[str, dict[str, float]]] = {}
@@ -147,7 +148,7 @@ def reconcile(folder: str | Path) -> Reconciled:
         )
     chain, swaps = _models(j)
     result = _backtest(j, chain)
-    want = _decisions(result.strategy)
+    want = recorded_decisions(result.strategy)
     got = {t: s["decision"] for t, s in states.items()}
     bt_fills = result.orders[result.orders["status"] == "completed"]
     paper_fills = j.orders[j.orders["status"].isin(FILLED)].copy()

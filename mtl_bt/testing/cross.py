@@ -24,18 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_bt.features.frames import named_frames
 from mtl_bt.testing import lookahead
 
-
-def named(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The frames with ``attrs["symbol"]`` set to their key (what ``compute`` reads)."""
-    out = {}
-    for s, f in frames.items():
-        if f.attrs.get("symbol") != s:
-            f = f.copy(deep=False)
-            f.attrs = {**f.attrs, "symbol": s}
-        out[s] = f
-    return out
+named = named_frames  # the frames with ``attrs["symbol"]`` set (what ``compute`` reads)
 
 
 def perturb_after(frame: pd.DataFrame, when: pd.Timestamp, seed: int) -> pd.DataFrame:

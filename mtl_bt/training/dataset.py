@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mtl_bt.errors import DataError
+from mtl_bt.features.frames import named_frames
 
 #: label_end of a row whose target window runs past the data
 NO_LABEL = np.iinfo(np.int64).max
@@ -190,16 +191,7 @@ def assemble(
     )
 
 
-def run_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The run's frames, each with ``attrs["symbol"]`` set to its key (how a cross-frame
-    feature tells its own symbol from the others)."""
-    out = {}
-    for symbol, frame in frames.items():
-        if frame.attrs.get("symbol") != symbol:
-            frame = frame.copy(deep=False)
-            frame.attrs = {**frame.attrs, "symbol": symbol}
-        out[symbol] = frame
-    return out
+run_frames = named_frames  # the run's frames, named by symbol (cross-frame features' context)
 
 
 def symbol_features(

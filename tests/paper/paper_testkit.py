@@ -112,20 +112,6 @@ def paper_config_dict(url: str, **sections) -> dict:
     return data
 
 
-def recorded_decisions(strat) -> dict[pd.Timestamp, dict[str, dict[str, float]]]:
-    """A backtest's recorded predictions (``record=True``), per bar and symbol."""
-    import backtrader as bt
-
-    out: dict[pd.Timestamp, dict[str, dict[str, float]]] = {}
-    for num, assets, preds in strat.predictions_log:
-        when = pd.Timestamp(bt.num2date(num)).tz_localize("UTC").round("us")
-        out[when] = {
-            strat.symbols[a]: {t: float(v[i]) for t, v in preds.items()}
-            for i, a in enumerate(assets)
-        }
-    return out
-
-
 def close_decisions(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> bool:
     """Two bars' predictions (symbol -> task -> value) agree to 1e-5."""
     import numpy as np

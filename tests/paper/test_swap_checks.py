@@ -29,13 +29,13 @@ from paper_testkit import (
     close_decisions,
     journal_has,
     paper_config_dict,
-    recorded_decisions,
 )
 
 from mtl_bt import config as config_mod
 from mtl_bt.cli import main
 from mtl_bt.paper import retrain as retrain_mod
 from mtl_bt.paper import run_paper
+from mtl_bt.paper.reconcile import recorded_decisions
 from mtl_bt.paper.state import sha256_file
 
 N = 8  # decided bars: the job starts on the 3rd

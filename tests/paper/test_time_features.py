@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from data_testkit import ExchangeClock
 from paper_testkit import HOUR, PAIRS, START, Lockstep, journal_has, paper_config_dict
 from paper_testkit import close_decisions as _close
-from paper_testkit import recorded_decisions as _decisions
 
 from mtl_bt import config as config_mod
 from mtl_bt import registry
 from mtl_bt.cli import main
+from mtl_bt.paper.reconcile import recorded_decisions as _decisions
 
 N = 6
 PROBES = Path(__file__).parents[1] / "third_party" / "probe_plugins.py"
