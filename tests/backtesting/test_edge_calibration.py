@@ -1,0 +1,53 @@
+"""The return head's validation-slice calibration (mtl_bt.compare.frontier): causal per fold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtl_bt.compare.frontier import validation_calibration
+
+PRICES = ["open", "high", "low", "close"]
+
+
+def _utc(value) -> pd.Timestamp:
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tz is None else t
+
+
+def moved_from(frames, start, seed=0):
+    """Every bar at/after ``start`` scaled by a random factor (OHLC order kept)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for symbol, frame in frames.items():
+        f = frame.copy()
+        index = f.index if f.index.tz is not None else f.index.tz_localize("UTC")
+        later = np.asarray(index >= start)
+        factor = np.exp(rng.normal(0, 0.05, later.sum()))
+        f.loc[later, PRICES] = f.loc[later, PRICES].to_numpy() * factor[:, None]
+        f.attrs = dict(frame.attrs)
+        out[symbol] = f
+    return out
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_test_window_bars_leave_the_calibration_unchanged(frames, predictors, k):
+    predictor = predictors[k]
+    base = validation_calibration(frames, predictor)
+    assert base["n"] > 10 and np.isfinite(base["b"])
+    moved = moved_from(frames, _utc(predictor.fold["test_start"]), seed=k)
+    assert validation_calibration(moved, predictor) == base
+    # the check can see a leak: moving the validation slice's last bars changes the fit
+    inside = moved_from(frames, _utc(predictor.fold["train_end"]) - pd.Timedelta(days=5), k)
+    assert validation_calibration(inside, predictor) != base
+
+
+def test_the_fit_is_the_least_squares_line(frames, predictors):
+    """OLS slope = IC * std(realised) / std(prediction); clipping at 0 keeps the mean."""
+    for predictor in predictors:
+        row = validation_calibration(frames, predictor)
+        assert row["b"] == pytest.approx(row["ic"] * row["realised_std"] / row["pred_std"])
+        assert row["b_clipped"] == max(row["b"], 0.0)
+        if row["b"] < 0:
+            assert row["a_clipped"] != row["a"]
