@@ -37,6 +37,8 @@ from mtl_bt.errors import ConfigError, UserError
 
 #: direction of each supported headline metric (True: higher is better)
 HIGHER_IS_BETTER = {"qlike": False, "rank_ic": True}
+#: why a pool's fold model is not trained when its symbols have no bars in the training window
+NO_ROWS = "no training or validation rows (no bars there yet)"
 #: bootstrap draws of every interval
 N_BOOT = 2000
 
@@ -108,11 +110,14 @@ def restrict(ds: Any, symbols: Sequence[str]) -> Any:
 class PoolRun:
     """Out-of-sample forecasts of every pool: one row per (arm, fold, symbol, bar).
 
-    ``models``: ``(fold, pool index) -> state_dict`` when asked (``keep_models``)."""
+    ``models``: ``(fold, pool index) -> state_dict`` when asked (``keep_models``);
+    ``skipped``: the (fold, pool) models not trained, and why (e.g. a symbol with no bars
+    yet in an early fold's training window: FB in the stocks sample before 2012)."""
 
     predictions: pd.DataFrame
     models: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
 
 
 def train_pools(
@@ -144,14 +149,20 @@ def train_pools(
     (task,) = comp.tasks
     parts: list[pd.DataFrame] = []
     models: dict[tuple[int, int], dict[str, Any]] = {}
+    skipped: list[str] = []
     with torch_threads(config.training.threads):
         ds = cached_dataset(frames, comp.feature_spec, comp.tasks, comp.lookback)
         for split in splits_for(config, ds):
             for k, pool in enumerate(pools):
-                model, _, fd = fit_fold(config, comp, restrict(ds, pool.train), split)
+                train_ds = restrict(ds, pool.train)
                 rows = restrict(ds, pool.predict).rows_in(
                     split.test_start, split.test_end, trainable=False
                 )
+                why = _nothing_to_do(train_ds, split, rows)
+                if why:
+                    skipped.append(f"fold {split.fold} {pool.arm} {'+'.join(pool.train)}: {why}")
+                    continue
+                model, _, fd = fit_fold(config, comp, train_ds, split)
                 batches = make_batches(fd.scaled, rows, ds.asset, None, ds.lookback)
                 with torch.no_grad():
                     pred = predict_raw(model, comp.tasks, batches)[task.name]
@@ -174,7 +185,24 @@ def train_pools(
                     }
             if log is not None:
                 log(f"{task.name} seed {config.training.seed}: fold {split.fold} done")
-    return PoolRun(pd.concat(parts, ignore_index=True), models, time.perf_counter() - t0)
+    if not parts:
+        raise ConfigError(f"{task.name}: no pool could be trained on any fold ({skipped[:3]})")
+    frame = pd.concat(parts, ignore_index=True)
+    return PoolRun(frame, models, time.perf_counter() - t0, skipped)
+
+
+def _nothing_to_do(ds: Any, split: Any, test_rows: np.ndarray) -> str:
+    """Why a pool's fold model is not trained ("" when it is): no bars to forecast, or no
+    training / validation rows (the trainer needs both)."""
+    if len(test_rows) == 0:
+        return "no bars to forecast in the test window"
+    fit = ds.rows_in(split.train_start, split.fit_end, trainable=True, label_before=split.val_start)
+    val = ds.rows_in(
+        split.val_start, split.train_end, trainable=True, label_before=split.test_start
+    )
+    if len(fit) == 0 or len(val) == 0:
+        return NO_ROWS
+    return ""
 
 
 def metric_terms(
@@ -304,9 +332,12 @@ def verdict(low: float, high: float, p_holm: float, a: str, b: str, higher: bool
 
 
 def paired_table(
-    results: Sequence[tuple[str, str, int, pd.DataFrame]], arms: tuple[str, str]
+    results: Sequence[tuple[str, str, int, pd.DataFrame]],
+    arms: tuple[str, str],
+    symbols: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per task over every symbol, then one per (task, symbol).
+    """One row per task over every symbol, then one per (task, symbol) in ``symbols``'
+    order (default: sorted).
 
     ``results``: ``(task, metric, horizon, terms)`` with ``terms`` from
     :func:`paired_terms`. ``diff`` is ``arms[0] - arms[1]`` of the metric (row-weighted mean
@@ -320,9 +351,9 @@ def paired_table(
     a, b = arms
     rows = []
     for task, metric, horizon, terms in results:
-        scopes = [("all", terms)] + [
-            (str(s), part) for s, part in terms.groupby("symbol", sort=False)
-        ]
+        by_symbol = dict(tuple(terms.groupby("symbol")))
+        order = [s for s in (symbols or sorted(by_symbol)) if s in by_symbol]
+        scopes = [("all", terms)] + [(str(s), by_symbol[s]) for s in order]
         for scope, part in scopes:
             c = cells(part)
             ci = bootstrap_diff(part, horizon)
@@ -342,7 +373,7 @@ def paired_table(
                     "seeds": int(part["seed"].nunique()),
                     "cells": len(c),
                     "cells_a_better": float(better.mean()),
-                    "better": "higher" if higher else "lower",
+                    "better_when": "higher" if higher else "lower",
                 }
             )
     table = pd.DataFrame(rows)
@@ -436,6 +467,7 @@ def run_design(
     symbols = list(frames)
     pools = design.pools(symbols)
     results, preds, seconds = [], [], {}
+    skipped: dict[str, None] = {}  # ordered set: the same folds are skipped for every seed
     for name in names:
         t0 = time.perf_counter()
         parts = []
@@ -443,6 +475,7 @@ def run_design(
             cfg = single_task_config(base, name, seed, asset_embedding=design.asset_embedding)
             run = train_pools(cfg, frames, pools, log=log)
             parts.append(run.predictions.assign(seed=seed, task=name))
+            skipped.update(dict.fromkeys(f"{name} {why}" for why in run.skipped))
         frame = pd.concat(parts, ignore_index=True)
         metric, floor = headline_metric(cfg)
         terms = paired_terms(frame, metric, design.arms, floor).assign(task=name)
@@ -450,7 +483,7 @@ def run_design(
         preds.append(frame)
         seconds[name] = time.perf_counter() - t0
         log(f"{design.name}: {name} done in {seconds[name]:.0f}s")
-    table = paired_table(results, design.arms)
+    table = paired_table(results, design.arms, symbols)
     a, b = design.arms
     head = (
         f"## {design.title or design.name}\n\n"

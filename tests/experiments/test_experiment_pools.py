@@ -115,3 +115,16 @@ def test_transfer_refuses_features_that_read_other_symbols():
     with pytest.raises(ConfigError, match="read other symbols"):
         common.check(transfer.DESIGN, base)
     common.check(pooling.DESIGN, base)  # pooling: both arms see the same features
+
+
+def test_a_symbol_without_bars_in_a_training_window_is_skipped_not_fatal():
+    """Like FB in the stocks sample (bars from 2012 on): its own model cannot train in the
+    first fold, so that fold's model is skipped and said so; later folds train."""
+    frames = _frames()
+    frames["CCC"] = frames["CCC"].iloc[330:]
+    pools = [Pool("own", ("CCC",), ("CCC",)), Pool("pooled", ("AAA", "BBB"), ("CCC",))]
+    run = common.train_pools(_config(), frames, pools)
+    assert run.skipped == [f"fold 0 own CCC: {common.NO_ROWS}"]
+    own = run.predictions.query("arm == 'own'")
+    assert set(own["fold"]) == {1}
+    assert set(run.predictions.query("arm == 'pooled'")["fold"]) == {0, 1}
