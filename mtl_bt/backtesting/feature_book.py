@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_bt.backtesting.inputs import sizing_lambda
 from mtl_bt.errors import DataError
 from mtl_bt.features import ops
 from mtl_bt.features.frames import named_frames
 from mtl_bt.features.spec import FeatureSpec, compute
-from mtl_bt.backtesting.inputs import sizing_lambda
 from mtl_bt.metrics.volatility import LAMBDA, ewma_vol
 
 

@@ -32,9 +32,9 @@ import numpy as np
 from mtl_bt.backtesting.bars import _EPOCH_NUM
 from mtl_bt.backtesting.calendar import auto_calendar, seconds_per_year, stated_seconds
 from mtl_bt.backtesting.feature_book import feature_engine, realised_vol, require_feeds
+from mtl_bt.backtesting.inputs import sizing_lambda
 from mtl_bt.errors import DataError
 from mtl_bt.features.streaming import FeatureStream
-from mtl_bt.backtesting.inputs import sizing_lambda
 from mtl_bt.metrics.volatility import LAMBDA, EwmaVariance, floored_vol
 
 _DAY_US = 86_400_000_000

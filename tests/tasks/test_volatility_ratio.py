@@ -71,7 +71,7 @@ def test_options_round_trip_through_a_weights_only_checkpoint_and_are_checked():
     torch.save(dataclasses.asdict(task.spec), buf)
     buf.seek(0)
     again = task_from_spec(torch.load(buf, weights_only=True))
-    assert type(again) is type(task) and again.spec == task.spec and again.lookback == 30
+    assert type(again) is type(task) and again.spec == task.spec and again.lookback == 23
     with pytest.raises(ConfigError, match="half_life"):
         _task(5, half_life=0)
 
