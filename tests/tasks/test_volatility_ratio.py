@@ -114,3 +114,9 @@ def test_add_anchored_gives_the_level_and_the_volatility_target():
     level, p = np.concatenate(levels), np.concatenate(preds)
     want = np.sqrt(np.mean(level**2) / np.mean(p**2))
     assert anchored.loc[("all", "calibration"), "value"] == pytest.approx(want, rel=1e-12)
+    # and the run report's calibration table lists it beside the ratio task's own rows
+    from mtl_bt.report.run_report import calibration_table
+
+    table = calibration_table(metrics)
+    assert set(table["task"]) == {"volatility_anchored@3"}
+    assert table.set_index(["task", "fold"]).loc[("volatility_anchored@3", "all"), "mz_slope"] > 0
