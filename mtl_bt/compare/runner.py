@@ -135,7 +135,7 @@ def plan_runs(
     by_key: dict[tuple[str, int], RunPlan] = {}
     counted: dict[str, list[int] | tuple[str, str]] = {}
     for variant in sorted(variants, key=lambda v: not v.trained):  # sources first
-        for seed in seeds:
+        for seed in seeds[:1] if variant.seedless else seeds:
             cfg = variant.config(base, seed)
             dumped = cfg.model_dump(mode="json")
             name = f"{variant.name}/seed_{seed}"
@@ -256,12 +256,15 @@ def compare(
     if placebo is not None:
         plans.append(placebo)
     fold_jobs = [j for plan in plans if plan.owns_folds for j in plan.fold_jobs]
+    n_runs = len(plans) - (placebo is not None)
     say(
-        f"{len(variants)} variants x {len(seed_list)} seed(s) = {len(variants) * len(seed_list)} "
-        f"runs: {len(fold_jobs)} fold training jobs, then {len(plans)} backtests "
-        f"({executor} executor"
-        + (f"; {placebo_draws} placebo draws of {placebo.name}" if placebo is not None else "")
-        + ")"
+        f"{len(variants)} variants, {len(seed_list)} seed(s): {n_runs} runs, "
+        f"{len(fold_jobs)} fold training jobs, then {n_runs} backtests ({executor} executor)"
+        + (
+            f", and {placebo_draws} placebo backtests of {placebo.name} in one job"
+            if placebo is not None
+            else ""
+        )
     )
     bar = _progress(len(fold_jobs) + len(plans), progress)
     t0 = time.perf_counter()

@@ -330,7 +330,7 @@ def build(
             "weighting": variant.weighting if variant.kind in ("mtl", NO_AUX) else "",
             "task": variant.task or "",
             "seeds_ok": len(folders),
-            "seeds": len(seeds),
+            "seeds": 1 if variant.seedless else len(seeds),
         }
         metrics = [read_json(f / "metrics.json") or {} for f in folders]
         for m in metrics:

@@ -68,6 +68,13 @@ class Variant:
         return self.kind in ("mtl", SINGLE_TASK)
 
     @property
+    def seedless(self) -> bool:
+        """True when the seed cannot change the result (the ridge / logistic baseline: a
+        deterministic fit on the same rows), so it runs once, at the first seed: copies would
+        add nothing but time and would be counted as extra trials by the DSR."""
+        return self.kind == SIMPLE and self.name == "linear"
+
+    @property
     def traded_alone(self) -> bool:
         """False for a single-task model of another task than the traded return: it has
         no return head, so it is only evaluated and traded inside the ensemble."""
