@@ -51,3 +51,16 @@ def test_the_fit_is_the_least_squares_line(frames, predictors):
         assert row["b_clipped"] == max(row["b"], 0.0)
         if row["b"] < 0:
             assert row["a_clipped"] != row["a"]
+
+
+def test_frontier_grid_has_per_decision_then_per_day_rows():
+    from mtl_bt import registry
+    from mtl_bt.compare.frontier import grid, main
+
+    rows = grid([1.0], [None], [0.5], daily_margins=[7.0, 15.0])
+    assert rows[0] == {"hysteresis": False, "margin": 0.0}
+    assert [r["margin"] for r in rows[1:]] == [1.0, None, None]
+    assert [r.get("daily_margin") for r in rows[1:]] == [None, 7.0, 15.0]
+    for options in rows:  # every row builds the rule as the frontier will
+        registry.create("signal", "agree_voltarget", **options)
+    assert main(["RUN", "--daily-margins", "x"]) == 2
