@@ -10,13 +10,16 @@ your own run to see what a stricter or looser rule would have traded.
 
     python -m mtl_bt.compare.frontier RUN_DIR [--margins 0,4,10] [--daily-margins 7,15]
         [--exits entry,0.01] [--bands 0.25,0.5] [--json FILE] [--calibration]
+        [--calibrated-margins 0,1]
 
 ``--calibration`` also prints, per fold, how the return head's raw forecast relates to the
 realised return on that fold's validation slice (``validation_calibration``: a
 Mincer-Zarnowitz fit realised = a + b * prediction, from bars before the fold's test
 window only), and the per-decision margin on the raw forecast that trading a calibrated
 edge ``a + b * prediction`` past one round trip would amount to, ``1 / b - 1``: how much
-the data say the raw forecast should be discounted.
+the data say the raw forecast should be discounted. ``--calibrated-margins`` backtests that
+rule: each fold model's return head replaced by its calibrated edge, traded past one round
+trip times ``1 + margin``.
 """
 
 from __future__ import annotations
@@ -62,8 +65,36 @@ def grid(
     return out
 
 
-def frontier(run_dir: str | Path, settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One backtest of ``run_dir``'s checkpoints per rule setting (other options kept)."""
+def calibrated(predictor: Any, fit: dict[str, Any], horizon: int | None = None) -> Any:
+    """A copy of ``predictor`` whose return head predicts the calibrated edge
+    ``a + b * r`` (``fit``: ``validation_calibration``'s clipped a, b); other heads unchanged.
+    Every backtest path (preloaded and live) reads a model through ``predict``."""
+    import copy
+
+    import numpy as np
+
+    from mtl_bt.signals.base import pick_horizon
+
+    h = pick_horizon({n: None for n in predictor.task_names}, horizon, "calibrated")
+    name, a, b = f"return@{h}", float(fit["a_clipped"]), float(fit["b_clipped"])
+    raw = predictor.predict
+    out = copy.copy(predictor)
+
+    def predict(x: Any, asset_ids: Any = None) -> dict[str, Any]:
+        res = dict(raw(x, asset_ids))
+        res[name] = a + b * np.asarray(res[name], dtype=np.float64)
+        return res
+
+    out.predict = predict
+    return out
+
+
+def frontier(
+    run_dir: str | Path, settings: list[dict[str, Any]], calibrate: bool = False
+) -> list[dict[str, Any]]:
+    """One backtest of ``run_dir``'s checkpoints per rule setting (other options kept);
+    ``calibrate``: every fold model's return head replaced by its calibrated edge (fitted on
+    that fold's validation slice, ``validation_calibration``)."""
     from mtl_bt.backtesting.runner import load_predictors, run_backtest
     from mtl_bt.config import load as load_config
     from mtl_bt.data import load_frames
@@ -72,6 +103,8 @@ def frontier(run_dir: str | Path, settings: list[dict[str, Any]]) -> list[dict[s
     cfg = load_config(run / "config.toml")
     predictors = load_predictors([str(run / "checkpoints")])
     frames = load_frames(cfg.data)
+    if calibrate:
+        predictors = [calibrated(p, validation_calibration(frames, p)) for p in predictors]
     rows = []
     for options in settings:
         merged = {**cfg.backtest.signal_options, **options}
@@ -79,7 +112,7 @@ def frontier(run_dir: str | Path, settings: list[dict[str, Any]]) -> list[dict[s
         t0 = time.perf_counter()
         result = run_backtest(frames, predictors, bt_cfg)
         m = result.metrics
-        row = {**options, **{k: m.get(k) for k in COLUMNS}}
+        row = {**options, "calibrated": calibrate, **{k: m.get(k) for k in COLUMNS}}
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(_line(row), flush=True)
@@ -192,6 +225,8 @@ def _g(value: float | None) -> str:
 def _line(row: dict[str, Any]) -> str:
     if not row.get("hysteresis"):
         head = "memoryless (margin 0)"
+    elif row.get("calibrated"):
+        head = f"calibrated edge, margin {row['margin']:g}, band {row['resize_band']:g}"
     else:
         margin = (
             f"daily margin {row['daily_margin']:g}"
@@ -223,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibration", action="store_true", help="also print the per-fold validation fit"
     )
+    parser.add_argument(
+        "--calibrated-margins",
+        default="",
+        help="also backtest the calibrated edge a + b * r with these per-decision margins",
+    )
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -230,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         exits = [None if x == "entry" else float(x) for x in args.exits.split(",") if x]
         bands = [float(x) for x in args.bands.split(",") if x]
         daily = [float(x) for x in args.daily_margins.split(",") if x]
+        cal = [float(x) for x in args.calibrated_margins.split(",") if x]
     except ValueError:
         print(
             "--margins, --daily-margins, --exits and --bands take comma-separated numbers",
@@ -239,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibration:
         calibration_table(args.run_dir)
     rows = frontier(args.run_dir, grid(margins, exits, bands, daily))
+    if cal:
+        rows += frontier(args.run_dir, grid(cal, exits, bands)[1:], calibrate=True)
     if args.json:
         from mtl_bt.atomic import write_text
 

@@ -64,3 +64,20 @@ def test_frontier_grid_has_per_decision_then_per_day_rows():
     for options in rows:  # every row builds the rule as the frontier will
         registry.create("signal", "agree_voltarget", **options)
     assert main(["RUN", "--daily-margins", "x"]) == 2
+
+
+def test_the_calibrated_model_predicts_a_plus_b_times_the_raw_return(frames, predictors):
+    from mtl_bt.compare.frontier import calibrated
+
+    predictor = predictors[0]
+    fit = {"a_clipped": 0.002, "b_clipped": 0.25}
+    model = calibrated(predictor, fit)
+    x = np.random.default_rng(0).normal(size=(5, len(predictor.feature_columns)))
+    x = x.astype(np.float32)
+    ids = np.zeros(5, dtype=np.int64)
+    raw, cal = predictor.predict(x, ids), model.predict(x, ids)
+    np.testing.assert_allclose(cal["return@1"], 0.002 + 0.25 * raw["return@1"], rtol=1e-12)
+    for name in raw:
+        if name != "return@1":
+            np.testing.assert_array_equal(cal[name], raw[name])
+    np.testing.assert_array_equal(predictor.predict(x, ids)["return@1"], raw["return@1"])
