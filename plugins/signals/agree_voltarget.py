@@ -56,7 +56,7 @@ heads never produce a long.
 Option ``volatility_input`` chooses s: ``"head"`` (default) the model's volatility@h
 head; ``"trailing"`` the trailing realised per-bar vol the strategy passes as
 ``realised_vol`` (window ``realised_vol_window``, 20 bars); ``"ewma"`` the RiskMetrics
-EWMA (lambda 0.94) per-bar vol forecast from the asset's bars up to and including the
+EWMA (lambda from the bar size, 11.2-day half-life) per-bar vol forecast from the asset's bars up to and including the
 decision bar (the strategy's ``ewma_vol``; flat over the h bars, so the same per-bar
 quantity as the head's forecast; the forecast scored as ``qlike_ewma``).
 ``use_volatility = false`` turns the head off (= ``"trailing"`` when the input is the
