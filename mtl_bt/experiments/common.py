@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mtl_bt.config import Config
-from mtl_bt.errors import ConfigError, UserError
+from mtl_bt.errors import ConfigError, DataError, UserError
 
 #: direction of each supported headline metric (True: higher is better)
 HIGHER_IS_BETTER = {"qlike": False, "rank_ic": True}
@@ -186,7 +186,7 @@ def train_pools(
             if log is not None:
                 log(f"{task.name} seed {config.training.seed}: fold {split.fold} done")
     if not parts:
-        raise ConfigError(f"{task.name}: no pool could be trained on any fold ({skipped[:3]})")
+        raise DataError(f"{task.name}: no pool could be trained on any fold ({skipped[:3]})")
     frame = pd.concat(parts, ignore_index=True)
     return PoolRun(frame, models, time.perf_counter() - t0, skipped)
 
