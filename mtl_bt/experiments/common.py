@@ -16,6 +16,11 @@ differences and its confidence interval can resample seeds and blocks of time to
 (``stats.seed_time_bootstrap_mean``). :func:`paired_table` builds the table (one row per
 task over all assets, then one per task and asset; Holm within each of the two families).
 :func:`command` is the command line of an experiment.
+
+A new experiment whose arms differ in the training rows is a :class:`Design` and
+:func:`design_command`. One whose arms differ otherwise (e.g. the heads a model has) makes
+its own forecasts as rows ``arm, seed, symbol, fold, pos, prediction, target`` and reuses
+:func:`paired_terms`, :func:`paired_table`, :func:`write_results` and :func:`command`.
 """
 
 from __future__ import annotations
@@ -506,14 +511,21 @@ class _OneLineErrors(click.Command):
             ctx.exit(2)
 
 
-def command(design: Design, doc: str) -> click.Command:
+def command(
+    name: str,
+    doc: str,
+    validate: Callable[[Config], Any],
+    run: Callable[[Config, list[int], Path, Callable[[str], None]], str],
+) -> click.Command:
     """``python -m mtl_bt.experiments.<name> CONFIG --seeds N --out DIR [--set K=V]``.
 
-    The config is validated (:func:`check`) before DIR is touched; one run owns DIR
-    (``rundir.owned``). Seeds are ``training.seed`` .. ``training.seed + N - 1``.
+    ``validate(base)`` runs before DIR is touched (a ``UserError`` is one line, exit 2);
+    ``run(base, seeds, staging, log)`` writes its files into ``staging`` (one run owns DIR:
+    ``rundir.owned``) and returns the markdown to print. Seeds are ``training.seed`` ..
+    ``training.seed + N - 1``. :func:`design_command` is this for a :class:`Design`.
     """
 
-    @click.command(name=design.name, cls=_OneLineErrors, help=doc)
+    @click.command(name=name, cls=_OneLineErrors, help=doc)
     @click.argument("config", type=click.Path(dir_okay=False))
     @click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True)
     @click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
@@ -532,14 +544,23 @@ def command(design: Design, doc: str) -> click.Command:
         from mtl_bt import rundir
 
         base = load(config, overrides)
-        check(design, base)
+        validate(base)
         t0 = time.perf_counter()
         first = base.training.seed
         say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-        kind = f"experiment:{design.name}"
-        with rundir.owned(out, kind=kind, config=base, force=force) as staging:
-            text = run_design(design, base, list(range(first, first + seeds)), staging, say)
+        with rundir.owned(out, kind=f"experiment:{name}", config=base, force=force) as staging:
+            text = run(base, list(range(first, first + seeds)), staging, say)
         click.echo(text, nl=False)
-        click.echo(f"\n{design.name}: {time.perf_counter() - t0:.0f}s; files in {out}/", err=True)
+        click.echo(f"\n{name}: {time.perf_counter() - t0:.0f}s; files in {out}/", err=True)
 
     return main
+
+
+def design_command(design: Design, doc: str) -> click.Command:
+    """:func:`command` for a pool :class:`Design` (:func:`check`, :func:`run_design`)."""
+    return command(
+        design.name,
+        doc,
+        lambda base: check(design, base),
+        lambda base, seeds, out, log: run_design(design, base, seeds, out, log),
+    )
