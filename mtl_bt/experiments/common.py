@@ -394,12 +394,15 @@ def paired_table(
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The table as markdown (``report.document``'s cells; p-values and shares to 3 d.p.)."""
+    """The table as markdown (``report.document``'s cells; p-values and shares to 3 d.p.,
+    a p-value of 0 as "<0.001": with 2000 draws the bootstrap cannot resolve less)."""
     from mtl_bt.report.document import table_markdown
 
     shown = table.copy()
     for col in ("p", "p_holm", "cells_a_better"):
         shown[col] = shown[col].round(3)
+    for col in ("p", "p_holm"):  # a bootstrap p-value of 0 means below its resolution
+        shown[col] = shown[col].astype(object).where(shown[col] != 0, f"<{2 / N_BOOT:g}")
     return table_markdown(shown) + "\n"
 
 
