@@ -499,6 +499,8 @@ def run_design(
         f"diff = {a} - {b}; 95% intervals resample seeds and blocks of time; "
         "training time " + ", ".join(f"{n} {s / 60:.1f} min" for n, s in seconds.items()) + "."
     )
+    if skipped:
+        head += " Not trained (their bars are unpaired): " + "; ".join(skipped) + "."
     terms = pd.concat([r[3] for r in results], ignore_index=True)
     return write_results(out, table, terms, pd.concat(preds, ignore_index=True), head)
 
