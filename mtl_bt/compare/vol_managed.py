@@ -5,8 +5,9 @@ every asset, target_vol / predicted vol) per seed with the fold models it alread
 
 - ``mtl``: the MTL variant's ``volatility@h`` head;
 - ``single_task``: the single-task volatility model (the ensemble's member);
-- ``ewma``: the EWMA forecast with λ from the bar size (half-life in calendar time,
-  ``mtl_bt.metrics.volatility.ewma_lambda``: 0.94 daily, about 0.9974 hourly);
+- ``ewma``: the EWMA forecast with λ from the bar size (an 11.2-day half-life in calendar
+  time, ``mtl_bt.metrics.volatility.ewma_lambda``: 0.94 daily, about 0.9974 hourly; the
+  backtest's own EWMA sizing input uses the same λ);
 - ``har``: HAR-RV refitted per fold on the rows before its test window;
 - ``trailing``: the strategy's trailing 20-bar realised vol (``volatility_input = "trailing"``).
 
