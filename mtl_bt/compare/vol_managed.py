@@ -124,9 +124,9 @@ def reference_forecasts(run: Path, frames, task: str) -> pd.DataFrame:
 
     from mtl_bt.metrics.volatility import add_baselines
 
+    # recomputed even when the run's file has them: a run written by older code may hold
+    # another λ
     predictions = pd.read_parquet(run / "predictions.parquet")
-    if f"ewma_{task}" in predictions and f"har_{task}" in predictions:
-        return predictions
     folds = json.loads((run / "folds.json").read_text())["folds"]
     return add_baselines(predictions, frames, folds)
 
