@@ -214,6 +214,7 @@ def contributions(both: pd.DataFrame) -> pd.DataFrame:
 
     zy = z("target")
     out = both[[*cell, "datetime"]].copy()
+    out["y2"] = both["target"] ** 2  # the squared error of forecasting 0 (a reference MSE)
     for side in ("a", "b"):
         out[f"u_{side}"] = z(f"pred_{side}") * zy
         out[f"e_{side}"] = (both[f"pred_{side}"] - both["target"]) ** 2
@@ -329,6 +330,7 @@ def compare_rows(
                     "scope": scope or "all assets",
                     a: float(part[f"{col}_a"].mean()),
                     b: float(part[f"{col}_b"].mean()),
+                    "zero_forecast": float(part["y2"].mean()) if metric == "mse" else math.nan,
                     "diff": ci.estimate,
                     "ci_low": ci.low,
                     "ci_high": ci.high,
@@ -387,9 +389,9 @@ def markdown(tests: pd.DataFrame, setup: Setup) -> str:
         f"Main head `{setup.main_task}`; auxiliary heads "
         f"{', '.join(f'`return@{h}`' for h in setup.aux)}. Difference = aux - single "
         "(rank IC: higher is better; MSE: lower is better); 95% interval resampling seeds and "
-        "time blocks; Holm over every row.\n\n"
-        "| comparison | metric | assets | single | aux | diff [95% CI] | p | p Holm | "
-        "seeds better | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "time blocks; Holm over every row; 0-forecast: the MSE of forecasting a zero return.\n\n"
+        "| comparison | metric | assets | single | aux | 0-forecast | diff [95% CI] | p | p Holm | "
+        "seeds better | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in tests.to_dict("records"):
@@ -397,7 +399,8 @@ def markdown(tests: pd.DataFrame, setup: Setup) -> str:
         m = r["metric"]
         lines.append(
             f"| {r['comparison']} | {m} | {r['scope']} | {_num(r[SINGLE], m)} | "
-            f"{_num(r[aux_col], m)} | {_num(r['diff'], m)} [{_num(r['ci_low'], m)}, "
+            f"{_num(r[aux_col], m)} | {_num(r['zero_forecast'], m) if m == 'mse' else ''} | "
+            f"{_num(r['diff'], m)} [{_num(r['ci_low'], m)}, "
             f"{_num(r['ci_high'], m)}] | {r['p']:.3f} | {r['p_holm']:.3f} | "
             f"{r['seeds_better']}/{r['n_seeds']} | {r['verdict']} |"
         )

@@ -77,6 +77,10 @@ def test_table_shape_and_pairing(experiment):
     assert (tests["n_seeds"] == 2).all() and (tests["seeds_better"] <= 2).all()
     assert (tests["p_holm"] >= tests["p"] - 1e-12).all()
     assert ((tests["ci_low"] <= tests["diff"]) & (tests["diff"] <= tests["ci_high"])).all()
+    mse = tests[tests["metric"] == "mse"]
+    assert (mse["zero_forecast"] > 0).all() and tests.loc[
+        tests["metric"] == "rank_ic", "zero_forecast"
+    ].isna().all()
     cells = pd.read_csv(out / "cells.csv")
     assert len(cells) == 2 * len(symbols) * 2  # seeds x assets x folds
     # every cell pairs the same rows: the pooled means are the row-weighted cell means
