@@ -1,27 +1,49 @@
-"""Issue 16, goal 1: the demo's own workload, MTLStrategy vs an empty strategy.
+"""Issue 16, goal 1 / issue 27: the demo's own workload, MTLStrategy against its floor.
 
 The bundled crypto sample (5 assets x 8,760 hourly bars, 2024) on plain
 ``bt.feeds.PandasData``, Backtrader's own broker with the demo's 0.1% commission, the
-demo config's fold models (trained here with the real trainer) and the demo's
-strategy settings (``strategy_params`` of its ``[backtest]`` section). Four variants
-alternate in rotating order in one process: the empty strategy, ``MTLStrategy`` in
-precomputed mode and in live mode, and "same orders" (the precomputed run's own orders
-replayed by a strategy with no model on the same feeds and broker: what Backtrader
-itself charges for those orders and the positions they leave, the floor no strategy
-placing them can go below); medians of the repeats. Each run is timed in wall seconds
-and in this process's CPU seconds (``time.process_time``: on a shared machine the
-other jobs' load inflates wall time far more than CPU time).
+demo config's fold models (trained once here with the real trainer) and the demo's
+strategy settings (``strategy_params`` of its ``[backtest]`` section). Four variants:
+the empty strategy, ``MTLStrategy`` in precomputed mode and in live mode, and "same
+orders" (the precomputed run's own orders replayed by a strategy with no model on the
+same feeds and broker: what Backtrader itself charges for those orders and the positions
+they leave, the floor no strategy placing them can go below).
+
+How it is timed, and why: **every run is a fresh Python process** (``python -m
+benchmarks.bench_demo --child VARIANT``) that imports everything, loads the frames and
+the fold models (untimed; the ONNX export is cached after the first load), collects the
+heap, then times exactly one ``cerebro.run()`` in wall seconds and in its own CPU seconds
+(``time.process_time``). The variants alternate in rotating order, repeat after repeat.
+Runs in one long-lived process were not comparable: the same variant took 3.5-6.5 s
+from one repeat to the next (idle machine), because each run inherited what the runs
+before it left: a heap grown by every Cerebro (each full collection walks it), the
+collector's generation counters, freed arenas, the strategy's ``gc.freeze`` of whatever
+was alive at its start. A fresh process gives every run the same starting heap, so the
+spread left is the machine's. CPU seconds are the headline: on a shared machine the
+other jobs inflate wall time far more than a process's own CPU time. Medians of the
+repeats (and the minimum, the least disturbed run, beside them).
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
+import json
+import os
+import pickle
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import backtrader as bt
+
+VARIANTS = ("empty", "precomputed", "live", "same_orders")
+#: printed by a child before its JSON result (the parent reads the line after it)
+MARK = "@@bench_demo@@"
 
 
 class EmptyStrategy(bt.Strategy):
@@ -37,103 +59,152 @@ def _cerebro(frames: dict, commission: float) -> bt.Cerebro:
     return cerebro
 
 
-def run(repeats: int = 3, log: Any = print) -> dict[str, Any]:
+def _config() -> Any:
+    from mtl_bt.cli.run_cmd import shipped_config
+    from mtl_bt.config import load
+
+    return load(shipped_config("crypto"), ["training.threads=1"])
+
+
+def child(variant: str, models: Path, plan_path: Path) -> dict[str, Any]:
+    """One timed run of ``variant`` in this (fresh) process: load untimed, then time."""
     from benchmarks.bench_backtest import ReplayStrategy, order_plan
     from mtl_bt import pipeline, registry
     from mtl_bt.backtesting.runner import load_predictors, strategy_params
-    from mtl_bt.cli.run_cmd import shipped_config
-    from mtl_bt.config import load
     from mtl_bt.strategies.mtl import MTLStrategy
-    from mtl_bt.training import train_walk_forward
 
-    cfg = load(shipped_config("crypto"), ["training.threads=1"])
+    cfg = _config()
     frames = pipeline.load_data(cfg, progress=False)
-    with tempfile.TemporaryDirectory(prefix="mtlbt-demo-") as tmp:
-        train_walk_forward(cfg, frames, out_dir=Path(tmp))
-        predictors = load_predictors(Path(tmp))
+    predictors = load_predictors(models)
     bc = cfg.backtest
-
-    def _mtl_strategy(mode: str) -> Any:
+    if variant in ("precomputed", "live"):
         rule = registry.create("signal", bc.signal, **bc.signal_options)
-        kwargs = strategy_params(bc.model_copy(update={"mode": mode}), predictors, rule)
+        kwargs = strategy_params(bc.model_copy(update={"mode": variant}), predictors, rule)
         cerebro = _cerebro(frames, bc.commission)
         cerebro.addstrategy(MTLStrategy, **kwargs)
-        return cerebro.run()[0]
-
-    def mtl(mode: str) -> int:
-        return int(_mtl_strategy(mode).decisions)
-
-    def empty() -> int:
+    elif variant == "same_orders":
+        plan = pickle.loads(plan_path.read_bytes())
+        cerebro = _cerebro(frames, bc.commission)
+        cerebro.addstrategy(ReplayStrategy, plan=plan)
+    elif variant == "empty":
         cerebro = _cerebro(frames, bc.commission)
         cerebro.addstrategy(EmptyStrategy)
-        return len(cerebro.run()[0])
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.process_time()
+    strat = cerebro.run()[0]
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out: dict[str, Any] = {"wall": wall, "cpu": cpu, "value": float(strat.broker.getvalue())}
+    if variant in ("precomputed", "live"):
+        out["decisions"] = int(strat.decisions)
+        out["orders"] = len(strat.broker.orders)
+        if variant == "precomputed" and not plan_path.exists():
+            plan_path.write_bytes(pickle.dumps(order_plan(strat)))
+    elif variant == "same_orders":
+        out["orders"] = len(strat.broker.orders)
+    else:
+        out["bars"] = len(strat)
+    return out
 
-    plan: dict[str, Any] = {}
 
-    def precomputed() -> int:
-        strat = _mtl_strategy("precomputed")
-        if not plan:
-            plan["plan"] = order_plan(strat)
-        return int(strat.decisions)
+def _spawn(variant: str, models: Path, plan: Path) -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    )
+    cmd = [sys.executable, "-m", "benchmarks.bench_demo", "--child", variant]
+    cmd += ["--models", str(models), "--plan", str(plan)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=False)
+    if proc.returncode != 0 or MARK not in proc.stdout:
+        raise RuntimeError(f"bench_demo child {variant} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.split(MARK, 1)[1].strip().splitlines()[0])
 
-    def same_orders() -> int:
-        cerebro = _cerebro(frames, bc.commission)
-        cerebro.addstrategy(ReplayStrategy, plan=plan["plan"])
-        return len(cerebro.run()[0].broker.orders)
 
-    runs = {"empty": empty, "precomputed": precomputed, "live": lambda: mtl("live")}
-    runs["same_orders"] = same_orders  # last in round 0, so after precomputed
-    times, cpu, last = _alternate(runs, repeats)
-    med = {k: statistics.median(v) for k, v in times.items()}
+def run(repeats: int = 3, log: Any = print) -> dict[str, Any]:
+    from mtl_bt import pipeline
+    from mtl_bt.backtesting.runner import load_predictors
+    from mtl_bt.training import train_walk_forward
+
+    cfg = _config()
+    frames = pipeline.load_data(cfg, progress=False)
+    with tempfile.TemporaryDirectory(prefix="mtlbt-demo-") as tmp:
+        models = Path(tmp) / "models"
+        train_walk_forward(cfg, frames, out_dir=models)
+        folds = len(load_predictors(models))  # also exports and caches the ONNX graphs
+        plan = Path(tmp) / "plan.pkl"
+        runs = _alternate(models, plan, repeats)
+    wall = {k: [r["wall"] for r in v] for k, v in runs.items()}
+    cpu = {k: [r["cpu"] for r in v] for k, v in runs.items()}
+    med = {k: statistics.median(v) for k, v in wall.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    last = {k: v[-1] for k, v in runs.items()}
+    values = {k: sorted({round(r["value"], 6) for r in runs[k]}) for k in runs}
     out = {
         "assets": len(frames),
         "bars": int(max(len(f) for f in frames.values())),
-        "folds": len(predictors),
+        "folds": folds,
         "architecture": cfg.model.architecture,
         "repeats": repeats,
+        "harness": "one fresh process per run, rotating order; median (min beside it)",
         "seconds": med,
-        "all_seconds": times,
-        "decisions": {k: last[k] for k in ("precomputed", "live")},
-        "orders": last["same_orders"],
+        "all_seconds": wall,
+        "min_seconds": {k: min(v) for k, v in wall.items()},
+        "decisions": {k: last[k]["decisions"] for k in ("precomputed", "live")},
+        "orders": last["same_orders"]["orders"],
+        "final_values": values,
         "ratio_precomputed": med["precomputed"] / med["empty"],
         "ratio_live": med["live"] / med["empty"],
         "ratio_same_orders": med["same_orders"] / med["empty"],
         "cpu_seconds": med_cpu,
         "all_cpu_seconds": cpu,
+        "min_cpu_seconds": {k: min(v) for k, v in cpu.items()},
         "cpu_ratio_precomputed": med_cpu["precomputed"] / med_cpu["empty"],
         "cpu_ratio_live": med_cpu["live"] / med_cpu["empty"],
         "cpu_ratio_same_orders": med_cpu["same_orders"] / med_cpu["empty"],
     }
+    floor = med_cpu["same_orders"]
     log(
-        f"  demo workload: empty {med['empty']:.2f}s, precomputed {out['ratio_precomputed']:.2f}x, "
-        f"live {out['ratio_live']:.2f}x, same orders {out['ratio_same_orders']:.2f}x "
-        f"(CPU time: {out['cpu_ratio_precomputed']:.2f}x / {out['cpu_ratio_live']:.2f}x / "
-        f"{out['cpu_ratio_same_orders']:.2f}x)"
+        f"  demo workload (CPU s, median of {repeats} fresh processes): empty "
+        f"{med_cpu['empty']:.2f}, same orders {floor:.2f}, precomputed "
+        f"{med_cpu['precomputed']:.2f} ({med_cpu['precomputed'] / floor:.3f}x the floor), live "
+        f"{med_cpu['live']:.2f} ({med_cpu['live'] / floor:.3f}x); wall: empty {med['empty']:.2f}, "
+        f"same orders {med['same_orders']:.2f}, precomputed {med['precomputed']:.2f}, live "
+        f"{med['live']:.2f}"
     )
     return out
 
 
-def _alternate(
-    runs: dict[str, Any], repeats: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Any]]:
-    """``benchmarks.common.alternate`` (rotating round-robin) timing wall and CPU seconds."""
-    from benchmarks.common import fresh_heap
-
-    names = list(runs)
-    wall: dict[str, list[float]] = {n: [] for n in names}
-    cpu: dict[str, list[float]] = {n: [] for n in names}
-    last: dict[str, Any] = {}
+def _alternate(models: Path, plan: Path, repeats: int) -> dict[str, list[dict[str, Any]]]:
+    """Every variant ``repeats`` times, one fresh process each, in rotating order (round 0
+    runs precomputed before same_orders, which replays its orders)."""
+    names = list(VARIANTS)
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for r in range(repeats):
         k = r % len(names)
-        for name in names[k:] + names[:k]:
-            fresh_heap()
-            t0, c0 = time.perf_counter(), time.process_time()
-            last[name] = runs[name]()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    return wall, cpu, last
+        order = names[k:] + names[:k]
+        if r == 0 or not plan.exists():
+            order = names
+        for name in order:
+            runs[name].append(_spawn(name, models, plan))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", choices=VARIANTS, help="time one run (internal)")
+    parser.add_argument("--models", type=Path)
+    parser.add_argument("--plan", type=Path)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.child:
+        result = child(args.child, args.models, args.plan)
+        print(MARK)
+        print(json.dumps(result))
+        return 0
+    print(json.dumps(run(args.repeats), indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

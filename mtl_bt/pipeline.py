@@ -146,14 +146,15 @@ def write_evaluation(config: Config, out: Path, frames: Mapping[str, pd.DataFram
     """The out-of-sample task evaluation of a trained run: EWMA / HAR-RV volatility forecasts
     added to ``predictions.parquet`` (same rows), ``oos_metrics.csv`` (the configured tasks
     score plugin kinds) and ``data.json`` (data ranges and folds)."""
-    from mtl_bt.metrics.volatility import add_baselines
+    from mtl_bt.metrics.volatility import add_anchored, add_baselines
     from mtl_bt.report.oos import oos_metrics
     from mtl_bt.tasks import build_tasks
 
-    predictions = add_baselines(train.predictions, frames, train.folds)
+    tasks = {t.name: t for t in build_tasks(config.tasks)}
+    predictions = add_anchored(train.predictions, frames, tasks)
+    predictions = add_baselines(predictions, frames, train.folds)
     if predictions is not train.predictions:
         write_parquet(out / "predictions.parquet", predictions)
-    tasks = {t.name: t for t in build_tasks(config.tasks)}
     write_csv(out / "oos_metrics.csv", oos_metrics(predictions, tasks=tasks))
     write_json(
         out / "data.json",

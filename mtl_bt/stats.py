@@ -286,3 +286,48 @@ def _summarise(
     return BootstrapResult(
         diff, float(low), float(high), float(min(1.0, p)), n, n_boot, block, level
     )
+
+
+def seed_time_bootstrap_mean(
+    diffs: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    block: int | None = None,
+    level: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """CI of the mean of paired per-bar differences, resampling seeds *and* time.
+
+    ``diffs`` (k, m, n): k training seeds, m series (e.g. assets) on one time axis of n bars,
+    NaN where a series has no bar. The statistic is the mean over every finite entry. Each
+    replicate draws k seeds with replacement and one circular block bootstrap of the n bars,
+    shared by every seed and series (series that move together stay together, as in
+    :func:`seed_time_bootstrap_sharpe_diff`). ``block`` defaults to round(n ** (1/3)).
+    """
+    x = np.asarray(diffs, dtype=float)
+    if x.ndim != 3:
+        raise ValueError(f"diffs must be (seeds, series, bars), got shape {x.shape}")
+    k, _, n = x.shape
+    finite = np.isfinite(x)
+    if not finite.any():
+        raise ValueError("diffs has no finite value")
+    block = max(1, round(n ** (1 / 3))) if block is None else int(block)
+    if not 1 <= block <= n:
+        raise ValueError(f"block must be in [1, {n}]")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    sums = np.where(finite, x, 0.0).sum(axis=1)  # (k, n): per seed and bar
+    counts = finite.sum(axis=1).astype(float)
+    diff = float(sums.sum() / counts.sum())
+    rng = np.random.default_rng(seed)
+    diffs_boot = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // max(n, 1))
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        idx = _block_indices(n, block, m, rng)
+        weights = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(m)])
+        s, c = weights @ sums, weights @ counts  # (m, n): the drawn seeds' totals per bar
+        rows = np.arange(m)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diffs_boot[start : start + m] = s[rows, idx].sum(axis=1) / c[rows, idx].sum(axis=1)
+    return _summarise(diff, diffs_boot, int(counts.sum()), n_boot, block, level)

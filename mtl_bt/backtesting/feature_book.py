@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_bt.backtesting.inputs import sizing_lambda
 from mtl_bt.errors import DataError
 from mtl_bt.features import ops
 from mtl_bt.features.frames import named_frames
 from mtl_bt.features.spec import FeatureSpec, compute
-from mtl_bt.metrics.volatility import ewma_vol
+from mtl_bt.metrics.volatility import LAMBDA, ewma_vol
 
 
 def complete_rows(x: np.ndarray, lookback: int) -> np.ndarray:
@@ -106,6 +107,7 @@ class PreloadedBook:
         self.rvol: list[np.ndarray] = []
         #: with ewma=True (a rule asked for ``ewma_vol``), the EWMA vol forecast of every bar
         self.ewma: list[np.ndarray] | None = [] if ewma else None
+        lam = sizing_lambda(predictor) if ewma else LAMBDA
         spec = predictor.feature_spec
         context = None
         if spec.reads():
@@ -128,7 +130,7 @@ class PreloadedBook:
             self.valid.append(ok)
             self.rvol.append(realised_vol(frame["close"].to_numpy(np.float64), vol_window))
             if self.ewma is not None:
-                self.ewma.append(ewma_vol(frame["close"].to_numpy(np.float64)))
+                self.ewma.append(ewma_vol(frame["close"].to_numpy(np.float64), lam=lam))
 
     def advance(self, a: int, data: Any) -> int:
         """Row of asset ``a``'s current bar (its position in the preloaded arrays)."""

@@ -16,6 +16,19 @@ from mtl_bt.config import BacktestConfig
 from mtl_bt.errors import CheckpointError, UserError
 
 
+def sizing_lambda(predictor: Any) -> float:
+    """The decay of the backtest's EWMA sizing input (``ewma_vol``) for ``predictor``'s
+    bars: ``mtl_bt.metrics.volatility.timeframe_lambda`` of the trained run's
+    ``data.timeframe``, so the half-life is RiskMetrics' 11.2 days in calendar time on any bar
+    size (hourly: 0.99743, daily: 0.94), the same as the ``qlike_ewma`` baseline. A model
+    without a recorded timeframe gets 0.94."""
+    from mtl_bt.metrics.volatility import timeframe_lambda
+
+    config = getattr(getattr(predictor, "checkpoint", None), "config", None) or {}
+    data = config.get("data") if isinstance(config, dict) else None
+    return timeframe_lambda((data or {}).get("timeframe") if isinstance(data, dict) else None)
+
+
 def find_checkpoints(path: str | os.PathLike[str]) -> list[Path]:
     """A checkpoint file, or every fold checkpoint of a train output dir (in fold order)."""
     from mtl_bt.rundir import verify_checkpoints

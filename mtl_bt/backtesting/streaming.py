@@ -32,9 +32,10 @@ import numpy as np
 from mtl_bt.backtesting.bars import _EPOCH_NUM
 from mtl_bt.backtesting.calendar import auto_calendar, seconds_per_year, stated_seconds
 from mtl_bt.backtesting.feature_book import feature_engine, realised_vol, require_feeds
+from mtl_bt.backtesting.inputs import sizing_lambda
 from mtl_bt.errors import DataError
 from mtl_bt.features.streaming import FeatureStream
-from mtl_bt.metrics.volatility import EwmaVariance, floored_vol
+from mtl_bt.metrics.volatility import LAMBDA, EwmaVariance, floored_vol
 
 _DAY_US = 86_400_000_000
 #: from this many feeds on, a step's feature rows are computed in one batch (see the module
@@ -90,11 +91,16 @@ class _Asset:
     )
 
     def __init__(
-        self, stream: FeatureStream | None, lookback: int, vol_window: int, ewma: bool = False
+        self,
+        stream: FeatureStream | None,
+        lookback: int,
+        vol_window: int,
+        ewma: bool = False,
+        lam: float = LAMBDA,
     ) -> None:
         self.stream = stream
         # the EWMA recursion carried bar by bar (O(1) memory), as ewma_vol over the whole past
-        self.ewma = EwmaVariance() if ewma else None
+        self.ewma = EwmaVariance(lam) if ewma else None
         self.ewma_vol = float("nan")
         self.last_close = float("nan")
         self.rows: deque[np.ndarray] = deque(maxlen=lookback)
@@ -128,6 +134,7 @@ class StreamingBook:
         self.vol_window = int(vol_window)
         self.symbols = list(symbols)
         spec, columns = predictor.feature_spec, predictor.feature_columns
+        lam = sizing_lambda(predictor) if ewma else LAMBDA
         self.batch = len(self.symbols) >= BATCH_MIN_ASSETS if batch is None else bool(batch)
         engine = self.batch
         if spec.reads():  # cross-frame features: a step's rows once all its bars are read
@@ -140,6 +147,7 @@ class StreamingBook:
                 lookback,
                 self.vol_window,
                 ewma,
+                lam,
             )
             for s in self.symbols
         ]

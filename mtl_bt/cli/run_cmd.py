@@ -176,6 +176,21 @@ def run(
     help="seconds to wait for the Ray cluster at --address before giving up (default 30)",
 )
 @click.option(
+    "--baselines",
+    "baselines",
+    default=None,
+    help="simple baselines to add: linear,lightgbm, or none (default: both when scikit-learn "
+    "and LightGBM are installed: pip install 'mtl-bt[baselines]')",
+)
+@click.option(
+    "--placebo-draws",
+    "placebo_draws",
+    default=None,
+    type=click.IntRange(0, 10000),
+    help="block-shuffled placebo backtests of the demo variant's first seed (0: none) "
+    "[default: 19]",
+)
+@click.option(
     "--set",
     "overrides",
     multiple=True,
@@ -194,19 +209,30 @@ def compare(
     executor: str,
     address: str | None,
     connect_timeout: float | None,
+    baselines: str | None,
+    placebo_draws: int | None,
     overrides: tuple[str, ...],
     quiet: bool,
     no_cache: bool,
 ) -> None:
-    """MTL variants vs the single-task baseline and buy-and-hold, mean +- std over seeds.
+    """MTL variants vs the single-task models, the simple baselines (linear, LightGBM) and
+    buy-and-hold, mean +- std over seeds, with placebo backtests.
 
     CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config). Re-running with
     the same OUT skips the jobs that already finished.
     """
     from mtl_bt import rundir
     from mtl_bt.compare.executor import CONNECT_TIMEOUT, check_address
+    from mtl_bt.compare.runner import PLACEBO_DRAWS, pick_baselines
     from mtl_bt.compare.runner import compare as run_compare
 
+    simple = None
+    if baselines is not None:
+        simple = (
+            []
+            if baselines.strip().lower() == "none"
+            else _names("--baselines", baselines, "linear,lightgbm")
+        )
     arch_names = _names("--architectures", architectures, "shared_bottom,mmoe")
     weighting_names = _names("--weightings", weightings, "equal,uncertainty")
     if executor != "ray":
@@ -220,6 +246,8 @@ def compare(
         raise ConfigError("--connect-timeout is the wait for the cluster at --address; give both")
     cfg = _load(config, overrides)
     say = _say(quiet)
+    # before any work: a missing package is exit 2 when asked for, else one line (even --quiet)
+    simple = pick_baselines(simple, lambda msg: click.echo(msg, err=True))
     if executor == "ray" and address:  # before any work: Ray retries a dead address for minutes
         timeout = connect_timeout or CONNECT_TIMEOUT
         say(f"connecting to the Ray cluster at {address} (waiting up to {timeout:g} s)")
@@ -238,6 +266,8 @@ def compare(
             progress=not quiet,
             command=_command_line(),
             log=say,
+            baselines=simple,
+            placebo_draws=PLACEBO_DRAWS if placebo_draws is None else placebo_draws,
         )
     _print_comparison(result, out)
 
@@ -288,7 +318,14 @@ def _print_comparison(result, out) -> None:
 
     line = verdict(result.table)
     if line:
-        click.echo(line + "\n")
+        click.echo(line)
+    from mtl_bt.compare.table import simple_verdict
+
+    simple = simple_verdict(result.vs_simple, result.specs)
+    if simple:
+        click.echo(simple)
+    if line or simple:
+        click.echo("")
     click.echo(table_markdown(performance_view(result.table)))
     click.echo("")
     click.echo(table_markdown(significance_view(result.table)))

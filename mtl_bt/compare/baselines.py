@@ -21,7 +21,8 @@ baselines); LightGBM is seeded ``training.seed + fold`` like the MTL fold model.
 other than these have no baseline and are listed as skipped. The baselines' heads are also
 traded by the run's signal rule and costs (``BaselinePredictor``): every built-in head
 (return, direction, volatility) is supplied, so the rule reads the same heads it reads from
-the MTL model. Run it on a finished run folder::
+the MTL model. ``mtl-bt compare`` runs them as variants ``linear`` and ``lightgbm`` (job
+``mtl_bt.compare.jobs:backtest_baseline``); on a finished run folder::
 
     python -m mtl_bt.compare.baselines RUN_DIR [--models linear,lightgbm] [--no-backtest]
         [--signal NAME]

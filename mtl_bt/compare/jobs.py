@@ -153,3 +153,88 @@ def backtest_ensemble(
     pipeline.run(
         cfg, workdir, frames=shared["frames"], report=False, buy_and_hold=False, trained=joined
     )
+
+
+def _fold_predictors(shared: dict[str, Any], names: list[str], tmp: Path) -> tuple[Any, list[Any]]:
+    """The joined ``TrainResult`` of fold jobs (written under ``tmp``) and its fold models
+    loaded into memory (they outlive ``tmp``)."""
+    from mtl_bt.predictor import Predictor
+
+    trained = _join_folds(shared, names, tmp / "folds", tmp / "run")
+    return trained, [Predictor.from_checkpoint(c) for c in trained.checkpoints]
+
+
+def backtest_baseline(
+    shared: dict[str, Any],
+    workdir: Path,
+    *,
+    config: dict[str, Any],
+    fold_jobs: list[str],
+    fold_digests: list[str],
+    model: str,
+) -> None:
+    """One simple baseline (``model``: ``linear`` or ``lightgbm``) of one seed: fitted per fold
+    on the MTL run's own rows (``mtl_bt.compare.baselines.fit_baselines``), evaluated out of
+    sample and traded by the configured rule through the borrowed fold models' feature
+    pipeline and dates (``BaselinePredictor``). Writes the files of ``mtl-bt run``."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from mtl_bt import pipeline
+    from mtl_bt.compare.baselines import BaselinePredictor, fit_baselines
+    from mtl_bt.config import from_dict
+
+    cfg = from_dict(config, "(compare job)")
+    with tempfile.TemporaryDirectory(prefix="mtl-bt-baseline-") as tmp:
+        trained, predictors = _fold_predictors(shared, fold_jobs, Path(tmp))
+    fitted = fit_baselines(cfg, shared["frames"], [model])
+    by_fold = {fb.fold: fb for fb in fitted.folds}
+    models = [BaselinePredictor(p, by_fold[int(p.fold["fold"])], model) for p in predictors]
+    predictions = fitted.predictions.drop(columns="model")
+    fold_metrics = fitted.metrics.drop(columns="model")
+    names = [t for t in trained.task_names if t in predictions]
+    summary = {**trained.summary, "tasks": names, "baseline": model}
+    joined = replace(
+        trained,
+        checkpoints=models,
+        predictions=predictions,
+        fold_metrics=fold_metrics,
+        train_log=pd.DataFrame(),
+        task_names=names,
+        summary=summary,
+        out_dir=workdir,
+        models=[],
+    )
+    pipeline.write_parquet(workdir / "predictions.parquet", predictions)
+    pipeline.write_csv(workdir / "fold_metrics.csv", fold_metrics)
+    pipeline.run(
+        cfg, workdir, frames=shared["frames"], report=False, buy_and_hold=False, trained=joined
+    )
+
+
+def placebo_run(
+    shared: dict[str, Any],
+    workdir: Path,
+    *,
+    config: dict[str, Any],
+    fold_jobs: list[str],
+    fold_digests: list[str],
+    draws: int,
+    seed: int = 0,
+) -> None:
+    """Placebo backtests of one (variant, seed) (``mtl_bt.compare.placebo.study``): its fold
+    models with their predictions block-shuffled in time (``draws`` times) and lagged, the
+    rule and costs unchanged; writes ``placebo.json``."""
+    import json
+
+    from mtl_bt.compare.placebo import study
+    from mtl_bt.config import from_dict
+    from mtl_bt.pipeline import torch_threads, write_text
+
+    cfg = from_dict(config, "(compare job)")
+    with tempfile.TemporaryDirectory(prefix="mtl-bt-placebo-") as tmp:
+        _, predictors = _fold_predictors(shared, fold_jobs, Path(tmp))
+    with torch_threads(cfg.training.threads):
+        result = study(shared["frames"], predictors, cfg.backtest, draws=draws, seed=seed)
+    write_text(workdir / "placebo.json", json.dumps(result, indent=1))

@@ -19,8 +19,8 @@ forces ``mode = "precomputed"``. It runs on a finished ``mtl-bt run`` folder::
 
     python -m mtl_bt.compare.placebo RUN_DIR [--draws 50] [--block H] [--lags 1,H] [--json F]
 
-Not part of ``mtl-bt compare`` (each draw is one backtest: run it on the variant you would
-deploy).
+``mtl-bt compare`` runs it on its demo variant's first seed (``--placebo-draws``, job
+``mtl_bt.compare.jobs:placebo_run``); each draw is one backtest.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import pandas as pd
 from mtl_bt import pipeline
 from mtl_bt.compare import table as tables
 from mtl_bt.compare.executor import ERROR_FILE, MARKER, Job, JobResult, run_jobs
-from mtl_bt.compare.variants import BUY_AND_HOLD, Variant, build_variants
+from mtl_bt.compare.variants import BUY_AND_HOLD, SIMPLE, Variant, build_variants
 from mtl_bt.config import Config, dumps
 from mtl_bt.report import plots
 from mtl_bt.report.document import (
@@ -45,6 +45,10 @@ FOLD_FN = "mtl_bt.compare.jobs:train_fold"
 BACKTEST_FN = "mtl_bt.compare.jobs:backtest_run"
 ENSEMBLE_FN = "mtl_bt.compare.jobs:backtest_ensemble"
 EVALUATE_FN = "mtl_bt.compare.jobs:evaluate_run"
+BASELINE_FN = "mtl_bt.compare.jobs:backtest_baseline"
+PLACEBO_FN = "mtl_bt.compare.jobs:placebo_run"
+#: block-shuffled placebo backtests ``compare`` runs by default (``--placebo-draws``)
+PLACEBO_DRAWS = 19
 
 
 @dataclass
@@ -53,6 +57,8 @@ class CompareResult:
     table: pd.DataFrame
     jobs: list[JobResult]
     files: dict[str, Path] = field(default_factory=dict)
+    vs_simple: pd.DataFrame = field(default_factory=pd.DataFrame)
+    specs: list[Any] = field(default_factory=list)  # the tasks' headline metrics
 
     @property
     def failed(self) -> list[JobResult]:
@@ -76,6 +82,10 @@ class RunPlan:
     owns_folds: bool = True
     members: dict[str, list[Job]] = field(default_factory=dict)  # ensemble: task -> folds
     traded: bool = True  # False: a member model the rule cannot trade alone (evaluated only)
+    #: another job than the backtest joining ``fold_jobs`` (a simple baseline, a placebo
+    #: study): its function and extra parameters
+    fn: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     def needed(self) -> list[Job]:
         """Every fold job whose files the backtest joins."""
@@ -98,11 +108,12 @@ class RunPlan:
             )
         return Job(
             name=self.name,
-            fn=BACKTEST_FN if self.traded else EVALUATE_FN,
+            fn=self.fn or (BACKTEST_FN if self.traded else EVALUATE_FN),
             params={
                 "config": self.config,
                 "fold_jobs": [j.name for j in self.fold_jobs],
                 "fold_digests": [j.digest() for j in self.fold_jobs],
+                **self.params,
             },
             out_dir=self.out_dir,
         )
@@ -124,7 +135,7 @@ def plan_runs(
     by_key: dict[tuple[str, int], RunPlan] = {}
     counted: dict[str, list[int] | tuple[str, str]] = {}
     for variant in sorted(variants, key=lambda v: not v.trained):  # sources first
-        for seed in seeds:
+        for seed in seeds[:1] if variant.seedless else seeds:
             cfg = variant.config(base, seed)
             dumped = cfg.model_dump(mode="json")
             name = f"{variant.name}/seed_{seed}"
@@ -145,6 +156,8 @@ def plan_runs(
                     if variant.members
                     else {},
                 )
+                if variant.kind == SIMPLE:
+                    plan.fn, plan.params = BASELINE_FN, {"model": variant.name}
                 by_key[(variant.name, seed)] = plan
                 plans.append(plan)
                 continue
@@ -213,25 +226,45 @@ def compare(
     progress: bool = False,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
+    baselines: list[str] | None = None,
+    placebo_draws: int = PLACEBO_DRAWS,
 ) -> CompareResult:
-    """Run every (variant, seed) job not already finished and write the comparison."""
+    """Run every (variant, seed) job not already finished and write the comparison.
+
+    ``baselines``: the simple baselines to add (``linear``, ``lightgbm``); None = both when
+    scikit-learn and LightGBM are installed, else none with a one-line install hint; naming
+    them when they are not installed is an error. ``placebo_draws``: block-shuffled placebo
+    backtests of the demo variant's first seed (0: none).
+    """
+    from mtl_bt.errors import ConfigError
+
     say = log or (lambda _msg: None)
     if seeds < 1:
-        from mtl_bt.errors import ConfigError
-
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if placebo_draws < 0:
+        raise ConfigError(f"--placebo-draws must be >= 0, got {placebo_draws}")
+    simple = pick_baselines(baselines, say)
     out = Path(out_dir)
-    variants = build_variants(base, architectures, weightings)
+    variants = build_variants(base, architectures, weightings, simple)
     seed_list = [base.training.seed + k for k in range(seeds)]
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.toml", dumps(base))
     frames = pipeline.load_data(base, no_cache=no_cache, progress=progress)
     write_json(out / "data.json", {"symbols": pipeline.data_summary(frames)})
     plans = plan_runs(base, variants, seed_list, out, frames)
+    placebo = placebo_plan(base, plans, variants, seed_list[0], out, placebo_draws)
+    if placebo is not None:
+        plans.append(placebo)
     fold_jobs = [j for plan in plans if plan.owns_folds for j in plan.fold_jobs]
+    n_runs = len(plans) - (placebo is not None)
     say(
-        f"{len(variants)} variants x {len(seed_list)} seed(s) = {len(plans)} runs: "
-        f"{len(fold_jobs)} fold training jobs, then {len(plans)} backtests ({executor} executor)"
+        f"{len(variants)} variants, {len(seed_list)} seed(s): {n_runs} runs, "
+        f"{len(fold_jobs)} fold training jobs, then {n_runs} backtests ({executor} executor)"
+        + (
+            f", and {placebo_draws} placebo backtests of {placebo.name} in one job"
+            if placebo is not None
+            else ""
+        )
     )
     bar = _progress(len(fold_jobs) + len(plans), progress)
     t0 = time.perf_counter()
@@ -331,8 +364,65 @@ def compare(
         seeds=seed_list,
         specs=specs,
         variants=variants,
+        placebo=read_placebo(placebo),
     )
-    return CompareResult(out, comparison.table, results, files)
+    return CompareResult(out, comparison.table, results, files, comparison.vs_simple, specs)
+
+
+def pick_baselines(asked: list[str] | None, say: Callable[[str], None]) -> list[str]:
+    """The simple baselines to run: ``asked`` (checked, and their packages required), or by
+    default every one when scikit-learn and LightGBM import, else none with one line saying
+    how to install them."""
+    from mtl_bt.compare import baselines as bl
+    from mtl_bt.errors import ConfigError, UserError
+
+    if asked is not None:
+        unknown = [m for m in asked if m not in bl.MODELS]
+        if unknown:
+            raise ConfigError(
+                f"--baselines: unknown baseline(s) {unknown}; choose from "
+                f"{', '.join(bl.MODELS)}, or none"
+            )
+        if asked:
+            bl.require()
+        return list(asked)
+    try:
+        bl.require()
+    except UserError:
+        say(f"simple baselines (linear, LightGBM) skipped: {bl.INSTALL} to add them")
+        return []
+    return list(bl.MODELS)
+
+
+def placebo_plan(
+    base: Config, plans: list[RunPlan], variants: list[Variant], seed: int, out: Path, draws: int
+) -> RunPlan | None:
+    """The placebo study of the demo variant (the base config's own architecture and
+    weighting, else the first MTL variant) at ``seed``: it borrows that run's fold jobs."""
+    if draws <= 0:
+        return None
+    from mtl_bt.compare.variants import demo_variant
+
+    name = demo_variant(base, variants).name
+    source = next(p for p in plans if p.name == f"{name}/seed_{seed}")
+    return RunPlan(
+        f"placebo/{name}/seed_{seed}",
+        out / "placebo" / name / f"seed_{seed}",
+        source.config,
+        source.fold_jobs,
+        source.error,
+        source.trace,
+        owns_folds=False,
+        fn=PLACEBO_FN,
+        params={"draws": int(draws)},
+    )
+
+
+def read_placebo(plan: RunPlan | None) -> dict[str, Any] | None:
+    """The placebo study's result (None when none ran or it failed)."""
+    if plan is None or not (plan.out_dir / "placebo.json").exists():
+        return None
+    return {"name": plan.name, **json.loads((plan.out_dir / "placebo.json").read_text())}
 
 
 def _oos_start(runs: Path, variants: list[Variant], seeds: list[int]) -> pd.Timestamp | None:
@@ -362,10 +452,13 @@ def write_comparison(
     seeds: list[int] | None = None,
     specs: list[Any] | None = None,
     variants: list[Variant] | None = None,
+    placebo: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     files: dict[str, Path] = {}
     table = comparison.table
     files["comparison.csv"] = write_csv(out / "comparison.csv", table)
+    if not comparison.vs_simple.empty:
+        files["vs_baselines.csv"] = write_csv(out / "vs_baselines.csv", comparison.vs_simple)
     plot_dir = out / "plots"
     doc = Document("mtl-bt comparison: multi-task vs single-task")
     if command:
@@ -385,9 +478,16 @@ def write_comparison(
             "auxiliary inputs off (return head only), against the return-only model. "
             "buy_and_hold holds the assets in equal weights over the same out-of-sample bars. "
             "Sharpe is after costs; gross Sharpe before; costs/yr = commission + slippage per "
-            "year as a fraction of value; turnover is two-way (a full switch counts 2)."
+            "year as a fraction of value; turnover is two-way (a full switch counts 2). "
+            "`linear` and `lightgbm` are the strong simple baselines: ridge / logistic "
+            "regression and LightGBM, one per task, fitted per fold on the same rows, "
+            "features, scaler, folds and purge (LightGBM seeded like the MTL fold models) and "
+            "traded by the same rule reading the same heads."
         )
     )
+    simple_line = tables.simple_verdict(comparison.vs_simple, list(specs or []))
+    if simple_line:
+        doc.add(Paragraph(simple_line))
     doc.add(Heading("Portfolio metrics"))
     doc.add(Table(tables.performance_view(table)))
     task_view = tables.task_view(table)
@@ -459,6 +559,25 @@ def write_comparison(
         )
     )
     doc.add(Table(tables.significance_view(table)))
+    simple_view = tables.simple_view(comparison.vs_simple, list(specs or []))
+    if not simple_view.empty:
+        doc.add(Heading("MTL vs the simple baselines"))
+        doc.add(
+            Paragraph(
+                "Per MTL variant and simple baseline, on the seed ensembles: ΔSharpe(MTL − "
+                "baseline) with its 95% CI over time (paired circular block bootstrap) and "
+                "over seeds and time, and per task the headline-metric difference M − B on "
+                "the seed-averaged predictions (paired block bootstrap over time, 95% CI). "
+                "Holm-adjusted p-values: one family per kind of Sharpe interval, one for "
+                "every task test of this table. A CI that contains 0 means no evidence either "
+                "way. " + simple_line
+            )
+        )
+        doc.add(Table(simple_view))
+    if placebo is not None:
+        doc.add(Heading("Placebo backtests"))
+        doc.add(Paragraph(placebo_sentence(placebo)))
+        doc.add(Table(placebo_view(placebo)))
     doc.add(Heading("Overfitting and stability"))
     doc.add(
         Paragraph(
@@ -537,3 +656,47 @@ def write_comparison(
     files["comparison.md"] = write_text(out / "comparison.md", to_markdown(doc, out))
     files["comparison.html"] = write_text(out / "comparison.html", to_html(doc))
     return files
+
+
+def placebo_view(result: dict[str, Any]) -> pd.DataFrame:
+    """The placebo study as rows: the real backtest, the block-shuffled draws' quantiles and
+    the lagged runs, each with net and gross Sharpe."""
+    import numpy as np
+
+    def q(key: str) -> list[float]:
+        values = np.array([s[key] for s in result["shuffled"]], dtype=float)
+        if not np.isfinite(values).any():
+            return [float("nan")] * 3
+        return list(np.nanquantile(values, [0.05, 0.5, 0.95]))
+
+    net, gross = q("sharpe"), q("gross_sharpe")
+    rows = [
+        ("real predictions", result["real"]["sharpe"], result["real"]["gross_sharpe"], ""),
+        (f"shuffled, 5% ({result['draws']} draws)", net[0], gross[0], ""),
+        ("shuffled, median", net[1], gross[1], ""),
+        ("shuffled, 95%", net[2], gross[2], ""),
+        ("p (real vs shuffled)", result["p_sharpe"], result["p_gross_sharpe"], "one-sided"),
+    ]
+    for k, m in result["lagged"].items():
+        rows.append((f"lagged {k} bar(s)", m["sharpe"], m["gross_sharpe"], ""))
+    return pd.DataFrame(rows, columns=["backtest", "Sharpe", "gross Sharpe", "note"])
+
+
+def placebo_sentence(result: dict[str, Any]) -> str:
+    """Where the real Sharpe sits among the placebos, in words."""
+    p = float(result["p_sharpe"])
+    real = float(result["real"]["sharpe"])
+    said = (
+        "the profit depends on the timing of the predictions"
+        if p <= 0.05
+        else "the placebos do as well: no evidence that the profit comes from forecasting "
+        "rather than from the rule or the market"
+    )
+    return (
+        f"{result['name']}: the same fold models, rule, costs and bars with the predictions "
+        f"block-shuffled in time within each fold ({result['draws']} draws, blocks of "
+        f"{result['block']} bars, one permutation per draw and asset) and lagged by k bars. "
+        f"The real Sharpe {real:.2f} has p = {p:.3f} against the shuffled draws (one-sided: "
+        f"(1 + #placebo ≥ real) / (1 + draws); the smallest possible is "
+        f"{1 / (1 + result['draws']):.3f}): {said}."
+    )

@@ -13,6 +13,10 @@ Statistics (see docs/results.md for how to read them):
 - ΔSharpe intervals twice: over time (the seed ensembles, paired block bootstrap) and over
   seeds and time (``stats.seed_time_bootstrap_sharpe_diff``).
 - Holm-adjusted p-values (``*_p_holm``) beside the raw ones, one family per table of tests.
+- MTL vs the simple baselines (``vs_simple``): per (MTL variant, baseline), ΔSharpe with both
+  intervals and per task the metric difference M − B with its paired block-bootstrap CI and
+  p-value; Holm over every test of that table (one family for the Sharpe tests, one for the
+  task tests).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pandas as pd
 
 from mtl_bt import stats
 from mtl_bt.compare import delta as deltas
-from mtl_bt.compare.variants import BUY_AND_HOLD, NO_AUX, Variant
+from mtl_bt.compare.variants import BUY_AND_HOLD, NO_AUX, SIMPLE, Variant
 from mtl_bt.report.oos import headline
 from mtl_bt.report.run_report import read_json, read_returns
 
@@ -63,6 +67,8 @@ class Comparison:
     periods_per_year: float = float("nan")
     n_trials: int = 0
     sr_variance: float = float("nan")
+    #: per (MTL variant, simple baseline): ΔSharpe and per-task differences (``vs_simple``)
+    vs_simple: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _num(value: Any) -> float:
@@ -324,7 +330,7 @@ def build(
             "weighting": variant.weighting if variant.kind in ("mtl", NO_AUX) else "",
             "task": variant.task or "",
             "seeds_ok": len(folders),
-            "seeds": len(seeds),
+            "seeds": 1 if variant.seedless else len(seeds),
         }
         metrics = [read_json(f / "metrics.json") or {} for f in folders]
         for m in metrics:
@@ -399,7 +405,177 @@ def build(
     for family in HOLM_FAMILIES.values():
         add_holm(table, list(family))
     add_holm(table, [f"d_{s.task}_p" for s in specs])
-    return Comparison(table, ensembles, ppy, n_trials, sr_var)
+    simple = vs_simple(runs_dir, variants, seeds, specs, ensembles, per_seed, ppy, n_boot)
+    return Comparison(table, ensembles, ppy, n_trials, sr_var, simple)
+
+
+def vs_simple(
+    runs_dir: Path,
+    variants: list[Variant],
+    seeds: list[int],
+    specs: list[deltas.TaskMetric],
+    ensembles: dict[str, pd.Series],
+    per_seed: dict[str, list[pd.Series]],
+    ppy: float,
+    n_boot: int = 300,
+) -> pd.DataFrame:
+    """One row per (MTL variant, simple baseline): ΔSharpe(MTL − baseline) of the seed
+    ensembles with its intervals over time and over seeds and time, and per task the
+    headline-metric difference M − B on the seed-averaged predictions (paired block
+    bootstrap over time, two-sided p). Holm-adjusted p-values beside the raw ones: one family
+    for the Sharpe tests of each kind of interval, one for the task tests."""
+    mtl = [v for v in variants if v.kind == "mtl"]
+    simple = [v for v in variants if v.kind == SIMPLE]
+    names = [s.task for s in specs]
+    rows = []
+    for base in simple:
+        b_folders = seed_dirs(runs_dir, base.name, seeds)
+        if not b_folders:
+            continue
+        b_preds = deltas.seed_mean_predictions(b_folders, names)
+        for variant in mtl:
+            folders = seed_dirs(runs_dir, variant.name, seeds)
+            if not folders:
+                continue
+            row: dict[str, Any] = {"variant": variant.name, "baseline": base.name}
+            row["sharpe"] = _ann_sharpe(ensembles.get(variant.name), ppy)
+            row["baseline_sharpe"] = _ann_sharpe(ensembles.get(base.name), ppy)
+            res = _paired(ensembles.get(variant.name), ensembles.get(base.name), ppy)
+            row.update(
+                sharpe_diff=res["diff"],
+                sharpe_diff_low=res["low"],
+                sharpe_diff_high=res["high"],
+                sharpe_diff_p=res["p"],
+            )
+            both = _paired_seeds(per_seed.get(variant.name), per_seed.get(base.name), ppy)
+            row.update(
+                sharpe_diff_seeds_low=both["low"],
+                sharpe_diff_seeds_high=both["high"],
+                sharpe_diff_seeds_p=both["p"],
+            )
+            m_preds = deltas.seed_mean_predictions(folders, names)
+            if m_preds is not None and b_preds is not None and specs:
+                d = deltas.bootstrap_delta(m_preds, b_preds, specs, n_boot=n_boot)
+                for task, (diff, low, high) in d.per_task.items():
+                    row[f"d_{task}"], row[f"d_{task}_low"], row[f"d_{task}_high"] = diff, low, high
+                    row[f"d_{task}_p"] = d.p_values.get(task, np.nan)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    add_holm(table, ["sharpe_diff_p"])
+    add_holm(table, ["sharpe_diff_seeds_p"])
+    add_holm(table, [f"d_{s.task}_p" for s in specs])
+    return table
+
+
+def _ann_sharpe(series: pd.Series | None, ppy: float) -> float:
+    if series is None or len(series) < 3:
+        return float("nan")
+    return stats.sharpe(series.to_numpy()) * (math.sqrt(ppy) if math.isfinite(ppy) else 1.0)
+
+
+def simple_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataFrame:
+    """Human table of ``vs_simple``: ΔSharpe and per-task differences with CIs, raw and
+    Holm-adjusted p-values."""
+    from mtl_bt.report.document import fmt
+
+    if table.empty:
+        return pd.DataFrame()
+
+    def interval(d: float, lo: float, hi: float) -> str:
+        if not math.isfinite(d):
+            return "—"
+        if not math.isfinite(lo):
+            return fmt(d, 3)
+        return f"{fmt(d, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+
+    out = pd.DataFrame({"MTL variant": table["variant"], "baseline": table["baseline"]})
+    out["Sharpe MTL"] = table["sharpe"].to_numpy()
+    out["Sharpe baseline"] = table["baseline_sharpe"].to_numpy()
+    out["ΔSharpe [95% CI time]"] = [
+        interval(d, lo, hi)
+        for d, lo, hi in zip(
+            table["sharpe_diff"], table["sharpe_diff_low"], table["sharpe_diff_high"], strict=True
+        )
+    ]
+    out["p"] = table["sharpe_diff_p"].to_numpy()
+    out["p Holm"] = table["sharpe_diff_p_holm"].to_numpy()
+    out["95% CI seeds+time"] = [
+        f"[{fmt(lo, 3)}, {fmt(hi, 3)}]" if math.isfinite(lo) else "—"
+        for lo, hi in zip(
+            table["sharpe_diff_seeds_low"], table["sharpe_diff_seeds_high"], strict=True
+        )
+    ]
+    out["p Holm seeds+time"] = table["sharpe_diff_seeds_p_holm"].to_numpy()
+    for spec in specs:
+        col = f"d_{spec.task}"
+        if col not in table:
+            continue
+        label = f"Δ {spec.task} {spec.metric}" + (
+            "" if spec.higher_is_better else " (lower better)"
+        )
+        out[label] = [
+            interval(d, lo, hi)
+            for d, lo, hi in zip(table[col], table[f"{col}_low"], table[f"{col}_high"], strict=True)
+        ]
+        out[f"p Holm {spec.task}"] = table[f"{col}_p_holm"].to_numpy()
+    return out.reset_index(drop=True)
+
+
+def simple_verdict(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> str:
+    """One plain sentence on the best MTL variant (by seed-ensemble Sharpe) against the
+    simple baselines: whether it beats them in Sharpe and on each task ('' without them)."""
+    if table.empty:
+        return ""
+    best = table.loc[table["sharpe"].fillna(-math.inf).idxmax(), "variant"]
+    rows = table[table["variant"] == best]
+    beaten_by, silent = [], []
+    for _, r in rows.iterrows():
+        if not math.isfinite(r["baseline_sharpe"]):
+            silent.append(str(r["baseline"]))
+        elif not (r["sharpe"] > r["baseline_sharpe"]):
+            beaten_by.append(
+                f"{r['baseline']} (Sharpe {r['baseline_sharpe']:.2f} against its "
+                f"{r['sharpe']:.2f}; ΔSharpe {r['sharpe_diff']:+.2f}, 95% CI "
+                f"[{r['sharpe_diff_low']:.2f}, {r['sharpe_diff_high']:.2f}], Holm p "
+                f"{r['sharpe_diff_p_holm']:.2g})"
+            )
+    never = (
+        f" ({', '.join(silent)} never traded under this rule: no Sharpe to compare)"
+        if silent
+        else ""
+    )
+    worse = []
+    for spec in specs:
+        col = f"d_{spec.task}"
+        if col not in rows:
+            continue
+        sign = 1.0 if spec.higher_is_better else -1.0
+        for _, r in rows.iterrows():
+            if math.isfinite(r[col]) and sign * r[col] < 0:
+                strong = r[f"{col}_p_holm"] < 0.05
+                worse.append(
+                    f"{spec.task} {spec.metric} vs {r['baseline']}"
+                    + (" (significant after Holm)" if strong else "")
+                )
+    if not beaten_by and not worse:
+        return (
+            f"The best MTL variant, {best}, beats every simple baseline "
+            f"({', '.join(rows['baseline'])}) in Sharpe and on every task's headline metric"
+            f"{never} (see the intervals: a CI that contains 0 is no evidence either way)."
+        )
+    parts = []
+    if beaten_by:
+        parts.append("in Sharpe it does not beat " + "; ".join(beaten_by))
+    if worse:
+        parts.append("its forecasts are worse on " + ", ".join(worse))
+    return (
+        f"The best MTL variant, {best}, does not beat the simple baselines: "
+        + "; ".join(parts)
+        + never
+        + "."
+    )
 
 
 def _pm(mean: float, std: float) -> str:
@@ -433,7 +609,26 @@ def task_view(table: pd.DataFrame) -> pd.DataFrame:
         out[col.replace("_", " ", 1)] = [
             _pm(m, s) for m, s in zip(rows[f"{col}_mean"], rows[f"{col}_std"], strict=True)
         ]
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    # the EWMA and HAR-RV volatility forecasts as rows of their own (same rows, same folds;
+    # they do not depend on the seed): read from the first MTL variant's columns
+    mtl = rows[rows["kind"] == "mtl"]
+    extra = []
+    for tag, label in (("ewma", "ewma[volatility]"), ("har", "har_rv[volatility]")):
+        found = {
+            c[: -len(f"_{tag}")]: c
+            for c in cols
+            if c.endswith(f"_qlike_{tag}") or c.endswith(f"_calibration_{tag}")
+        }
+        if mtl.empty or not found:
+            continue
+        row = {"variant": label}
+        for own, theirs in found.items():
+            row[own.replace("_", " ", 1)] = _pm(float(mtl[f"{theirs}_mean"].iloc[0]), np.nan)
+        extra.append(row)
+    if extra:
+        out = pd.concat([out, pd.DataFrame(extra)], ignore_index=True).fillna("—")
+    return out
 
 
 def significance_view(table: pd.DataFrame) -> pd.DataFrame:

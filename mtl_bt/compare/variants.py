@@ -19,6 +19,11 @@ Backtest-only variants (no training; they trade the trained variants' fold model
 - ``<arch>+<weighting>:no_aux`` (``no_aux``): the MTL model traded with the rule's auxiliary
   inputs off (``use_direction = use_volatility = false``; rules that have them), against the
   return-only model: the effect of a better return head alone.
+- ``linear``, ``lightgbm`` (``simple``): strong simple baselines
+  (``mtl_bt.compare.baselines``): ridge / logistic and LightGBM, one per task, fitted per
+  fold on the same rows, features, scaler, folds and purge as the MTL models (seeded like
+  them), and traded by the *same* rule reading the *same* heads. They borrow the fold jobs of
+  the first MTL variant for its fold dates and feature pipeline (not its weights).
 
 Equal-weight buy-and-hold needs no training and is computed once by the driver.
 """
@@ -36,6 +41,7 @@ from mtl_bt.signals.base import pick_horizon
 SINGLE_TASK = "single_task"
 ENSEMBLE = "ensemble"
 NO_AUX = "no_aux"
+SIMPLE = "simple"
 BUY_AND_HOLD = "buy_and_hold"
 #: signal options that switch a rule's auxiliary inputs off (the ``no_aux`` variants)
 AUX_OFF = {"use_direction": False, "use_volatility": False}
@@ -46,11 +52,11 @@ class Variant:
     """One configuration; ``name`` is also its folder name under ``runs/``.
 
     ``task``: the one task of a single-task model. ``source``: the MTL variant a ``no_aux``
-    variant trades. ``members``: the single-task variants (task -> name) of an ensemble.
+    variant trades (``simple``: whose fold jobs it borrows). ``members``: the single-task variants (task -> name) of an ensemble.
     """
 
     name: str
-    kind: Literal["mtl", "single_task", "ensemble", "no_aux"]
+    kind: Literal["mtl", "single_task", "ensemble", "no_aux", "simple"]
     architecture: str
     weighting: str
     task: str | None = None
@@ -60,6 +66,13 @@ class Variant:
     @property
     def trained(self) -> bool:
         return self.kind in ("mtl", SINGLE_TASK)
+
+    @property
+    def seedless(self) -> bool:
+        """True when the seed cannot change the result (the ridge / logistic baseline: a
+        deterministic fit on the same rows), so it runs once, at the first seed: copies would
+        add nothing but time and would be counted as extra trials by the DSR."""
+        return self.kind == SIMPLE and self.name == "linear"
 
     @property
     def traded_alone(self) -> bool:
@@ -169,11 +182,16 @@ def split_names(text: str | None) -> list[str]:
 
 
 def build_variants(
-    base: Config, architectures: list[str] | None = None, weightings: list[str] | None = None
+    base: Config,
+    architectures: list[str] | None = None,
+    weightings: list[str] | None = None,
+    baselines: list[str] | None = None,
 ) -> list[Variant]:
     """MTL variants (architecture x weighting), then per architecture the single-task models
-    (the return-only model first, then one per other task), the single-task ensemble, and
-    the MTL variants with the rule's auxiliary inputs off.
+    (the return-only model first, then one per other task), the single-task ensemble, the
+    MTL variants with the rule's auxiliary inputs off, and the simple ``baselines``
+    (``linear``, ``lightgbm``; none by default), which borrow the fold jobs of the demo
+    variant (``demo_variant``).
 
     Unknown plugin names fail here, before any job starts.
     """
@@ -211,4 +229,18 @@ def build_variants(
             for a in archs
             for w in weights
         ]
+    demo = demo_variant(base, variants)
+    variants += [
+        Variant(name, SIMPLE, demo.architecture, demo.weighting, source=demo.name)
+        for name in baselines or []
+    ]
     return variants
+
+
+def demo_variant(base: Config, variants: list[Variant]) -> Variant:
+    """The MTL variant of the base config's own architecture and weighting (what ``mtl-bt
+    run`` trains), else the first MTL variant: the simple baselines borrow its fold jobs and
+    the placebo study trades it."""
+    mtl = [v for v in variants if v.kind == "mtl"]
+    own = mtl_name(base.model.architecture, base.weighting.name)
+    return next((v for v in mtl if v.name == own), mtl[0])

@@ -9,7 +9,8 @@ predicts) from bars <= t only:
   11.2 days, and every bar size keeps that half-life in calendar time (hourly bars:
   lambda = 0.94^(1/24) = 0.99743; daily: 0.94). The backtest's sizing input
   ``volatility_input = "ewma"`` (``vol_managed`` / ``agree_voltarget``, bar by bar on the
-  streaming path) still runs the same recursion (``EwmaVariance``) at the fixed 0.94.
+  streaming path) runs the same recursion (``EwmaVariance``) with the same half-life, its
+  lambda from the trained run's ``data.timeframe`` (``timeframe_lambda``).
 - Mincer-Zarnowitz calibration (``mincer_zarnowitz``): realised = a + b predicted with
   Newey-West HAC standard errors, per fold in the report and ``mtl-bt compare``.
 - HAR-RV (Corsi 2009): OLS of the h-bar forward mean r^2 on the last bar's r^2, the last 5
@@ -105,12 +106,23 @@ def bar_of(index: pd.Index) -> pd.Timedelta | None:
     return pd.Timedelta(float(np.median(np.diff(times.as_unit("ns").asi8))), unit="ns")
 
 
-def ewma_vol(close: np.ndarray, floor: float = FLOOR) -> np.ndarray:
+def timeframe_lambda(timeframe: str | None) -> float:
+    """``ewma_lambda`` of a configured bar size such as ``"1h"`` (None: ``LAMBDA``): the one
+    place the backtest's EWMA sizing input gets its decay, on the preloaded and the
+    streaming path alike (both know the run's timeframe before the first bar)."""
+    if timeframe is None:
+        return LAMBDA
+    from mtl_bt.data.timeframe import parse_timeframe
+
+    return ewma_lambda(parse_timeframe(timeframe))
+
+
+def ewma_vol(close: np.ndarray, floor: float = FLOOR, lam: float = LAMBDA) -> np.ndarray:
     """The EWMA per-bar vol forecast at every bar from the closes up to it: the
     ``ewma_<task>`` baseline column and the backtest's EWMA sizing input. Flat over the
     h bars, so it is the per-bar RMS vol of the next h bars that ``volatility@h`` predicts
     at any h."""
-    return floored_vol(ewma_variance(log_returns(close)), floor)
+    return floored_vol(ewma_variance(log_returns(close), lam), floor)
 
 
 def har_features(returns: np.ndarray) -> np.ndarray:
@@ -128,6 +140,39 @@ def _fit_ols(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return coef
 
 
+#: prediction columns that hold a per-bar volatility level (the baselines are added to them)
+LEVEL_TASKS = ("volatility@", "volatility_anchored@")
+
+
+def add_anchored(
+    predictions: pd.DataFrame, frames: Mapping[str, pd.DataFrame], tasks: Mapping[str, Any]
+) -> pd.DataFrame:
+    """For every ``volatility_ratio@h`` task (a ratio to a causal trailing vol), the volatility
+    level it implies: ``volatility_anchored@h`` = prediction x anchor and its target
+    ``target_volatility_anchored@h`` = target x anchor (the realised vol, floored), the
+    anchor being the task's own ``anchor(frame)`` at each row's bar (bars <= t only)."""
+    ratio = [n for n, t in tasks.items() if hasattr(t, "anchor") and n in predictions]
+    if predictions.empty or not ratio:
+        return predictions
+    out = predictions.copy()
+    times = pd.DatetimeIndex(pd.to_datetime(out["datetime"], utc=True))
+    symbols = out["symbol"].to_numpy()
+    for name in ratio:
+        anchor = np.full(len(out), np.nan)
+        for symbol, frame in frames.items():
+            mine = np.flatnonzero(symbols == symbol)
+            if not len(mine):
+                continue
+            values = tasks[name].anchor(frame).to_numpy(np.float64)
+            where = pd.DatetimeIndex(frame.index).tz_convert("UTC").get_indexer(times[mine])
+            ok = where >= 0
+            anchor[mine[ok]] = values[where[ok]]
+        level = "volatility_anchored@" + name.split("@", 1)[1]
+        out[level] = out[name].to_numpy(np.float64) * anchor
+        out[f"target_{level}"] = out[f"target_{name}"].to_numpy(np.float64) * anchor
+    return out
+
+
 def add_baselines(
     predictions: pd.DataFrame,
     frames: Mapping[str, pd.DataFrame],
@@ -136,7 +181,7 @@ def add_baselines(
 ) -> pd.DataFrame:
     """``predictions`` with ``ewma_<task>`` and ``har_<task>`` columns for every
     ``volatility@h`` task (per-bar RMS vol forecasts on the same rows)."""
-    tasks = [c for c in predictions.columns if str(c).startswith("volatility@")]
+    tasks = [c for c in predictions.columns if str(c).startswith(LEVEL_TASKS)]
     if predictions.empty or not tasks:
         return predictions
     out = predictions.copy()

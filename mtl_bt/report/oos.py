@@ -38,6 +38,11 @@ HEADLINE: dict[str, str] = {
 }
 
 
+#: prediction columns scored as a volatility level (``volatility_anchored@h``: a
+#: ``volatility_ratio@h`` forecast times its anchor, ``mtl_bt.metrics.volatility.add_anchored``)
+VOLATILITY_KINDS = ("volatility", "volatility_anchored")
+
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     """Average ranks of ties (what Spearman's correlation uses)."""
     return pd.Series(x).rank(method="average").to_numpy()
@@ -82,7 +87,7 @@ def task_metrics(
         label = _direction_labels(target)
         out["auc"] = _auc(pred, label)
         out["accuracy"] = float(((pred > 0.5) == label).mean()) if pred.size else float("nan")
-    elif kind == "volatility":
+    elif kind in VOLATILITY_KINDS:
         pos = (pred > 0) & (target > 0)
         p, t = pred[pos], target[pos]
         if p.size:
@@ -173,7 +178,7 @@ def oos_metrics(
                 (tasks or {}).get(task),
                 hac_lag=(int(h) if h.isdigit() else 1) * per_bar,
             )
-            if kind == "volatility":
+            if kind in VOLATILITY_KINDS:
                 values.update(_baseline_metrics(frame, task))
             for metric, value in values.items():
                 rows.append({"fold": fold, "task": task, "metric": metric, "value": value})

@@ -93,8 +93,11 @@ def per_asset_table(per_asset: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 def calibration_table(fold_metrics: pd.DataFrame) -> pd.DataFrame:
     """Per fold (and pooled) RMS(realised) / RMS(predicted), the Mincer-Zarnowitz slope and
-    intercept with their HAC standard errors, and QLIKE of every volatility task, next to the
+    intercept with their HAC standard errors, and QLIKE of every volatility task (and every
+    ``volatility_ratio`` task's anchored level, ``volatility_anchored@h``), next to the
     EWMA and HAR-RV forecasts on the same rows."""
+    from mtl_bt.metrics.volatility import LEVEL_TASKS
+
     keep = [
         "calibration",
         "mz_slope",
@@ -108,7 +111,7 @@ def calibration_table(fold_metrics: pd.DataFrame) -> pd.DataFrame:
         "qlike_har",
     ]
     vol = fold_metrics[
-        fold_metrics["task"].astype(str).str.startswith("volatility@")
+        fold_metrics["task"].astype(str).str.startswith(LEVEL_TASKS)
         & fold_metrics["metric"].isin(keep)
     ]
     if vol.empty:

@@ -75,3 +75,19 @@ def as_target(output: torch.Tensor, target: torch.Tensor, task: str) -> torch.Te
             "(the last h rows of every symbol have none)"
         )
     return target.reshape(output.shape).to(output.dtype)
+
+
+def trailing_ewma_vol(close: pd.Series, half_life: float, window: int) -> pd.Series:
+    """sqrt of the EWMA of r^2 over the last ``window`` bars ending at t, weights
+    0.5 ** (k / half_life) for the return k bars back, normalised to sum 1.
+
+    A causal anchor with a finite lookback: each row is its own dot product over its own
+    window (``np.convolve``), so the value at t depends on r[t-window+1..t] only (NaN
+    while the window holds a NaN, i.e. the first ``window`` rows)."""
+    r2 = ops.diff(np.log(close.to_numpy(dtype="float64"))) ** 2
+    weights = 0.5 ** (np.arange(window, dtype=np.float64) / float(half_life))
+    weights /= weights.sum()
+    out = np.full(len(r2), np.nan)
+    if len(r2) >= window:
+        out[window - 1 :] = np.convolve(r2, weights, mode="valid")
+    return _series(np.sqrt(out), close)

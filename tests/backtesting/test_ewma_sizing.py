@@ -65,14 +65,15 @@ def _spy_run(frames, model, preload: bool, mode: str = "live"):
     return strat, rule.seen
 
 
-def pandas_ewma_vol(close: pd.Series) -> float:
+def pandas_ewma_vol(close: pd.Series, alpha: float = 0.06) -> float:
     """Independent reference: RiskMetrics on the squared log returns of ``close`` (the bars
-    up to t only), seeded with the first 20 squares' mean, then pandas' ewm(alpha=0.06)."""
+    up to t only), seeded with the first 20 squares' mean, then pandas' ewm(alpha) (0.06:
+    lambda 0.94, the model's daily bars)."""
     r2 = np.log(close).diff().pow(2).dropna().reset_index(drop=True)
     if len(r2) < 20:
         return float("nan")
     path = pd.concat([pd.Series([r2.iloc[:20].mean()]), r2.iloc[20:]], ignore_index=True)
-    var = path.ewm(alpha=0.06, adjust=False).mean().iloc[-1]
+    var = path.ewm(alpha=alpha, adjust=False).mean().iloc[-1]
     return float(np.sqrt(max(var, 1e-4**2)))
 
 
@@ -99,6 +100,42 @@ def test_ewma_input_equals_a_pandas_ewm_of_the_bars_up_to_t(preload, real_frames
             checked += 1
     assert checked > 100
     assert {s for _, syms, *_ in seen for s in syms} == set(real_frames)
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_ewma_input_keeps_the_calendar_half_life_on_hourly_bars(
+    preload, real_frames, real_model, monkeypatch
+):
+    """A model trained on hourly bars sizes with lambda 0.5 ** (1 h / 11.2 days) = 0.99743,
+    not the daily 0.94: the half-life of the ``qlike_ewma`` baseline, on both paths."""
+    from mtl_bt.backtesting.inputs import sizing_lambda
+
+    monkeypatch.setitem(real_model[0].checkpoint.config["data"], "timeframe", "1h")
+    lam = sizing_lambda(real_model[0])
+    assert lam == pytest.approx(0.94 ** (1 / 24), abs=1e-12)
+    _, seen = _spy_run(real_frames, real_model, preload)
+    checked = 0
+    for _, syms, rows, ewma, _w in seen[::11]:
+        for s, row, got in zip(syms, rows, ewma, strict=True):
+            close = real_frames[s]["close"].iloc[: row + 1]
+            want = pandas_ewma_vol(close, alpha=1.0 - lam)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            checked += np.isfinite(want) and abs(want - pandas_ewma_vol(close)) > 1e-9 * want
+    assert checked > 50  # the hourly decay really differs from 0.94 on these bars
+
+
+def test_sizing_lambda_from_the_runs_timeframe():
+    from types import SimpleNamespace
+
+    from mtl_bt.backtesting.inputs import sizing_lambda
+
+    def model(config):
+        return SimpleNamespace(checkpoint=SimpleNamespace(config=config))
+
+    assert sizing_lambda(model({"data": {"timeframe": "1d"}})) == pytest.approx(0.94)
+    assert sizing_lambda(model({"data": {"timeframe": "4h"}})) == pytest.approx(0.94 ** (1 / 6))
+    assert sizing_lambda(model({"data": {"timeframe": "1w"}})) == pytest.approx(0.94**7)
+    assert sizing_lambda(model({})) == 0.94  # no recorded bar size: the daily default
 
 
 @pytest.mark.parametrize("preload", [True, False])

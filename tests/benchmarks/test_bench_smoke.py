@@ -258,6 +258,32 @@ def test_demo_section_shows_the_same_orders_floor_and_cpu_ratios():
     assert len(rows) == 2
     assert "| 12.50 (1.25) |" in rows[0] and "| 1.04 | 1.28 |" in rows[0]  # 13/12.5, 16/12.5
     assert "| 5.00 (1.25) |" in rows[1] and "| 1.12 | 1.28 |" in rows[1]  # 5.6/5, 6.4/5
+    new["min_cpu_seconds"] = {"empty": 3.9, "precomputed": 5.2, "live": 5.3, "same_orders": 5.0}
+    text = "\n".join(report._demo_section(new))
+    rows = [line for line in text.splitlines() if line.startswith("| CPU, min")]
+    assert len(rows) == 1 and "| 1.04 | 1.06 |" in rows[0]  # 5.2/5, 5.3/5
+
+
+def test_demo_harness_runs_every_variant_in_its_own_process_in_rotating_order(
+    monkeypatch, tmp_path
+):
+    """Each run is one child process (``_spawn``); round 0 runs precomputed before the
+    replay of its orders, later rounds rotate."""
+    from benchmarks import bench_demo
+
+    calls = []
+
+    def spawn(variant, models, plan):
+        calls.append(variant)
+        if variant == "precomputed":
+            plan.write_bytes(b"x")
+        return {"wall": 1.0, "cpu": 1.0, "value": 1.0}
+
+    monkeypatch.setattr(bench_demo, "_spawn", spawn)
+    runs = bench_demo._alternate(tmp_path, tmp_path / "plan.pkl", 3)
+    assert {k: len(v) for k, v in runs.items()} == dict.fromkeys(bench_demo.VARIANTS, 3)
+    assert calls[:4] == ["empty", "precomputed", "live", "same_orders"]
+    assert calls[4:8] == ["precomputed", "live", "same_orders", "empty"]
 
 
 def test_asset_sweep_section_and_plot(tmp_path):

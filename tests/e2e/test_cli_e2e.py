@@ -86,6 +86,10 @@ COMPARE = [
     "training.epochs=1",
     "--set",
     "weighting.options.bogus=1",
+    "--baselines",  # the simple baselines and placebos have their own test_compare_simple.py
+    "none",
+    "--placebo-draws",
+    "0",
 ]
 
 
@@ -202,7 +206,9 @@ def test_compare_multi_horizon_single_task_trades_the_signal_horizon(tmp_path: P
     path = tmp_path / "multi_horizon_tiny.toml"
     path.write_text(dumps(cfg))
     out = tmp_path / "cmp"
-    result = _invoke("compare", str(path), "--out", str(out), "--workers", "1", "--quiet")
+    result = _invoke(
+        "compare", str(path), "--out", str(out), "--workers", "1", "--quiet", "--placebo-draws", "1"
+    )
     assert result.exit_code == 0, result.output
     runs = out / "runs"
     mtl, single = (
@@ -224,6 +230,8 @@ def test_compare_multi_horizon_single_task_trades_the_signal_horizon(tmp_path: P
     assert bounds[single] and bounds[single] == bounds[mtl]
     rows = pd.read_csv(out / "comparison.csv").set_index("variant")
     assert rows.loc["single_task[shared_bottom]", "seeds_ok"] == 1
+    # the simple baselines supply every head at every horizon: the rule trades them too
+    assert rows.loc["linear", "seeds_ok"] == rows.loc["lightgbm", "seeds_ok"] == 1
     row = rows.loc["shared_bottom+equal"]
     assert row["seeds_ok"] == 1
     assert pd.notna(row["sharpe_diff"])

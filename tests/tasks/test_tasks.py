@@ -179,7 +179,7 @@ def test_docs_cover_every_task_option_and_metric():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text()
-    for kind in ("return", "direction", "volatility", "volume"):
+    for kind in ("return", "direction", "volatility", "volatility_ratio", "volume"):
         assert f"## `{kind}`" in text
         cls = registry.get("task", kind)
         for option in list(inspect.signature(cls).parameters)[1:]:
