@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -228,16 +229,25 @@ def analyse(preds: pd.DataFrame, setup: Setup) -> tuple[pd.DataFrame, pd.DataFra
     return table, pd.concat(cell_parts, ignore_index=True)
 
 
-def heading(setup: Setup, seeds: Sequence[int], seconds: float) -> str:
+def heading(setup: Setup, seeds: Sequence[int], timing: dict[str, Any]) -> str:
     aux = ", ".join(f"`return@{h}`" for h in setup.aux)
     return (
         f"## Auxiliary return heads vs the main head alone: `{setup.main_task}`\n\n"
         f"Auxiliary heads {aux}; {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}); diff = aux - "
         "single (rank IC: higher is better; MSE: lower is better); 95% intervals resample "
         "seeds and blocks of time; Holm within the all-assets rows and within the per-asset "
-        "rows; `zero_forecast`: the MSE of forecasting a zero return on the same bars; "
-        f"wall time {seconds / 60:.1f} min."
+        "rows; `zero_forecast`: the MSE of forecasting a zero return on the same bars. "
+        f"{timing['jobs']} fold jobs, {timing['job_seconds'] / 60:.1f} min of job time "
+        f"(summed over workers); this invocation trained {timing['jobs_trained']} of them "
+        f"in {timing['wall_seconds'] / 60:.1f} min wall."
     )
+
+
+def _job_seconds(jobs: Sequence[Any]) -> float:
+    """Training time of every job as its marker recorded it (also for jobs a re-run skipped)."""
+    from mtl_bt.compare.executor import MARKER
+
+    return float(sum(json.loads((j.out_dir / MARKER).read_text())["seconds"] for j in jobs))
 
 
 def run(
@@ -279,10 +289,15 @@ def run(
         raise RuntimeError("jobs failed: " + "; ".join(f"{r.name}: {r.error}" for r in failed))
     preds = collect(out, list(configs), seeds, fold_list, setup.main_task)
     table, cell_rows = analyse(preds, setup)
-    seconds = time.perf_counter() - t0
+    timing = {
+        "jobs": len(jobs),
+        "jobs_trained": sum(not r.skipped for r in results),
+        "job_seconds": round(_job_seconds(jobs), 1),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
     _write_csv(out / "table.csv", table)
     _write_csv(out / "cells.csv", cell_rows)
-    write_text(out / "table.md", heading(setup, seeds, seconds) + "\n\n" + markdown(table))
+    write_text(out / "table.md", heading(setup, seeds, timing) + "\n\n" + markdown(table))
     summary = {
         "main": setup.main_task,
         "aux": [f"return@{h}" for h in setup.aux],
@@ -292,7 +307,7 @@ def run(
         "purge_bars": setup.purge,
         "epochs": base.training.epochs,
         "patience": base.training.patience,
-        "wall_seconds": round(seconds, 1),
+        **timing,
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return table

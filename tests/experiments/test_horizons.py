@@ -3,6 +3,7 @@ the command's one-line errors, on a tiny real config (two bundled crypto pairs, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,16 @@ def test_table_shape_and_pairing(experiment):
         assert row["diff"] == pytest.approx((c["diff"] * c["n"]).sum() / c["n"].sum(), rel=1e-9)
         assert row["diff"] == pytest.approx(row["aux"] - row["single"], rel=1e-9)
     assert (out / "table.md").read_text().count("\n| aux_equal |") == len(table)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["jobs"] == summary["jobs_trained"] == 8 and summary["job_seconds"] > 0
+
+
+def test_a_rerun_reuses_every_job(experiment, base):
+    out, setup, table = experiment
+    again = hz.run(base, setup, seeds=[0, 1], out=out, workers=1)
+    pd.testing.assert_frame_equal(again, table)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["jobs_trained"] == 0 and summary["jobs"] == 8 and summary["job_seconds"] > 0
 
 
 def test_cell_rank_ic_and_mse_match_the_run_metrics(experiment):
