@@ -5,9 +5,10 @@ every asset, target_vol / predicted vol) per seed with the fold models it alread
 
 - ``mtl``: the MTL variant's ``volatility@h`` head;
 - ``single_task``: the single-task volatility model (the ensemble's member);
-- ``ewma``: the RiskMetrics EWMA (lambda 0.94, the backtest's sizing input) of the bars up
-  to the decision bar (``volatility_input = "ewma"``; the task metrics' ``qlike_ewma`` now
-  uses the bar-size lambda, ``mtl_bt.metrics.volatility.ewma_lambda``);
+- ``ewma``: the RiskMetrics EWMA (the backtest's sizing input, lambda from the bar size with
+  an 11.2-day half-life like the task metrics' ``qlike_ewma``:
+  ``mtl_bt.metrics.volatility.timeframe_lambda``) of the bars up to the decision bar
+  (``volatility_input = "ewma"``);
 - ``trailing``: the strategy's trailing 20-bar realised vol (``volatility_input = "trailing"``).
 
 Same bars, costs and caps for all four; a table of Sharpe (net and gross), annual

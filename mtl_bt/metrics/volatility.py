@@ -156,12 +156,12 @@ def add_anchored(
         return predictions
     out = predictions.copy()
     times = pd.DatetimeIndex(pd.to_datetime(out["datetime"], utc=True))
-    symbols = out["symbol"].to_numpy()
+    rows = out.groupby("symbol", sort=False).indices  # once: not rows x symbols comparisons
     for name in ratio:
         anchor = np.full(len(out), np.nan)
-        for symbol, frame in frames.items():
-            mine = np.flatnonzero(symbols == symbol)
-            if not len(mine):
+        for symbol, mine in rows.items():
+            frame = frames.get(symbol)
+            if frame is None:
                 continue
             values = tasks[name].anchor(frame).to_numpy(np.float64)
             where = pd.DatetimeIndex(frame.index).tz_convert("UTC").get_indexer(times[mine])

@@ -7,7 +7,11 @@ horizon), r = return@h (expected log return over the h-bar holding period), p =
 direction@h (probability of an up move), s = volatility@h (per-bar vol), c = the
 round-trip cost ``2 * (commission + slippage)`` and w0 the asset's current weight:
 
-    entry   = threshold if given else c * (1 + margin)        (margin default 15: 16c)
+    entry   = threshold if given else c * (1 + margin)
+    margin  = the option ``margin`` if given, else daily_margin * P / (h * 365.25)
+              (P bars a year: the margin scales with holding periods per calendar day;
+              daily_margin default 15: 16c for one decision a day, crypto's hourly bars
+              at h = 24; about 3c for daily stocks at h = 5)
     signal  = sign(r)  iff  sign(r) == sign(2p - 1) != 0  and  |r| > entry,  else 0
     size    = min(max_weight, target_vol / (s * sqrt(periods_per_year)))
 
@@ -25,14 +29,24 @@ why noise around a threshold does not flip positions: a held position is kept wh
 heads merely disagree or the predicted edge is small, and a new position, a flip or a
 close needs an edge of ``entry`` against the position.
 
-Why a margin of 15: the return head's raw numbers overstate the edge. On the bundled demos
+Why a margin, and why per calendar day: the return head's raw numbers overstate the edge. On the bundled demos
 its median |r| is 1.3% (crypto, 24 h) and 2.2% (stocks, 5 days), a third to half of the
 realised return's spread, while its rank IC is about 0.01-0.02: taken at face value almost
 every decision "clears" one round trip (0.3%), and the memoryless rule traded 444x its
 value a year on the crypto demo. The margin is the discount on that overconfident edge,
 chosen on the frontier of turnover against gross and net Sharpe
 (``python -m mtl_bt.compare.frontier``; docs/results.md, "The default rule's turnover
-frontier"); lower it for a calibrated return forecast.
+frontier"); lower it for a calibrated return forecast. A position can change once per
+holding period, so a noise-driven round trip can be paid ``P / h`` times a year: a rule
+that decides seven times as often must demand more of each decision to pay the same
+noise cost a year. The default therefore fixes the margin per calendar day of holding
+(``daily_margin``) and divides it by the holding period in days: 15 at hourly bars and
+h = 24 (one decision a day), 15 / 7.2 = 2.1 at daily stock bars and h = 5 (a decision
+every 7.2 calendar days). The linear law is a first-order choice (a noise flip's
+probability falls faster than linearly in the threshold), made after seeing that one
+per-decision margin left the daily stocks demo nearly idle; the constant 15 was picked
+on the crypto demo's seed-0 frontier. Give ``margin`` to fix the per-decision margin
+instead (it overrides ``daily_margin``).
 ``hysteresis = false`` with ``margin = 0`` is the old memoryless rule (enter iff the edge
 clears one round trip, flat otherwise, resized every decision): separable, vectorised.
 
@@ -42,7 +56,7 @@ heads never produce a long.
 Option ``volatility_input`` chooses s: ``"head"`` (default) the model's volatility@h
 head; ``"trailing"`` the trailing realised per-bar vol the strategy passes as
 ``realised_vol`` (window ``realised_vol_window``, 20 bars); ``"ewma"`` the RiskMetrics
-EWMA (lambda 0.94) per-bar vol forecast from the asset's bars up to and including the
+EWMA (lambda from the bar size, 11.2-day half-life) per-bar vol forecast from the asset's bars up to and including the
 decision bar (the strategy's ``ewma_vol``; flat over the h bars, so the same per-bar
 quantity as the head's forecast; the forecast scored as ``qlike_ewma``).
 ``use_volatility = false`` turns the head off (= ``"trailing"`` when the input is the
@@ -68,6 +82,11 @@ from mtl_bt.signals.clip import clip_weights
 
 #: a current weight smaller than this is flat (rounding of a closed position)
 FLAT = 1e-9
+#: default margin per calendar day of holding (= the per-decision margin at one decision
+#: a day); see the module docstring for why it scales with the holding period
+DAILY_MARGIN = 15.0
+#: calendar days a year (the margin's day)
+DAYS_PER_YEAR = 365.25
 
 
 class AgreeVolTarget(SignalRule):
@@ -83,7 +102,8 @@ class AgreeVolTarget(SignalRule):
         *,
         target_vol: float = 0.2,
         threshold: float | None = None,
-        margin: float = 15.0,
+        margin: float | None = None,
+        daily_margin: float = DAILY_MARGIN,
         hysteresis: bool = True,
         exit_threshold: float | None = None,
         resize_band: float = 0.5,
@@ -97,8 +117,10 @@ class AgreeVolTarget(SignalRule):
             raise PluginError(f"{rule}: target_vol must be > 0, got {target_vol}")
         if threshold is not None and not threshold >= 0:
             raise PluginError(f"{rule}: threshold must be >= 0, got {threshold}")
-        if not margin >= 0:
+        if margin is not None and not margin >= 0:
             raise PluginError(f"{rule}: margin must be >= 0, got {margin}")
+        if not daily_margin >= 0:
+            raise PluginError(f"{rule}: daily_margin must be >= 0, got {daily_margin}")
         if exit_threshold is not None and not exit_threshold >= 0:
             raise PluginError(f"{rule}: exit_threshold must be >= 0, got {exit_threshold}")
         if not resize_band >= 0:
@@ -110,6 +132,7 @@ class AgreeVolTarget(SignalRule):
             target_vol=target_vol,
             threshold=threshold,
             margin=margin,
+            daily_margin=daily_margin,
             hysteresis=hysteresis,
             exit_threshold=exit_threshold,
             resize_band=resize_band,
@@ -122,7 +145,8 @@ class AgreeVolTarget(SignalRule):
         self.context_inputs = ("ewma_vol",) if source == "ewma" else ()
         self.target_vol = float(target_vol)
         self.threshold = threshold
-        self.margin = float(margin)
+        self.margin = None if margin is None else float(margin)
+        self.daily_margin = float(daily_margin)
         self.hysteresis = hysteresis
         self.exit_threshold = None if exit_threshold is None else float(exit_threshold)
         self.resize_band = float(resize_band)
@@ -132,6 +156,7 @@ class AgreeVolTarget(SignalRule):
         #: with hysteresis the weights depend on the current weights: called bar by bar
         self.separable = not hysteresis
         self._heads: dict[tuple[str, ...], dict[str, str | None]] = {}
+        self._horizon: dict[tuple[str, ...], int] = {}
 
     def heads(self, task_names: list[str]) -> dict[str, str | None]:
         """Which tasks feed the rule (cached: called every bar)."""
@@ -150,14 +175,34 @@ class AgreeVolTarget(SignalRule):
             else None,
         }
         self._heads[key] = cached
+        self._horizon[key] = h
         return cached
 
-    def entry_threshold(self, commission: float, slippage: float) -> float:
+    def decision_margin(
+        self, periods_per_year: float | np.ndarray, horizon: int
+    ) -> float | np.ndarray:
+        """The per-decision margin: ``margin`` if given, else ``daily_margin`` times the
+        holding periods per calendar day, ``P / (horizon * 365.25)`` (per asset when
+        ``periods_per_year`` is an array)."""
+        if self.margin is not None:
+            return self.margin
+        ppy = np.asarray(periods_per_year, dtype=np.float64)
+        out = self.daily_margin * ppy / (horizon * DAYS_PER_YEAR)
+        return float(out) if out.ndim == 0 else out
+
+    def entry_threshold(
+        self,
+        commission: float,
+        slippage: float,
+        periods_per_year: float | np.ndarray = DAYS_PER_YEAR,
+        horizon: int = 1,
+    ) -> float | np.ndarray:
         """The edge a new position (or a flip) needs: ``threshold``, else the round-trip
-        cost times ``1 + margin``."""
+        cost times ``1 + decision_margin`` (default arguments: one decision a day)."""
         if self.threshold is not None:
             return float(self.threshold)
-        return 2.0 * (commission + slippage) * (1.0 + self.margin)
+        margin = self.decision_margin(periods_per_year, horizon)
+        return 2.0 * (commission + slippage) * (1.0 + margin)
 
     def _parts(
         self,
@@ -170,22 +215,27 @@ class AgreeVolTarget(SignalRule):
         realised_vol: np.ndarray | None,
         ewma_vol: np.ndarray | None,
         n_assets: int | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(r, signal side in {-1, 0, 1} or NaN, vol-target size) per asset."""
-        heads = self.heads(list(predictions))
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | np.ndarray]:
+        """(r, signal side in {-1, 0, 1} or NaN, vol-target size, entry threshold) per
+        asset."""
+        names = list(predictions)
+        heads = self.heads(names)
+        entry = self.entry_threshold(
+            commission, slippage, periods_per_year, self._horizon[tuple(names)]
+        )
         r = np.asarray(predictions[heads["return"]], dtype=np.float64)
         n = r.shape[0]
         side = np.sign(r)
         if heads["direction"] is not None:
             up = np.asarray(predictions[heads["direction"]], dtype=np.float64) * 2.0 - 1.0
             side *= np.sign(up) == side
-        side *= np.abs(r) > self.entry_threshold(commission, slippage)  # NaN r stays NaN
+        side *= np.abs(r) > entry  # NaN r stays NaN
         head = None if heads["volatility"] is None else predictions[heads["volatility"]]
         vol = sizing_vol(self.volatility_input, head, realised_vol, ewma_vol, n)
         size = vol_target_size(
             vol, self.target_vol, periods_per_year, max_weight, max_gross_leverage, n_assets
         )
-        return r, side, size
+        return r, side, size, entry
 
     def raw_weights(
         self,
@@ -205,7 +255,7 @@ class AgreeVolTarget(SignalRule):
     ) -> np.ndarray:
         """Weights before the portfolio clip. Without ``current_weights`` (or with
         ``hysteresis = false``) every asset is treated as flat: the memoryless rule."""
-        r, side, size = self._parts(
+        r, side, size, entry = self._parts(
             predictions,
             periods_per_year,
             commission,
@@ -225,8 +275,7 @@ class AgreeVolTarget(SignalRule):
         held = np.sign(np.where(np.abs(w0) > FLAT, w0, 0.0))
         rs = np.nan_to_num(np.sign(r))
         flip = (held != 0) & (np.nan_to_num(side) == -held)
-        exit_at = self.entry_threshold(commission, slippage)
-        exit_at = exit_at if self.exit_threshold is None else self.exit_threshold
+        exit_at = entry if self.exit_threshold is None else self.exit_threshold
         close = (held != 0) & ~flip & (rs == -held) & (np.abs(r) > exit_at)
         with np.errstate(invalid="ignore"):
             drift = np.abs(np.abs(w0) - size) > self.resize_band * size

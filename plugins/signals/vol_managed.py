@@ -17,7 +17,7 @@ Option ``volatility_input`` chooses s (the helper shared with ``agree_voltarget`
 ``mtl_bt.plugins.signals.common``): ``"head"`` (default) the ``volatility@h`` head;
 ``"trailing"`` the trailing realised per-bar vol the strategy passes as ``realised_vol``
 (window ``realised_vol_window``, default 20 bars); ``"ewma"`` the RiskMetrics EWMA
-(lambda 0.94) per-bar vol forecast from the asset's bars up to and including the decision
+(lambda from the bar size, 11.2-day half-life) per-bar vol forecast from the asset's bars up to and including the decision
 bar (the strategy's ``ewma_vol``; flat over the h bars, so the same per-bar quantity as the
 head's forecast). ``use_volatility = false`` is ``"trailing"`` when the input is the head.
 A missing head, a non-finite prediction or an EWMA in its warm-up falls back to the

@@ -80,8 +80,14 @@ def test_threshold_default_is_round_trip_cost_times_one_plus_margin_and_configur
         "direction@1": np.array([0.9, 0.9]),
         "volatility@1": np.array([0.01, 0.01]),
     }
-    # default margin 15: the edge must clear 16 round trips 2 * (0.001 + 0.0005)
-    w = registry.create("signal", "agree_voltarget").weights(preds, periods_per_year=252, **COST)
+    # default daily margin 15 at one decision a day (365.25 one-bar holding periods a
+    # year): the edge must clear 16 round trips 2 * (0.001 + 0.0005)
+    rule = registry.create("signal", "agree_voltarget")
+    w = rule.weights(preds, periods_per_year=365.25, **COST)
+    assert w[0] == 0 and w[1] > 0
+    # at 252 decisions a year the margin is 15 * 252 / 365.25 = 10.35: 11.35 round trips
+    low = {**preds, "return@1": np.array([0.0340, 0.0341])}
+    w = rule.weights(low, periods_per_year=252, **COST)
     assert w[0] == 0 and w[1] > 0
     w = registry.create("signal", "agree_voltarget", margin=0.0).weights(
         {**preds, "return@1": np.array([0.0029, 0.0031])}, periods_per_year=252, **COST
@@ -301,8 +307,159 @@ def test_noise_around_the_threshold_does_not_flip_a_position():
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("margin", -1), ("exit_threshold", -0.1), ("resize_band", -0.5), ("hysteresis", "yes")],
+    [
+        ("margin", -1),
+        ("daily_margin", -1),
+        ("exit_threshold", -0.1),
+        ("resize_band", -0.5),
+        ("hysteresis", "yes"),
+    ],
 )
 def test_cost_aware_options_are_validated(option, value):
     with pytest.raises(PluginError, match=option):
         registry.create("signal", "agree_voltarget", **{option: value})
+
+
+# -- the default margin: per calendar day of holding ------------------------------------
+
+#: (bars a year, horizon) of hourly 24/7, hourly exchange, daily stock and weekly bars
+BAR_SIZES = [(8760.0, 24), (8760.0, 1), (1638.0, 7), (252.0, 5), (252.0, 1), (52.0, 1)]
+
+
+@given(st.sampled_from(BAR_SIZES), st.floats(0, 40), st.integers(1, 6))
+def test_default_margin_depends_only_on_the_holding_period_in_days(bars, daily, k):
+    """margin = daily_margin * P / (h * 365.25): the same holding period in calendar days
+    (k times more bars a year, a k times longer horizon) gets the same margin, and the
+    default equals the per-decision margin given explicitly."""
+    ppy, h = bars
+    rule = registry.create("signal", "agree_voltarget", daily_margin=daily)
+    m = rule.decision_margin(ppy, h)
+    assert m == pytest.approx(daily * ppy / (h * 365.25), rel=1e-12)
+    assert rule.decision_margin(ppy * k, h * k) == pytest.approx(m, rel=1e-12)
+    explicit = registry.create("signal", "agree_voltarget", margin=m)
+    assert explicit.entry_threshold(**COST) == pytest.approx(
+        rule.entry_threshold(**COST, periods_per_year=ppy, horizon=h), rel=1e-12
+    )
+
+
+def test_the_default_margins_of_the_demos():
+    """15 per decision at hourly bars and h = 24 (one decision a day); about 2 at daily
+    stock bars and h = 5 (a decision every 7.2 calendar days)."""
+    rule = registry.create("signal", "agree_voltarget")
+    assert rule.decision_margin(8760.0, 24) == pytest.approx(14.99, abs=0.01)
+    assert rule.decision_margin(252.0, 5) == pytest.approx(2.07, abs=0.01)
+
+
+def _preds(r, p, h):
+    return {f"return@{h}": np.array(r), f"direction@{h}": np.array(p)}
+
+
+@given(arrays, st.sampled_from(BAR_SIZES), st.floats(0, 20))
+def test_no_trade_when_the_edge_is_below_the_entry_threshold(data, bars, daily):
+    """From flat, an asset whose |r| does not clear the entry threshold gets weight 0 and
+    one that clears it (heads agreeing) gets a position, whatever the bar size."""
+    r, p, s = data
+    ppy, h = bars
+    rule = registry.create("signal", "agree_voltarget", daily_margin=daily)
+    w = rule.raw_weights(
+        _preds(r, p, h),
+        periods_per_year=ppy,
+        realised_vol=np.array(s),
+        current_weights=np.zeros(len(r)),
+        **COST,
+    )
+    entry = 0.003 * (1 + daily * ppy / (h * 365.25))
+    for ri, pi, wi in zip(r, p, w, strict=True):
+        agree = ri != 0 and np.sign(ri) == np.sign(2 * pi - 1)
+        if abs(ri) <= entry or not agree:
+            assert wi == 0
+        else:
+            assert np.sign(wi) == np.sign(ri)
+
+
+def _path_turnover(rule, r, p, h, ppy):
+    """Sum |weight change| of one asset decided bar by bar with the rule (constant vol)."""
+    w, turnover = np.zeros(1), 0.0
+    for ri, pi in zip(r, p, strict=True):
+        new = rule.weights(
+            _preds([ri], [pi], h),
+            periods_per_year=ppy,
+            realised_vol=np.array([0.1 / np.sqrt(ppy)]),  # size 0.2 / 0.1 = 2 -> capped at 1
+            current_weights=w,
+            **COST,
+        )
+        turnover += float(np.abs(new - w).sum())
+        w = new
+    return turnover
+
+
+paths = st.integers(1, 40).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.floats(-0.06, 0.06), min_size=n, max_size=n),
+        st.lists(st.floats(0.01, 0.99), min_size=n, max_size=n),
+    )
+)
+
+
+@given(paths, st.sampled_from(BAR_SIZES), st.floats(0, 20), st.floats(0, 20))
+def test_turnover_never_rises_with_the_margin(path, bars, a, b):
+    """A stricter margin trades a subset of the decisions: on any path of predictions its
+    turnover is at most the looser margin's (no resizing: constant vol)."""
+    r, p = path
+    ppy, h = bars
+    lo, hi = sorted((a, b))
+    loose = registry.create("signal", "agree_voltarget", daily_margin=lo)
+    strict = registry.create("signal", "agree_voltarget", daily_margin=hi)
+    assert _path_turnover(strict, r, p, h, ppy) <= _path_turnover(loose, r, p, h, ppy) + 1e-12
+
+
+@given(
+    st.lists(st.floats(-1, 1), min_size=1, max_size=60),
+    st.lists(st.floats(0.01, 0.99), min_size=60, max_size=60),
+    st.sampled_from(BAR_SIZES),
+    st.sampled_from([1.0, -1.0]),
+)
+def test_noise_inside_the_band_never_changes_a_held_position(unit, p, bars, held):
+    """Predictions strictly inside (-entry, entry) never flip, close or resize a held
+    position at the target size, whatever the direction head says."""
+    ppy, h = bars
+    rule = registry.create("signal", "agree_voltarget")
+    entry = rule.entry_threshold(**COST, periods_per_year=ppy, horizon=h)
+    w0 = np.array([held])
+    for u, pi in zip(unit, p, strict=False):
+        w = rule.weights(
+            _preds([u * entry * 0.999], [pi], h),
+            periods_per_year=ppy,
+            realised_vol=np.array([0.1 / np.sqrt(ppy)]),
+            current_weights=w0,
+            **COST,
+        )
+        assert w[0] == held
+
+
+@given(held_arrays)
+def test_per_asset_calendars_get_their_own_margin(data):
+    """With periods_per_year per asset (mixed calendars) each asset's decision equals the
+    one-asset call with its own calendar."""
+    r, p, s, w0 = data
+    ppy = np.array(
+        [[8760.0, 252.0, 52.0][i % 3] for i in range(len(r))]
+    )  # h = 24: margins 15, 0.43, 0.09
+    rule = registry.create("signal", "agree_voltarget")
+    kw = dict(max_weight=0.5, max_gross_leverage=10.0, **COST)
+    both = rule.raw_weights(
+        _preds(r, p, 24),
+        periods_per_year=ppy,
+        realised_vol=np.array(s),
+        current_weights=np.array(w0),
+        **kw,
+    )
+    for i in range(len(r)):
+        one = rule.raw_weights(
+            _preds([r[i]], [p[i]], 24),
+            periods_per_year=float(ppy[i]),
+            realised_vol=np.array([s[i]]),
+            current_weights=np.array([w0[i]]),
+            **kw,
+        )
+        assert both[i] == one[0]
