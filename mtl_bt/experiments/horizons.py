@@ -189,10 +189,9 @@ def arms(preds: pd.DataFrame, aux_variant: str) -> pd.DataFrame:
     every forecast bar). The arms must agree on the target of every bar."""
     part = preds[preds["variant"].isin([SINGLE, aux_variant])]
     key = ["seed", "symbol", "fold", "datetime"]
-    spread = part.groupby(key)["target"].agg(
-        lambda t: np.nanmax(t) - np.nanmin(t) if t.notna().any() else 0.0
-    )
-    if (spread > 1e-12).any() or (part.groupby(key).size() != 2).any():
+    g = part.groupby(key)["target"]
+    spread = (g.max() - g.min()).fillna(0.0)  # NaN: no target on that bar (both arms)
+    if (spread > 1e-12).any() or (g.size() != 2).any() or g.count().isin([1]).any():
         raise RuntimeError(f"{SINGLE} and {aux_variant} did not forecast the same bars; rerun")
     times = np.sort(preds["datetime"].unique())
     pos = pd.Series(np.arange(len(times)), index=times)

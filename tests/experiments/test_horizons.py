@@ -183,3 +183,7 @@ def test_arms_must_forecast_the_same_bars():
     other = rows.assign(target=[0.01, 0.01, 0.02, 0.03])  # a target that differs
     with pytest.raises(RuntimeError, match="did not forecast the same bars"):
         hz.arms(other, "aux_equal")
+    unknown = rows.assign(target=[0.01, 0.01, np.nan, 0.02])  # one arm lacks a target
+    with pytest.raises(RuntimeError, match="did not forecast the same bars"):
+        hz.arms(unknown, "aux_equal")
+    assert len(hz.arms(rows.assign(target=[0.01, 0.01, np.nan, np.nan]), "aux_equal")) == 4
