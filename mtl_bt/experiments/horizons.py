@@ -278,11 +278,14 @@ def run(
 
     def on_done(result) -> None:
         done[0] += 1
-        if log is not None:
-            state = "skipped" if result.skipped else ("ok" if result.ok else "FAILED")
+        if log is not None and not result.skipped:  # finished jobs are reused silently
+            state = "ok" if result.ok else "FAILED"
             log(f"[{done[0]}/{len(jobs)}] {result.name} {state} ({result.seconds:.1f} s)")
 
     results = run_jobs(jobs, shared={"frames": frames}, workers=workers, on_done=on_done)
+    reused = sum(r.skipped for r in results)
+    if log is not None and reused:
+        log(f"{reused} of {len(jobs)} fold jobs were finished already (reused)")
     failed = [r for r in results if not r.ok]
     if failed:
         raise RuntimeError("jobs failed: " + "; ".join(f"{r.name}: {r.error}" for r in failed))
