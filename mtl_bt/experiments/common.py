@@ -41,7 +41,7 @@ from mtl_bt.config import Config
 from mtl_bt.errors import ConfigError, DataError, UserError
 
 #: direction of each supported headline metric (True: higher is better)
-HIGHER_IS_BETTER = {"qlike": False, "rank_ic": True}
+HIGHER_IS_BETTER = {"mse": False, "qlike": False, "rank_ic": True}
 #: why a pool's fold model is not trained when its symbols have no bars in the training window
 NO_ROWS = "no training or validation rows (no bars there yet)"
 #: bootstrap draws of every interval
@@ -217,6 +217,7 @@ def metric_terms(
 
     ``qlike`` (a volatility forecast, compared as variances): ``s/h - log(s/h) - 1``, both
     volatilities raised to ``floor`` first as the volatility task's own metric does.
+    ``mse``: the squared error.
     ``rank_ic``: the product of the standardised ranks of prediction and target (population
     standard deviation), whose mean is their Pearson correlation, i.e. Spearman's rank IC.
     Resampling these terms keeps the ranks fixed at the cell's: a first-order
@@ -233,6 +234,8 @@ def metric_terms(
         ratio = s[ok] / h[ok]
         out[ok] = ratio - np.log(ratio) - 1.0
         return out
+    if metric == "mse":  # squared error: its mean is the MSE (the return task's loss)
+        return (p - y) ** 2
     if metric == "rank_ic":
         from mtl_bt.metrics.prediction import rankdata
 
