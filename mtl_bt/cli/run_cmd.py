@@ -324,7 +324,14 @@ def _print_comparison(result, out) -> None:
     simple = simple_verdict(result.vs_simple, result.specs)
     if simple:
         click.echo(simple)
-    if line or simple:
+    if result.placebo is not None:
+        study = result.placebo
+        click.echo(
+            f"Placebo ({study['name']}): real Sharpe {study['real']['sharpe']:.2f}, p = "
+            f"{study['p_sharpe']:.3f} against {study['draws']} block-shuffled draws (small p: "
+            "the profit depends on the predictions' timing)"
+        )
+    if line or simple or result.placebo is not None:
         click.echo("")
     click.echo(table_markdown(performance_view(result.table)))
     click.echo("")

@@ -59,6 +59,7 @@ class CompareResult:
     files: dict[str, Path] = field(default_factory=dict)
     vs_simple: pd.DataFrame = field(default_factory=pd.DataFrame)
     specs: list[Any] = field(default_factory=list)  # the tasks' headline metrics
+    placebo: dict[str, Any] | None = None  # the placebo study (placebo.json), if it ran
 
     @property
     def failed(self) -> list[JobResult]:
@@ -356,6 +357,7 @@ def compare(
     comparison = tables.build(
         runs, variants, seed_list, bh_dir if start is not None else None, specs=specs
     )
+    study = read_placebo(placebo)
     files = write_comparison(
         out,
         comparison,
@@ -364,9 +366,9 @@ def compare(
         seeds=seed_list,
         specs=specs,
         variants=variants,
-        placebo=read_placebo(placebo),
+        placebo=study,
     )
-    return CompareResult(out, comparison.table, results, files, comparison.vs_simple, specs)
+    return CompareResult(out, comparison.table, results, files, comparison.vs_simple, specs, study)
 
 
 def pick_baselines(asked: list[str] | None, say: Callable[[str], None]) -> list[str]:

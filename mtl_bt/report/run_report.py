@@ -212,6 +212,48 @@ def verdict(strategy: dict[str, Any], buy_hold: dict[str, Any] | None) -> str:
     return text + "."
 
 
+#: the simple baselines ``python -m mtl_bt.compare.baselines`` writes under ``baselines/``
+SIMPLE_MODELS = ("linear", "lightgbm")
+
+
+def simple_baselines(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Portfolio metrics of the simple baselines traded by the run's own rule, when
+    ``python -m mtl_bt.compare.baselines`` has been run on this folder."""
+    out = {}
+    for model in SIMPLE_MODELS:
+        doc = read_json(run_dir / "baselines" / model / "metrics.json")
+        if doc and doc.get("portfolio"):
+            out[model] = doc["portfolio"]
+    return out
+
+
+def baseline_headlines(run_dir: Path) -> pd.DataFrame:
+    """Each task's headline metric per fold, the run beside the simple baselines (from
+    ``baselines/task_metrics.csv``); empty when they were not fitted."""
+    from mtl_bt.report.oos import HEADLINE
+
+    path = run_dir / "baselines" / "task_metrics.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    table = pd.read_csv(path)
+    kind = table["task"].astype(str).str.split("@").str[0]
+    keep = table["metric"] == kind.map(HEADLINE)
+    return table[keep].reset_index(drop=True)
+
+
+def _lost(rows: pd.DataFrame) -> list[str]:
+    """``task metric vs model`` wherever a baseline's mean over folds beats the run's."""
+    lower = {"qlike", "rmse", "log_loss", "brier"}
+    lost = []
+    for (task, metric), group in rows.groupby(["task", "metric"], sort=False):
+        sign = -1.0 if metric in lower else 1.0
+        for model in SIMPLE_MODELS:
+            if model in group and "mtl" in group:
+                if sign * group[model].mean() > sign * group["mtl"].mean():
+                    lost.append(f"{task} {metric} (vs {model})")
+    return lost
+
+
 def data_ranges_table(data: dict[str, Any]) -> pd.DataFrame:
     rows = [{"symbol": s, **info} for s, info in data.get("symbols", {}).items()]
     return pd.DataFrame(rows)
@@ -269,6 +311,9 @@ def write_run_report(
     columns = {STRATEGY: metrics.get("portfolio", {})}
     if bh_metrics:
         columns[BUY_AND_HOLD] = bh_metrics
+    simple = simple_baselines(run_dir)
+    for model, portfolio in simple.items():
+        columns[model] = portfolio
     caption = f"annualised with {ppy:g} periods per year."
     if strategy is not None:  # label the bar count: not the time axis, not the loaded bars
         caption = f"{len(strategy)} out-of-sample bars (the returns the metrics come from); " + (
@@ -308,6 +353,24 @@ def write_run_report(
                     "same rows. A pooled ratio near 1 can hide folds far from it: read the rows.",
                 )
             )
+    headline_rows = baseline_headlines(run_dir)
+    if not headline_rows.empty:
+        doc.add(Heading("Strong simple baselines", 3))
+        doc.add(
+            Table(
+                headline_rows,
+                caption="Each task's headline metric per walk-forward fold: this run (mtl) "
+                "beside ridge / logistic (linear) and LightGBM fitted per fold on the same "
+                "rows, features, scaler, folds and purge (`python -m "
+                "mtl_bt.compare.baselines RUN_DIR`, run.md); their backtests by this run's "
+                "rule are the `linear` / `lightgbm` columns of the portfolio table. "
+                + (
+                    "The model does not beat them on " + ", ".join(lost) + "."
+                    if (lost := _lost(headline_rows))
+                    else "The model beats both on every task's mean over folds."
+                ),
+            )
+        )
     config_text = (
         (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else None
     )

@@ -4,6 +4,7 @@ command on a real (tiny) run folder."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -174,3 +175,19 @@ def test_the_command_on_a_real_run_folder(tmp_path, capsys):
     assert (out / "baselines" / "linear_sign" / "metrics.json").exists()
     assert bl.main([str(out), "--signal", "no_such_rule"]) == 2
     assert "no_such_rule" in capsys.readouterr().err
+    # the run report shows them: a portfolio column each and the headline table by fold
+    from mtl_bt.report.document import fmt
+    from mtl_bt.report.run_report import write_run_report
+
+    write_run_report(out, plots_on=False, html=False)
+    report = (out / "report.md").read_text()
+    assert "### Strong simple baselines" in report
+    header = next(ln for ln in report.splitlines() if ln.startswith("| metric |"))
+    assert "| linear | lightgbm |" in header
+    lgbm = json.loads((out / "baselines" / "lightgbm" / "metrics.json").read_text())
+    assert fmt(lgbm["portfolio"]["turnover"]) in report
+    now = pd.read_csv(out / "baselines" / "task_metrics.csv")  # the last call: linear only
+    vol = now[(now["task"] == "volatility@4") & (now["metric"] == "qlike")]
+    assert fmt(vol["linear"].iloc[0]) in report and fmt(vol["mtl"].iloc[1]) in report
+    lost = vol["linear"].mean() < vol["mtl"].mean()
+    assert ("volatility@4 qlike (vs linear)" in report) == lost

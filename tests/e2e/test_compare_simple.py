@@ -102,7 +102,7 @@ def test_vs_baselines_table_has_holm_and_a_sentence(compared: tuple[Path, object
 def test_placebo_study_runs_inside_compare(compared: tuple[Path, object]) -> None:
     from mtl_bt.compare.placebo import p_value
 
-    out, _ = compared
+    out, result = compared
     study = json.loads(
         (out / "placebo" / "shared_bottom+equal" / "seed_0" / "placebo.json").read_text()
     )
@@ -114,6 +114,10 @@ def test_placebo_study_runs_inside_compare(compared: tuple[Path, object]) -> Non
     assert study["real"]["sharpe"] == pytest.approx(run["portfolio"]["sharpe"], abs=1e-9)
     md = (out / "comparison.md").read_text()
     assert "## Placebo backtests" in md and f"p = {study['p_sharpe']:.3f}" in md
+    assert (
+        f"Placebo (placebo/shared_bottom+equal/seed_0): real Sharpe "
+        f"{study['real']['sharpe']:.2f}, p = {study['p_sharpe']:.3f} against 3 "
+    ) in result.output
 
 
 def _invoke(tmp_path: Path, *args: str) -> object:
