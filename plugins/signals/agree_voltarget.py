@@ -71,6 +71,7 @@ Fallbacks, so the same rule drives a single-task baseline:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,7 @@ import numpy as np
 from mtl_bt.errors import PluginError
 from mtl_bt.plugins.signals.common import check_volatility_input, sizing_vol, vol_target_size
 from mtl_bt.signals.base import SignalRule, pick_horizon
-from mtl_bt.signals.clip import clip_weights
+from mtl_bt.signals.clip import clip_weights, gross_of
 
 #: a current weight smaller than this is flat (rounding of a closed position)
 FLAT = 1e-9
@@ -87,6 +88,9 @@ FLAT = 1e-9
 DAILY_MARGIN = 15.0
 #: calendar days a year (the margin's day)
 DAYS_PER_YEAR = 365.25
+#: batches up to this size take the scalar path (``AgreeVolTarget._small``): numpy's
+#: per-call overhead on a few elements is most of the rule's cost there
+SMALL = 8
 
 
 class AgreeVolTarget(SignalRule):
@@ -287,7 +291,11 @@ class AgreeVolTarget(SignalRule):
         return np.where(close, 0.0, out)
 
     def weights(self, predictions: dict[str, np.ndarray], **context: Any) -> np.ndarray:
-        """``raw_weights`` (reading ``current_weights``) through the portfolio clip."""
+        """``raw_weights`` (reading ``current_weights``) through the portfolio clip; a small
+        batch takes the scalar path, equal bit for bit (tested)."""
+        small = self._small(predictions, context)
+        if small is not None:
+            return small
         raw = self.raw_weights(predictions, **context)
         return clip_weights(
             raw,
@@ -295,3 +303,137 @@ class AgreeVolTarget(SignalRule):
             context.get("max_gross_leverage", 1.0),
             context.get("allow_short", True),
         )
+
+    def _small(self, predictions: dict[str, np.ndarray], context: dict[str, Any]) -> Any:
+        """``weights`` on a batch of at most ``SMALL`` assets in Python floats (the same IEEE
+        operations in the same order as the numpy path, so the same bits: numpy's minimum,
+        maximum and sign mimicked, NaN and signed zeros included); ``None`` when the batch
+        or its context is not the plain kind (the numpy path then runs)."""
+        w0s = context.get("current_weights")
+        if w0s is None or not self.hysteresis or not _plain(type(self)):
+            return None
+        names = list(predictions)
+        heads = self.heads(names)
+        r = _floats(predictions[heads["return"]])
+        if r is None or not 0 < len(r) <= SMALL:
+            return None
+        n = len(r)
+        w0s = _floats(w0s, n)
+        ppy = _floats(context.get("periods_per_year"), n)
+        rv = context.get("realised_vol")
+        rv = None if rv is None else _floats(rv, n)
+        ev = context.get("ewma_vol")
+        ev = None if ev is None else _floats(ev, n)
+        up = None if heads["direction"] is None else _floats(predictions[heads["direction"]], n)
+        hv = None if heads["volatility"] is None else _floats(predictions[heads["volatility"]], n)
+        if None in (w0s, ppy) or (rv is None) != (context.get("realised_vol") is None):
+            return None
+        if (ev is None) != (context.get("ewma_vol") is None):
+            return None
+        if (up is None) != (heads["direction"] is None) or (hv is None) != (
+            heads["volatility"] is None
+        ):
+            return None
+        commission = context.get("commission", 0.0)
+        slippage = context.get("slippage", 0.0)
+        mw = context.get("max_weight", 1.0)
+        cap = context.get("max_gross_leverage", 1.0)
+        allow_short = context.get("allow_short", True)
+        n_assets = context.get("n_assets")
+        h = self._horizon[tuple(names)]
+        cost = 2.0 * (commission + slippage)
+        if self.threshold is not None:
+            entries = [float(self.threshold)] * n
+        elif self.margin is not None:
+            entries = [cost * (1.0 + self.margin)] * n
+        else:
+            per_day = h * DAYS_PER_YEAR
+            entries = [cost * (1.0 + self.daily_margin * p / per_day) for p in ppy]
+        primary = hv if self.volatility_input == "head" else ev
+        if self.volatility_input == "trailing":
+            primary = None
+        if primary is not None:
+            vols = (
+                primary
+                if rv is None
+                else [v if v > 0 else q for v, q in zip(primary, rv, strict=True)]
+            )
+        elif rv is not None:
+            vols = rv
+        else:
+            vols = [math.nan] * n
+        equal = min(mw, cap / max(1, n_assets or n))
+        tv, band, lo = self.target_vol, self.resize_band, -mw if allow_short else 0.0
+        out = []
+        for i in range(n):
+            ri, entry, v, p = r[i], entries[i], vols[i], ppy[i]
+            side = _sign(ri)
+            if up is not None:
+                side = side * (_sign(up[i] * 2.0 - 1.0) == side)
+            side = side * (abs(ri) > entry)
+            if v > 0:
+                denom = v * (math.sqrt(p) if not p < 0 else math.nan)
+                s = tv / denom if denom != 0 else math.inf
+                size = s if s != s or s < mw else mw  # np.minimum(s, mw)
+            else:
+                size = equal
+            w0 = w0s[i]
+            w0 = 0.0 if w0 != w0 else max(min(w0, _MAX), -_MAX)  # np.nan_to_num
+            if not allow_short:
+                w0 = w0 if w0 > 0.0 else 0.0  # np.maximum(w0, 0.0)
+            held = _sign(w0) if abs(w0) > FLAT else 0.0
+            if held == 0:
+                w = side * size
+            else:
+                side0 = 0.0 if side != side else side
+                flip = side0 == -held
+                rs = _sign(ri)
+                rs = 0.0 if rs != rs else rs
+                exit_at = entry if self.exit_threshold is None else self.exit_threshold
+                if flip:
+                    w = side * size
+                elif rs == -held and abs(ri) > exit_at:
+                    w = 0.0
+                else:
+                    drift = abs(abs(w0) - size) > band * size
+                    w = held * size if drift and math.isfinite(size) else w0
+            # clip_each: non-finite -> 0, np.maximum(w, lo), np.minimum(., mw)
+            w = w if math.isfinite(w) else 0.0
+            w = w if w > lo else lo
+            out.append(w if w < mw else mw)
+        gross = gross_of(out)
+        if gross > cap:
+            f = cap / gross
+            out = [x * f for x in out]
+        return np.array(out, dtype=np.float64)
+
+
+#: the methods the scalar path stands for: a subclass overriding one takes the numpy path
+_SCALAR_STANDS_FOR = ("raw_weights", "_parts", "entry_threshold", "decision_margin", "heads")
+
+
+def _plain(cls: type) -> bool:
+    """``cls`` computes weights as ``AgreeVolTarget`` does (no override of what the scalar
+    path reimplements)."""
+    return all(getattr(cls, m) is getattr(AgreeVolTarget, m) for m in _SCALAR_STANDS_FOR)
+
+
+#: np.nan_to_num's replacement for an infinite weight
+_MAX = float(np.finfo(np.float64).max)
+
+
+def _sign(x: float) -> float:
+    """``np.sign`` of one float (NaN stays NaN; both zeros give 0.0)."""
+    return 1.0 if x > 0 else -1.0 if x < 0 else 0.0 if x == 0 else x
+
+
+def _floats(x: Any, n: int | None = None) -> list[float] | None:
+    """A flat 1-D float64 array or float as a list of ``n`` Python floats (a float is
+    broadcast); ``None`` for anything else."""
+    if isinstance(x, float):
+        return None if n is None else [x] * n
+    if not isinstance(x, np.ndarray) or x.ndim != 1 or x.dtype != np.float64:
+        return None
+    if n is not None and x.shape[0] != n:
+        return None
+    return x.tolist()
