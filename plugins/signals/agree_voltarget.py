@@ -401,6 +401,10 @@ class AgreeVolTarget(SignalRule):
             w = w if math.isfinite(w) else 0.0
             w = w if w > lo else lo
             out.append(w if w < mw else mw)
+        # numpy's sum adds in another order than Python's; the orders differ by a few ulp,
+        # so a Python sum clearly under the cap decides "no scaling" without numpy
+        if sum(abs(x) for x in out) < cap * (1.0 - 1e-12):
+            return np.array(out, dtype=np.float64)
         gross = gross_of(out)
         if gross > cap:
             f = cap / gross
@@ -414,8 +418,15 @@ _SCALAR_STANDS_FOR = ("raw_weights", "_parts", "entry_threshold", "decision_marg
 
 def _plain(cls: type) -> bool:
     """``cls`` computes weights as ``AgreeVolTarget`` does (no override of what the scalar
-    path reimplements)."""
-    return all(getattr(cls, m) is getattr(AgreeVolTarget, m) for m in _SCALAR_STANDS_FOR)
+    path reimplements; cached per class)."""
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = all(getattr(cls, m) is getattr(AgreeVolTarget, m) for m in _SCALAR_STANDS_FOR)
+        _PLAIN[cls] = plain
+    return plain
+
+
+_PLAIN: dict[type, bool] = {}
 
 
 #: np.nan_to_num's replacement for an infinite weight
