@@ -56,7 +56,12 @@ from mtl_bt.errors import UserError
 from mtl_bt.indicators import MTLPredictions, PredictionEngine
 from mtl_bt.indicators.engine import asset_ids
 from mtl_bt.signals.clip import clip_each
-from mtl_bt.signals.context import RuleCaller, is_separable, sees_all_assets
+from mtl_bt.signals.context import (
+    RuleCaller,
+    is_separable,
+    is_separable_when_flat,
+    sees_all_assets,
+)
 
 __all__ = ["MTLStrategy", "fold_window"]
 
@@ -154,6 +159,11 @@ class MTLStrategy(bt.Strategy):
         self.lookback = self.engine.lookback
         #: call a separable rule's raw_weights + the clip (no current-weights context)
         self._separable = bool(self.vector_signals) and is_separable(self.rule)
+        #: a rule separable on a flat batch (SignalRule.separable_when_flat): a decision
+        #: whose due assets hold nothing takes the separable path
+        self._flat_separable = (
+            bool(self.vector_signals) and not self._separable and is_separable_when_flat(self.rule)
+        )
         heads = self.rule.heads(self.task_names) if hasattr(self.rule, "heads") else {}
         self.used_tasks = [t for t in heads.values() if t] or list(self.task_names)
         self._used_cols = [self.task_names.index(t) for t in self.used_tasks]
@@ -273,6 +283,11 @@ class MTLStrategy(bt.Strategy):
         self._pred_mat: list[np.ndarray] | None = None
         self._read = False
         start_fills(self)  # a bar's buys fill together, fitted to the cash (fills.py)
+        #: the default order hook, sending at this close: an all-zero decision on a flat
+        #: batch places nothing, so it is skipped
+        self._plain_orders = type(self).order_targets is MTLStrategy.order_targets and not bool(
+            getattr(self.env.p, "cheat_on_open", False)
+        )
         # an added sizer this strategy would not use: warned, not silently ignored
         warn_unused_settings(self, type(self).order_targets is MTLStrategy.order_targets)
         # Objects alive now live for the whole run: out of the collector's view (stop()
@@ -318,7 +333,7 @@ class MTLStrategy(bt.Strategy):
         is a fraction of a numpy element read); each bar then only gathers them and applies
         the cross-sectional gross cap."""
         rule = self.rule
-        if self.preds is None or not self._separable:
+        if self.preds is None or not (self._separable or self._flat_separable):
             return None, None
         each, usable = [], []
         book = self.book
@@ -427,8 +442,9 @@ class MTLStrategy(bt.Strategy):
         if not due_a:
             return
         if self._raw is not None and not self.p.record:
-            self._decide_precomputed(now, fold, due_a, due_r)
-            return
+            if self._separable or self._flat(due_a):
+                self._decide_precomputed(now, fold, due_a, due_r)
+                return
         preds = self._predict(fold, due_a, due_r)
         # a missing prediction: that asset is not traded on this bar
         if len(due_a) == 1:  # the test below without its numpy calls
@@ -459,9 +475,11 @@ class MTLStrategy(bt.Strategy):
         if self.streaming:
             for a in due_a:
                 self.ppy[a] = book.periods_per_year(a, self.datas[a], self.p.calendar)
-        if self._separable:
+        flat = not self._separable and self._flat_separable and self._flat(due_a)
+        if self._separable or flat:
             # a separable rule's weights are clip_weights of its raw weights, which never
-            # read symbols or current weights: skip the two getposition scans
+            # read symbols or current weights (nor, on a flat batch, a rule separable
+            # there): skip the two getposition scans
             c = self._cost
             raw = self.rule.raw_weights(
                 preds, periods_per_year=self.ppy[idx], realised_vol=rv, **extra, **c
@@ -472,14 +490,15 @@ class MTLStrategy(bt.Strategy):
                 max_gross_leverage=c["max_gross_leverage"],
                 allow_short=c["allow_short"],
             )
-            self._rebalance(due_a, weights)
+            self._rebalance(due_a, weights, flat=flat)
             return
+        current = self._current_weights(range(len(self.datas)))  # one scan for both
         weights = self.rule_caller(
             preds,
             symbols=[self.symbols[a] for a in due_a],
-            current_weights=self._current_weights(due_a),
+            current_weights=current[idx],
             all_symbols=list(self.symbols),
-            all_current_weights=self._current_weights(range(len(self.datas))),
+            all_current_weights=current,
             periods_per_year=self.ppy[idx],
             realised_vol=rv,
             **extra,
@@ -517,7 +536,12 @@ class MTLStrategy(bt.Strategy):
         weights = self.rule_caller.precomputed_clipped(
             ws, max_gross_leverage=self._cost["max_gross_leverage"]
         )
-        self._rebalance(keep, weights)
+        self._rebalance(keep, weights, flat=not self._separable)
+
+    def _flat(self, assets: list[int]) -> bool:
+        """No position in any of ``assets`` (their current weights are all 0)."""
+        position, datas = self.broker.getposition, self.datas
+        return all(position(datas[a]).size == 0 for a in assets)
 
     def _current_weights(self, assets) -> np.ndarray:
         """Signed position value / portfolio value of each asset (the rule's context)."""
@@ -560,11 +584,19 @@ class MTLStrategy(bt.Strategy):
                     self.close(data=d)
                 self._held[a] = False
 
-    def _rebalance(self, assets: list[int], weights: np.ndarray | list[float]) -> None:
+    def _rebalance(
+        self, assets: list[int], weights: np.ndarray | list[float], flat: bool = False
+    ) -> None:
         """Holding bookkeeping, the gross cap over untouched assets, then the order hook
-        (weights as Python floats from here on: the same doubles, cheaper per value)."""
+        (weights as Python floats from here on: the same doubles, cheaper per value).
+        ``flat``: the assets hold nothing; all-zero weights then place no order and, with
+        the default hook, are not sent to it."""
         value = self.broker.getvalue()
         if not value > 0:
+            return
+        if flat and self._plain_orders and not any(weights):
+            for a in assets:
+                self._held[a] = False
             return
         datas = self.datas
         decided = set(assets)

@@ -22,7 +22,9 @@ def shipped_config(name: str) -> Path:
 def config_path(config: str | Path) -> Path:
     """The file CONFIG names: an existing file, else a shipped config's name."""
     path = Path(config)
-    if path.exists() or str(config) not in SHIPPED:
+    if path.is_dir() and str(config) not in SHIPPED:  # a run folder named like a config
+        raise ConfigError(f"config {path} is a folder; give a TOML file or a shipped config")
+    if path.is_file() or str(config) not in SHIPPED:  # a folder (`--out crypto`) never wins
         if not path.exists():
             raise ConfigError(
                 f"config file {path} not found; give a TOML file or a shipped config "

@@ -16,6 +16,11 @@ differences and its confidence interval can resample seeds and blocks of time to
 (``stats.seed_time_bootstrap_mean``). :func:`paired_table` builds the table (one row per
 task over all assets, then one per task and asset; Holm within each of the two families).
 :func:`command` is the command line of an experiment.
+
+A new experiment whose arms differ in the training rows is a :class:`Design` and
+:func:`design_command`. One whose arms differ otherwise (e.g. the heads a model has) makes
+its own forecasts as rows ``arm, seed, symbol, fold, pos, prediction, target`` and reuses
+:func:`paired_terms`, :func:`paired_table`, :func:`write_results` and :func:`command`.
 """
 
 from __future__ import annotations
@@ -33,10 +38,10 @@ import numpy as np
 import pandas as pd
 
 from mtl_bt.config import Config
-from mtl_bt.errors import ConfigError, UserError
+from mtl_bt.errors import ConfigError, DataError, UserError
 
 #: direction of each supported headline metric (True: higher is better)
-HIGHER_IS_BETTER = {"qlike": False, "rank_ic": True}
+HIGHER_IS_BETTER = {"mse": False, "qlike": False, "rank_ic": True}
 #: why a pool's fold model is not trained when its symbols have no bars in the training window
 NO_ROWS = "no training or validation rows (no bars there yet)"
 #: bootstrap draws of every interval
@@ -186,7 +191,7 @@ def train_pools(
             if log is not None:
                 log(f"{task.name} seed {config.training.seed}: fold {split.fold} done")
     if not parts:
-        raise ConfigError(f"{task.name}: no pool could be trained on any fold ({skipped[:3]})")
+        raise DataError(f"{task.name}: no pool could be trained on any fold ({skipped[:3]})")
     frame = pd.concat(parts, ignore_index=True)
     return PoolRun(frame, models, time.perf_counter() - t0, skipped)
 
@@ -212,6 +217,7 @@ def metric_terms(
 
     ``qlike`` (a volatility forecast, compared as variances): ``s/h - log(s/h) - 1``, both
     volatilities raised to ``floor`` first as the volatility task's own metric does.
+    ``mse``: the squared error.
     ``rank_ic``: the product of the standardised ranks of prediction and target (population
     standard deviation), whose mean is their Pearson correlation, i.e. Spearman's rank IC.
     Resampling these terms keeps the ranks fixed at the cell's: a first-order
@@ -228,6 +234,8 @@ def metric_terms(
         ratio = s[ok] / h[ok]
         out[ok] = ratio - np.log(ratio) - 1.0
         return out
+    if metric == "mse":  # squared error: its mean is the MSE (the return task's loss)
+        return (p - y) ** 2
     if metric == "rank_ic":
         from mtl_bt.metrics.prediction import rankdata
 
@@ -389,12 +397,15 @@ def paired_table(
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The table as markdown (``report.document``'s cells; p-values and shares to 3 d.p.)."""
+    """The table as markdown (``report.document``'s cells; p-values and shares to 3 d.p.,
+    a p-value of 0 as "<0.001": with 2000 draws the bootstrap cannot resolve less)."""
     from mtl_bt.report.document import table_markdown
 
     shown = table.copy()
     for col in ("p", "p_holm", "cells_a_better"):
         shown[col] = shown[col].round(3)
+    for col in ("p", "p_holm"):  # a bootstrap p-value of 0 means below its resolution
+        shown[col] = shown[col].astype(object).where(shown[col] != 0, f"<{2 / N_BOOT:g}")
     return table_markdown(shown) + "\n"
 
 
@@ -491,6 +502,8 @@ def run_design(
         f"diff = {a} - {b}; 95% intervals resample seeds and blocks of time; "
         "training time " + ", ".join(f"{n} {s / 60:.1f} min" for n, s in seconds.items()) + "."
     )
+    if skipped:
+        head += " Not trained (their bars are unpaired): " + "; ".join(skipped) + "."
     terms = pd.concat([r[3] for r in results], ignore_index=True)
     return write_results(out, table, terms, pd.concat(preds, ignore_index=True), head)
 
@@ -506,14 +519,21 @@ class _OneLineErrors(click.Command):
             ctx.exit(2)
 
 
-def command(design: Design, doc: str) -> click.Command:
+def command(
+    name: str,
+    doc: str,
+    validate: Callable[[Config], Any],
+    run: Callable[[Config, list[int], Path, Callable[[str], None]], str],
+) -> click.Command:
     """``python -m mtl_bt.experiments.<name> CONFIG --seeds N --out DIR [--set K=V]``.
 
-    The config is validated (:func:`check`) before DIR is touched; one run owns DIR
-    (``rundir.owned``). Seeds are ``training.seed`` .. ``training.seed + N - 1``.
+    ``validate(base)`` runs before DIR is touched (a ``UserError`` is one line, exit 2);
+    ``run(base, seeds, staging, log)`` writes its files into ``staging`` (one run owns DIR:
+    ``rundir.owned``) and returns the markdown to print. Seeds are ``training.seed`` ..
+    ``training.seed + N - 1``. :func:`design_command` is this for a :class:`Design`.
     """
 
-    @click.command(name=design.name, cls=_OneLineErrors, help=doc)
+    @click.command(name=name, cls=_OneLineErrors, help=doc)
     @click.argument("config", type=click.Path(dir_okay=False))
     @click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True)
     @click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
@@ -532,14 +552,23 @@ def command(design: Design, doc: str) -> click.Command:
         from mtl_bt import rundir
 
         base = load(config, overrides)
-        check(design, base)
+        validate(base)
         t0 = time.perf_counter()
         first = base.training.seed
         say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-        kind = f"experiment:{design.name}"
-        with rundir.owned(out, kind=kind, config=base, force=force) as staging:
-            text = run_design(design, base, list(range(first, first + seeds)), staging, say)
+        with rundir.owned(out, kind=f"experiment:{name}", config=base, force=force) as staging:
+            text = run(base, list(range(first, first + seeds)), staging, say)
         click.echo(text, nl=False)
-        click.echo(f"\n{design.name}: {time.perf_counter() - t0:.0f}s; files in {out}/", err=True)
+        click.echo(f"\n{name}: {time.perf_counter() - t0:.0f}s; files in {out}/", err=True)
 
     return main
+
+
+def design_command(design: Design, doc: str) -> click.Command:
+    """:func:`command` for a pool :class:`Design` (:func:`check`, :func:`run_design`)."""
+    return command(
+        design.name,
+        doc,
+        lambda base: check(design, base),
+        lambda base, seeds, out, log: run_design(design, base, seeds, out, log),
+    )

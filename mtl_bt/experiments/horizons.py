@@ -15,18 +15,18 @@ seeds:
 - ``aux_<w>``: heads ``return@<main>`` and ``return@<h>`` for each auxiliary h, weighted by
   ``w`` (the config's weighting scheme by default; ``equal`` is fixed equal weights).
 
-The main head's out-of-sample rank IC and MSE are compared per (seed, asset, fold) and pooled;
-intervals resample seeds and blocks of time together (``seed_time_mean_ci``), and Holm's
-correction runs over every test of the table (``mtl_bt.stats.holm``).
+The main head's out-of-sample rank IC and MSE are compared per (seed, asset, fold) and pooled
+by ``experiments.common`` (per-bar metric terms, ``paired_table``): intervals resample seeds
+and blocks of time together (``stats.seed_time_bootstrap_mean``), Holm's correction runs
+within the all-assets rows and within the per-asset rows.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,245 +169,84 @@ def plan_jobs(configs: dict[str, Config], seeds: Sequence[int], folds: Sequence[
 def collect(
     out: Path, variants: Sequence[str], seeds: Sequence[int], folds: Sequence[int], task: str
 ) -> pd.DataFrame:
-    """Main-head predictions of every job: variant, seed, datetime, symbol, fold, pred, target."""
+    """Main-head forecasts of every job: variant, seed, datetime, symbol, fold, prediction,
+    target."""
     parts = []
     for variant in variants:
         for seed in seeds:
             for fold in folds:
                 path = job_dir(out, variant, seed, fold) / "predictions.parquet"
-                frame = pd.read_parquet(
-                    path, columns=["datetime", "symbol", "fold", task, f"target_{task}"]
-                )
-                frame = frame.rename(columns={task: "pred", f"target_{task}": "target"})
+                cols = ["datetime", "symbol", "fold", task, f"target_{task}"]
+                frame = pd.read_parquet(path, columns=cols)
+                frame = frame.rename(columns={task: "prediction", f"target_{task}": "target"})
                 parts.append(frame.assign(variant=variant, seed=seed))
     return pd.concat(parts, ignore_index=True)
 
 
-def paired(preds: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Rows both variants predicted for the same (seed, datetime, symbol, fold) with a finite
-    target: columns pred_a, pred_b, target. The targets must agree (same data, same task)."""
-    key = ["seed", "datetime", "symbol", "fold"]
-    left = preds[preds["variant"] == a][[*key, "pred", "target"]]
-    right = preds[preds["variant"] == b][[*key, "pred", "target"]]
-    both = left.merge(right, on=key, suffixes=("_a", "_b"), validate="one_to_one")
-    ta, tb = both["target_a"].to_numpy(), both["target_b"].to_numpy()
-    if not np.allclose(ta, tb, equal_nan=True, rtol=0, atol=1e-12):
-        raise RuntimeError(f"variants {a} and {b} disagree on the main target; rerun them")
-    both = both[np.isfinite(ta)].rename(columns={"target_a": "target"}).drop(columns="target_b")
-    return both.sort_values(key, ignore_index=True)
+def arms(preds: pd.DataFrame, aux_variant: str) -> pd.DataFrame:
+    """The rows of ``single`` and ``aux_variant`` as the two arms ``single`` / ``aux`` of
+    ``experiments.common.paired_terms``, on one time axis (``pos``: the bar's position among
+    every forecast bar). The arms must agree on the target of every bar."""
+    part = preds[preds["variant"].isin([SINGLE, aux_variant])]
+    key = ["seed", "symbol", "fold", "datetime"]
+    g = part.groupby(key)["target"]
+    spread = (g.max() - g.min()).fillna(0.0)  # NaN: no target on that bar (both arms)
+    if (spread > 1e-12).any() or (g.size() != 2).any() or g.count().isin([1]).any():
+        raise RuntimeError(f"{SINGLE} and {aux_variant} did not forecast the same bars; rerun")
+    times = np.sort(preds["datetime"].unique())
+    pos = pd.Series(np.arange(len(times)), index=times)
+    arm = np.where(part["variant"] == SINGLE, "single", "aux")
+    return part.assign(arm=arm, pos=pos.reindex(part["datetime"]).to_numpy())
 
 
-def contributions(both: pd.DataFrame) -> pd.DataFrame:
-    """Per row, what each variant adds to its cell's metrics (cell = seed, symbol, fold):
-    ``u_a``/``u_b`` = product of standardised ranks of forecast and target, whose cell mean
-    *is* the cell's rank IC (Spearman = Pearson on average ranks, population s.d.), and
-    ``e_a``/``e_b`` = squared error, whose cell mean is the MSE. A constant forecast has no
-    ranking: its rows add 0 (rank IC 0)."""
-    cell = ["seed", "symbol", "fold"]
-    g = both.groupby(cell, sort=False)
+def analyse(preds: pd.DataFrame, setup: Setup) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table, cells): ``experiments.common.paired_table`` of aux - single per auxiliary
+    variant and metric (rank IC, MSE of the main head), over all assets and per asset (Holm
+    within each family), with the zero-forecast MSE of the same bars beside the MSE rows."""
+    from mtl_bt.experiments.common import cells, paired_table, paired_terms
 
-    def z(col: str) -> pd.Series:
-        r = g[col].rank(method="average")
-        rg = r.groupby([both[c] for c in cell], sort=False)
-        sd = rg.transform(lambda x: x.std(ddof=0))
-        return ((r - rg.transform("mean")) / sd).where(sd > 0, 0.0)
-
-    zy = z("target")
-    out = both[[*cell, "datetime"]].copy()
-    for side in ("a", "b"):
-        out[f"u_{side}"] = z(f"pred_{side}") * zy
-        out[f"e_{side}"] = (both[f"pred_{side}"] - both["target"]) ** 2
-    return out
-
-
-def cell_table(contrib: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Rank IC and MSE of both variants per (seed, symbol, fold), and their differences."""
-    g = contrib.groupby(["seed", "symbol", "fold"], sort=True)
-    cells = g[["u_a", "u_b", "e_a", "e_b"]].mean()
-    cells.columns = [f"rank_ic_{a}", f"rank_ic_{b}", f"mse_{a}", f"mse_{b}"]
-    cells["n"] = g.size()
-    cells["d_rank_ic"] = cells[f"rank_ic_{b}"] - cells[f"rank_ic_{a}"]
-    cells["d_mse"] = cells[f"mse_{b}"] - cells[f"mse_{a}"]
-    return cells.reset_index()
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    estimate: float
-    low: float
-    high: float
-    p_value: float
-    n_seeds: int
-    n_times: int
-    block: int
-
-
-def seed_time_mean_ci(
-    sums: np.ndarray,
-    counts: np.ndarray,
-    *,
-    block: int,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> MeanCI:
-    """Mean of a paired difference over seeds and bars, with a bootstrap interval that
-    resamples seeds *and* circular blocks of time together.
-
-    ``sums`` (k seeds, n times): the per-time sum of the differences over assets;
-    ``counts`` (n,): how many assets contribute at each time (the same for every seed).
-    The estimate is the mean over seeds of the per-seed mean over (time, asset). A replicate
-    draws k seeds with replacement and one block-resampled time axis, so the interval holds
-    the training-seed variance and the sampling variance over time; assets at the same time
-    stay together (their cross-correlation is kept). p-value: two-sided, how often the
-    replicates cross 0.
-    """
-    s = np.atleast_2d(np.asarray(sums, dtype=float))
-    c = np.asarray(counts, dtype=float)
-    k, n = s.shape
-    if c.shape != (n,) or not (np.all(np.isfinite(s)) and np.all(np.isfinite(c))):
-        raise ValueError("sums (seeds, times) and counts (times,) must be finite and aligned")
-    if n < 2 or c.sum() <= 0:
-        raise ValueError("need at least 2 times with data")
-    block = int(min(max(1, block), n))
-    estimate = float(s.sum() / (k * c.sum()))
-    rng = np.random.default_rng(seed)
-    draws = np.empty(n_boot)
-    n_blocks = -(-n // block)
-    chunk = max(1, 4_000_000 // n)
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        weights = rng.multinomial(k, np.full(k, 1.0 / k), size=m) / k  # (m, k) seed draws
-        starts = rng.integers(0, n, size=(m, n_blocks))
-        idx = ((starts[:, :, None] + np.arange(block)) % n).reshape(m, -1)[:, :n]
-        per_time = weights @ s  # (m, n): the drawn seeds' mean sum at each time
-        num = np.take_along_axis(per_time, idx, axis=1).sum(axis=1)
-        draws[start : start + m] = num / c[idx].sum(axis=1)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(draws, [tail, 1.0 - tail])
-    p = min(1.0, 2.0 * min((draws <= 0).mean(), (draws >= 0).mean()))
-    return MeanCI(estimate, float(low), float(high), float(p), k, n, block)
-
-
-def _by_time(
-    contrib: pd.DataFrame, col: str, seeds: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, times) sums over assets of ``col`` and the (times,) asset counts."""
-    table = contrib.pivot_table(index="datetime", columns="seed", values=col, aggfunc="sum")
-    table = table.reindex(columns=list(seeds))
-    counts = contrib[contrib["seed"] == seeds[0]].groupby("datetime").size()
-    counts = counts.reindex(table.index)
-    if table.isna().to_numpy().any() or counts.isna().any():
-        raise RuntimeError("seeds cover different bars; rerun the experiment")
-    return table.to_numpy().T, counts.to_numpy()
-
-
-def compare_rows(
-    contrib: pd.DataFrame,
-    seeds: Sequence[int],
-    a: str,
-    b: str,
-    *,
-    block: int,
-    n_boot: int,
-    scopes: Sequence[str | None],
-) -> list[dict[str, Any]]:
-    """One row per (metric, scope): both variants' means, the paired difference b - a, its
-    seed x time interval and p-value, and in how many seeds b did better."""
-    rows = []
-    for scope in scopes:
-        part = contrib if scope is None else contrib[contrib["symbol"] == scope]
-        for metric, col, better in (("rank_ic", "u", 1.0), ("mse", "e", -1.0)):
-            part = part.assign(d=part[f"{col}_b"] - part[f"{col}_a"])
-            sums, counts = _by_time(part, "d", seeds)
-            ci = seed_time_mean_ci(sums, counts, block=block, n_boot=n_boot)
-            per_seed = sums.sum(axis=1) / counts.sum()
-            rows.append(
-                {
-                    "comparison": f"{b} - {a}",
-                    "metric": metric,
-                    "scope": scope or "all assets",
-                    a: float(part[f"{col}_a"].mean()),
-                    b: float(part[f"{col}_b"].mean()),
-                    "diff": ci.estimate,
-                    "ci_low": ci.low,
-                    "ci_high": ci.high,
-                    "p": ci.p_value,
-                    "seeds_better": int((better * per_seed > 0).sum()),
-                    "n_seeds": ci.n_seeds,
-                    "n_bars": ci.n_times,
-                    "block": ci.block,
-                }
-            )
-    return rows
-
-
-def verdict(row: dict[str, Any], alpha: float = 0.05) -> str:
-    """Plain words for one test; 'better' follows the metric (higher rank IC, lower MSE)."""
-    if not (row["ci_low"] > 0 or row["ci_high"] < 0):
-        return "no evidence either way"
-    helps = (row["diff"] > 0) == (row["metric"] == "rank_ic")
-    word = "aux heads better" if helps else "aux heads worse"
-    return word if row["p_holm"] <= alpha else f"{word} (nominal; not after Holm)"
-
-
-def analyse(
-    preds: pd.DataFrame, setup: Setup, seeds: Sequence[int], *, block: int | None, n_boot: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(tests, cells): the table of tests (Holm over all its rows) and the per-cell table."""
-    from mtl_bt.stats import holm
-
-    rows: list[dict[str, Any]] = []
-    cells = []
+    results, cell_parts, zero = [], [], {}
     for name in setup.weightings:
-        b = aux_name(name)
-        contrib = contributions(paired(preds, SINGLE, b))
-        cells.append(cell_table(contrib, SINGLE, b).assign(comparison=f"{b} - {SINGLE}"))
-        n_times = contrib["datetime"].nunique()
-        blk = block or max(2 * setup.main, round(n_times ** (1 / 3)))
-        symbols = sorted(contrib["symbol"].unique())
-        rows += compare_rows(
-            contrib, seeds, SINGLE, b, block=blk, n_boot=n_boot, scopes=[None, *symbols]
-        )
-    tests = pd.DataFrame(rows)
-    tests["p_holm"] = holm(tests["p"].to_numpy())
-    tests["verdict"] = [verdict(r) for r in tests.to_dict("records")]
-    return tests, pd.concat(cells, ignore_index=True)
+        variant = aux_name(name)
+        frame = arms(preds, variant)
+        for metric in ("rank_ic", "mse"):
+            terms = paired_terms(frame, metric, ("aux", "single"))
+            results.append((variant, metric, setup.main, terms))
+            cell_parts.append(cells(terms).assign(variant=variant, metric=metric))
+        single = frame[(frame["arm"] == "single") & frame["target"].notna()]
+        zero[(variant, "all")] = float((single["target"] ** 2).mean())
+        for symbol, rows in single.groupby("symbol"):
+            zero[(variant, str(symbol))] = float((rows["target"] ** 2).mean())
+    table = paired_table(results, ("aux", "single"))
+    table = table.rename(columns={"task": "variant"})
+    first = (table["symbol"] != "all").to_numpy()  # the all-assets rows first, then per asset
+    table = table.iloc[np.argsort(first, kind="stable")].reset_index(drop=True)
+    table["zero_forecast"] = [
+        zero[(v, s)] if m == "mse" else np.nan
+        for v, s, m in zip(table["variant"], table["symbol"], table["metric"], strict=True)
+    ]
+    return table, pd.concat(cell_parts, ignore_index=True)
 
 
-def _num(x: float, metric: str) -> str:
-    if not math.isfinite(x):
-        return "nan"
-    return f"{x:+.4f}" if metric == "rank_ic" else f"{x:+.3e}"
-
-
-def markdown(tests: pd.DataFrame, setup: Setup) -> str:
-    """The table of tests as Markdown (pooled rows first, then per asset)."""
-    head = (
-        f"Main head `{setup.main_task}`; auxiliary heads "
-        f"{', '.join(f'`return@{h}`' for h in setup.aux)}. Difference = aux - single "
-        "(rank IC: higher is better; MSE: lower is better); 95% interval resampling seeds and "
-        "time blocks; Holm over every row.\n\n"
-        "| comparison | metric | assets | single | aux | diff [95% CI] | p | p Holm | "
-        "seeds better | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n"
+def heading(setup: Setup, seeds: Sequence[int], timing: dict[str, Any]) -> str:
+    aux = ", ".join(f"`return@{h}`" for h in setup.aux)
+    return (
+        f"## Auxiliary return heads vs the main head alone: `{setup.main_task}`\n\n"
+        f"Auxiliary heads {aux}; {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}); diff = aux - "
+        "single (rank IC: higher is better; MSE: lower is better); 95% intervals resample "
+        "seeds and blocks of time; Holm within the all-assets rows and within the per-asset "
+        "rows; `zero_forecast`: the MSE of forecasting a zero return on the same bars. "
+        f"{timing['jobs']} fold jobs, {timing['job_seconds'] / 60:.1f} min of job time "
+        f"(summed over workers); this invocation trained {timing['jobs_trained']} of them "
+        f"in {timing['wall_seconds'] / 60:.1f} min wall."
     )
-    lines = []
-    for r in tests.to_dict("records"):
-        aux_col = r["comparison"].split(" - ")[0]
-        m = r["metric"]
-        lines.append(
-            f"| {r['comparison']} | {m} | {r['scope']} | {_num(r[SINGLE], m)} | "
-            f"{_num(r[aux_col], m)} | {_num(r['diff'], m)} [{_num(r['ci_low'], m)}, "
-            f"{_num(r['ci_high'], m)}] | {r['p']:.3f} | {r['p_holm']:.3f} | "
-            f"{r['seeds_better']}/{r['n_seeds']} | {r['verdict']} |"
-        )
-    return head + "\n".join(lines) + "\n"
 
 
-def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    from mtl_bt.atomic import write_text
+def _job_seconds(jobs: Sequence[Any]) -> float:
+    """Training time of every job as its marker recorded it (also for jobs a re-run skipped)."""
+    from mtl_bt.compare.executor import MARKER
 
-    write_text(path, frame.to_csv(index=False))
+    return float(sum(json.loads((j.out_dir / MARKER).read_text())["seconds"] for j in jobs))
 
 
 def run(
@@ -417,14 +256,13 @@ def run(
     seeds: Sequence[int],
     out: Path,
     workers: int = 2,
-    block: int | None = None,
-    n_boot: int = 2000,
-    log=None,
+    log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Train every (variant, seed, fold) (finished jobs are skipped on a re-run), then write
-    ``tests.csv``, ``tests.md``, ``cells.csv`` and ``summary.json`` to ``out``."""
+    ``table.md``, ``table.csv``, ``cells.csv`` and ``summary.json`` to ``out``."""
     from mtl_bt.atomic import write_text
     from mtl_bt.compare.executor import run_jobs
+    from mtl_bt.experiments.common import markdown
     from mtl_bt.pipeline import load_data
     from mtl_bt.training.pipeline import fold_numbers
 
@@ -440,19 +278,28 @@ def run(
 
     def on_done(result) -> None:
         done[0] += 1
-        if log is not None:
-            state = "skipped" if result.skipped else ("ok" if result.ok else "FAILED")
+        if log is not None and not result.skipped:  # finished jobs are reused silently
+            state = "ok" if result.ok else "FAILED"
             log(f"[{done[0]}/{len(jobs)}] {result.name} {state} ({result.seconds:.1f} s)")
 
     results = run_jobs(jobs, shared={"frames": frames}, workers=workers, on_done=on_done)
+    reused = sum(r.skipped for r in results)
+    if log is not None and reused:
+        log(f"{reused} of {len(jobs)} fold jobs were finished already (reused)")
     failed = [r for r in results if not r.ok]
     if failed:
         raise RuntimeError("jobs failed: " + "; ".join(f"{r.name}: {r.error}" for r in failed))
     preds = collect(out, list(configs), seeds, fold_list, setup.main_task)
-    tests, cells = analyse(preds, setup, seeds, block=block, n_boot=n_boot)
-    _write_csv(out / "tests.csv", tests)
-    _write_csv(out / "cells.csv", cells)
-    write_text(out / "tests.md", markdown(tests, setup))
+    table, cell_rows = analyse(preds, setup)
+    timing = {
+        "jobs": len(jobs),
+        "jobs_trained": sum(not r.skipped for r in results),
+        "job_seconds": round(_job_seconds(jobs), 1),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    _write_csv(out / "table.csv", table)
+    _write_csv(out / "cells.csv", cell_rows)
+    write_text(out / "table.md", heading(setup, seeds, timing) + "\n\n" + markdown(table))
     summary = {
         "main": setup.main_task,
         "aux": [f"return@{h}" for h in setup.aux],
@@ -462,11 +309,16 @@ def run(
         "purge_bars": setup.purge,
         "epochs": base.training.epochs,
         "patience": base.training.patience,
-        "n_boot": n_boot,
-        "wall_seconds": round(time.perf_counter() - t0, 1),
+        **timing,
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return tests
+    return table
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    from mtl_bt.atomic import write_text
+
+    write_text(path, frame.to_csv(index=False))
 
 
 def _ints(text: str | None, option: str) -> list[int] | None:
@@ -508,15 +360,8 @@ def _ints(text: str | None, option: str) -> list[int] | None:
     help="aux variants' weightings, comma-separated [default: the config's]",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option(
-    "--block",
-    type=click.IntRange(min=1),
-    default=None,
-    help="bootstrap block in bars [default: max(2 x main, n^(1/3))]",
-)
-@click.option("--n-boot", type=click.IntRange(min=100), default=2000, show_default=True)
 @click.option("--set", "overrides", multiple=True, help="config override KEY=VALUE")
-def cli(config, seeds, out, main, aux, weightings, workers, block, n_boot, overrides) -> None:
+def cli(config, seeds, out, main, aux, weightings, workers, overrides) -> None:
     """Single-task main return head vs the same network with auxiliary return heads.
 
     CONFIG is a TOML file (or `crypto` / `stocks` for a shipped config)."""
@@ -531,18 +376,16 @@ def cli(config, seeds, out, main, aux, weightings, workers, block, n_boot, overr
         raise ExperimentError(f"--weightings {weightings!r} names nothing")
     setup = make_setup(base, main, _ints(aux, "--aux"), names)
     seed_list = [base.training.seed + i for i in range(seeds)]
-    tests = run(
+    run(
         base,
         setup,
         seeds=seed_list,
         out=out,
         workers=workers,
-        block=block,
-        n_boot=n_boot,
-        log=lambda line: click.echo(line, err=True),
+        log=lambda m: click.echo(m, err=True),
     )
-    click.echo(markdown(tests, setup))
-    click.echo(f"wrote {out}/tests.md, tests.csv, cells.csv, summary.json")
+    click.echo((out / "table.md").read_text())
+    click.echo(f"wrote {out}/table.md, table.csv, cells.csv, summary.json")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

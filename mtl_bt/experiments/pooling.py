@@ -13,7 +13,7 @@ stopping, and both forecast every asset. Volatility is the claim; return is scor
 
 from __future__ import annotations
 
-from mtl_bt.experiments.common import Design, Pool, command
+from mtl_bt.experiments.common import Design, Pool, design_command
 
 ARMS = ("pooled", "own")
 
@@ -32,7 +32,7 @@ DESIGN = Design(
     title="One pooled network vs one network per asset",
 )
 
-main = command(DESIGN, __doc__.split("\n\n")[1].replace("\n", " "))
+main = design_command(DESIGN, __doc__.split("\n\n")[1].replace("\n", " "))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

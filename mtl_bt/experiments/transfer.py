@@ -12,7 +12,7 @@ and a one-asset model's embedding is only a learned constant input.
 
 from __future__ import annotations
 
-from mtl_bt.experiments.common import Design, Pool, command
+from mtl_bt.experiments.common import Design, Pool, design_command
 
 ARMS = ("pooled", "own")
 
@@ -37,7 +37,7 @@ DESIGN = Design(
     own_features_only=True,
 )
 
-main = command(DESIGN, __doc__.split("\n\n")[1].replace("\n", " "))
+main = design_command(DESIGN, __doc__.split("\n\n")[1].replace("\n", " "))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import array
 import copyreg
+import itertools
 import keyword
+import math
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -36,6 +38,9 @@ from mtl_bt.errors import UserError
 from mtl_bt.indicators.engine import PredictionEngine
 
 __all__ = ["MTLPredictions", "line_name", "lines_class"]
+
+#: Backtrader's mode of a line that keeps every bar (``LineBuffer.UnBounded``)
+_UNBOUNDED = bt.linebuffer.LineBuffer.UnBounded
 
 #: names a line cannot take (they are attributes every indicator has)
 _TAKEN = frozenset(dir(bt.Indicator)) | {"fold", "engine", "asset", "model"}
@@ -143,6 +148,32 @@ class MTLPredictions(bt.Indicator, metaclass=_Meta):
         for j, v in enumerate(values.tolist()):
             lines[j][0] = v
         lines[len(values)][0] = fold
+
+    # -- Backtrader's line bookkeeping, each line's index moved in place ------------------
+    # On the runonce path Backtrader calls ``advance`` on every indicator of a strategy on
+    # every bar, and ``forward`` once with the run's length; its own versions go through
+    # Lines -> LineBuffer -> the ``idx`` property line by line (``forward`` appends one
+    # value at a time). These do the same to each unbounded line (the mode of every line
+    # unless ``exactbars`` makes them queues, which keep Backtrader's own code).
+    def advance(self, size: int = 1) -> None:
+        lines = self.lines.lines
+        if lines[0].lencount >= len(self._clock):  # Indicator.advance: len(self) < clock
+            return
+        for line in lines:
+            if line.mode == _UNBOUNDED:
+                line._idx += size
+                line.lencount += size
+            else:
+                line.advance(size)
+
+    def forward(self, value: float = math.nan, size: int = 1) -> None:
+        for line in self.lines.lines:
+            if line.mode == _UNBOUNDED:
+                line._idx += size
+                line.lencount += size
+                line.array.extend(itertools.repeat(value, size))
+            else:
+                line.forward(value, size=size)
 
     def preonce(self, start: int, end: int) -> None:
         pass

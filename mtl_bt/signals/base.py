@@ -81,6 +81,15 @@ class SignalRule:
     #: (identical orders, tested).
     separable: bool = False
 
+    #: True promises the ``separable`` law whenever the batch is flat: with every entry of
+    #: ``current_weights`` 0, ``weights(p, **c) == clip_weights(raw_weights(p, **c'), ...)``
+    #: where ``c'`` is ``c`` without the current-weights context and ``raw_weights`` is
+    #: elementwise (a rule with memory of its positions, e.g. hysteresis, that trades a flat
+    #: book as its memoryless form). A decision on a flat batch then skips the context and,
+    #: in precomputed mode, reads raw weights computed before the run (identical orders,
+    #: tested).
+    separable_when_flat: bool = False
+
     def __init__(self, **options: Any) -> None:
         self.options = options
 

@@ -27,20 +27,27 @@ def sees_all_assets(rule: Any) -> bool:
     return bool(getattr(rule, "all_assets", False))
 
 
-def is_separable(rule: Any) -> bool:
+def is_separable(rule: Any, promise: str = "separable") -> bool:
     """``rule.separable`` as its class declared it, only while ``weights`` is the one that
     class defined: a subclass that overrides ``weights`` (e.g. a spy or a variant of a
     built-in) is called bar by bar unless it declares ``separable = True`` itself. An
     instance may only withdraw the promise (``self.separable = False``: e.g. a rule whose
-    options make it read the current weights), never make it."""
-    if getattr(rule, "__dict__", {}).get("separable", True) is False:
+    options make it read the current weights), never make it. ``promise``: the attribute
+    read (``"separable_when_flat"``: the same rules for that promise)."""
+    if getattr(rule, "__dict__", {}).get(promise, True) is False:
         return False
     for klass in type(rule).__mro__:
-        if "weights" in klass.__dict__ and "separable" not in klass.__dict__:
+        if "weights" in klass.__dict__ and promise not in klass.__dict__:
             return False  # weights overridden below the declaration
-        if "separable" in klass.__dict__:
-            return bool(klass.__dict__["separable"])
+        if promise in klass.__dict__:
+            return bool(klass.__dict__[promise])
     return False
+
+
+def is_separable_when_flat(rule: Any) -> bool:
+    """``SignalRule.separable_when_flat`` held as ``is_separable`` holds ``separable``; a
+    separable rule is separable on a flat batch too."""
+    return is_separable(rule) or is_separable(rule, "separable_when_flat")
 
 
 class SignalWarning(PluginWarning):

@@ -96,6 +96,8 @@ class AgreeVolTarget(SignalRule):
     # the class promise holds for the memoryless form (hysteresis = false); an instance
     # with hysteresis reads current weights and says so with ``self.separable = False``
     separable = True
+    # from a flat book (every current weight 0) the hysteresis rule is the memoryless one
+    separable_when_flat = True
 
     def __init__(
         self,

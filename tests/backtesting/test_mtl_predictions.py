@@ -380,3 +380,48 @@ def test_mtl_strategy_with_exactbars_trades_as_the_preloaded_run(
     got = run_feeds(feeds, real_model, cerebro_kwargs={"exactbars": exactbars})
     assert not got[0]._arrays and reference[0]._arrays  # bar by bar (no runonce)
     _same_run(reference, got)
+
+
+class _Reader(Holder):
+    """Records what a user's strategy reads off the lines on every bar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple] = []
+
+    def prenext(self) -> None:
+        self.next()
+
+    def next(self) -> None:
+        for ind in self.preds:
+            if not len(ind):
+                self.seen.append((0, ind.lines[0].idx))
+                continue
+            lines = ind.lines.lines
+            values = [line[0] for line in lines]
+            back = [line[-1] for line in lines] if len(ind) > 1 else []
+            self.seen.append((len(ind), ind.lines[0].idx, *values, *back))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"runonce": False}, {"exactbars": 1}])
+def test_the_lines_own_advance_and_forward_equal_backtraders(frames, trained, monkeypatch, kwargs):
+    """MTLPredictions moves its lines' indexes in place (advance, forward); what a strategy
+    reads on every bar (lengths, indexes, [0] and [-1]) equals Backtrader's own methods,
+    with feeds of different lengths (a clock ahead of the indicator)."""
+    uneven = dict(frames)
+    first = next(iter(uneven))
+    uneven[first] = uneven[first].iloc[40:]
+
+    def reads() -> list[tuple]:
+        cerebro = bt.Cerebro(stdstats=False, **kwargs)
+        for name, frame in uneven.items():
+            cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=name)
+        cerebro.addstrategy(_Reader, model=trained[0])
+        return cerebro.run()[0].seen
+
+    fast = reads()
+    monkeypatch.setattr(MTLPredictions, "advance", bt.Indicator.advance)
+    monkeypatch.setattr(MTLPredictions, "forward", bt.LineSeries.forward)
+    slow = reads()
+    assert len(fast) > 500 and any(np.isfinite(v).all() for v in fast)
+    assert repr(fast) == repr(slow)  # repr: NaN equals NaN, every bit of every float shown

@@ -41,12 +41,13 @@ def _frames(scale_ccc: float = 1.0):
     return frames
 
 
-def write_data(folder) -> dict:
-    """The synthetic frames as a folder of CSV files; returns the [data] section."""
+def write_data(folder, late: int = 0) -> dict:
+    """The synthetic frames as a folder of CSV files (CCC's first ``late`` bars dropped);
+    returns the [data] section."""
     from mtl_bt.data import write_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     for symbol, frame in _frames().items():
-        write_frame(frame, folder / f"{symbol}.csv")
+        write_frame(frame.iloc[late:] if symbol == "CCC" else frame, folder / f"{symbol}.csv")
     return {"source": "csv", "symbols": list(SYMBOLS), "timeframe": "1h",
             "options": {"path": str(folder)}}  # fmt: skip

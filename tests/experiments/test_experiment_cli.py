@@ -50,8 +50,8 @@ horizons = [2]
 """
 
 
-def _config(tmp_path, tasks=TASKS, features='["log_return", "volatility"]'):
-    data = write_data(tmp_path / "data")
+def _config(tmp_path, tasks=TASKS, features='["log_return", "volatility"]', late=0):
+    data = write_data(tmp_path / "data", late)
     path = tmp_path / "c.toml"
     path.write_text(CONFIG.format(path=data["options"]["path"], tasks=tasks, features=features))
     return path
@@ -111,3 +111,16 @@ def test_a_run_writes_its_table_and_a_manifest(tmp_path):
     assert (out / "table.md").read_text() in res.output
     again = CliRunner().invoke(pooling.main, [str(config), "--seeds", "1", "--out", str(out)])
     assert again.exit_code == 0  # a finished experiment folder is replaced as a whole
+
+
+def test_a_symbol_no_pool_can_pair_is_named_in_the_heading(tmp_path):
+    """CCC has no bars in the only fold's training window (as FB in the stocks sample):
+    its own model is not trained, the heading says so, and CCC has no row of its own."""
+    config = _config(tmp_path, late=330)
+    out = tmp_path / "o"
+    res = CliRunner().invoke(pooling.main, [str(config), "--seeds", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "Not trained (their bars are unpaired): volatility@2 fold 0 own CCC: no training" in (
+        res.output
+    )
+    assert list(pd.read_csv(out / "table.csv")["symbol"]) == ["all", "AAA", "BBB"] * 2

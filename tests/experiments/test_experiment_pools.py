@@ -128,3 +128,9 @@ def test_a_symbol_without_bars_in_a_training_window_is_skipped_not_fatal():
     own = run.predictions.query("arm == 'own'")
     assert set(own["fold"]) == {1}
     assert set(run.predictions.query("arm == 'pooled'")["fold"]) == {0, 1}
+
+
+def test_a_zero_bootstrap_p_value_prints_as_below_its_resolution():
+    row = {"task": "t", "p": 0.0, "p_holm": 0.0, "cells_a_better": 1.0, "diff": 0.5}
+    text = common.markdown(pd.DataFrame([row, {**row, "p": 0.25, "p_holm": 0.5}]))
+    assert "| <0.001 | <0.001 |" in text and "| 0.25 | 0.5 |" in text

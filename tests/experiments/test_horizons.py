@@ -3,6 +3,7 @@ the command's one-line errors, on a tiny real config (two bundled crypto pairs, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from mtl_bt.cli.configs import load_config
 from mtl_bt.experiments import horizons as hz
+from mtl_bt.experiments.common import metric_terms
 from mtl_bt.metrics.prediction import rank_ic
 
 TINY = str(Path(__file__).parents[1] / "e2e" / "tiny.toml")
@@ -29,8 +31,8 @@ def experiment(base, tmp_path_factory):
     """One real run: 2 seeds x 2 variants x 2 folds of the tiny config."""
     out = tmp_path_factory.mktemp("hz")
     setup = hz.make_setup(base, None, None, None)
-    tests = hz.run(base, setup, seeds=[0, 1], out=out, workers=1, n_boot=200)
-    return out, setup, tests
+    table = hz.run(base, setup, seeds=[0, 1], out=out, workers=1)
+    return out, setup, table
 
 
 def test_default_setup_is_the_traded_horizon_with_aux_1_2_3(base):
@@ -70,89 +72,64 @@ def setup_heads(setup: hz.Setup) -> list[str]:
 
 
 def test_table_shape_and_pairing(experiment):
-    out, setup, tests = experiment
+    out, setup, table = experiment
     symbols = ["BTC/USDT", "ETH/USDT"]
-    assert len(tests) == 2 * (1 + len(symbols))  # (rank IC, MSE) x (pooled, each asset)
-    assert set(tests["scope"]) == {"all assets", *symbols}
-    assert (tests["n_seeds"] == 2).all() and (tests["seeds_better"] <= 2).all()
-    assert (tests["p_holm"] >= tests["p"] - 1e-12).all()
-    assert ((tests["ci_low"] <= tests["diff"]) & (tests["diff"] <= tests["ci_high"])).all()
+    assert len(table) == 2 * (1 + len(symbols))  # (rank IC, MSE) x (pooled, each asset)
+    assert list(table["symbol"]) == ["all", "all", *symbols, *symbols]
+    assert set(table["variant"]) == {"aux_equal"} and (table["seeds"] == 2).all()
+    assert ((table["low"] <= table["diff"]) & (table["diff"] <= table["high"])).all()
+    mse = table["metric"] == "mse"
+    assert (table.loc[mse, "zero_forecast"] > 0).all()
+    assert table.loc[~mse, "zero_forecast"].isna().all()
     cells = pd.read_csv(out / "cells.csv")
-    assert len(cells) == 2 * len(symbols) * 2  # seeds x assets x folds
-    # every cell pairs the same rows: the pooled means are the row-weighted cell means
+    assert len(cells) == 2 * 2 * len(symbols) * 2  # metrics x seeds x assets x folds
+    # both arms are scored on the same bars of every cell: the pooled difference is the
+    # bar-weighted mean of the cells' differences, and aux - single of the arms' means
     for metric in ("rank_ic", "mse"):
-        row = tests[(tests["metric"] == metric) & (tests["scope"] == "all assets")].iloc[0]
-        w = cells["n"] / cells["n"].sum() * 2  # 2 seeds
-        assert row["diff"] == pytest.approx((cells[f"d_{metric}"] * w).sum() / 2, rel=1e-9)
-    assert (out / "tests.md").read_text().count("\n| aux_equal - single |") == len(tests)
+        row = table[(table["metric"] == metric) & (table["symbol"] == "all")].iloc[0]
+        c = cells[cells["metric"] == metric]
+        assert row["diff"] == pytest.approx((c["diff"] * c["n"]).sum() / c["n"].sum(), rel=1e-9)
+        assert row["diff"] == pytest.approx(row["aux"] - row["single"], rel=1e-9)
+    assert (out / "table.md").read_text().count("\n| aux_equal |") == len(table)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["jobs"] == summary["jobs_trained"] == 8 and summary["job_seconds"] > 0
+
+
+def test_a_rerun_reuses_every_job(experiment, base):
+    out, setup, table = experiment
+    again = hz.run(base, setup, seeds=[0, 1], out=out, workers=1)
+    pd.testing.assert_frame_equal(again, table)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["jobs_trained"] == 0 and summary["jobs"] == 8 and summary["job_seconds"] > 0
 
 
 def test_cell_rank_ic_and_mse_match_the_run_metrics(experiment):
-    """The per-cell numbers are the trainer's own fold metrics (same function, same rows)."""
+    """The per-cell numbers are the trainer's metrics of the single model's own fold files."""
     out, setup, _ = experiment
     cells = pd.read_csv(out / "cells.csv")
-    fold_dir = hz.job_dir(out, "single", 1, int(cells["fold"].iloc[0]))
-    pred = pd.read_parquet(fold_dir / "predictions.parquet")
+    fold = int(cells["fold"].iloc[0])
+    pred = pd.read_parquet(hz.job_dir(out, "single", 1, fold) / "predictions.parquet")
     task = setup.main_task
     for symbol, part in pred.groupby("symbol"):
         ok = np.isfinite(part[f"target_{task}"])
         p, y = part[task][ok].to_numpy(), part[f"target_{task}"][ok].to_numpy()
-        cell = cells[
-            (cells["seed"] == 1)
-            & (cells["symbol"] == symbol)
-            & (cells["fold"] == part["fold"].iloc[0])
-        ].iloc[0]
-        assert cell["rank_ic_single"] == pytest.approx(rank_ic(p, y), abs=1e-12)
-        assert cell["mse_single"] == pytest.approx(np.mean((p - y) ** 2), rel=1e-12)
-        assert cell["n"] == ok.sum()
+        mine = cells[(cells["seed"] == 1) & (cells["symbol"] == symbol) & (cells["fold"] == fold)]
+        by_metric = mine.set_index("metric")
+        assert by_metric.loc["rank_ic", "b"] == pytest.approx(rank_ic(p, y), abs=1e-12)
+        assert by_metric.loc["mse", "b"] == pytest.approx(np.mean((p - y) ** 2), rel=1e-12)
+        assert (mine["n"] == ok.sum()).all()
 
 
-@given(
-    st.lists(
-        st.tuples(st.integers(0, 4), st.integers(-3, 3), st.integers(-3, 3)),
-        min_size=3,
-        max_size=40,
-    )
-)
-def test_contribution_means_are_the_rank_ic(values):
-    """Law: the mean of the standardised-rank products over a cell is its Spearman rank IC
-    (ties averaged), so the bar-level bootstrap resamples exactly the reported statistic."""
-    arr = np.asarray(values, dtype=float)
-    both = pd.DataFrame(
-        {
-            "seed": 0,
-            "symbol": "X",
-            "fold": 0,
-            "datetime": pd.date_range("2024", periods=len(arr), freq="h"),
-            "pred_a": arr[:, 0],
-            "pred_b": arr[:, 1],
-            "target": arr[:, 2],
-        }
-    )
-    got = hz.contributions(both)
-    for side in ("a", "b"):
-        want = rank_ic(both[f"pred_{side}"].to_numpy(), both["target"].to_numpy())
-        expected = 0.0 if not np.isfinite(want) else want  # a constant side has no ranking
-        assert got[f"u_{side}"].mean() == pytest.approx(expected, abs=1e-9)
-
-
-def test_seed_time_interval():
-    rng = np.random.default_rng(0)
-    counts = np.full(300, 2.0)
-    noise = rng.normal(size=(5, 300))
-    flat = hz.seed_time_mean_ci(np.full((5, 300), 0.6), counts, block=10, n_boot=300)
-    assert (flat.estimate, flat.low, flat.high, flat.p_value) == pytest.approx((0.3, 0.3, 0.3, 0.0))
-    up = hz.seed_time_mean_ci(noise + 2.0, counts, block=10, n_boot=500)
-    assert (
-        up.estimate == pytest.approx((noise + 2.0).mean() / 2) and up.low > 0 and up.p_value < 0.01
-    )
-    zero = hz.seed_time_mean_ci(noise, counts, block=10, n_boot=500)
-    assert zero.low < 0 < zero.high and zero.p_value > 0.05
-    # seed variance widens the interval: one seed far off moves the replicates
-    spread = noise.copy()
-    spread[0] += 5.0
-    wide = hz.seed_time_mean_ci(spread, counts, block=10, n_boot=500)
-    assert wide.high - wide.low > 3 * (zero.high - zero.low)
+@given(st.lists(st.tuples(st.floats(-1, 1), st.floats(-1, 1) | st.just(np.nan)), min_size=1))
+def test_mse_terms_mean_is_the_mse(pairs):
+    """Law: the per-bar terms of ``mse`` average to the MSE of the usable pairs; a bar
+    without a target is NaN (left out), as for every other metric."""
+    p, y = np.asarray(pairs, dtype=float).T
+    terms = metric_terms("mse", p, y)
+    ok = np.isfinite(y)
+    assert np.array_equal(np.isfinite(terms), ok)
+    if ok.any():
+        assert terms[ok].mean() == pytest.approx(np.mean((p[ok] - y[ok]) ** 2), abs=1e-12)
 
 
 def _err(capsys, *args: str) -> str:
@@ -186,3 +163,27 @@ def test_bad_config_and_out_are_one_line(tmp_path, capsys):
     assert "nope.toml not found" in _err(capsys, "nope.toml", "--out", str(tmp_path / "o"))
     (tmp_path / "f").write_text("x")
     assert "is a file" in _err(capsys, TINY, "--out", str(tmp_path / "f"))
+
+
+def test_arms_must_forecast_the_same_bars():
+    rows = pd.DataFrame(
+        {
+            "variant": ["single", "aux_equal", "single", "aux_equal"],
+            "seed": 0,
+            "symbol": "X",
+            "fold": 0,
+            "datetime": pd.to_datetime(["2024-01-01"] * 2 + ["2024-01-02"] * 2, utc=True),
+            "prediction": [0.1, 0.2, 0.3, 0.4],
+            "target": [0.01, 0.01, 0.02, 0.02],
+        }
+    )
+    assert list(hz.arms(rows, "aux_equal")["pos"]) == [0, 0, 1, 1]
+    with pytest.raises(RuntimeError, match="did not forecast the same bars"):
+        hz.arms(rows.iloc[:3], "aux_equal")  # a bar only one arm forecast
+    other = rows.assign(target=[0.01, 0.01, 0.02, 0.03])  # a target that differs
+    with pytest.raises(RuntimeError, match="did not forecast the same bars"):
+        hz.arms(other, "aux_equal")
+    unknown = rows.assign(target=[0.01, 0.01, np.nan, 0.02])  # one arm lacks a target
+    with pytest.raises(RuntimeError, match="did not forecast the same bars"):
+        hz.arms(unknown, "aux_equal")
+    assert len(hz.arms(rows.assign(target=[0.01, 0.01, np.nan, np.nan]), "aux_equal")) == 4

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from mtl_bt.cli import main
 from mtl_bt.cli.configs import SHIPPED, config_path, shipped_config
+from mtl_bt.errors import ConfigError
 
 SMALL = [
     "--set",
@@ -30,8 +31,15 @@ SMALL = [
 def test_a_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert config_path("crypto") == shipped_config("crypto")
+    (tmp_path / "stocks").mkdir()  # a run folder (`--out stocks`) is not a config
+    assert config_path("stocks") == shipped_config("stocks")
     (tmp_path / "crypto").write_text("")
     assert config_path("crypto").resolve() == (tmp_path / "crypto").resolve()
+
+
+def test_a_folder_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder; give a TOML file"):
+        config_path(tmp_path)
 
 
 @pytest.mark.parametrize("command", ["run", "train", "backtest", "compare", "demo"])
