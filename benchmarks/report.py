@@ -19,6 +19,8 @@ TRAIN_GOAL = 0.10
 FLOOR_GOAL_PRE, FLOOR_GOAL_LIVE = 1.15, 1.3
 #: issue 16 goal 1: demo workload, MTL run / empty strategy on PandasData
 DEMO_GOAL_PRE, DEMO_GOAL_LIVE = 1.10, 1.25
+#: issue 27: demo workload, MTL run / its "same orders" floor, both modes (CPU seconds)
+DEMO_FLOOR_GOAL = 1.10
 WEIGHTING_GOAL = 2.0
 
 
@@ -679,6 +681,13 @@ def _demo_section(d: dict[str, Any]) -> list[str]:
             ],
         )
         L.append("")
+        pre, live = c["precomputed"] / c["same_orders"], c["live"] / c["same_orders"]
+        L += [
+            f"Issue 27's goal, both modes within {DEMO_FLOOR_GOAL}x the floor (CPU medians): "
+            f"precomputed {_f(pre, 3)} ({_verdict(pre, DEMO_FLOOR_GOAL)}), live {_f(live, 3)} "
+            f"({_verdict(live, DEMO_FLOOR_GOAL)}).",
+            "",
+        ]
     return L
 
 

@@ -417,11 +417,12 @@ class MTLStrategy(bt.Strategy):
             return
         book = self.book
         now = self._clock[0]
-        fold = self.schedule.at(now)
+        schedule = self.engine.schedule
+        fold = schedule.at(now)
         if fold == NO_FOLD:
             self._flatten(new)
             return
-        if not now > self.schedule.train_end[fold]:  # never fires: windows exclude it
+        if not now > schedule.train_end[fold]:  # never fires: windows exclude it
             raise RuntimeError(f"fold {fold} model would be used at/before its train_end")
         due_a: list[int] = []
         due_r: list[int] = []

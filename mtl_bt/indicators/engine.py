@@ -276,6 +276,11 @@ class PredictionEngine:
         and the order given follows the order the feeds were added, which must not change
         a result."""
         book = self.book
+        if len(assets) == 1:  # the batch of one (most live decisions): nothing to order
+            res = self.predictors[fold].predict(
+                book.inputs(assets[0], rows[0])[None], self.ids(assets)
+            )
+            return np.array([[res[t][0] for t in self.task_names]], dtype=np.float64)
         symbols = self.symbols
         order = sorted(range(len(assets)), key=lambda i: (symbols[assets[i]], assets[i]))
         a_sorted = [assets[i] for i in order]

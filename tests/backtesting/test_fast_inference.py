@@ -335,3 +335,19 @@ def test_an_unwritable_cache_keeps_the_export_in_memory(predictors, frames, tmp_
     predictor = _quiet(checkpoint)
     assert predictor.backend == "onnxruntime"
     _assert_predicts_like_torch(predictor, frames)
+
+
+def test_a_live_batch_of_one_equals_its_row_in_a_larger_batch(live_run):
+    """``PredictionEngine.predict_rows`` runs a one-asset decision without the batch's
+    canonical ordering: the same bits as that asset's row in a two-asset batch."""
+    engine = live_run.strategy.engine
+    rows = [r for r in range(len(engine.book.valid[0])) if engine.book.valid[0][r]]
+    rows = [r for r in rows if engine.book.valid[1][r]][-30:]
+    assert len(rows) == 30
+    for r in rows:
+        for a, b in ((0, 1), (1, 0)):
+            one = engine.predict_rows(0, [a], [r])
+            two = engine.predict_rows(0, [a, b], [r, r])
+            assert one.shape == (1, len(engine.task_names))
+            np.testing.assert_array_equal(one[0], two[0])
+            assert np.isfinite(one).all()

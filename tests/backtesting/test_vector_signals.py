@@ -195,7 +195,7 @@ def test_agree_voltarget_on_a_flat_batch_is_its_memoryless_rule(options, allow_s
     preds["return@1"][2] = np.nan
     preds["volatility@1"][3] = np.nan
     ctx = dict(
-        periods_per_year=np.full(n, 8760.0),
+        periods_per_year=np.full(n, 365.25),  # one decision a day: margin 15
         realised_vol=rng.uniform(0.005, 0.02, n),
         ewma_vol=rng.uniform(0.005, 0.02, n),
         commission=0.001,

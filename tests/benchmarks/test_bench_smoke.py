@@ -258,6 +258,7 @@ def test_demo_section_shows_the_same_orders_floor_and_cpu_ratios():
     assert len(rows) == 2
     assert "| 12.50 (1.25) |" in rows[0] and "| 1.04 | 1.28 |" in rows[0]  # 13/12.5, 16/12.5
     assert "| 5.00 (1.25) |" in rows[1] and "| 1.12 | 1.28 |" in rows[1]  # 5.6/5, 6.4/5
+    assert "precomputed 1.120 (missed), live 1.280 (missed)" in text
     new["min_cpu_seconds"] = {"empty": 3.9, "precomputed": 5.2, "live": 5.3, "same_orders": 5.0}
     text = "\n".join(report._demo_section(new))
     rows = [line for line in text.splitlines() if line.startswith("| CPU, min")]
