@@ -199,7 +199,10 @@ def test_compare_multi_horizon_single_task_trades_the_signal_horizon(tmp_path: P
             ],
             "training": base.training.model_copy(update={"epochs": 1}),
             "walk_forward": base.walk_forward.model_copy(update={"max_folds": 1}),
-            "backtest": base.backtest.model_copy(update={"signal_options": {"horizon": 2}}),
+            # the plain sign rule: the cost-aware default may never trade a 1-epoch model
+            "backtest": base.backtest.model_copy(
+                update={"signal": "sign", "signal_options": {"horizon": 2}}
+            ),
             "report": base.report.model_copy(update={"plots": False}),
         }
     )
