@@ -525,57 +525,59 @@ def simple_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataF
 
 def simple_verdict(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> str:
     """One plain sentence on the best MTL variant (by seed-ensemble Sharpe) against the
-    simple baselines: whether it beats them in Sharpe and on each task ('' without them)."""
+    simple baselines ('' without them). A difference counts only when its Holm-adjusted
+    p-value is below 0.05 (Sharpe: the seeds-and-time interval); the rest is said to be no
+    evidence either way, never "worse" or "better" on a point estimate."""
     if table.empty:
         return ""
     best = table.loc[table["sharpe"].fillna(-math.inf).idxmax(), "variant"]
     rows = table[table["variant"] == best]
-    beaten_by, silent = [], []
+    sharpe, silent = [], []
     for _, r in rows.iterrows():
         if not math.isfinite(r["baseline_sharpe"]):
             silent.append(str(r["baseline"]))
-        elif not (r["sharpe"] > r["baseline_sharpe"]):
-            beaten_by.append(
-                f"{r['baseline']} (Sharpe {r['baseline_sharpe']:.2f} against its "
-                f"{r['sharpe']:.2f}; ΔSharpe {r['sharpe_diff']:+.2f}, 95% CI "
-                f"[{r['sharpe_diff_low']:.2f}, {r['sharpe_diff_high']:.2f}], Holm p "
-                f"{r['sharpe_diff_p_holm']:.2g})"
-            )
-    never = (
-        f" ({', '.join(silent)} never traded under this rule: no Sharpe to compare)"
-        if silent
-        else ""
-    )
-    worse = []
+            continue
+        p = r.get("sharpe_diff_seeds_p_holm", math.nan)
+        word = _word(r["sharpe_diff"], p, higher_is_better=True)
+        sharpe.append(
+            f"vs {r['baseline']} {r['sharpe']:.2f} against {r['baseline_sharpe']:.2f} "
+            f"(ΔSharpe {r['sharpe_diff']:+.2f}, 95% CI over seeds and time "
+            f"[{r['sharpe_diff_seeds_low']:.2f}, {r['sharpe_diff_seeds_high']:.2f}], "
+            f"Holm p {p:.2g}: {word})"
+        )
+    better, worse = [], []
     for spec in specs:
         col = f"d_{spec.task}"
         if col not in rows:
             continue
-        sign = 1.0 if spec.higher_is_better else -1.0
         for _, r in rows.iterrows():
-            if math.isfinite(r[col]) and sign * r[col] < 0:
-                strong = r[f"{col}_p_holm"] < 0.05
-                worse.append(
-                    f"{spec.task} {spec.metric} vs {r['baseline']}"
-                    + (" (significant after Holm)" if strong else "")
-                )
-    if not beaten_by and not worse:
-        return (
-            f"The best MTL variant, {best}, beats every simple baseline "
-            f"({', '.join(rows['baseline'])}) in Sharpe and on every task's headline metric"
-            f"{never} (see the intervals: a CI that contains 0 is no evidence either way)."
+            word = _word(r[col], r[f"{col}_p_holm"], spec.higher_is_better)
+            label = f"{spec.task} {spec.metric} vs {r['baseline']}"
+            if word == "MTL better":
+                better.append(label)
+            elif word == "baseline better":
+                worse.append(label)
+    parts = [f"The best MTL variant, {best}, against the simple baselines"]
+    if sharpe:
+        parts.append(": Sharpe " + "; ".join(sharpe))
+    if silent:
+        parts.append(
+            f"{';' if sharpe else ':'} {', '.join(silent)} never traded under this rule "
+            "(no Sharpe to compare)"
         )
-    parts = []
-    if beaten_by:
-        parts.append("in Sharpe it does not beat " + "; ".join(beaten_by))
-    if worse:
-        parts.append("its forecasts are worse on " + ", ".join(worse))
-    return (
-        f"The best MTL variant, {best}, does not beat the simple baselines: "
-        + "; ".join(parts)
-        + never
-        + "."
+    forecasts = (
+        f"MTL better on {', '.join(better) if better else 'none'}, "
+        f"baseline better on {', '.join(worse) if worse else 'none'}"
     )
+    parts.append(f". Forecasts (Holm p < 0.05): {forecasts}; no evidence either way on the rest.")
+    return "".join(parts)
+
+
+def _word(diff: float, p_holm: float, higher_is_better: bool) -> str:
+    """'MTL better' / 'baseline better' when Holm's p < 0.05, else no evidence either way."""
+    if not (math.isfinite(diff) and math.isfinite(p_holm)) or p_holm >= 0.05 or diff == 0:
+        return "no evidence either way"
+    return "MTL better" if (diff > 0) == higher_is_better else "baseline better"
 
 
 def _pm(mean: float, std: float) -> str:
