@@ -329,7 +329,16 @@ def test_ctrl_c_keeps_finished_artefacts_and_no_partial_files(tmp_path: Path) ->
         "--set",
         "walk_forward.test_bars=150",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C in a terminal reaches a process whose SIGINT is at its default; a shell that starts
+    # the test suite in the background (`cmd &` without job control) ignores SIGINT, and the
+    # child would inherit that and never see the interrupt
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     first = out / "checkpoints" / "fold_000.pt"
     deadline = time.monotonic() + 120
     # train_log.csv is rewritten after every finished fold (in the run's staging folder until
