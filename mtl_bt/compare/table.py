@@ -512,15 +512,22 @@ def simple_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataF
         col = f"d_{spec.task}"
         if col not in table:
             continue
-        label = f"Δ {spec.task} {spec.metric}" + (
-            "" if spec.higher_is_better else " (lower better)"
-        )
-        out[label] = [
-            interval(d, lo, hi)
-            for d, lo, hi in zip(table[col], table[f"{col}_low"], table[f"{col}_high"], strict=True)
-        ]
+        out[_delta_label(spec)] = _delta_intervals(table, col, interval)
         out[f"p Holm {spec.task}"] = table[f"{col}_p_holm"].to_numpy()
     return out.reset_index(drop=True)
+
+
+def _delta_label(spec: deltas.TaskMetric) -> str:
+    return f"Δ {spec.task} {spec.metric}" + ("" if spec.higher_is_better else " (lower better)")
+
+
+def _delta_intervals(frame: pd.DataFrame, col: str, interval: Any) -> list[str]:
+    """``col``'s differences with their 95% CI (``col_low``, ``col_high``), one cell a row,
+    each written by ``interval(d, lo, hi)``."""
+    return [
+        interval(d, lo, hi)
+        for d, lo, hi in zip(frame[col], frame[f"{col}_low"], frame[f"{col}_high"], strict=True)
+    ]
 
 
 def simple_verdict(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> str:
@@ -708,13 +715,7 @@ def delta_view(table: pd.DataFrame, specs: list[deltas.TaskMetric]) -> pd.DataFr
         col = f"d_{spec.task}"
         if col not in rows:
             continue
-        label = f"Δ {spec.task} {spec.metric}" + (
-            "" if spec.higher_is_better else " (lower better)"
-        )
-        out[label] = [
-            interval(d, lo, hi)
-            for d, lo, hi in zip(rows[col], rows[f"{col}_low"], rows[f"{col}_high"], strict=True)
-        ]
+        out[_delta_label(spec)] = _delta_intervals(rows, col, interval)
         if f"{col}_p" in rows:
             out[f"p {spec.task}"] = rows[f"{col}_p"].to_numpy()
             out[f"p Holm {spec.task}"] = rows[f"{col}_p_holm"].to_numpy()
