@@ -277,10 +277,12 @@ class PredictionEngine:
         a result."""
         book = self.book
         if len(assets) == 1:  # the batch of one (most live decisions): nothing to order
-            res = self.predictors[fold].predict(
-                book.inputs(assets[0], rows[0])[None], self.ids(assets)
+            a = assets[0]
+            ids = self.asset_ids
+            row = self.predictors[fold].predict_row(
+                book.inputs(a, rows[0]), None if ids is None else int(ids[a])
             )
-            return np.array([[res[t][0] for t in self.task_names]], dtype=np.float64)
+            return np.array([row], dtype=np.float64)
         symbols = self.symbols
         order = sorted(range(len(assets)), key=lambda i: (symbols[assets[i]], assets[i]))
         a_sorted = [assets[i] for i in order]
