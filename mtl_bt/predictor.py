@@ -346,6 +346,28 @@ class Predictor:
             return session.one(x, a)
         return session.one(x, None)
 
+    def predict_matrix(self, x: np.ndarray, asset_ids: np.ndarray | None = None) -> np.ndarray:
+        """``predict`` as one ``(rows, tasks)`` float64 matrix, columns in ``task_names``
+        order (the same numbers, tested bit for bit): a live decision over a few assets.
+        On ONNX Runtime a batch of up to ``FEW`` rows runs on buffers bound once
+        (``Session.few``)."""
+        from mtl_bt.models.onnx_runtime import FEW
+
+        session = self._session
+        n = len(x)
+        if (
+            session is None
+            or self._transform_after
+            or self._row_by_row
+            or not 2 <= n <= FEW
+            or type(x) is not np.ndarray
+            or x.shape[1:] != self._shape
+        ):
+            out = self.predict(x, asset_ids)
+            return np.column_stack([out[t] for t in self.task_names])
+        ids = self._checked_ids(asset_ids, n) if self._with_ids else None
+        return session.few(x, ids)
+
     def _checked_ids(self, asset_ids: np.ndarray | None, n: int) -> np.ndarray:
         """``asset_ids`` as int64 (n,), every id a known asset (ONNX's Gather would read
         a negative id from the end instead of refusing it)."""

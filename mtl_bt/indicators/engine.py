@@ -287,8 +287,7 @@ class PredictionEngine:
         order = sorted(range(len(assets)), key=lambda i: (symbols[assets[i]], assets[i]))
         a_sorted = [assets[i] for i in order]
         x = np.array([book.inputs(assets[i], rows[i]) for i in order])
-        res = self.predictors[fold].predict(x, self.ids(a_sorted))
-        m = np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
+        m = self.predictors[fold].predict_matrix(x, self.ids(a_sorted))
         out = np.empty_like(m)
         out[order] = m
         return out

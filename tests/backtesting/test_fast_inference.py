@@ -373,7 +373,7 @@ def test_predict_row_is_predict_of_the_row_on_every_path(predictors, frames, plu
     for predictor in predictors:
         assert predictor._with_ids
         _assert_rows_like_predict(predictor, frames)
-        assert predictor._session._one  # the bound buffers were used
+        assert predictor._session._bound[2]  # the bound buffers were used
     row_by_row = _quiet(_as(predictors[0].checkpoint, BatchMixing))
     assert row_by_row._row_by_row
     _assert_rows_like_predict(row_by_row, frames)
@@ -399,3 +399,36 @@ def test_predict_row_is_predict_of_the_row_on_every_path(predictors, frames, plu
     after = _quiet(dataclasses.replace(predictors[-1].checkpoint, path=None))
     assert after._transform_after
     _assert_rows_like_predict(after, frames, n=5)
+
+
+def _assert_matrix_like_predict(predictor, frames, sizes=(2, 3, 5, 16, 17)):
+    """``predict_matrix`` of batches of each size (ids varying between calls, so a stale
+    bound buffer would show) is ``predict``'s outputs side by side, bit for bit."""
+    symbol, feats = _rows(predictor, frames)
+    rng = np.random.default_rng(0)
+    for k, n in enumerate(sizes * 2):
+        x = feats[k : k + n]
+        ids = rng.integers(0, predictor._n_assets, n) if predictor._with_ids else None
+        want = predictor.predict(x, ids)
+        got = predictor.predict_matrix(x, ids)
+        assert got.dtype == np.float64 and got.shape == (n, len(predictor.task_names))
+        for j, t in enumerate(predictor.task_names):
+            assert got[:, j].tobytes() == want[t].tobytes(), (n, t)
+
+
+def test_predict_matrix_is_predict_side_by_side(predictors, frames, plugins):
+    """A live decision over a few assets (bound buffers per batch size) against ``predict``:
+    real checkpoints, sizes on both sides of FEW, a model predicted row by row, and a call
+    that finds the buffers in use."""
+    for predictor in predictors:
+        _assert_matrix_like_predict(predictor, frames)
+        assert predictor._session._bound[5] and 17 not in predictor._session._bound
+    _assert_matrix_like_predict(_quiet(_as(predictors[0].checkpoint, BatchMixing)), frames)
+    busy = predictors[0]._session._one_lock
+    busy.acquire()
+    try:
+        _assert_matrix_like_predict(predictors[0], frames, sizes=(3,))
+    finally:
+        busy.release()
+    with pytest.raises(ValueError, match="asset ids must be in 0..1"):
+        predictors[0].predict_matrix(_rows(predictors[0], frames)[1][:3], np.array([0, 1, 2]))
