@@ -262,7 +262,7 @@ def compare(
         f"{len(variants)} variants, {len(seed_list)} seed(s): {n_runs} runs, "
         f"{len(fold_jobs)} fold training jobs, then {n_runs} backtests ({executor} executor)"
         + (
-            f", and {placebo_draws} placebo backtests of {placebo.name} in one job"
+            f", and up to {placebo_draws} placebo backtests of {placebo.name} in one job"
             if placebo is not None
             else ""
         )
