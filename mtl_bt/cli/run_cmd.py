@@ -188,7 +188,7 @@ def run(
     default=None,
     type=click.IntRange(0, 10000),
     help="at most this many block-shuffled placebo backtests of the demo variant's first "
-    "seed, stopping early once 3 reach its Sharpe (0: none) [default: 19]",
+    "seed, stopping early once 2 reach its Sharpe (0: none) [default: 19]",
 )
 @click.option(
     "--set",
