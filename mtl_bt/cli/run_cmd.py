@@ -330,8 +330,8 @@ def _print_comparison(result, out) -> None:
         study = result.placebo
         click.echo(
             f"Placebo ({study['name']}): real Sharpe {study['real']['sharpe']:.2f}, p = "
-            f"{study['p_sharpe']:.3f} against {draws_note(study)} of block-shuffled predictions (small p: "
-            "the profit depends on the predictions' timing)"
+            f"{study['p_sharpe']:.3f} against its predictions block-shuffled in time "
+            f"({draws_note(study)}; small p: the profit depends on the predictions' timing)"
         )
     if line or simple or result.placebo is not None:
         click.echo("")

@@ -193,12 +193,12 @@ def study(
 
 
 def draws_note(result: dict[str, Any]) -> str:
-    """How many draws ran and why, e.g. "3 draws (stopped early: 2 reached the real Sharpe;
-    at most 19)"."""
+    """How many draws ran and why, e.g. "3 of at most 19 draws, stopped once 2 reached the
+    real Sharpe" (or "19 draws")."""
     n, most = int(result["draws"]), int(result.get("max_draws", result["draws"]))
     if n < most:
         h = result.get("stop_after")
-        return f"{n} draws (stopped early: {h} reached the real Sharpe; at most {most})"
+        return f"{n} of at most {most} draws, stopped once {h} reached the real Sharpe"
     return f"{n} draws"
 
 
@@ -221,7 +221,7 @@ def summary(result: dict[str, Any]) -> str:
     q = np.nanquantile(sh, [0.05, 0.5, 0.95]) if np.isfinite(sh).any() else [np.nan] * 3
     lines = [
         f"real Sharpe {result['real']['sharpe']:.3f} (gross {result['real']['gross_sharpe']:.3f})",
-        f"block-shuffled ({draws_note(result)}, blocks of {result['block']} bars): Sharpe "
+        f"block-shuffled ({draws_note(result)}; blocks of {result['block']} bars): Sharpe "
         f"5% {q[0]:.3f}, median {q[1]:.3f}, 95% {q[2]:.3f}; p = {result['p_sharpe']:.3f} "
         f"(gross: p = {result['p_gross_sharpe']:.3f})",
     ]

@@ -709,7 +709,7 @@ def placebo_sentence(result: dict[str, Any]) -> str:
     )
     return (
         f"{result['name']}: the same fold models, rule, costs and bars with the predictions "
-        f"block-shuffled in time within each fold ({draws_note(result)}, blocks of "
+        f"block-shuffled in time within each fold ({draws_note(result)}; blocks of "
         f"{result['block']} bars, one permutation per draw and asset) and lagged by k bars. "
         f"The real Sharpe {real:.2f} has p = {p:.3f} against the shuffled draws (one-sided; "
         f"{rule}; the smallest possible is {1 / (1 + most):.3f}): {said}."

@@ -119,7 +119,8 @@ def test_placebo_study_runs_inside_compare(compared: tuple[Path, object]) -> Non
     assert "## Placebo backtests" in md and f"p = {study['p_sharpe']:.3f}" in md
     assert (
         f"Placebo (placebo/shared_bottom+equal/seed_0): real Sharpe "
-        f"{study['real']['sharpe']:.2f}, p = {study['p_sharpe']:.3f} against {draws_note(study)} "
+        f"{study['real']['sharpe']:.2f}, p = {study['p_sharpe']:.3f} against its predictions "
+        f"block-shuffled in time ({draws_note(study)}; "
     ) in result.output
 
 
