@@ -187,8 +187,8 @@ def run(
     "placebo_draws",
     default=None,
     type=click.IntRange(0, 10000),
-    help="block-shuffled placebo backtests of the demo variant's first seed (0: none) "
-    "[default: 19]",
+    help="at most this many block-shuffled placebo backtests of the demo variant's first "
+    "seed, stopping early once 2 reach its Sharpe (0: none) [default: 19]",
 )
 @click.option(
     "--set",
@@ -325,11 +325,13 @@ def _print_comparison(result, out) -> None:
     if simple:
         click.echo(simple)
     if result.placebo is not None:
+        from mtl_bt.compare.placebo import draws_note
+
         study = result.placebo
         click.echo(
             f"Placebo ({study['name']}): real Sharpe {study['real']['sharpe']:.2f}, p = "
-            f"{study['p_sharpe']:.3f} against {study['draws']} block-shuffled draws (small p: "
-            "the profit depends on the predictions' timing)"
+            f"{study['p_sharpe']:.3f} against its predictions block-shuffled in time "
+            f"({draws_note(study)}; small p: the profit depends on the predictions' timing)"
         )
     if line or simple or result.placebo is not None:
         click.echo("")

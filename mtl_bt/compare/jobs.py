@@ -182,10 +182,10 @@ def backtest_baseline(
     import pandas as pd
 
     from mtl_bt import pipeline
-    from mtl_bt.compare.baselines import BaselinePredictor, fit_baselines
+    from mtl_bt.compare.baselines import BaselinePredictor, fit_baselines, traded_precomputed
     from mtl_bt.config import from_dict
 
-    cfg = from_dict(config, "(compare job)")
+    cfg = traded_precomputed(from_dict(config, "(compare job)"))
     with tempfile.TemporaryDirectory(prefix="mtl-bt-baseline-") as tmp:
         trained, predictors = _fold_predictors(shared, fold_jobs, Path(tmp))
     fitted = fit_baselines(cfg, shared["frames"], [model])

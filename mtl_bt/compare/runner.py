@@ -262,7 +262,7 @@ def compare(
         f"{len(variants)} variants, {len(seed_list)} seed(s): {n_runs} runs, "
         f"{len(fold_jobs)} fold training jobs, then {n_runs} backtests ({executor} executor)"
         + (
-            f", and {placebo_draws} placebo backtests of {placebo.name} in one job"
+            f", and up to {placebo_draws} placebo backtests of {placebo.name} in one job"
             if placebo is not None
             else ""
         )
@@ -483,8 +483,9 @@ def write_comparison(
             "year as a fraction of value; turnover is two-way (a full switch counts 2). "
             "`linear` and `lightgbm` are the strong simple baselines: ridge / logistic "
             "regression and LightGBM, one per task, fitted per fold on the same rows, "
-            "features, scaler, folds and purge (LightGBM seeded like the MTL fold models) and "
-            "traded by the same rule reading the same heads."
+            "features, scaler, folds and purge (deterministic fits: LightGBM without bagging, "
+            "so each runs once, at the first seed) and traded by the same rule reading the "
+            "same heads, on their whole-frame predictions (precomputed mode)."
         )
     )
     simple_line = tables.simple_verdict(comparison.vs_simple, list(specs or []))
@@ -671,10 +672,12 @@ def placebo_view(result: dict[str, Any]) -> pd.DataFrame:
             return [float("nan")] * 3
         return list(np.nanquantile(values, [0.05, 0.5, 0.95]))
 
+    from mtl_bt.compare.placebo import draws_note
+
     net, gross = q("sharpe"), q("gross_sharpe")
     rows = [
         ("real predictions", result["real"]["sharpe"], result["real"]["gross_sharpe"], ""),
-        (f"shuffled, 5% ({result['draws']} draws)", net[0], gross[0], ""),
+        ("shuffled, 5%", net[0], gross[0], draws_note(result)),
         ("shuffled, median", net[1], gross[1], ""),
         ("shuffled, 95%", net[2], gross[2], ""),
         ("p (real vs shuffled)", result["p_sharpe"], result["p_gross_sharpe"], "one-sided"),
@@ -694,11 +697,20 @@ def placebo_sentence(result: dict[str, Any]) -> str:
         else "the placebos do as well: no evidence that the profit comes from forecasting "
         "rather than from the rule or the market"
     )
+    from mtl_bt.compare.placebo import draws_note
+
+    most = int(result.get("max_draws", result["draws"]))
+    h = int(result.get("stop_after") or 0)
+    rule = (
+        f"drawing stops once {h} placebos reach the real net and gross Sharpe, Besag & "
+        f"Clifford 1991: p = {h} / draws then, else (1 + #placebo ≥ real) / (1 + draws)"
+        if h
+        else "(1 + #placebo ≥ real) / (1 + draws)"
+    )
     return (
         f"{result['name']}: the same fold models, rule, costs and bars with the predictions "
-        f"block-shuffled in time within each fold ({result['draws']} draws, blocks of "
+        f"block-shuffled in time within each fold ({draws_note(result)}; blocks of "
         f"{result['block']} bars, one permutation per draw and asset) and lagged by k bars. "
-        f"The real Sharpe {real:.2f} has p = {p:.3f} against the shuffled draws (one-sided: "
-        f"(1 + #placebo ≥ real) / (1 + draws); the smallest possible is "
-        f"{1 / (1 + result['draws']):.3f}): {said}."
+        f"The real Sharpe {real:.2f} has p = {p:.3f} against the shuffled draws (one-sided; "
+        f"{rule}; the smallest possible is {1 / (1 + most):.3f}): {said}."
     )

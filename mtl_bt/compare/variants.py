@@ -21,8 +21,8 @@ Backtest-only variants (no training; they trade the trained variants' fold model
   return-only model: the effect of a better return head alone.
 - ``linear``, ``lightgbm`` (``simple``): strong simple baselines
   (``mtl_bt.compare.baselines``): ridge / logistic and LightGBM, one per task, fitted per
-  fold on the same rows, features, scaler, folds and purge as the MTL models (seeded like
-  them), and traded by the *same* rule reading the *same* heads. They borrow the fold jobs of
+  fold on the same rows, features, scaler, folds and purge as the MTL models (deterministic
+  fits, so run once, at the first seed), and traded by the *same* rule reading the *same* heads. They borrow the fold jobs of
   the first MTL variant for its fold dates and feature pipeline (not its weights).
 
 Equal-weight buy-and-hold needs no training and is computed once by the driver.
@@ -69,10 +69,11 @@ class Variant:
 
     @property
     def seedless(self) -> bool:
-        """True when the seed cannot change the result (the ridge / logistic baseline: a
-        deterministic fit on the same rows), so it runs once, at the first seed: copies would
-        add nothing but time and would be counted as extra trials by the DSR."""
-        return self.kind == SIMPLE and self.name == "linear"
+        """True when the seed cannot change the result (the simple baselines: ridge /
+        logistic and LightGBM without bagging are deterministic fits on the same rows), so
+        it runs once, at the first seed: copies would add nothing but time and would be
+        counted as extra trials by the DSR."""
+        return self.kind == SIMPLE
 
     @property
     def traded_alone(self) -> bool:

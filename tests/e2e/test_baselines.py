@@ -131,6 +131,21 @@ def test_missing_dependency_is_one_line_with_the_install_command(tmp_path, monke
         bl.fit_baselines(_config(), {})
 
 
+@pytest.mark.parametrize("family", ["regression", "classification", "variance"])
+def test_lightgbm_fit_does_not_depend_on_the_seed(family):
+    """No row or column subsampling: the seed cannot change the fit, which is why compare
+    fits LightGBM once, not once per training seed."""
+    rng = np.random.default_rng(0)
+    x, xv, xt = (rng.normal(size=(n, 6)) for n in (600, 200, 50))
+    y, yv = (np.abs(a[:, 0] + 0.5 * rng.normal(size=len(a))) for a in (x, xv))
+
+    class Task:
+        spec = type("Spec", (), {"options": {}})()
+
+    heads = [bl.fit_lightgbm(family, Task(), x, y, xv, yv, seed) for seed in (0, 12345)]
+    np.testing.assert_array_equal(heads[0](xt), heads[1](xt))
+
+
 def test_the_command_on_a_real_run_folder(tmp_path, capsys):
     """``mtl-bt run`` on two bundled pairs (tiny), then the command: the table holds the
     run's metrics beside both baselines, and both baselines are traded by the run's rule."""
@@ -167,6 +182,24 @@ def test_the_command_on_a_real_run_folder(tmp_path, capsys):
     for model in bl.MODELS:
         assert (out / "baselines" / model / "metrics.json").exists()
     assert "return@4 rank_ic" in text and "traded by the run's rule" in text
+    # a baseline is traded on its whole-frame predictions (precomputed mode): the same
+    # orders as one scikit-learn call per bar (live mode)
+    from mtl_bt.backtesting.runner import load_predictors, run_backtest
+    from mtl_bt.data import load_frames
+
+    frames = load_frames(cfg.data)
+    fitted = bl.fit_baselines(cfg, frames, ["linear"])
+    by_fold = {fb.fold: fb for fb in fitted.folds}
+    wrapped = [
+        bl.BaselinePredictor(p, by_fold[int(p.fold["fold"])], "linear")
+        for p in load_predictors([str(out / "checkpoints")])
+    ]
+    sign = cfg.backtest.model_copy(update={"signal": "sign", "signal_options": {}})
+    live = run_backtest(frames, wrapped, sign.model_copy(update={"mode": "live"}))
+    pre = run_backtest(frames, wrapped, bl.traded_precomputed(sign))
+    assert pre.strategy.p.mode == "precomputed" and len(live.orders) > 0
+    pd.testing.assert_frame_equal(live.orders, pre.orders)
+    assert live.metrics["sharpe"] == pre.metrics["sharpe"]
     # another rule trades the run and the baselines alike; an unknown rule fails first
     assert bl.main([str(out), "--models", "linear", "--signal", "sign"]) == 0
     text = capsys.readouterr().out
