@@ -24,8 +24,14 @@ makes Δm explode and its interval swing with the bootstrap seed. So:
   z-score-like, scale-free number; every task counts, flagged or not). Its CI comes from the
   same resamples with σ_k held fixed.
 
-Every per-task difference also gets a two-sided bootstrap p-value (``p``), which the table
-Holm-adjusts over all tasks and variants.
+Every per-task difference also gets a two-sided p-value (``p``), which the table
+Holm-adjusts over all tasks and variants: the bootstrap z-test, ``p = erfc(|d| / (sd*
+sqrt(2)))`` with sd the standard deviation of the resampled differences. Why not the share
+of resamples that cross 0: with the 300 resamples this bootstrap affords, that share cannot
+go below 1/300, so a difference many standard errors from 0 got p = 0, and after Holm over
+16 tests "p < 0.01" claimed more than 300 draws can resolve (its honest bound was 0.11).
+The differences of correlations, AUCs and QLIKE means here are close to normal over
+resamples, which the z-test assumes; the percentile interval beside it is unchanged.
 """
 
 from __future__ import annotations
@@ -207,6 +213,19 @@ class _Scorer:
         return _corr(self._ranks(self._vg[rows]), self._ranks(self._tg[rows]))
 
 
+def bootstrap_z_p(point: float, resampled: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from the bootstrap standard error: ``erfc(|z| /
+    sqrt 2)``, ``z = point / sd(resampled)``. NaN with fewer than 10 finite resamples or no
+    point estimate; a spread of 0 gives 1 for a point of 0 and 0 otherwise."""
+    ok = resampled[np.isfinite(resampled)]
+    if ok.size < 10 or not math.isfinite(point):
+        return float("nan")
+    sd = float(np.std(ok, ddof=1))
+    if sd == 0.0:
+        return 1.0 if point == 0.0 else 0.0
+    return float(math.erfc(abs(point) / (sd * math.sqrt(2.0))))
+
+
 def _time_blocks(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row ranges of each distinct time (rows sorted by time): starts, lengths."""
     _, starts, counts = np.unique(times, return_index=True, return_counts=True)
@@ -326,12 +345,6 @@ def bootstrap_delta(
             return nan, nan
         return float(np.quantile(ok, alpha)), float(np.quantile(ok, 1.0 - alpha))
 
-    def p_value(values: np.ndarray) -> float:
-        ok = values[np.isfinite(values)]
-        if ok.size < 10:
-            return nan
-        return float(min(1.0, 2.0 * min((ok <= 0).mean(), (ok >= 0).mean())))
-
     per_task = {t: (point_diff[t], *interval(boot_diff[t])) for t in point_diff}
     low, high = interval(boot_dm) if math.isfinite(point_dm) else (nan, nan)
     s_low, s_high = interval(boot_stable)
@@ -348,6 +361,6 @@ def bootstrap_delta(
         stable_low=s_low,
         stable_high=s_high,
         scale=scale,
-        p_values={t: p_value(boot_diff[t]) for t in point_diff},
+        p_values={t: bootstrap_z_p(point_diff[t], boot_diff[t]) for t in point_diff},
         flagged=flagged,
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mtl_bt import config as config_mod
 from mtl_bt.compare.delta import bootstrap_delta, task_metric_specs
@@ -153,3 +155,26 @@ def test_stable_delta_m_does_not_swing_with_the_bootstrap_seed():
     width = a.stable_high - a.stable_low
     assert abs(a.stable_low - b.stable_low) < 0.25 * width
     assert abs(a.stable_high - b.stable_high) < 0.25 * width
+
+
+@given(
+    st.floats(-5, 5, allow_nan=False),
+    st.floats(0.01, 3, allow_nan=False),
+    st.integers(0, 10**6),
+)
+def test_bootstrap_z_p_is_the_normal_two_sided_p(point, sd, seed):
+    """The per-task p-value is the z-test on the bootstrap standard error: two-sided
+    normal tail of |point| / sd, so it resolves p far below 1 / (number of resamples)."""
+    from statistics import NormalDist
+
+    from mtl_bt.compare.delta import bootstrap_z_p
+
+    draws = np.random.default_rng(seed).normal(point, sd, 300)
+    z = abs(point) / float(np.std(draws, ddof=1))
+    want = 2 * (1 - NormalDist().cdf(z)) if z < 8 else 0.0
+    assert bootstrap_z_p(point, draws) == pytest.approx(want, abs=1e-12)
+    if z > 4.5:  # the share of resamples crossing 0 would say 0: beyond 300 draws' reach
+        assert bootstrap_z_p(point, draws) < 1 / 300
+        assert bootstrap_z_p(point, draws) > 0 or z >= 38
+    assert np.isnan(bootstrap_z_p(point, np.full(5, point)))  # too few resamples
+    assert bootstrap_z_p(0.0, np.zeros(20)) == 1.0
