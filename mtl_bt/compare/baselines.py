@@ -94,6 +94,27 @@ def require() -> tuple[Any, Any]:
     return linear_model, lightgbm
 
 
+def installed() -> bool:
+    """True when scikit-learn and LightGBM are installed, found without importing them:
+    ``compare``'s driver only decides whether to plan the baselines, and importing both costs
+    it about 2 s (the jobs that fit them import them)."""
+    import importlib.util
+
+    for name in ("sklearn", "lightgbm"):
+        if name in sys.modules:
+            if sys.modules[name] is None:  # an import of it failed or was blocked
+                return False
+        elif importlib.util.find_spec(name) is None:
+            return False
+    return True
+
+
+def check_installed() -> None:
+    """``installed()``, or one line saying how to get them."""
+    if not installed():
+        raise UserError(f"baselines need scikit-learn and LightGBM: {INSTALL}")
+
+
 # -- fitting ------------------------------------------------------------------------------
 
 

@@ -386,10 +386,10 @@ def pick_baselines(asked: list[str] | None, say: Callable[[str], None]) -> list[
                 f"{', '.join(bl.MODELS)}, or none"
             )
         if asked:
-            bl.require()
+            bl.check_installed()
         return list(asked)
     try:
-        bl.require()
+        bl.check_installed()
     except UserError:
         say(f"simple baselines (linear, LightGBM) skipped: {bl.INSTALL} to add them")
         return []
