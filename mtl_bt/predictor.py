@@ -326,6 +326,48 @@ class Predictor:
             }
         return {name: o.astype(np.float64) for name, o in zip(self.task_names, out, strict=True)}
 
+    def predict_row(self, x: np.ndarray, asset_id: int | None = None) -> list[float]:
+        """One row's transformed predictions, in ``task_names`` order, as Python floats: the
+        same numbers as ``predict(x[None], [asset_id])`` (tested bit for bit). ``x``: one
+        row's raw features (F,), or (lookback, F). The per-decision call of a live backtest:
+        on ONNX Runtime it runs on buffers bound once (``Session.one``), no arrays or dicts
+        built per call; other backends go through ``predict``."""
+        session = self._session
+        if session is None or self._transform_after or x.shape != self._shape:
+            ids = None if asset_id is None else np.array([asset_id], dtype=np.int64)
+            out = self.predict(x[None] if x.ndim == len(self._shape) else x, ids)
+            return [float(out[t][0]) for t in self.task_names]
+        if self._with_ids:
+            if asset_id is None:
+                self._checked_ids(None, 1)  # raises: this model needs asset ids
+            a = int(asset_id)  # type: ignore[arg-type]
+            if not 0 <= a < self._n_assets:
+                self._checked_ids(np.array([a], dtype=np.int64), 1)  # raises naming the range
+            return session.one(x, a)
+        return session.one(x, None)
+
+    def predict_matrix(self, x: np.ndarray, asset_ids: np.ndarray | None = None) -> np.ndarray:
+        """``predict`` as one ``(rows, tasks)`` float64 matrix, columns in ``task_names``
+        order (the same numbers, tested bit for bit): a live decision over a few assets.
+        On ONNX Runtime a batch of up to ``FEW`` rows runs on buffers bound once
+        (``Session.few``)."""
+        from mtl_bt.models.onnx_runtime import FEW
+
+        session = self._session
+        n = len(x)
+        if (
+            session is None
+            or self._transform_after
+            or self._row_by_row
+            or not 2 <= n <= FEW
+            or type(x) is not np.ndarray
+            or x.shape[1:] != self._shape
+        ):
+            out = self.predict(x, asset_ids)
+            return np.column_stack([out[t] for t in self.task_names])
+        ids = self._checked_ids(asset_ids, n) if self._with_ids else None
+        return session.few(x, ids)
+
     def _checked_ids(self, asset_ids: np.ndarray | None, n: int) -> np.ndarray:
         """``asset_ids`` as int64 (n,), every id a known asset (ONNX's Gather would read
         a negative id from the end instead of refusing it)."""

@@ -55,6 +55,7 @@ from mtl_bt.backtesting.rebalancer import Rebalancer
 from mtl_bt.errors import UserError
 from mtl_bt.indicators import MTLPredictions, PredictionEngine
 from mtl_bt.indicators.engine import asset_ids
+from mtl_bt.indicators.predictions import line_steps, step_lines
 from mtl_bt.signals.clip import clip_each
 from mtl_bt.signals.context import (
     RuleCaller,
@@ -120,6 +121,10 @@ class MTLStrategy(bt.Strategy):
     #: gc.freeze() the objects alive at start (models, frames, features) for the run: a
     #: full collection of the ~500k objects torch and pandas leave tracked costs 0.3-0.5 s
     freeze_heap = True
+    #: runonce: advance the lines of its own ``MTLPredictions`` in one loop per bar
+    #: (``mtl_bt.indicators.predictions.step_lines``) instead of Backtrader's per-indicator
+    #: ``advance`` calls: the same lengths, indexes and values on every bar (tested)
+    step_own_lines = True
 
     # -- setup -----------------------------------------------------------
     def __init__(self) -> None:
@@ -179,6 +184,9 @@ class MTLStrategy(bt.Strategy):
         self.decisions = 0
         self.first_decision: float | None = None
         self._frozen = False  # gc.freeze() in start, undone in stop
+        #: runonce: (clock, lines) of the own indicators this strategy advances itself
+        self._line_steps: list[tuple[Any, list[Any]]] | None = None
+        self._own_taken: list[Any] = []  # Backtrader's indicator list before they left it
 
     # the model, its fold schedule and asset ids live in the engine (paper runs swap them)
     predictors = _engine_attribute("predictors")
@@ -269,6 +277,14 @@ class MTLStrategy(bt.Strategy):
         self._clock = self.lines.datetime
         self._bars = np.zeros(n, dtype=np.int64)
         self._due = np.zeros(n, dtype=np.int64)
+        #: with the bar counters (preloaded feeds): the per-bar state as Python lists (a
+        #: list element read is a fraction of a numpy one). An asset's bar count is its
+        #: feed's length (``_lens``; ``_bars`` is brought level in ``stop``), its due bar
+        #: ``_due`` mirrored in ``_due_at``, its usable rows ``book.valid`` as lists
+        self._due_at = [0] * n
+        self._valid = None
+        if self._counters is not None:
+            self._valid = [v.tolist() for v in self.book.valid]
         self._held = np.zeros(n, dtype=bool)
         self._cost = dict(
             commission=self.p.commission,
@@ -357,6 +373,8 @@ class MTLStrategy(bt.Strategy):
 
     def stop(self) -> None:
         stop_fills(self)
+        if self._valid is not None:  # the bar counts were the feeds' lengths
+            self._bars[:] = self._lens
         if self._frozen:
             gc.unfreeze()
         if self._restore_blas is not None:
@@ -367,6 +385,48 @@ class MTLStrategy(bt.Strategy):
             torch.set_num_threads(self._threads_before)
         if self.streaming:
             check_feeds(self, after_run=True)  # the bars of a streaming run are known now
+
+    # -- Backtrader's runonce loop: its own indicators' lines -------------------
+    def _oncepost(self, dt: float) -> None:
+        """Backtrader's per-bar step of a runonce run, with the lines of this strategy's own
+        indicators advanced first in one loop (``step_lines``), as Backtrader's indicator
+        loop would advance them before anything reads them (user indicators on those
+        lines come after, in Backtrader's loop)."""
+        steps = self._line_steps
+        if steps is None:
+            steps = self._take_own_lines()
+        if steps:
+            step_lines(steps)
+        super()._oncepost(dt)
+
+    def _take_own_lines(self) -> list[tuple[Any, list[Any]]]:
+        """On the first runonce step (their ``once`` has filled them): the own indicators
+        leave Backtrader's per-bar indicator list, stepped by ``_oncepost`` instead; put
+        back in ``_stop`` (plotting and ``getindicators()`` see them after the run)."""
+        self._line_steps = []
+        if not self.step_own_lines:
+            return []
+        own = self.predictions
+        steps = line_steps(own)
+        if steps is None:
+            return []
+        listed = self._lineiterators[bt.LineIterator.IndType]
+        ids = {id(p) for p in own}
+        if sum(id(i) in ids for i in listed) != len(own):
+            return []  # not all listed once (a subclass moved them): Backtrader's path
+        self._own_taken = list(listed)  # the whole list, to restore its order
+        listed[:] = [i for i in listed if id(i) not in ids]
+        self._line_steps = steps
+        return steps
+
+    def _stop(self) -> None:
+        if self._own_taken:  # back in their places (and whatever was added since)
+            listed = self._lineiterators[bt.LineIterator.IndType]
+            before = {id(i) for i in self._own_taken}
+            listed[:] = self._own_taken + [i for i in listed if id(i) not in before]
+            self._own_taken = []
+        self._line_steps = None
+        super()._stop()
 
     # -- per bar ---------------------------------------------------------
     def prenext(self) -> None:
@@ -382,14 +442,9 @@ class MTLStrategy(bt.Strategy):
             for a, buf in enumerate(self._counters):
                 n = buf.lencount
                 if n != lens[a]:  # else no new bar: never trade on stale data
-                    lens[a] = n
+                    lens[a] = n  # = the asset's bar count (_bars, levelled in stop)
                     new.append(a)
                     rows.append(n - 1)
-            if len(new) == len(lens):
-                self._bars += 1
-            else:
-                for a in new:
-                    self._bars[a] += 1
             return new, rows
         if self._arrays:
             for a, d in enumerate(self.datas):
@@ -426,7 +481,14 @@ class MTLStrategy(bt.Strategy):
             raise RuntimeError(f"fold {fold} model would be used at/before its train_end")
         due_a: list[int] = []
         due_r: list[int] = []
-        if self._arrays:
+        if self._valid is not None:  # bar counters: lists only
+            valid, lens, due_at = self._valid, self._lens, self._due_at
+            every = self._every_bar
+            for a, row in zip(new, rows, strict=True):
+                if valid[a][row] and (every or lens[a] >= due_at[a]):
+                    due_a.append(a)
+                    due_r.append(row)
+        elif self._arrays:
             valid = book.valid
             bars, due_at = self._bars, self._due
             every = self._every_bar
@@ -600,6 +662,7 @@ class MTLStrategy(bt.Strategy):
                 self._held[a] = False
             return
         datas = self.datas
+        bars = self._lens if self._valid is not None else self._bars
         decided = set(assets)
         other = 0.0
         for a, d in enumerate(datas):
@@ -610,7 +673,9 @@ class MTLStrategy(bt.Strategy):
         weights = self.rebalancer.cap_floats(weights, other)
         for a, w in zip(assets, weights, strict=True):
             if w != 0.0:
-                self._due[a] = self._bars[a] + self.hold
+                due = int(bars[a]) + self.hold
+                self._due[a] = due
+                self._due_at[a] = due
             self._held[a] = w != 0.0
         self.order_targets([(datas[a], w) for a, w in zip(assets, weights, strict=True)])
 

@@ -105,6 +105,18 @@ def asset_ids(predictor: Any, symbols: Sequence[str], datas: Sequence[Any]) -> n
     return None
 
 
+def _fast(predictor: Any, name: str) -> Any:
+    """``predictor``'s bound-buffer method ``name`` (``predict_row``, ``predict_matrix``)
+    when it is a ``Predictor`` whose ``predict`` is the one those stand for; None for any
+    other predictor-like object (an ensemble, a wrapper that changes ``predict``), which
+    is then called through its own ``predict``."""
+    from mtl_bt.predictor import Predictor
+
+    if isinstance(predictor, Predictor) and type(predictor).predict is Predictor.predict:
+        return getattr(predictor, name)
+    return None
+
+
 class PredictionEngine:
     """Predictions per bar for the feeds of its member indicators (see module docstring)."""
 
@@ -276,17 +288,26 @@ class PredictionEngine:
         and the order given follows the order the feeds were added, which must not change
         a result."""
         book = self.book
+        predictor = self.predictors[fold]
         if len(assets) == 1:  # the batch of one (most live decisions): nothing to order
-            res = self.predictors[fold].predict(
-                book.inputs(assets[0], rows[0])[None], self.ids(assets)
-            )
+            a = assets[0]
+            one = _fast(predictor, "predict_row")
+            if one is not None:
+                ids = self.asset_ids
+                row = one(book.inputs(a, rows[0]), None if ids is None else int(ids[a]))
+                return np.array([row], dtype=np.float64)
+            res = predictor.predict(book.inputs(a, rows[0])[None], self.ids(assets))
             return np.array([[res[t][0] for t in self.task_names]], dtype=np.float64)
         symbols = self.symbols
         order = sorted(range(len(assets)), key=lambda i: (symbols[assets[i]], assets[i]))
         a_sorted = [assets[i] for i in order]
         x = np.array([book.inputs(assets[i], rows[i]) for i in order])
-        res = self.predictors[fold].predict(x, self.ids(a_sorted))
-        m = np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
+        matrix = _fast(predictor, "predict_matrix")
+        if matrix is not None:
+            m = matrix(x, self.ids(a_sorted))
+        else:
+            res = predictor.predict(x, self.ids(a_sorted))
+            m = np.column_stack([np.asarray(res[t], dtype=np.float64) for t in self.task_names])
         out = np.empty_like(m)
         out[order] = m
         return out

@@ -37,7 +37,7 @@ import numpy as np
 from mtl_bt.errors import UserError
 from mtl_bt.indicators.engine import PredictionEngine
 
-__all__ = ["MTLPredictions", "line_name", "lines_class"]
+__all__ = ["MTLPredictions", "line_name", "line_steps", "lines_class", "step_lines"]
 
 #: Backtrader's mode of a line that keeps every bar (``LineBuffer.UnBounded``)
 _UNBOUNDED = bt.linebuffer.LineBuffer.UnBounded
@@ -215,6 +215,30 @@ class MTLPredictions(bt.Indicator, metaclass=_Meta):
             self._plot_views.append(view)
         first = next(iter(families), "")
         self.plotinfo.plotname = f"{first} ({self.symbol})"
+
+
+def line_steps(indicators: Sequence[MTLPredictions]) -> list[tuple[Any, list[Any]]] | None:
+    """``(clock buffer, line buffers)`` of each indicator, for advancing all their lines in
+    one loop per bar (``step_lines``); None when a line is not unbounded (``exactbars``
+    queues keep Backtrader's own ``advance``) or an indicator is not clocked by its feed."""
+    steps = []
+    for ind in indicators:
+        lines = list(ind.lines.lines)
+        if ind._clock is not ind.data or any(line.mode != _UNBOUNDED for line in lines):
+            return None
+        steps.append((ind._clock.lines.lines[0], lines))
+    return steps
+
+
+def step_lines(steps: list[tuple[Any, list[Any]]]) -> None:
+    """One bar of Backtrader's runonce loop for these indicators' lines: each whose feed
+    moved past it advances one bar (``Indicator.advance``: ``len(clock) > len(self)``),
+    its indexes moved in place as ``MTLPredictions.advance`` moves them."""
+    for clock, lines in steps:
+        if clock.lencount > lines[0].lencount:
+            for line in lines:
+                line._idx += 1
+                line.lencount += 1
 
 
 @cache

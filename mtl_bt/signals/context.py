@@ -18,7 +18,13 @@ import numpy as np
 
 from mtl_bt.errors import PluginError
 from mtl_bt.registry import PluginWarning
-from mtl_bt.signals.clip import clip_weights, scale_floats_to_gross, violations
+from mtl_bt.signals.clip import (
+    SMALL,
+    clip_each_floats,
+    clip_weights,
+    scale_floats_to_gross,
+    violations,
+)
 
 
 def sees_all_assets(rule: Any) -> bool:
@@ -134,8 +140,12 @@ class RuleCaller:
     ) -> np.ndarray:
         """One bar's weights of a ``separable`` rule from raw weights computed before the run:
         ``clip_weights`` is the rule's own last step, so this equals calling the rule (its
-        output then breaks no limit and is never clipped again)."""
+        output then breaks no limit and is never clipped again). A few weights are clipped
+        in Python floats (a list, the same values)."""
         self.calls += 1
+        if type(raw) is np.ndarray and raw.ndim == 1 and raw.shape[0] <= SMALL:
+            each = clip_each_floats(raw.tolist(), max_weight, allow_short)
+            return scale_floats_to_gross(each, max_gross_leverage)
         return clip_weights(raw, max_weight, max_gross_leverage, allow_short)
 
     def precomputed_clipped(self, each: list[float], *, max_gross_leverage: float) -> list[float]:

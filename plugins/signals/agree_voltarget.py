@@ -260,7 +260,23 @@ class AgreeVolTarget(SignalRule):
         **context: Any,
     ) -> np.ndarray:
         """Weights before the portfolio clip. Without ``current_weights`` (or with
-        ``hysteresis = false``) every asset is treated as flat: the memoryless rule."""
+        ``hysteresis = false``) every asset is treated as flat: the memoryless rule. A small
+        batch takes the scalar path, equal bit for bit (tested)."""
+        context = {
+            "periods_per_year": periods_per_year,
+            "commission": commission,
+            "slippage": slippage,
+            "max_weight": max_weight,
+            "max_gross_leverage": max_gross_leverage,
+            "allow_short": allow_short,
+            "realised_vol": realised_vol,
+            "ewma_vol": ewma_vol,
+            "n_assets": n_assets,
+            "current_weights": current_weights,
+        }
+        small = self._small(predictions, context, raw=True)
+        if small is not None:
+            return small
         r, side, size, entry = self._parts(
             predictions,
             periods_per_year,
@@ -304,13 +320,17 @@ class AgreeVolTarget(SignalRule):
             context.get("allow_short", True),
         )
 
-    def _small(self, predictions: dict[str, np.ndarray], context: dict[str, Any]) -> Any:
-        """``weights`` on a batch of at most ``SMALL`` assets in Python floats (the same IEEE
-        operations in the same order as the numpy path, so the same bits: numpy's minimum,
-        maximum and sign mimicked, NaN and signed zeros included); ``None`` when the batch
-        or its context is not the plain kind (the numpy path then runs)."""
+    def _small(
+        self, predictions: dict[str, np.ndarray], context: dict[str, Any], raw: bool = False
+    ) -> Any:
+        """``weights`` (``raw``: ``raw_weights``) on a batch of at most ``SMALL`` assets in
+        Python floats (the same IEEE operations in the same order as the numpy path, so the
+        same bits: numpy's minimum, maximum and sign mimicked, NaN and signed zeros
+        included); ``None`` when the batch or its context is not the plain kind (the numpy
+        path then runs). ``raw`` without current weights or hysteresis: every asset flat."""
         w0s = context.get("current_weights")
-        if w0s is None or not self.hysteresis or not _plain(type(self)):
+        flat = w0s is None or not self.hysteresis
+        if (flat and not raw) or not _plain(type(self)):
             return None
         names = list(predictions)
         heads = self.heads(names)
@@ -318,7 +338,7 @@ class AgreeVolTarget(SignalRule):
         if r is None or not 0 < len(r) <= SMALL:
             return None
         n = len(r)
-        w0s = _floats(w0s, n)
+        w0s = [0.0] * n if flat else _floats(w0s, n)
         ppy = _floats(context.get("periods_per_year"), n)
         rv = context.get("realised_vol")
         rv = None if rv is None else _floats(rv, n)
@@ -397,10 +417,15 @@ class AgreeVolTarget(SignalRule):
                 else:
                     drift = abs(abs(w0) - size) > band * size
                     w = held * size if drift and math.isfinite(size) else w0
+            if raw:
+                out.append(w)
+                continue
             # clip_each: non-finite -> 0, np.maximum(w, lo), np.minimum(., mw)
             w = w if math.isfinite(w) else 0.0
             w = w if w > lo else lo
             out.append(w if w < mw else mw)
+        if raw:
+            return np.array(out, dtype=np.float64)
         # numpy's sum adds in another order than Python's; the orders differ by a few ulp,
         # so a Python sum clearly under the cap decides "no scaling" without numpy
         if sum(abs(x) for x in out) < cap * (1.0 - 1e-12):

@@ -128,3 +128,25 @@ def test_weights_equal_the_numpy_path_on_either_side_of_small(n):
     }
     rule = AgreeVolTarget(margin=0.5)
     assert same_bits(rule.weights(preds, **ctx), numpy_path(rule, preds, ctx))
+
+
+class NumpyOnly(AgreeVolTarget):
+    """The rule with its scalar path off: the numpy path it stands in for."""
+
+    def _small(self, predictions, context, raw=False):
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(decisions(), options, st.booleans(), st.booleans())
+def test_scalar_raw_weights_equal_the_numpy_raw_weights(decision, opts, with_current, hyst):
+    """``raw_weights`` of a small batch (the live flat decision's call: no current weights;
+    or with them) in Python floats: the same bits as numpy's, NaN, infinities and signed
+    zeros included (nothing clipped yet)."""
+    preds, ctx = decision
+    if not with_current:
+        ctx = {k: v for k, v in ctx.items() if k != "current_weights"}
+    opts = {**opts, "hysteresis": hyst}
+    rule = AgreeVolTarget(**opts)
+    assert rule._small(preds, ctx, raw=True) is not None
+    assert same_bits(rule.raw_weights(preds, **ctx), NumpyOnly(**opts).raw_weights(preds, **ctx))

@@ -351,3 +351,84 @@ def test_a_live_batch_of_one_equals_its_row_in_a_larger_batch(live_run):
             assert one.shape == (1, len(engine.task_names))
             np.testing.assert_array_equal(one[0], two[0])
             assert np.isfinite(one).all()
+
+
+def _assert_rows_like_predict(predictor, frames, n=40):
+    """``predict_row`` of each of ``n`` real rows (asset ids alternating, so a stale bound
+    buffer would show) is the same bits as ``predict`` of that row alone."""
+    symbol, feats = _rows(predictor, frames)
+    ids = np.arange(n) % max(1, predictor._n_assets) if predictor._with_ids else None
+    for i in range(n):
+        a = None if ids is None else int(ids[i])
+        got = predictor.predict_row(feats[i], a)
+        want = predictor.predict(feats[i : i + 1], None if ids is None else ids[i : i + 1])
+        assert all(type(v) is float for v in got)
+        assert got == [float(want[t][0]) for t in predictor.task_names], i
+
+
+def test_predict_row_is_predict_of_the_row_on_every_path(predictors, frames, plugins, monkeypatch):
+    """The per-decision call (ONNX Runtime on buffers bound once) against ``predict``: real
+    checkpoints, a model predicted row by row, a transform run after the session, the torch
+    backend, and a call that finds the bound buffers in use (another thread)."""
+    for predictor in predictors:
+        assert predictor._with_ids
+        _assert_rows_like_predict(predictor, frames)
+        assert predictor._session._bound[2]  # the bound buffers were used
+    row_by_row = _quiet(_as(predictors[0].checkpoint, BatchMixing))
+    assert row_by_row._row_by_row
+    _assert_rows_like_predict(row_by_row, frames)
+    busy = predictors[0]._session._one_lock
+    busy.acquire()
+    try:
+        _assert_rows_like_predict(predictors[0], frames, n=5)
+    finally:
+        busy.release()
+    with pytest.raises(ValueError, match="asset ids must be in 0..1"):
+        predictors[0].predict_row(_rows(predictors[0], frames)[1][0], 2)
+    with pytest.raises(ValueError, match="pass asset ids"):
+        predictors[0].predict_row(_rows(predictors[0], frames)[1][0], None)
+    with pytest.raises(ValueError, match="x must have shape"):
+        predictors[0].predict_row(np.zeros(3, np.float32), 0)
+    monkeypatch.setenv("MTL_BT_TORCH_INFERENCE", "1")
+    _assert_rows_like_predict(Predictor(predictors[0].checkpoint), frames, n=5)
+    cls = registry.get("task", "direction")
+    monkeypatch.delenv("MTL_BT_TORCH_INFERENCE")
+    monkeypatch.setattr(
+        cls, "transform", lambda self, o: torch.from_numpy(1.0 / (1.0 + np.exp(-o.numpy())))
+    )
+    after = _quiet(dataclasses.replace(predictors[-1].checkpoint, path=None))
+    assert after._transform_after
+    _assert_rows_like_predict(after, frames, n=5)
+
+
+def _assert_matrix_like_predict(predictor, frames, sizes=(2, 3, 5, 16, 17)):
+    """``predict_matrix`` of batches of each size (ids varying between calls, so a stale
+    bound buffer would show) is ``predict``'s outputs side by side, bit for bit."""
+    symbol, feats = _rows(predictor, frames)
+    rng = np.random.default_rng(0)
+    for k, n in enumerate(sizes * 2):
+        x = feats[k : k + n]
+        ids = rng.integers(0, predictor._n_assets, n) if predictor._with_ids else None
+        want = predictor.predict(x, ids)
+        got = predictor.predict_matrix(x, ids)
+        assert got.dtype == np.float64 and got.shape == (n, len(predictor.task_names))
+        for j, t in enumerate(predictor.task_names):
+            assert got[:, j].tobytes() == want[t].tobytes(), (n, t)
+
+
+def test_predict_matrix_is_predict_side_by_side(predictors, frames, plugins):
+    """A live decision over a few assets (bound buffers per batch size) against ``predict``:
+    real checkpoints, sizes on both sides of FEW, a model predicted row by row, and a call
+    that finds the buffers in use."""
+    for predictor in predictors:
+        _assert_matrix_like_predict(predictor, frames)
+        assert predictor._session._bound[5] and 17 not in predictor._session._bound
+    _assert_matrix_like_predict(_quiet(_as(predictors[0].checkpoint, BatchMixing)), frames)
+    busy = predictors[0]._session._one_lock
+    busy.acquire()
+    try:
+        _assert_matrix_like_predict(predictors[0], frames, sizes=(3,))
+    finally:
+        busy.release()
+    with pytest.raises(ValueError, match="asset ids must be in 0..1"):
+        predictors[0].predict_matrix(_rows(predictors[0], frames)[1][:3], np.array([0, 1, 2]))

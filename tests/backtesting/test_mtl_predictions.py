@@ -425,3 +425,67 @@ def test_the_lines_own_advance_and_forward_equal_backtraders(frames, trained, mo
     slow = reads()
     assert len(fast) > 500 and any(np.isfinite(v).all() for v in fast)
     assert repr(fast) == repr(slow)  # repr: NaN equals NaN, every bit of every float shown
+
+
+class _MTLReader:
+    """Mixed into MTLStrategy: records what a subclass reads off its own predictions (and a
+    user indicator built on one of their lines) on every bar, and what it trades."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.smooth = bt.ind.SMA(self.predictions[-1].lines[0], period=3)
+        self.seen: list[tuple] = []
+
+    def _record(self) -> None:
+        for ind in self.predictions:
+            if not len(ind):
+                self.seen.append((0, ind.lines[0].idx))
+                continue
+            lines = ind.lines.lines
+            back = [line[-1] for line in lines] if len(ind) > 1 else []
+            self.seen.append((len(ind), ind.lines[0].idx, *(line[0] for line in lines), *back))
+        self.seen.append((len(self.smooth), self.smooth[0] if len(self.smooth) else None))
+        self.stepped = bool(self._line_steps)  # its own loop moves the lines
+
+    def prenext(self) -> None:
+        self._record()
+        super().prenext()
+
+    def next(self) -> None:
+        self._record()
+        super().next()
+
+
+@pytest.mark.parametrize("mode", ["precomputed", "live"])
+def test_mtl_strategy_steps_its_own_lines_as_backtrader_does(frames, trained, mode):
+    """MTLStrategy advances its own indicators' lines in one loop per bar (runonce) instead
+    of Backtrader's per-indicator advance: a subclass reads the same lengths, indexes, [0]
+    and [-1] on every bar (feeds of different lengths), a user indicator on one of those
+    lines sees the same values, the orders are the same, and after the run the indicators
+    are back in Backtrader's list in their places."""
+    from mtl_bt.strategies.mtl import MTLStrategy
+
+    uneven = dict(frames)
+    first = next(iter(uneven))
+    uneven[first] = uneven[first].iloc[40:]
+
+    def run_reader(own: bool):
+        reader = type("Reader", (_MTLReader, MTLStrategy), {"step_own_lines": own})
+        cerebro = bt.Cerebro(stdstats=False)
+        for name, frame in uneven.items():
+            cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=name)
+        cerebro.addstrategy(reader, model=trained[0], mode=mode, rebalance="bar")
+        return cerebro.run()[0]
+
+    fast, slow = run_reader(True), run_reader(False)
+    assert len(fast.seen) > 500 and any(len(v) > 4 and np.isfinite(v[2:]).all() for v in fast.seen)
+    assert repr(fast.seen) == repr(slow.seen)  # NaN equals NaN, every bit shown
+    assert [(o.data._name, o.created.size) for o in fast.broker.orders] == [
+        (o.data._name, o.created.size) for o in slow.broker.orders
+    ]
+    assert len(fast.broker.orders) > 0
+    assert fast.stepped and not slow.stepped
+    assert fast._line_steps is None and not fast._own_taken  # put back after the run
+    for strat in (fast, slow):  # the predictions first (made first), then the SMA
+        listed = [id(i) for i in strat.getindicators()]
+        assert listed == [id(i) for i in (*strat.predictions, strat.smooth)]

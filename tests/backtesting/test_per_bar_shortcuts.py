@@ -46,17 +46,24 @@ def _same(a, b) -> None:
 
 
 @pytest.mark.parametrize("mode", ["live", "precomputed"])
-@pytest.mark.parametrize("rebalance", ["bar", "horizon"])
-def test_bar_counters_equal_len_of_each_feed(frames, predictors, monkeypatch, mode, rebalance):
+@pytest.mark.parametrize(
+    "rebalance, rule",
+    [("bar", MEMORYLESS), ("horizon", MEMORYLESS), ("horizon", {"margin": 0.0})],
+)
+def test_bar_counters_equal_len_of_each_feed(
+    frames, predictors, monkeypatch, mode, rebalance, rule
+):
     """Feeds of different lengths (an asset starts late), so some bars move only some
-    feeds: the counters path and the len(feed) path give the same orders and returns."""
+    feeds: the counters path (per-bar state in lists, the bar counts = the feeds' lengths)
+    and the len(feed) path give the same orders, returns, bar counts and due bars, with
+    the memoryless rule and with hysteresis (held positions, due bars that move)."""
     from mtl_bt.backtesting import analyzers
     from mtl_bt.strategies import mtl
 
     uneven = dict(frames)
     first = next(iter(uneven))
     uneven[first] = uneven[first].iloc[60:]
-    cfg = BacktestConfig(mode=mode, rebalance=rebalance, max_weight=0.4, signal_options=MEMORYLESS)
+    cfg = BacktestConfig(mode=mode, rebalance=rebalance, max_weight=0.4, signal_options=rule)
     fast = run_backtest(uneven, predictors, cfg)
     assert fast.strategy._counters is not None
     monkeypatch.setattr(mtl, "line_buffers", lambda d: None)
@@ -66,6 +73,8 @@ def test_bar_counters_equal_len_of_each_feed(frames, predictors, monkeypatch, mo
     assert len(fast.orders) > 0
     _same(fast, slow)
     np.testing.assert_array_equal(fast.strategy._bars, slow.strategy._bars)
+    np.testing.assert_array_equal(fast.strategy._due, slow.strategy._due)
+    assert fast.strategy._due_at == fast.strategy._due.tolist()
     a = fast.strategy.analyzers.portfolio.get_analysis()
     b = slow.strategy.analyzers.portfolio.get_analysis()
     for key in ("dt", "value", "equity", "positions", "traded", "costs", "gross"):

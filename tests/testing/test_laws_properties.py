@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtl_bt.signals.clip import clip_weights, violations
@@ -110,3 +110,65 @@ def test_the_per_bar_float_paths_equal_the_numpy_ones(w, cap, other):
     assert scale_floats_to_gross(list(w), cap) == scale_to_gross(arr, cap).tolist()
     reb = Rebalancer(max_gross_leverage=cap)
     assert reb.cap_floats(list(w), other) == reb.cap(arr, other).tolist()
+
+
+_few = st.lists(
+    st.one_of(
+        st.floats(-2.0, 2.0),
+        st.sampled_from([0.0, -0.0, 0.5, -0.5, 0.25, 1.0, np.nan, np.inf, -np.inf, 1e-10]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+_limits = st.tuples(
+    st.sampled_from([1.0, 0.5, 0.25, 0.3]), st.sampled_from([1.0, 2.0, 0.5]), st.booleans()
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_few, _limits)
+def test_small_batch_checks_and_clips_in_floats_as_numpy_does(w, limits):
+    """A decision's few weights are checked (``violations``) and clipped (``clip_each``,
+    ``RuleCaller.precomputed``) in Python floats: the same limit names and the same bits as
+    the numpy path, signed zeros and non-finite weights included; a gross within rounding
+    of the cap (here: weights that sum to it) decides as numpy's sum does."""
+    from mtl_bt.signals import clip
+    from mtl_bt.signals.context import RuleCaller
+
+    mw, cap, short = limits
+    arr = np.array(w, dtype=np.float64)
+    assert clip.violations(arr, mw, cap, short) == clip._violations_numpy(arr, mw, cap, short)
+    for gross in (cap, cap + clip.EPS, np.nextafter(cap + clip.EPS, 9.0)):
+        even = np.full(len(w), gross / len(w))
+        want = clip._violations_numpy(even, 1.0, cap, short)
+        assert clip.violations(even, 1.0, cap, short) == want
+    each = np.array(clip.clip_each_floats(list(w), mw, short), dtype=np.float64)
+    assert each.tobytes() == clip.clip_each(arr, mw, short).tobytes()
+    got = RuleCaller(object(), "x").precomputed(
+        arr, max_weight=mw, max_gross_leverage=cap, allow_short=short
+    )
+    want = clip.clip_weights(arr, mw, cap, short)
+    assert np.array(got, dtype=np.float64).tobytes() == want.tobytes()
+
+
+def test_small_batch_gross_at_the_cap_is_numpys_sum():
+    """Eight weights whose Python sum and numpy's (pairwise) sum differ by an ulp, with the
+    cap between them: the float path's gross check decides as numpy's does."""
+    from mtl_bt.signals import clip
+
+    rng = np.random.default_rng(0)
+    found = 0
+    for _ in range(20_000):
+        w = rng.uniform(0.0, 0.3, 8)
+        py, npy = sum(w.tolist()), float(np.abs(w).sum())
+        if py == npy:
+            continue
+        for mgl in (min(py, npy) - clip.EPS, np.nextafter(min(py, npy), 0.0) - clip.EPS):
+            cap = mgl + clip.EPS
+            if (py > cap) != (npy > cap):
+                found += 1
+                want = clip._violations_numpy(w, 1.0, mgl, True)
+                assert clip.violations(w, 1.0, mgl, True) == want
+        if found >= 20:
+            break
+    assert found >= 20
