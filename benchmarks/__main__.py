@@ -53,205 +53,40 @@ PLANS: dict[str, dict[str, Any]] = {
 
 #: what profiling found, for the "what dominates" section (numbers are in the tables)
 ANALYSIS = [
-    "Reading the backtest rows: the empty baseline does no trading, while the MTL run "
-    "trades (here on purpose as often as it can: `rebalance='bar'`, signal threshold 0, a "
-    "worst case; the shipped configs hold positions for the task horizon and only trade "
-    "past the round-trip cost), so part of every MTL ratio is Backtrader's own price for "
-    "orders (order objects, broker fills, notifications with `copy.copy` of each order). "
-    "The 'same orders, no model' column measures exactly that part: where it is itself "
-    "above 1.25, no strategy placing those orders in Backtrader can meet the goal, "
-    "whatever its model costs. Our `FrameFeed` pays back part of it (compare 'empty "
-    "FrameFeed' with the baseline).",
-    "Live mode used to be dominated by per-bar model inference (torch's per-op dispatch "
-    "and per-module overhead, not arithmetic: ~260 us for 1 row), then by the numpy "
-    "forward pass's few dozen small numpy calls (50-450 us), then by a numba kernel written "
-    "per architecture (6-19 us). `Predictor.predict` now runs every architecture, plugins "
-    "included, as one ONNX Runtime session call (the model with its input stage and the "
-    "tasks' transforms, exported at load; section 2b). "
-    "What is left of live mode's extra cost over precomputed is the "
-    "signal rule's `raw_weights` (a few dozen small-array numpy calls) and its clip, the "
-    "gathering of the inputs and the finiteness test.",
-    "Precomputed mode with a separable rule (both built-ins) no longer calls the rule per "
-    "bar: raw weights of every (bar, asset) are computed before the run and a bar only "
-    "gathers the due assets' values and applies the cross-sectional clip (also skipping "
-    "the two `getposition` scans that built the rule's current-weights context); live mode "
-    "calls a separable rule's `raw_weights` + the clip per bar, also without those scans. "
-    "What is left of our per-bar Python: the loop over the feeds (bar counts read off "
-    "their datetime buffers), `_rebalance` (a `getposition` per held asset for the gross "
-    "cap), the order sizing, `PortfolioAnalyzer.next` and the result tables; the "
-    "'precomputed / floor' column is that cost on top of Backtrader's own order handling.",
-    "Demo workload (section 0): the 'same orders' floor is itself above the goal. Holding "
-    "positions costs Backtrader per bar what the empty strategy never pays: "
-    "`BackBroker.next` books credit interest for every open position "
-    "(`data.datetime.datetime()`, a `num2date` per position per bar), adjusts cash and "
-    "revalues every position (`_get_value`); a cProfile of the precomputed demo run had "
-    "`BackBroker.next` at 6.1 s of 48 s. The floor table of section 0 has the ratios; "
-    "with the floor itself at or above 1.10x the empty strategy, precomputed <= 1.10x "
-    "cannot be met by any strategy placing the demo's 1,432 orders in Backtrader's broker.",
-    "Numpy's OpenBLAS starts threads for products above ~262k multiply-adds (m*n*k): on "
-    "this shared 2-core machine a (800, 14) x (14, 48) product took 0.2-2.5 ms on 2 "
-    "threads and 34-52 us on 1, and the demo's vectorised pass in `MTLStrategy.start` "
-    "(8,192-row chunks) 0.62 s instead of ~0.01 s (cProfile, load 5-7). The strategy now "
-    "runs numpy's OpenBLAS on one thread during the run (`blas_threads=1`, since issue 23 a run setting, `run_threads`; restored in "
-    "`stop`, as it already did for torch); the inference benchmark does the same.",
-    "With many assets the per-bar work is batched and the ratio falls toward the 'same "
-    "orders' floor: Backtrader's broker (order creation, fills, notifications) and "
-    "engine dominate, then the strategy's per-bar Python loop over the feeds and the "
-    "signal rule (`agree_voltarget.weights`, tens of microseconds of small-array numpy "
-    "per call).",
-    "End to end (`mtl-bt run`): see the dominant column of the scale table; the trainer's "
-    "`fit` (epochs x folds x rows) and the report plots are the large fixed parts, while "
-    "the backtest grows with assets x bars.",
+    "The demo section's ratios move from run to run more than the goal's margin: three idle runs of the fresh-process harness on the final code (2026-12-06 18:57-19:25 UTC, load 1-1.5, 3 / 5 / 5 repeats) gave precomputed / 'same orders' 1.145, 1.074 and 1.042 and live / 'same orders' 1.348, 1.125 and 1.082 (CPU medians; the same variant's repeats spread up to 1.5 s, the floor's own 3.40-4.27 s). Pooling the first and last runs' 8 repeats per variant: precomputed 1.096, live 1.159. Precomputed meets issue 27's 1.10x; live does not reliably. The table above is the last run.",
+    "Reading the backtest rows: the empty baseline does no trading, while the MTL run trades (here on purpose as often as it can: `rebalance='bar'`, signal threshold 0, a worst case; the shipped configs hold positions for the task horizon and only trade past the round-trip cost), so part of every MTL ratio is Backtrader's own price for orders (order objects, broker fills, notifications with `copy.copy` of each order). The 'same orders, no model' column measures exactly that part: where it is itself above 1.25, no strategy placing those orders in Backtrader can meet the goal, whatever its model costs. Our `FrameFeed` pays back part of it (compare 'empty FrameFeed' with the baseline).",
+    "Live mode used to be dominated by per-bar model inference (torch's per-op dispatch and per-module overhead, not arithmetic: ~260 us for 1 row), then by the numpy forward pass's few dozen small numpy calls (50-450 us), then by a numba kernel written per architecture (6-19 us). `Predictor.predict` now runs every architecture, plugins included, as one ONNX Runtime session call (the model with its input stage and the tasks' transforms, exported at load; section 2b). A live decision's few rows run on input and output buffers bound to the session once per batch size (`Predictor.predict_row` / `predict_matrix`, ONNX Runtime's IOBinding: no feed dict, no per-call arrays); a bound call of the demo's model costs ~15-19 us in a tight loop but 65-95 us inside the demo backtest, where Backtrader's work between two decisions evicts ONNX Runtime's code and data from the caches. That call is now most of what live mode adds over precomputed; the rest is per-decision Python (gathering the inputs, the rule's scalar path for a few assets, the order sizing).",
+    "Precomputed mode with a separable rule (both built-ins) no longer calls the rule per bar: raw weights of every (bar, asset) are computed before the run and a bar only gathers the due assets' values and applies the cross-sectional clip (also skipping the two `getposition` scans that built the rule's current-weights context); live mode calls a separable rule's `raw_weights` + the clip per bar, also without those scans. What is left of our per-bar Python: the loop over the feeds (bar counts read off their datetime buffers; the bar count, due bar and usable rows as Python lists), the strategy's own indicators' lines moved one bar on in one loop (`step_lines`), `_rebalance` (a `getposition` per held asset for the gross cap), the order sizing, `PortfolioAnalyzer.next` and the result tables; the 'precomputed / floor' column is that cost on top of Backtrader's own order handling.",
+    "Demo workload (section 0): the 'same orders' floor is itself above the goal. Holding positions costs Backtrader per bar what the empty strategy never pays: `BackBroker.next` books credit interest for every open position (`data.datetime.datetime()`, a `num2date` per position per bar), adjusts cash and revalues every position (`_get_value`); a cProfile of the precomputed demo run had `BackBroker.next` at 6.1 s of 48 s. That is why issue 27's demo goal is stated against the 'same orders' floor (the demo's 110 orders replayed with no model), not against the empty strategy: the floor table of section 0 has both ratios.",
+    "Numpy's OpenBLAS starts threads for products above ~262k multiply-adds (m*n*k): on this shared 2-core machine a (800, 14) x (14, 48) product took 0.2-2.5 ms on 2 threads and 34-52 us on 1, and the demo's vectorised pass in `MTLStrategy.start` (8,192-row chunks) 0.62 s instead of ~0.01 s (cProfile, load 5-7). The strategy now runs numpy's OpenBLAS on one thread during the run (`blas_threads=1`, since issue 23 a run setting, `run_threads`; restored in `stop`, as it already did for torch); the inference benchmark does the same.",
+    "With many assets the per-bar work is batched and the ratio falls toward the 'same orders' floor: Backtrader's broker (order creation, fills, notifications) and engine dominate, then the strategy's per-bar Python loop over the feeds and the signal rule (`agree_voltarget.weights`, tens of microseconds of small-array numpy per call).",
+    "End to end (`mtl-bt run`): see the dominant column of the scale table; the trainer's `fit` (epochs x folds x rows) and the report plots are the large fixed parts, while the backtest grows with assets x bars.",
 ]
 
 FIXED = [
-    "Issue 23 - `MTLStrategy` rebuilt on the `MTLPredictions` indicator (one prediction "
-    "engine per strategy for all its feeds; the indicators' `once()` is the vectorised "
-    "pass, precomputed mode trades from their lines, live mode still runs one forward pass "
-    "per decision): the same orders and final value as main's strategy on the demo workload "
-    "in both modes (2,259 decisions, 110 orders) and on the crypto and stocks demos through "
-    "the CLI's broker. Main's and the rebuilt strategy alternating in one process (demo "
-    "workload, 3 repeats, load ~13 on 2 cores), CPU seconds against the 'same orders' "
-    "floor: precomputed 1.48 -> 1.30, live 1.43 -> 1.43 (wall: 1.32 -> 1.20, 2.03 -> 1.83). "
-    "Not kept: live mode as one pass per bar inside `once()` (8,736 passes for 2,259 "
-    "decisions; live 1.63x the empty strategy in CPU seconds against 1.50 before, separate "
-    "runs at load 13-14).",
-    "Issue 27 - one inference runtime: the numba interpreter (`mtl_bt.models.kernel`, 870 "
-    "lines), the numpy forward passes (`numpy_forward.py`, 660 lines) and the opt-in hooks "
-    "every architecture and task implemented for them are gone; `Predictor` exports the "
-    "model with its input stage and the tasks' transforms to ONNX when a checkpoint loads "
-    "(cached in mtl-bt's cache folder, keyed by its sha256) and runs it in ONNX Runtime, checked against "
-    "torch on probe rows (fallback: torch, with one warning naming the architecture and "
-    "why). A plugin architecture gets the same path without writing anything. The kernel's "
-    "last numbers beside ORT and torch are in section 2b: ORT costs more than the kernel "
-    "at one row (3-18x under this session's load of 8-14) and less at 50 on 7 of 18 "
-    "models. At the issue's idle figures for the demo's model (kernel 3.5 us, ORT 9.7 us "
-    "a row), the demo's 3,273 live decisions pay about 6 us x 3,273 = 0.02 s more of a "
-    "~3 s backtest: not worth three implementations of every architecture.",
-    "Issue 27 - demo harness and per-decision overhead: `bench_demo` runs every timed "
-    "backtest in a fresh process (in one long-lived process the same variant took "
-    "3.5-6.5 s from repeat to repeat, each run inheriting the heap and collector state of "
-    "the runs before it). The default rule's hysteresis made precomputed mode call it on "
-    "every decision; from a flat book it is its memoryless form "
-    "(`SignalRule.separable_when_flat`), so a decision whose due assets hold nothing reads "
-    "weights computed before the run, and an all-zero one on a flat batch skips the order "
-    "hook (demo: rule calls 2,259 -> 1,047, order-hook calls 2,259 -> 1,060). "
-    "`MTLPredictions` moves its lines' indexes in place instead of Backtrader's "
-    "property-per-line `advance` (5 indicators x 5 lines on every bar). Plugin vs "
-    "built-in (section 2b's 2.29x at 1 row): alternating 2,000-call blocks in one process, "
-    "CPU time, load ~9: `plugin_net` / `shared_bottom` (asset embedding) 1.00 / 1.14 / "
-    "1.12 at 1 / 5 / 50 rows, bare `session.run` 1.08: the 2.29x was wall-time noise.",
-    "`mtl_bt/backtesting/runner.py` `_build_result`: `lookup.get(d, _num2ts(d))` evaluated "
-    "the fallback (`bt.num2date` + pandas `Timestamp` + `round`, ~0.1 ms) for every order "
-    "and trade even when the lookup hit; now `lookup[d] if d in lookup else _num2ts(d)`. "
-    "A profile of 50 assets x 400 bars showed it at ~5% of the whole live backtest "
-    "(12,520 calls, 1.4 s under cProfile); it grows with the number of orders.",
-    "Issue 16 - inference: a numpy forward pass for every built-in architecture and input "
-    "stage, built from the checkpoint's weights (eval BatchNorm folded into the Linear, "
-    "LayerNorm's mean folded into centred weights, per-task MLPs/heads stacked into batched "
-    "matmuls, all MoE gates in one matmul + exp + block-ones matmul, Linear heads in one "
-    "matmul), checked against torch on probe rows at load; tasks' `transform_numpy` (also "
-    "checked). Section 2b has the numbers; tests hold every architecture to 1e-6.",
-    "Issue 16 - sweeps: a cProfile of one compare fold job (crypto demo config, "
-    "shared_bottom + equal, fold 0, torch._dynamo imported beforehand) spent 0.40 s of "
-    "1.93 s in `build_dataset` (features + targets of all 5 assets), recomputed identically "
-    "by every fold job of a worker; fold jobs now reuse it within a worker process "
-    "(`cached_dataset`, keyed on the data's content and the feature/task/lookback "
-    "settings; tested identical). The rest of the job was torch's fit (1.40 s).",
-    "Issue 16 - signal rules: separable rules are applied to whole arrays in precomputed "
-    "mode (see 'What dominates now').",
-    "Issue 16 - streaming features (goal 5): a cProfile of `FeatureStream.push` over 1,000 "
-    "BTC/USDT bars with every built-in took 0.98 s in 328k calls: each rolling feature "
-    "reran its numpy core on its window every bar (`rolling_std` 0.23 s cumulative, "
-    "`_window_sum` 0.10 s, `np.full_like` 0.07 s, 16 `BarBuffer.column` views 0.17 s). "
-    "Now scalar Python-float updaters (0.27 s, 119k calls under cProfile) and, from 8 feeds "
-    "on, one vectorised update per feature for all the step's assets (section 7). Both are "
-    "bit-identical to `compute` (tests on the sample and on hypothesis bars).",
-    "Issue 16 - streaming exactness: `Ewm` used alpha as given, while pandas' `ewm(alpha=a)` "
-    "converts it to a centre of mass and back, `1 / (1 + (1 - a) / a)`, a different last "
-    "bit for a = 1/6 or 1/3: `rsi` with window 6 or 3 streamed 1e-14 away from `compute` "
-    "(the previous path too; found by the new hypothesis test). `Ewm` uses pandas' factor.",
-    "Issue 16 - inference, second pass (profiled first: for shared_bottom + embedding, 1 "
-    "row, at a tiny numpy call of 0.57 us: `Predictor.predict` 67 us = forward pass 38, "
-    "transforms + float64 dict 13, scaling 2, the rest the input stage's concatenation and "
-    "checks): the scaler's `x * a + b` (no clip) and the asset embedding fold into the "
-    "first matmul (`numpy_forward.InputFold`: `x @ (a * W_x) + (b @ W_x + bias + table @ "
-    "W_e)[ids]`, float64 constants once per weight; checked against torch on raw probe "
-    "rows at load, a fold that disagrees falls back to scaling first), 2-D products use "
-    "`ndarray.dot` (about half of `@`, a gufunc, per call at 1-5 rows), asset ids are "
-    "checked with one unsigned max instead of min + max, volatility's `transform_numpy` "
-    "uses `np.maximum`/`np.minimum` instead of `np.clip` (several times cheaper on a "
-    "handful of rows). A/B in one process (old modules loaded beside the new, alternating "
-    "blocks, load 7-8): shared_bottom 1/5/50 rows 220 -> 142, 159 -> 100, 198 -> 172 us; "
-    "mmoe 166 -> 133, 175 -> 164, 316 -> 295; hierarchical 211 -> 170, 184 -> 143, 246 -> "
-    "198. Sequence encoders are unchanged: the GRU's 16 steps are ~10 small products and "
-    "gates each (~0.5-1 ms per call at this load), far above 25 us in numpy.",
-    "Issue 16 - per bar: bar counts and closes read off each feed's line buffers "
-    "(`bars.line_buffers`: `len(feed)` is three Python calls down to "
-    "`LineBuffer.lencount`, `close[0]` two), the fold lookup cached between window edges "
-    "(`FoldSchedule.at`), live mode skips the two `getposition` scans for separable rules, "
-    "`Holding` is a NamedTuple. Demo workload, old and new strategy in one process, 3 "
-    "alternating rounds, load 4.6-5.7: precomputed / empty 1.455 -> 1.354 wall (1.449 -> "
-    "1.428 CPU), live / empty 1.701 -> 1.597 wall (1.784 -> 1.606 CPU). Every shortcut "
-    "has an equality test against the code it replaces.",
-    "Issue 16 - sweeps, scheduling: compare started a second process pool for its backtest "
-    "jobs after a barrier on every fold job; each pool paid per worker `import torch` (3.4 s "
-    "at load 4.5), mtl_bt + the registry, and the first optimizer's `torch._dynamo` (2.3 s). "
-    "One pool now runs every job and a run's backtest is queued, ahead of the remaining fold "
-    "jobs, as soon as its last fold job is stored (`run_jobs(then=...)`; the fold files "
-    "travel as the job's `inputs`, outside its digest; tested identical).",
-    "Issue 16 - start-up: the registry imported the torchjd pack's torchjd (cvxpy, "
-    "scipy.stats) in every process, 6.0 s at load 6 (torch 7.3 s), whatever the config; its "
-    "names now register without the import, which happens when a torchjd scheme is built.",
-    "Issue 16 - compare planning built the full dataset once per trained variant (12 for "
-    "the 2 x 2 crypto sweep; 8.8 s of 10.8 s of planning under cProfile at load 6); the "
-    "features are now computed once per process and shared by every task set "
-    "(`cached_features`), in the driver and in the fold workers (tested identical).",
-    "Issue 16 - scale: `add_baselines` (EWMA/HAR-RV columns of the OOS predictions) "
-    "converted and compared the whole symbol column once per (fold, symbol): 441 s of the "
-    "1,254 s 500-asset run; 200 assets 90.1 s -> 8.8 s alone (tested equal to the old code).",
-    "Issue 16 - sweeps, the Δm bootstrap (compare's tables, 203 s of a 530 s 1-seed compare "
-    "under load; `pandas.rank` 92 s in 12,040 calls): a resample only repeats or drops "
-    "original rows, so each value's average rank follows from per-replicate counts of "
-    "groups of equal original values (`compare.delta._Scorer`: one `np.unique` per array, "
-    "then `np.bincount` + `cumsum` per replicate) for return/volume rank IC and direction "
-    "AUC; volume's IC no longer computes the unused rank IC. One variant of the 5-seed "
-    "crypto compare (300 replicates), old and new module side by side, load ~1.5: 14.5 / "
-    "13.8 s -> 2.6 / 2.7 s, identical results (and a hypothesis test against scoring the "
-    "resampled arrays).",
-    "Issue 16 - full collections during a run (timed with a `gc.callbacks` clock, 1 asset "
-    "x 4,000 bars): one collection of the ~500k objects torch and pandas keep tracked cost "
-    "0.28-0.50 s of a 1.0-1.9 s backtest, paid or not depending on the garbage earlier runs "
-    "left. `MTLStrategy` now freezes the heap for the run (`gc_freeze=True`; since issue 23 a run setting, `freeze_heap`, not a parameter; "
-    "`gc.unfreeze()` in `stop`; left alone when the caller froze it; paper runs off), and "
-    "every timed benchmark run starts from a collected heap (`benchmarks.common."
-    "fresh_heap`). The floors got cheaper by that as well (the 'same orders' replay paid "
-    "most of the collections: 1 asset 1.13 -> 0.70 s), so the ratios to the floor rose.",
-    "Issue 16 - `PortfolioAnalyzer` per bar: it built numpy arrays of closes, holdings, "
-    "equity and traded notional and copied the per-asset arrays every bar; it now appends "
-    "plain floats (time, value, closes, traded, costs) and keeps the book only when a fill "
-    "moved it, and `get_analysis` builds the arrays once (equal bit for bit to the per-bar "
-    "record, tested at 1 and 11 uneven assets).",
-    "Issue 16 - precomputed mode clips a separable rule's raw weights elementwise before the "
-    "run (`signals.clip.clip_each`, as Python floats) and applies only the gross cap per "
-    "bar (`scale_to_gross`); `clip_weights` is the two composed (property test).",
-    "Issue 16 - inference, third pass: a compiled kernel (`mtl_bt.models.kernel`): the "
-    "model becomes an op table over one float32 scratch vector per row with every weight "
-    "packed in one array, run by a single numba `@njit` interpreter (one type signature for "
-    "every architecture, cached on disk) for every built-in architecture and input stage; "
-    "the tasks' output transforms run inside it (`Task.kernel_transform`: scale, sigmoid, "
-    "clamp, exp), all tasks are converted to float64 in one call. Checked against torch "
-    "on probe rows at load (fallback: numpy closures, then torch). One row: 6-17 us in "
-    "the run after it (numpy closures 45-415 us, torch 290-1540 us; section 2b has the "
-    "latest run's, which the machine's speed on the day moves by up to 2x); a row's outputs do not "
-    "depend on its batch, so live and precomputed predictions are the same bits.",
-    "Issue 16 - start-up: `import mtl_bt` imported `backtrader.plot` and matplotlib to pick "
-    "a headless backend (0.4-1.2 s per process: the CLI, every compare worker); a "
-    "meta-path hook now does it when the plot module first loads, and keeps a backend the "
-    "user chose (`import mtl_bt` 0.03 s).",
-    "Issue 16 - live per bar: one asset's prediction is tested finite in Python (three "
-    "numpy calls fewer) and the batch is gathered with `np.array` (a quarter of "
-    "`np.stack`'s call overhead).",
+    "Issue 23 - `MTLStrategy` rebuilt on the `MTLPredictions` indicator (one prediction engine per strategy for all its feeds; the indicators' `once()` is the vectorised pass, precomputed mode trades from their lines, live mode still runs one forward pass per decision): the same orders and final value as main's strategy on the demo workload in both modes (2,259 decisions, 110 orders) and on the crypto and stocks demos through the CLI's broker. Main's and the rebuilt strategy alternating in one process (demo workload, 3 repeats, load ~13 on 2 cores), CPU seconds against the 'same orders' floor: precomputed 1.48 -> 1.30, live 1.43 -> 1.43 (wall: 1.32 -> 1.20, 2.03 -> 1.83). Not kept: live mode as one pass per bar inside `once()` (8,736 passes for 2,259 decisions; live 1.63x the empty strategy in CPU seconds against 1.50 before, separate runs at load 13-14).",
+    "Issue 27 - one inference runtime: the numba interpreter (`mtl_bt.models.kernel`, 870 lines), the numpy forward passes (`numpy_forward.py`, 660 lines) and the opt-in hooks every architecture and task implemented for them are gone; `Predictor` exports the model with its input stage and the tasks' transforms to ONNX when a checkpoint loads (cached in mtl-bt's cache folder, keyed by its sha256) and runs it in ONNX Runtime, checked against torch on probe rows (fallback: torch, with one warning naming the architecture and why). A plugin architecture gets the same path without writing anything. The kernel's last numbers beside ORT and torch are in section 2b: ORT costs more than the kernel at one row (3-18x under this session's load of 8-14) and less at 50 on 7 of 18 models. At the issue's idle figures for the demo's model (kernel 3.5 us, ORT 9.7 us a row), the demo's 3,273 live decisions pay about 6 us x 3,273 = 0.02 s more of a ~3 s backtest: not worth three implementations of every architecture.",
+    "Issue 27 - demo harness and per-decision overhead: `bench_demo` runs every timed backtest in a fresh process (in one long-lived process the same variant took 3.5-6.5 s from repeat to repeat, each run inheriting the heap and collector state of the runs before it). The default rule's hysteresis made precomputed mode call it on every decision; from a flat book it is its memoryless form (`SignalRule.separable_when_flat`), so a decision whose due assets hold nothing reads weights computed before the run, and an all-zero one on a flat batch skips the order hook (demo: rule calls 2,259 -> 1,047, order-hook calls 2,259 -> 1,060). `MTLPredictions` moves its lines' indexes in place instead of Backtrader's property-per-line `advance` (5 indicators x 5 lines on every bar). Plugin vs built-in (section 2b's 2.29x at 1 row): alternating 2,000-call blocks in one process, CPU time, load ~9: `plugin_net` / `shared_bottom` (asset embedding) 1.00 / 1.14 / 1.12 at 1 / 5 / 50 rows, bare `session.run` 1.08: the 2.29x was wall-time noise.",
+    "Issue 27 - the demo's per-bar and per-decision cost, measured with the fresh-process harness (commands: `python -m benchmarks.bench_demo --repeats 3`; main and this change alternated child by child on the same fold models). `MTLStrategy` moves its own `MTLPredictions`' lines one bar on in one loop per runonce bar instead of Backtrader's `advance` call per indicator (they leave Backtrader's indicator list for the run and are put back in `_stop`; a subclass and an indicator on those lines read the same values, tested); the preloaded per-bar state is Python lists (bar count = the feed's length, due bars, usable rows); a live decision's rows run on ONNX Runtime buffers bound once per batch size (in the demo run 85 -> 66 us per one-asset call, 151 -> 95 per multi-asset call); `agree_voltarget.raw_weights`, `violations`, `clip_each` and `RuleCaller.precomputed` take Python-float paths on a decision's few assets (bit for bit, hypothesis tests). Strategy-side CPU seconds of one precomputed run (per-bar Backtrader work outside `next` 0.26 -> 0.15, the floor's 0.14; `next` 0.29 -> 0.24). Main vs this change, 3 rounds, CPU medians (load 1.1-1.8): precomputed 3.93 -> 3.78 s, live 4.67 -> 4.46 s, same orders 3.78 / 3.83; harness at load ~3: empty 3.02, same orders 3.56, precomputed 3.84 (1.079x the floor), live 4.33 (1.215x): precomputed meets 1.10x, live does not (its ONNX Runtime call inside the run is ~0.15 s of the 0.5 s it adds over precomputed). The live demo backtest with f270134's rule (hysteresis off, margin 0: 3,273 decisions, 1,432 orders), cerebro.run() CPU, 3 alternating rounds at load ~3: f270134 4.50 s, main 4.86 (1.08x), this change 4.57 (1.015x).",
+    "`mtl_bt/backtesting/runner.py` `_build_result`: `lookup.get(d, _num2ts(d))` evaluated the fallback (`bt.num2date` + pandas `Timestamp` + `round`, ~0.1 ms) for every order and trade even when the lookup hit; now `lookup[d] if d in lookup else _num2ts(d)`. A profile of 50 assets x 400 bars showed it at ~5% of the whole live backtest (12,520 calls, 1.4 s under cProfile); it grows with the number of orders.",
+    "Issue 16 - inference: a numpy forward pass for every built-in architecture and input stage, built from the checkpoint's weights (eval BatchNorm folded into the Linear, LayerNorm's mean folded into centred weights, per-task MLPs/heads stacked into batched matmuls, all MoE gates in one matmul + exp + block-ones matmul, Linear heads in one matmul), checked against torch on probe rows at load; tasks' `transform_numpy` (also checked). Section 2b has the numbers; tests hold every architecture to 1e-6.",
+    "Issue 16 - sweeps: a cProfile of one compare fold job (crypto demo config, shared_bottom + equal, fold 0, torch._dynamo imported beforehand) spent 0.40 s of 1.93 s in `build_dataset` (features + targets of all 5 assets), recomputed identically by every fold job of a worker; fold jobs now reuse it within a worker process (`cached_dataset`, keyed on the data's content and the feature/task/lookback settings; tested identical). The rest of the job was torch's fit (1.40 s).",
+    "Issue 16 - signal rules: separable rules are applied to whole arrays in precomputed mode (see 'What dominates now').",
+    "Issue 16 - streaming features (goal 5): a cProfile of `FeatureStream.push` over 1,000 BTC/USDT bars with every built-in took 0.98 s in 328k calls: each rolling feature reran its numpy core on its window every bar (`rolling_std` 0.23 s cumulative, `_window_sum` 0.10 s, `np.full_like` 0.07 s, 16 `BarBuffer.column` views 0.17 s). Now scalar Python-float updaters (0.27 s, 119k calls under cProfile) and, from 8 feeds on, one vectorised update per feature for all the step's assets (section 7). Both are bit-identical to `compute` (tests on the sample and on hypothesis bars).",
+    "Issue 16 - streaming exactness: `Ewm` used alpha as given, while pandas' `ewm(alpha=a)` converts it to a centre of mass and back, `1 / (1 + (1 - a) / a)`, a different last bit for a = 1/6 or 1/3: `rsi` with window 6 or 3 streamed 1e-14 away from `compute` (the previous path too; found by the new hypothesis test). `Ewm` uses pandas' factor.",
+    "Issue 16 - inference, second pass (profiled first: for shared_bottom + embedding, 1 row, at a tiny numpy call of 0.57 us: `Predictor.predict` 67 us = forward pass 38, transforms + float64 dict 13, scaling 2, the rest the input stage's concatenation and checks): the scaler's `x * a + b` (no clip) and the asset embedding fold into the first matmul (`numpy_forward.InputFold`: `x @ (a * W_x) + (b @ W_x + bias + table @ W_e)[ids]`, float64 constants once per weight; checked against torch on raw probe rows at load, a fold that disagrees falls back to scaling first), 2-D products use `ndarray.dot` (about half of `@`, a gufunc, per call at 1-5 rows), asset ids are checked with one unsigned max instead of min + max, volatility's `transform_numpy` uses `np.maximum`/`np.minimum` instead of `np.clip` (several times cheaper on a handful of rows). A/B in one process (old modules loaded beside the new, alternating blocks, load 7-8): shared_bottom 1/5/50 rows 220 -> 142, 159 -> 100, 198 -> 172 us; mmoe 166 -> 133, 175 -> 164, 316 -> 295; hierarchical 211 -> 170, 184 -> 143, 246 -> 198. Sequence encoders are unchanged: the GRU's 16 steps are ~10 small products and gates each (~0.5-1 ms per call at this load), far above 25 us in numpy.",
+    "Issue 16 - per bar: bar counts and closes read off each feed's line buffers (`bars.line_buffers`: `len(feed)` is three Python calls down to `LineBuffer.lencount`, `close[0]` two), the fold lookup cached between window edges (`FoldSchedule.at`), live mode skips the two `getposition` scans for separable rules, `Holding` is a NamedTuple. Demo workload, old and new strategy in one process, 3 alternating rounds, load 4.6-5.7: precomputed / empty 1.455 -> 1.354 wall (1.449 -> 1.428 CPU), live / empty 1.701 -> 1.597 wall (1.784 -> 1.606 CPU). Every shortcut has an equality test against the code it replaces.",
+    "Issue 16 - sweeps, scheduling: compare started a second process pool for its backtest jobs after a barrier on every fold job; each pool paid per worker `import torch` (3.4 s at load 4.5), mtl_bt + the registry, and the first optimizer's `torch._dynamo` (2.3 s). One pool now runs every job and a run's backtest is queued, ahead of the remaining fold jobs, as soon as its last fold job is stored (`run_jobs(then=...)`; the fold files travel as the job's `inputs`, outside its digest; tested identical).",
+    "Issue 16 - start-up: the registry imported the torchjd pack's torchjd (cvxpy, scipy.stats) in every process, 6.0 s at load 6 (torch 7.3 s), whatever the config; its names now register without the import, which happens when a torchjd scheme is built.",
+    "Issue 16 - compare planning built the full dataset once per trained variant (12 for the 2 x 2 crypto sweep; 8.8 s of 10.8 s of planning under cProfile at load 6); the features are now computed once per process and shared by every task set (`cached_features`), in the driver and in the fold workers (tested identical).",
+    "Issue 16 - scale: `add_baselines` (EWMA/HAR-RV columns of the OOS predictions) converted and compared the whole symbol column once per (fold, symbol): 441 s of the 1,254 s 500-asset run; 200 assets 90.1 s -> 8.8 s alone (tested equal to the old code).",
+    "Issue 16 - sweeps, the Δm bootstrap (compare's tables, 203 s of a 530 s 1-seed compare under load; `pandas.rank` 92 s in 12,040 calls): a resample only repeats or drops original rows, so each value's average rank follows from per-replicate counts of groups of equal original values (`compare.delta._Scorer`: one `np.unique` per array, then `np.bincount` + `cumsum` per replicate) for return/volume rank IC and direction AUC; volume's IC no longer computes the unused rank IC. One variant of the 5-seed crypto compare (300 replicates), old and new module side by side, load ~1.5: 14.5 / 13.8 s -> 2.6 / 2.7 s, identical results (and a hypothesis test against scoring the resampled arrays).",
+    "Issue 16 - full collections during a run (timed with a `gc.callbacks` clock, 1 asset x 4,000 bars): one collection of the ~500k objects torch and pandas keep tracked cost 0.28-0.50 s of a 1.0-1.9 s backtest, paid or not depending on the garbage earlier runs left. `MTLStrategy` now freezes the heap for the run (`gc_freeze=True`; since issue 23 a run setting, `freeze_heap`, not a parameter; `gc.unfreeze()` in `stop`; left alone when the caller froze it; paper runs off), and every timed benchmark run starts from a collected heap (`benchmarks.common.fresh_heap`). The floors got cheaper by that as well (the 'same orders' replay paid most of the collections: 1 asset 1.13 -> 0.70 s), so the ratios to the floor rose.",
+    "Issue 16 - `PortfolioAnalyzer` per bar: it built numpy arrays of closes, holdings, equity and traded notional and copied the per-asset arrays every bar; it now appends plain floats (time, value, closes, traded, costs) and keeps the book only when a fill moved it, and `get_analysis` builds the arrays once (equal bit for bit to the per-bar record, tested at 1 and 11 uneven assets).",
+    "Issue 16 - precomputed mode clips a separable rule's raw weights elementwise before the run (`signals.clip.clip_each`, as Python floats) and applies only the gross cap per bar (`scale_to_gross`); `clip_weights` is the two composed (property test).",
+    "Issue 16 - inference, third pass: a compiled kernel (`mtl_bt.models.kernel`): the model becomes an op table over one float32 scratch vector per row with every weight packed in one array, run by a single numba `@njit` interpreter (one type signature for every architecture, cached on disk) for every built-in architecture and input stage; the tasks' output transforms run inside it (`Task.kernel_transform`: scale, sigmoid, clamp, exp), all tasks are converted to float64 in one call. Checked against torch on probe rows at load (fallback: numpy closures, then torch). One row: 6-17 us in the run after it (numpy closures 45-415 us, torch 290-1540 us; section 2b has the latest run's, which the machine's speed on the day moves by up to 2x); a row's outputs do not depend on its batch, so live and precomputed predictions are the same bits.",
+    "Issue 16 - start-up: `import mtl_bt` imported `backtrader.plot` and matplotlib to pick a headless backend (0.4-1.2 s per process: the CLI, every compare worker); a meta-path hook now does it when the plot module first loads, and keeps a backend the user chose (`import mtl_bt` 0.03 s).",
+    "Issue 16 - live per bar: one asset's prediction is tested finite in Python (three numpy calls fewer) and the batch is gathered with `np.array` (a quarter of `np.stack`'s call overhead).",
 ]
 
 #: optimisations that were measured side by side and not kept (numbers from those A/B runs)
