@@ -62,6 +62,7 @@ def vol_target_size(
     EWMA / trailing vol), annualised by sqrt(P) like the target."""
     n = vol.shape[0]
     equal = min(max_weight, max_gross_leverage / max(1, n_assets or n))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # a subnormal vol overflows the quotient to inf, which the cap turns into max_weight
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         size = np.minimum(target_vol / (vol * np.sqrt(periods_per_year)), max_weight)
     return np.where(vol > 0, size, equal)

@@ -14,7 +14,7 @@ from mtl_bt.signals.clip import clip_weights
 H = 24
 NAMES = [f"return@{H}", f"direction@{H}", f"volatility@{H}", "return@48"]
 
-special = st.sampled_from([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-10, -1e-10])
+special = st.sampled_from([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-10, -1e-10, 5e-324])
 returns = st.one_of(st.floats(-0.2, 0.2), special)
 probs = st.one_of(st.floats(0.0, 1.0), st.just(0.5), special)
 vols = st.one_of(st.floats(0.0, 0.1), special)
@@ -150,3 +150,16 @@ def test_scalar_raw_weights_equal_the_numpy_raw_weights(decision, opts, with_cur
     rule = AgreeVolTarget(**opts)
     assert rule._small(preds, ctx, raw=True) is not None
     assert same_bits(rule.raw_weights(preds, **ctx), NumpyOnly(**opts).raw_weights(preds, **ctx))
+
+
+def test_a_subnormal_volatility_sizes_at_the_cap_without_a_warning():
+    """target / (vol sqrt P) overflows to inf for a subnormal vol: the cap gives max_weight,
+    and numpy's overflow warning is not the user's problem."""
+    import warnings
+
+    from mtl_bt.plugins.signals.common import vol_target_size
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        size = vol_target_size(np.array([5e-324, 1e-320, 0.01]), 0.15, 8760.0, 0.5, 1.0, None)
+    assert size[0] == size[1] == 0.5 and 0 < size[2] < 0.5
