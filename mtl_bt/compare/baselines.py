@@ -50,6 +50,7 @@ import pandas as pd
 from mtl_bt.errors import UserError
 
 INSTALL = "pip install 'mtl-bt[baselines]'"
+MISSING = f"baselines need scikit-learn and LightGBM: {INSTALL}"
 MODELS = ("linear", "lightgbm")
 #: task kind -> what is fitted (other kinds get no baseline)
 FAMILY = {
@@ -90,7 +91,7 @@ def require() -> tuple[Any, Any]:
         import lightgbm
         from sklearn import linear_model
     except ImportError:
-        raise UserError(f"baselines need scikit-learn and LightGBM: {INSTALL}") from None
+        raise UserError(MISSING) from None
     return linear_model, lightgbm
 
 
@@ -112,7 +113,7 @@ def installed() -> bool:
 def check_installed() -> None:
     """``installed()``, or one line saying how to get them."""
     if not installed():
-        raise UserError(f"baselines need scikit-learn and LightGBM: {INSTALL}")
+        raise UserError(MISSING)
 
 
 # -- fitting ------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ import numpy as np
 from mtl_bt.errors import PluginError
 from mtl_bt.plugins.signals.common import check_volatility_input, sizing_vol, vol_target_size
 from mtl_bt.signals.base import SignalRule, pick_horizon
-from mtl_bt.signals.clip import clip_weights, gross_of
+from mtl_bt.signals.clip import SMALL, clip_each_floats, clip_weights, scale_floats_to_gross
 
 #: a current weight smaller than this is flat (rounding of a closed position)
 FLAT = 1e-9
@@ -88,9 +88,6 @@ FLAT = 1e-9
 DAILY_MARGIN = 15.0
 #: calendar days a year (the margin's day)
 DAYS_PER_YEAR = 365.25
-#: batches up to this size take the scalar path (``AgreeVolTarget._small``): numpy's
-#: per-call overhead on a few elements is most of the rule's cost there
-SMALL = 8
 
 
 class AgreeVolTarget(SignalRule):
@@ -383,7 +380,7 @@ class AgreeVolTarget(SignalRule):
         else:
             vols = [math.nan] * n
         equal = min(mw, cap / max(1, n_assets or n))
-        tv, band, lo = self.target_vol, self.resize_band, -mw if allow_short else 0.0
+        tv, band = self.target_vol, self.resize_band
         out = []
         for i in range(n):
             ri, entry, v, p = r[i], entries[i], vols[i], ppy[i]
@@ -417,23 +414,9 @@ class AgreeVolTarget(SignalRule):
                 else:
                     drift = abs(abs(w0) - size) > band * size
                     w = held * size if drift and math.isfinite(size) else w0
-            if raw:
-                out.append(w)
-                continue
-            # clip_each: non-finite -> 0, np.maximum(w, lo), np.minimum(., mw)
-            w = w if math.isfinite(w) else 0.0
-            w = w if w > lo else lo
-            out.append(w if w < mw else mw)
-        if raw:
-            return np.array(out, dtype=np.float64)
-        # numpy's sum adds in another order than Python's; the orders differ by a few ulp,
-        # so a Python sum clearly under the cap decides "no scaling" without numpy
-        if sum(abs(x) for x in out) < cap * (1.0 - 1e-12):
-            return np.array(out, dtype=np.float64)
-        gross = gross_of(out)
-        if gross > cap:
-            f = cap / gross
-            out = [x * f for x in out]
+            out.append(w)
+        if not raw:  # the portfolio clip, as ``clip_weights`` does it
+            out = scale_floats_to_gross(clip_each_floats(out, mw, allow_short), cap)
         return np.array(out, dtype=np.float64)
 
 

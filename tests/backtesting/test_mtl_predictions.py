@@ -382,6 +382,20 @@ def test_mtl_strategy_with_exactbars_trades_as_the_preloaded_run(
     _same_run(reference, got)
 
 
+def _reads(indicators) -> list[tuple]:
+    """What a strategy reads off each indicator's lines on this bar: length, index, [0] and
+    [-1] of every line."""
+    seen = []
+    for ind in indicators:
+        if not len(ind):
+            seen.append((0, ind.lines[0].idx))
+            continue
+        lines = ind.lines.lines
+        back = [line[-1] for line in lines] if len(ind) > 1 else []
+        seen.append((len(ind), ind.lines[0].idx, *(line[0] for line in lines), *back))
+    return seen
+
+
 class _Reader(Holder):
     """Records what a user's strategy reads off the lines on every bar."""
 
@@ -393,14 +407,7 @@ class _Reader(Holder):
         self.next()
 
     def next(self) -> None:
-        for ind in self.preds:
-            if not len(ind):
-                self.seen.append((0, ind.lines[0].idx))
-                continue
-            lines = ind.lines.lines
-            values = [line[0] for line in lines]
-            back = [line[-1] for line in lines] if len(ind) > 1 else []
-            self.seen.append((len(ind), ind.lines[0].idx, *values, *back))
+        self.seen.extend(_reads(self.preds))
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"runonce": False}, {"exactbars": 1}])
@@ -437,13 +444,7 @@ class _MTLReader:
         self.seen: list[tuple] = []
 
     def _record(self) -> None:
-        for ind in self.predictions:
-            if not len(ind):
-                self.seen.append((0, ind.lines[0].idx))
-                continue
-            lines = ind.lines.lines
-            back = [line[-1] for line in lines] if len(ind) > 1 else []
-            self.seen.append((len(ind), ind.lines[0].idx, *(line[0] for line in lines), *back))
+        self.seen.extend(_reads(self.predictions))
         self.seen.append((len(self.smooth), self.smooth[0] if len(self.smooth) else None))
         self.stepped = bool(self._line_steps)  # its own loop moves the lines
 
