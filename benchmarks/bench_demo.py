@@ -121,7 +121,9 @@ def _spawn(variant: str, models: Path, plan: Path) -> dict[str, Any]:
     return json.loads(proc.stdout.split(MARK, 1)[1].strip().splitlines()[0])
 
 
-def run(repeats: int = 3, log: Any = print) -> dict[str, Any]:
+def run(repeats: int = 3, log: Any = print, models: Path | None = None) -> dict[str, Any]:
+    """Train the demo's fold models (or use ``models``, a folder ``train_walk_forward``
+    wrote for the demo config), then time the variants ``repeats`` times each."""
     from mtl_bt import pipeline
     from mtl_bt.backtesting.runner import load_predictors
     from mtl_bt.training import train_walk_forward
@@ -129,8 +131,9 @@ def run(repeats: int = 3, log: Any = print) -> dict[str, Any]:
     cfg = _config()
     frames = pipeline.load_data(cfg, progress=False)
     with tempfile.TemporaryDirectory(prefix="mtlbt-demo-") as tmp:
-        models = Path(tmp) / "models"
-        train_walk_forward(cfg, frames, out_dir=models)
+        if models is None:
+            models = Path(tmp) / "models"
+            train_walk_forward(cfg, frames, out_dir=models)
         folds = len(load_predictors(models))  # also exports and caches the ONNX graphs
         plan = Path(tmp) / "plan.pkl"
         runs = _alternate(models, plan, repeats)
@@ -163,6 +166,16 @@ def run(repeats: int = 3, log: Any = print) -> dict[str, Any]:
         "cpu_ratio_live": med_cpu["live"] / med_cpu["empty"],
         "cpu_ratio_same_orders": med_cpu["same_orders"] / med_cpu["empty"],
     }
+    # each round's variants ran back to back: a ratio within a round cancels the machine's
+    # drift from round to round (the spread of one variant's repeats is mostly that drift)
+    paired = {
+        k: [c / f for c, f in zip(cpu[k], cpu["same_orders"], strict=True)]
+        for k in ("precomputed", "live")
+    }
+    out["cpu_ratio_to_floor_by_round"] = paired
+    out["cpu_ratio_to_floor_median_of_rounds"] = {
+        k: statistics.median(v) for k, v in paired.items()
+    }
     floor = med_cpu["same_orders"]
     log(
         f"  demo workload (CPU s, median of {repeats} fresh processes): empty "
@@ -170,7 +183,9 @@ def run(repeats: int = 3, log: Any = print) -> dict[str, Any]:
         f"{med_cpu['precomputed']:.2f} ({med_cpu['precomputed'] / floor:.3f}x the floor), live "
         f"{med_cpu['live']:.2f} ({med_cpu['live'] / floor:.3f}x); wall: empty {med['empty']:.2f}, "
         f"same orders {med['same_orders']:.2f}, precomputed {med['precomputed']:.2f}, live "
-        f"{med['live']:.2f}"
+        f"{med['live']:.2f}; median of the rounds' own ratios: precomputed "
+        f"{statistics.median(paired['precomputed']):.3f}x, live "
+        f"{statistics.median(paired['live']):.3f}x"
     )
     return out
 
@@ -193,7 +208,9 @@ def _alternate(models: Path, plan: Path, repeats: int) -> dict[str, list[dict[st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=VARIANTS, help="time one run (internal)")
-    parser.add_argument("--models", type=Path)
+    parser.add_argument(
+        "--models", type=Path, help="the demo config's trained fold models (default: train them)"
+    )
     parser.add_argument("--plan", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
@@ -202,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print(MARK)
         print(json.dumps(result))
         return 0
-    print(json.dumps(run(args.repeats), indent=1))
+    print(json.dumps(run(args.repeats, models=args.models), indent=1))
     return 0
 
 

@@ -688,6 +688,17 @@ def _demo_section(d: dict[str, Any]) -> list[str]:
             f"({_verdict(live, DEMO_FLOOR_GOAL)}).",
             "",
         ]
+        by_round = d.get("cpu_ratio_to_floor_by_round")
+        if by_round:
+            mid = d["cpu_ratio_to_floor_median_of_rounds"]
+            L += [
+                "Each round runs the four variants back to back, so a ratio within one round "
+                "cancels the machine's drift between rounds; the rounds' own CPU ratios to the "
+                "floor (median): precomputed "
+                f"{_f(mid['precomputed'], 3)} ({', '.join(_f(r) for r in by_round['precomputed'])}), "
+                f"live {_f(mid['live'], 3)} ({', '.join(_f(r) for r in by_round['live'])}).",
+                "",
+            ]
     return L
 
 
