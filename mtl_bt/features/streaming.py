@@ -229,6 +229,66 @@ class _Recompute:
         return out.to_numpy(dtype=np.float64)[-1]
 
 
+class _PluginUpdater:
+    """A third-party feature's own updater (``stream=`` or ``batch=``), called as compute
+    calls its function: an exception names the feature, its plugin and the symbol(s), and
+    an update of the wrong width is refused naming them (a built-in's updater is not
+    wrapped: its failure is mtl-bt's bug, seen with its traceback)."""
+
+    def __init__(self, updater: Any, name: str, width: int, where: Callable[[Any], str]):
+        self.inner, self.name, self.width, self._where = updater, name, width, where
+        self.plugin = plugin_name(name)
+        self.window = getattr(updater, "window", 1)
+
+    def named(self) -> str:
+        return f"feature {self.name!r} from {plugin_of('feature', self.plugin)}"
+
+    def update(self, bars: Any) -> Any:
+        out = calling(self.named, self._where(bars), lambda: self.inner.update(bars))
+        try:
+            width = len(out)
+        except TypeError:
+            width = -1
+        if width != self.width:
+            raise PluginError(
+                f"{self.named()}: its streaming updater returned "
+                f"{'a ' + type(out).__name__ if width < 0 else width} values on "
+                f"{self._where(bars)}, not one per column ({self.width}); fix the plugin"
+            )
+        if isinstance(bars, BatchBars):  # a batch updater: a column is one value per asset
+            n = len(bars.idx)
+            for col in out:
+                if np.shape(col) != (n,):
+                    raise PluginError(
+                        f"{self.named()}: its batch updater returned a column of shape "
+                        f"{np.shape(col)} on {self._where(bars)}, not one value per asset "
+                        f"({n},); fix the plugin"
+                    )
+        return out
+
+
+def _updater(
+    name: str,
+    factory: Callable[..., Any],
+    args: Sequence[Any],
+    params: dict[str, Any],
+    width: int,
+    where: Callable[[Any], str],
+    symbols: str,
+) -> Any:
+    """``factory(*args, **params)``: a built-in's updater as it is, a third-party one wrapped
+    (``_PluginUpdater``), its construction's exception naming it as well."""
+    plugin = plugin_name(name)
+    if registry.is_builtin("feature", plugin):
+        return factory(*args, **params)
+    made = calling(
+        lambda: f"feature {name!r} from {plugin_of('feature', plugin)}",
+        symbols,
+        lambda: factory(*args, **params),
+    )
+    return _PluginUpdater(made, name, width, where)
+
+
 def picked_columns(
     all_columns: list[str], columns: Sequence[str] | None
 ) -> tuple[list[str], np.ndarray]:
@@ -264,15 +324,18 @@ class FeatureStream:
                 factory = factories[name]  # benchmarks: another updater for this feature
             else:
                 factory = getattr(fn, "stream", None)
+            width = len(declared_columns(name, fn, params))
             if factory is not None:
-                updater = factory(**params)
+                updater = _updater(
+                    name, factory, (), params, width, lambda bars, s=symbol: s, symbol
+                )
             else:
                 updater = _Recompute(name, fn, params, feature_window(name, fn, params), symbol)
             # an updater reads at most its ``window`` newest bars from the buffer's arrays
             # (default 1: the new bar; 0: only ``bars.bar``, it keeps its own history)
             window = max(window, int(getattr(updater, "window", 1)))
             self._updaters.append(updater)
-            self._widths.append(len(declared_columns(name, fn, params)))
+            self._widths.append(width)
         self.volume = bool(spec.uses_volume())
         #: bars the stream keeps (the longest window an updater reads)
         self.window = window
@@ -453,7 +516,9 @@ class BatchStream:
             width = len(declared_columns(name, fn, params))
             batch = getattr(fn, "batch", None)
             if batch is not None and not (factories is not None and name in factories):
-                self._parts.append((j, width, batch(n, **params), None))
+                symbols_of = self._symbols_of
+                made = _updater(name, batch, (n,), params, width, symbols_of, str(self.symbols))
+                self._parts.append((j, width, made, None))
             else:
                 factory = (
                     factories[name]
@@ -461,7 +526,7 @@ class BatchStream:
                     else getattr(fn, "stream", None)
                 )
                 per = [
-                    factory(**params)
+                    _updater(name, factory, (), params, width, lambda bars, s=s: s, s)
                     if factory is not None
                     else _Recompute(name, fn, params, feature_window(name, fn, params), s)
                     for s in self.symbols
@@ -504,6 +569,10 @@ class BatchStream:
                 for i, a in enumerate(ids.tolist()):
                     out[i, j : j + width] = per[a].update(self.buffers[a])
         return out if self._all else out[:, self._pick]
+
+    def _symbols_of(self, step: BatchBars) -> str:
+        """The symbols of a step's assets, for a message."""
+        return ", ".join(self.symbols[a] for a in np.asarray(step.idx).tolist())
 
     def _refuse(self, ids: np.ndarray, values: np.ndarray) -> None:
         for i, a in enumerate(ids.tolist()):

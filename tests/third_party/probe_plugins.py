@@ -11,6 +11,8 @@ bad plugins); every probe here once got past mtl-bt's checks (issue 26):
 - ``log_range``: a scale-free target, log(high / low) of the bar h ahead (honest).
 - ``uses_five`` / ``range_five``: declare h but read bar t+5 (a return; a scale-free range).
 - ``raising``: a feature that raises.
+- ``stream_raising``, ``stream_wide``, ``batch_raising``, ``batch_scalar``: features whose own
+  streaming / batch updaters raise or return the wrong shape.
 """
 
 from __future__ import annotations
@@ -121,6 +123,79 @@ def raising(frame):
     raise ZeroDivisionError("probe: division by zero in the plugin")
 
 
+class _FailsOnThirdBar:
+    """A plugin's own streaming updater (``stream=``) that raises on its third bar."""
+
+    window = 1
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def update(self, bars):
+        self.seen += 1
+        if self.seen == 3:
+            raise ZeroDivisionError("probe: the updater divided by zero")
+        return [0.0]
+
+
+class _TwoValues(_FailsOnThirdBar):
+    """A streaming updater that returns two values for its one column."""
+
+    def update(self, bars):
+        return [0.0, 1.0]
+
+
+class _BatchFails:
+    """A plugin's own batch updater (``batch=``): raises on its second step."""
+
+    def __init__(self, n: int) -> None:
+        self.steps = 0
+
+    def update(self, step):
+        self.steps += 1
+        if self.steps == 2:
+            raise ValueError("probe: the batch updater failed")
+        return [np.zeros(len(step.idx))]
+
+
+class _BatchScalar(_BatchFails):
+    """A batch updater whose column is one number, not one value per asset."""
+
+    def update(self, step):
+        return [0.0]
+
+
+def _zeros(frame, name):
+    return _col(frame, name, np.zeros(len(frame)))
+
+
+@feature(warmup=0, columns=lambda: ["stream_raising"], stream=_FailsOnThirdBar)
+def stream_raising(frame):
+    """Zeros; its streaming updater raises on its third bar."""
+    return _zeros(frame, "stream_raising")
+
+
+@feature(warmup=0, columns=lambda: ["stream_wide"], stream=_TwoValues)
+def stream_wide(frame):
+    """Zeros; its streaming updater returns two values for one column."""
+    return _zeros(frame, "stream_wide")
+
+
+@feature(warmup=0, columns=lambda: ["batch_raising"], stream=_FailsOnThirdBar, batch=_BatchFails)
+def batch_raising(frame):
+    """Zeros; its batch updater raises on its second step."""
+    return _zeros(frame, "batch_raising")
+
+
+@feature(warmup=0, columns=lambda: ["batch_scalar"], stream=_FailsOnThirdBar, batch=_BatchScalar)
+def batch_scalar(frame):
+    """Zeros; its batch updater returns a number where a column of the assets belongs."""
+    return _zeros(frame, "batch_scalar")
+
+
+UPDATERS = ["stream_raising", "stream_wide", "batch_raising", "batch_scalar"]
+
+
 class LogRange(Task):
     """log(high / low) of the bar ``horizon`` bars ahead: scale-free (any common factor on
     that bar's OHLC cancels), and honest about its horizon."""
@@ -204,6 +279,10 @@ def register_features(register):
         cached_once,
         cached_by_first_bar,
         raising,
+        stream_raising,
+        stream_wide,
+        batch_raising,
+        batch_scalar,
         ewm_adjusted,
         ewm_no_window,
         std_200,

@@ -98,3 +98,42 @@ def test_a_raising_feature_streamed_is_one_line_naming_it(probes, btc, engine):
         "feature 'raising' from plugin 'probe_plugins' raised ZeroDivisionError on ETH/USDT: "
         "probe: division by zero"
     )
+
+
+def test_a_plugins_own_updaters_failing_are_one_line_naming_it(probes, btc):
+    """A plugin's own ``stream=`` / ``batch=`` updater (not the recompute fallback) that
+    raises, or returns the wrong number of values or a column of the wrong shape: one
+    line naming the feature, its plugin and the symbol(s), on both streaming engines."""
+    from mtl_bt.errors import PluginError
+    from mtl_bt.plugin_calls import PluginRaised
+
+    frame = btc.iloc[:6].copy()
+    frame.attrs = {**btc.attrs, "symbol": "ETH/USDT"}
+    named = "feature 'stream_raising' from plugin 'probe_plugins' raised ZeroDivisionError on "
+    with pytest.raises(PluginRaised) as got:
+        stream_frame(FeatureSpec(names=["log_return", "stream_raising"]), frame)
+    assert str(got.value).startswith(named + "ETH/USDT: probe: the updater divided by zero")
+    other = btc.iloc[:6].copy()
+    other.attrs = {**btc.attrs, "symbol": "SOL/USDT"}
+    with pytest.raises(PluginRaised) as got:  # no batch updater: per asset in BatchStream
+        batch_frames(FeatureSpec(names=["stream_raising"]), [frame, other])
+    assert str(got.value).startswith(named + "ETH/USDT: ")
+    with pytest.raises(PluginRaised) as got:
+        batch_frames(FeatureSpec(names=["batch_raising"]), [frame, other])
+    assert str(got.value).startswith(
+        "feature 'batch_raising' from plugin 'probe_plugins' raised ValueError on "
+        "ETH/USDT, SOL/USDT: probe: the batch updater failed"
+    )
+    with pytest.raises(
+        PluginError,
+        match=r"^feature 'stream_wide' from plugin 'probe_plugins'"
+        r": its streaming updater returned 2 values on ETH/USDT, not one per "
+        r"column \(1\)",
+    ):
+        stream_frame(FeatureSpec(names=["stream_wide"]), frame)
+    with pytest.raises(
+        PluginError,
+        match=r"^feature 'batch_scalar' .* its batch updater "
+        r"returned a column of shape \(\) on ETH/USDT, SOL/USDT",
+    ):
+        batch_frames(FeatureSpec(names=["batch_scalar"]), [frame, other])
