@@ -49,7 +49,12 @@ from mtl_bt.backtesting.fills import (
     stop_fills,
 )
 from mtl_bt.backtesting.folds import NO_FOLD, fold_window
-from mtl_bt.backtesting.guards import check_feeds, check_optimized_model, warn_unused_settings
+from mtl_bt.backtesting.guards import (
+    STRATEGY_ESCAPE,
+    check_feeds,
+    check_optimized_model,
+    warn_unused_settings,
+)
 from mtl_bt.backtesting.models import resolve_models
 from mtl_bt.backtesting.rebalancer import Rebalancer
 from mtl_bt.errors import UserError
@@ -157,6 +162,7 @@ class MTLStrategy(bt.Strategy):
             streaming=bool(p.streaming),
             any_bar_size=bool(p.any_bar_size),
         )
+        self.engine.escape = STRATEGY_ESCAPE  # a bar-size refusal names this parameter
         #: the model's predictions per feed, as Backtrader lines (``MTLPredictions``)
         self.predictions = [MTLPredictions(d, engine=self.engine) for d in self.datas]
         check_optimized_model(self, given)  # optstrategy iterating a fold list: refused

@@ -105,6 +105,10 @@ def asset_ids(predictor: Any, symbols: Sequence[str], datas: Sequence[Any]) -> n
     return None
 
 
+#: how a standalone indicator's bar-size refusal says to get lines anyway
+INDICATOR_ESCAPE = "MTLPredictions(data, model=..., any_bar_size=True) gives its lines anyway"
+
+
 def _fast(predictor: Any, name: str) -> Any:
     """``predictor``'s bound-buffer method ``name`` (``predict_row``, ``predict_matrix``)
     when it is a ``Predictor`` whose ``predict`` is the one those stand for; None for any
@@ -145,6 +149,8 @@ class PredictionEngine:
         self.force_streaming = bool(streaming)
         #: True: a feed whose bar size is not the model's gets lines anyway (else refused)
         self.any_bar_size = bool(any_bar_size)
+        #: how a bar-size refusal says to trade anyway (MTLStrategy names its own parameter)
+        self.escape = INDICATOR_ESCAPE
         self.members: list[Any] = []
         self.datas: list[Any] = []
         self.symbols: list[str] = []
@@ -200,7 +206,9 @@ class PredictionEngine:
         self.values: list[np.ndarray] | None = None  # (rows, tasks) per asset, preloaded
         self.folds: list[np.ndarray] | None = None
         self._nan_row = nan_row
+        self._unsized = [False] * n
         if self.streaming:
+            self._unsized = self._bar_sizes_to_check()
             self.frames: list[Any] = []
             self.book: Any = StreamingBook(
                 self.predictors[0],
@@ -237,8 +245,51 @@ class PredictionEngine:
             self.predictors,
             self.schedule,
             any_bar_size=self.any_bar_size,
-            escape="MTLPredictions(data, model=..., any_bar_size=True) gives its lines anyway",
+            escape=self.escape,
         )
+
+    def _bar_sizes_to_check(self) -> list[bool]:
+        """Streaming feeds: each feed's bar size against the model's as soon as it can be
+        told, so no prediction is made on bars of another size (the after-run checks of
+        ``MTLStrategy`` come too late for that, and a standalone indicator has none). A
+        feed that states its size (``timeframe=``/``compression=``, a resampler) is checked
+        now; the others at their first usable row (``_check_bar_size``). Live feeds are not
+        checked (as ``check_feed_bars``), nor anything with ``any_bar_size``."""
+        from mtl_bt.backtesting.calendar import stated_seconds
+        from mtl_bt.backtesting.folds import model_bar_seconds
+        from mtl_bt.backtesting.guards import check_bar_size
+
+        n = len(self.datas)
+        model_seconds = model_bar_seconds(self.predictors[0])
+        if self.any_bar_size or model_seconds is None:
+            return [False] * n
+        pending = []
+        for d, symbol in zip(self.datas, self.symbols, strict=True):
+            if getattr(d, "islive", lambda: False)():
+                pending.append(False)
+                continue
+            seconds = stated_seconds(d)
+            if seconds is not None:
+                check_bar_size(symbol, seconds, model_seconds, self.escape)
+            pending.append(seconds is None)
+        return pending
+
+    def _check_bar_size(self, a: int) -> None:
+        """Asset ``a``'s bar size from the bars its feed delivered so far (its first usable
+        row: at least the features' warm-up + 1 bars), before its first prediction; not
+        told when a bounded buffer (``exactbars``) no longer holds them."""
+        from mtl_bt.backtesting.bars import datenum_index
+        from mtl_bt.backtesting.calendar import feed_bar_seconds
+        from mtl_bt.backtesting.folds import model_bar_seconds
+        from mtl_bt.backtesting.guards import check_bar_size
+
+        self._unsized[a] = False
+        data, symbol = self.datas[a], self.symbols[a]
+        nums = np.asarray(data.datetime.array, dtype=np.float64)
+        if len(nums) < len(data) or len(nums) < 2:
+            return
+        seconds = feed_bar_seconds(data, datenum_index(nums[: len(data)]), symbol)
+        check_bar_size(symbol, seconds, model_bar_seconds(self.predictors[0]), self.escape)
 
     def ids(self, assets: Sequence[int]) -> np.ndarray | None:
         if self.asset_ids is None:
@@ -349,11 +400,14 @@ class PredictionEngine:
             new.append((a, book.advance(a, d)))
         self.step_new = new
         batches: dict[int, list[tuple[int, int]]] = {}
+        unsized = self._unsized
         for a, row in new:
             self.pending[a] = True
             self.current[a] = self._nan_row
             self.current_fold[a] = float("nan")
             fold = self.schedule.at(self.datas[a].datetime[0])
+            if unsized[a] and book.ready(a, row):
+                self._check_bar_size(a)
             if fold != NO_FOLD and book.ready(a, row):
                 batches.setdefault(fold, []).append((a, row))
         for fold, items in batches.items():

@@ -490,3 +490,60 @@ def test_mtl_strategy_steps_its_own_lines_as_backtrader_does(frames, trained, mo
     for strat in (fast, slow):  # the predictions first (made first), then the SMA
         listed = [id(i) for i in strat.getindicators()]
         assert listed == [id(i) for i in (*strat.predictions, strat.smooth)]
+
+
+@pytest.mark.parametrize("stated", [False, True], ids=["spacing", "timeframe"])
+def test_streaming_feeds_of_another_bar_size_are_refused_before_any_prediction(
+    frames, trained, stated
+):
+    """preload=False (the path of replay, resampling and paper runs): bars of another size
+    than the model's are refused as soon as the size can be told: before the run when the
+    feed states it, else at the feed's first usable row. A standalone indicator has no
+    after-run check, so it used to give lines from the wrong bars silently; MTLStrategy
+    traded the whole run before its after-run check refused it."""
+    from mtl_bt.data.synthetic import garch_bars
+    from mtl_bt.errors import DataError
+    from mtl_bt.strategies.mtl import MTLStrategy
+
+    hourly = {  # inside the last test window, so only the bar size is wrong
+        s: garch_bars(400, seed=i, symbol=s, freq="1h", start="2011-03-01")
+        for i, s in enumerate(frames)
+    }
+    seen: list[float] = []
+
+    class Mine(bt.Strategy):
+        def __init__(self) -> None:
+            self.preds = [MTLPredictions(d, model=trained[0]) for d in self.datas]
+
+        def next(self) -> None:
+            seen.extend(p.lines[0][0] for p in self.preds if np.isfinite(p.lines[0][0]))
+
+    class Trader(MTLStrategy):
+        def order_targets(self, targets) -> None:
+            seen.append(len(targets))
+
+    def go(strategy, **params):
+        cerebro = bt.Cerebro(stdstats=False, preload=False)
+        for s, f in hourly.items():
+            extra = dict(timeframe=bt.TimeFrame.Minutes, compression=60) if stated else {}
+            cerebro.adddata(bt.feeds.PandasData(dataname=f, **extra), name=s)
+        cerebro.addstrategy(strategy, **params)
+        return cerebro.run()[0]
+
+    for strategy, params, escape in (
+        (Mine, {}, r"MTLPredictions\(data, model=\.\.\., any_bar_size=True\)"),
+        (Trader, {"model": trained[0]}, r"MTLStrategy\(any_bar_size=True\)"),
+    ):
+        seen.clear()
+        with pytest.raises(
+            DataError,
+            match=r"feed 'AAA' has 1h bars but the model was "
+            r"trained on 1d bars.*" + escape,
+        ) as err:
+            go(strategy, **params)
+        assert "\n" not in str(err.value)
+        assert seen == []  # no prediction read, no order placed
+    # the escape hatch: lines from those bars anyway
+    seen.clear()
+    go(Trader, model=trained[0], any_bar_size=True, calendar="24/7")
+    assert seen
