@@ -33,10 +33,18 @@ def plugin_of(kind: str, name: str) -> str:
     return f"plugin {entry.plugin!r}" + (f" ({entry.distribution})" if entry.distribution else "")
 
 
-def calling(what: str | Callable[[], str], where: str, call: Callable[[], T]) -> T:
+def feature_named(name: str) -> str:
+    """'feature NAME from plugin P (distribution)' of a feature or an instance name
+    (``plugin@label``), for messages."""
+    return f"feature {name!r} from {plugin_of('feature', str(name).split('@', 1)[0])}"
+
+
+def calling(
+    what: str | Callable[[], str], where: str | Callable[[], str], call: Callable[[], T]
+) -> T:
     """``call()``; an exception from plugin code becomes one ``PluginRaised`` line naming
-    ``what`` (or ``what()``, worded only on failure) and ``where`` (a UserError passes
-    unchanged)."""
+    ``what`` and ``where`` (either may be a callable, worded only on failure; a UserError
+    passes unchanged)."""
     try:
         return call()
     except UserError:
@@ -44,10 +52,11 @@ def calling(what: str | Callable[[], str], where: str, call: Callable[[], T]) ->
     except Exception as exc:
         detail = str(exc).replace("\n", " ")
         named = what() if callable(what) else what
+        place = where() if callable(where) else where
         raise PluginRaised(
-            f"{named} raised {type(exc).__name__} on {where}: {detail}. Fix the plugin "
+            f"{named} raised {type(exc).__name__} on {place}: {detail}. Fix the plugin "
             "(reproduce it with `mtl-bt check CONFIG`)",
-            where,
+            place,
             exc,
         ) from exc
 
@@ -59,8 +68,4 @@ def call_feature(name: str, fn: Any, frame: Any, params: dict[str, Any]) -> Any:
     if registry.is_builtin("feature", plugin):
         return fn(frame, **params)
     where = str(frame.attrs.get("symbol", "(unknown symbol)"))
-    return calling(
-        lambda: f"feature {name!r} from {plugin_of('feature', plugin)}",
-        where,
-        lambda: fn(frame, **params),
-    )
+    return calling(lambda: feature_named(name), where, lambda: fn(frame, **params))

@@ -119,6 +119,19 @@ def check_in_windows(
     )
 
 
+def check_feed_bar_size(
+    data: Any, symbol: str, nums: np.ndarray, model_seconds: float | None, escape: str
+) -> Any:
+    """``check_bar_size`` for one feed: its stated bar size, else its bars' spacing (date
+    numbers ``nums``, at least 2 bars); returns the bars' UTC index."""
+    from mtl_bt.backtesting.bars import datenum_index
+    from mtl_bt.backtesting.calendar import feed_bar_seconds
+
+    index = datenum_index(nums)
+    check_bar_size(symbol, feed_bar_seconds(data, index, symbol), model_seconds, escape)
+    return index
+
+
 def check_feed_bars(
     datas: Sequence[Any],
     symbols: Sequence[str],
@@ -137,8 +150,6 @@ def check_feed_bars(
     bounded buffer (``exactbars``) whose bars are gone. ``escape``: how the bar-size
     refusal says to trade anyway (the caller's own ``any_bar_size=True``).
     """
-    from mtl_bt.backtesting.bars import datenum_index
-    from mtl_bt.backtesting.calendar import feed_bar_seconds
     from mtl_bt.backtesting.folds import model_bar_seconds
 
     if any(getattr(d, "islive", lambda: False)() for d in datas):
@@ -155,8 +166,7 @@ def check_feed_bars(
         check_enough_bars(symbol, count, needed, streaming=bars is not None)
         if count < 2:
             continue
-        index = datenum_index(nums)
-        check_bar_size(symbol, feed_bar_seconds(data, index, symbol), model_seconds, escape)
+        index = check_feed_bar_size(data, symbol, nums, model_seconds, escape)
         spans.append((symbol, index[0], index[-1]))
         in_window.append(bool((schedule.rows(nums) >= 0).any()))
     check_in_windows(spans, in_window, predictors)

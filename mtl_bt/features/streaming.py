@@ -36,7 +36,7 @@ from mtl_bt import registry
 from mtl_bt.errors import DataError, PluginError
 from mtl_bt.features.base import declared_columns, declared_warmup
 from mtl_bt.features.spec import FeatureSpec, compute, feature_fn, plugin_name
-from mtl_bt.plugin_calls import calling, plugin_of
+from mtl_bt.plugin_calls import calling, feature_named
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -220,7 +220,7 @@ class _Recompute:
             out = self.fn(frame, **self.params)
         else:
             out = calling(
-                lambda: f"feature {self.name!r} from {plugin_of('feature', self.plugin)}",
+                lambda: feature_named(self.name),
                 str(frame.attrs.get("symbol", self.symbol)),
                 lambda: self.fn(frame, **self.params),
             )
@@ -237,14 +237,13 @@ class _PluginUpdater:
 
     def __init__(self, updater: Any, name: str, width: int, where: Callable[[Any], str]):
         self.inner, self.name, self.width, self._where = updater, name, width, where
-        self.plugin = plugin_name(name)
         self.window = getattr(updater, "window", 1)
 
     def named(self) -> str:
-        return f"feature {self.name!r} from {plugin_of('feature', self.plugin)}"
+        return feature_named(self.name)
 
     def update(self, bars: Any) -> Any:
-        out = calling(self.named, self._where(bars), lambda: self.inner.update(bars))
+        out = calling(self.named, lambda: self._where(bars), lambda: self.inner.update(bars))
         try:
             width = len(out)
         except TypeError:
@@ -278,14 +277,9 @@ def _updater(
 ) -> Any:
     """``factory(*args, **params)``: a built-in's updater as it is, a third-party one wrapped
     (``_PluginUpdater``), its construction's exception naming it as well."""
-    plugin = plugin_name(name)
-    if registry.is_builtin("feature", plugin):
+    if registry.is_builtin("feature", plugin_name(name)):
         return factory(*args, **params)
-    made = calling(
-        lambda: f"feature {name!r} from {plugin_of('feature', plugin)}",
-        symbols,
-        lambda: factory(*args, **params),
-    )
+    made = calling(lambda: feature_named(name), symbols, lambda: factory(*args, **params))
     return _PluginUpdater(made, name, width, where)
 
 

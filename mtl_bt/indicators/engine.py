@@ -260,7 +260,7 @@ class PredictionEngine:
         from mtl_bt.backtesting.guards import check_bar_size
 
         n = len(self.datas)
-        model_seconds = model_bar_seconds(self.predictors[0])
+        self._model_seconds = model_seconds = model_bar_seconds(self.predictors[0])
         if self.any_bar_size or model_seconds is None:
             return [False] * n
         pending = []
@@ -278,18 +278,16 @@ class PredictionEngine:
         """Asset ``a``'s bar size from the bars its feed delivered so far (its first usable
         row: at least the features' warm-up + 1 bars), before its first prediction; not
         told when a bounded buffer (``exactbars``) no longer holds them."""
-        from mtl_bt.backtesting.bars import datenum_index
-        from mtl_bt.backtesting.calendar import feed_bar_seconds
-        from mtl_bt.backtesting.folds import model_bar_seconds
-        from mtl_bt.backtesting.guards import check_bar_size
+        from mtl_bt.backtesting.guards import check_feed_bar_size
 
         self._unsized[a] = False
-        data, symbol = self.datas[a], self.symbols[a]
+        data = self.datas[a]
         nums = np.asarray(data.datetime.array, dtype=np.float64)
         if len(nums) < len(data) or len(nums) < 2:
             return
-        seconds = feed_bar_seconds(data, datenum_index(nums[: len(data)]), symbol)
-        check_bar_size(symbol, seconds, model_bar_seconds(self.predictors[0]), self.escape)
+        check_feed_bar_size(
+            data, self.symbols[a], nums[: len(data)], self._model_seconds, self.escape
+        )
 
     def ids(self, assets: Sequence[int]) -> np.ndarray | None:
         if self.asset_ids is None:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from mtl_bt import registry
 from mtl_bt.errors import PluginError
-from mtl_bt.plugin_calls import calling, plugin_of
+from mtl_bt.plugin_calls import calling, feature_named, plugin_of
 from mtl_bt.safety import guards_enabled
 
 #: bars of each window a feature or target is checked on
@@ -83,14 +83,14 @@ def check_causal(feature_spec: Any, tasks: list[Any], frames: Mapping[str, pd.Da
 def _check_feature(name: str, params: dict[str, Any], symbol: str, frame: pd.DataFrame) -> None:
     from mtl_bt.features import FeatureSpec, compute
     from mtl_bt.features.base import declared_columns
-    from mtl_bt.features.spec import feature_fn, plugin_name
+    from mtl_bt.features.spec import feature_fn
     from mtl_bt.testing import lookahead, state
 
     spec = FeatureSpec(names=[name], params={name: params})
     resolved = spec.resolved_params()[name]
     fn = feature_fn(name)
     columns = declared_columns(name, fn, resolved)
-    what = f"feature {name!r} from {plugin_of('feature', plugin_name(name))}"
+    what = feature_named(name)
 
     def compute_one(f: pd.DataFrame) -> pd.DataFrame:
         return compute(f, spec)
@@ -138,12 +138,11 @@ def _check_cross_feature(
     ``GUARD_BARS`` bars, the other frames over the same time span: every frame cut after a
     cut point, each frame's future perturbed (``mtl_bt.testing.cross``)."""
     from mtl_bt.features import FeatureSpec
-    from mtl_bt.features.spec import plugin_name
     from mtl_bt.testing import lookahead
     from mtl_bt.testing.cross import cross_findings, named
 
     spec = FeatureSpec(names=[name], params={name: params})
-    what = f"feature {name!r} from {plugin_of('feature', plugin_name(name))}"
+    what = feature_named(name)
     frames = named(frames)
     for symbol, frame in frames.items():
         part = frame.iloc[-GUARD_BARS:]
