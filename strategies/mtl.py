@@ -60,7 +60,7 @@ from mtl_bt.backtesting.rebalancer import Rebalancer
 from mtl_bt.errors import UserError
 from mtl_bt.indicators import MTLPredictions, PredictionEngine
 from mtl_bt.indicators.engine import asset_ids
-from mtl_bt.indicators.predictions import line_steps, step_lines
+from mtl_bt.indicators.predictions import follow_feeds, stop_following
 from mtl_bt.signals.clip import clip_each
 from mtl_bt.signals.context import (
     RuleCaller,
@@ -126,10 +126,10 @@ class MTLStrategy(bt.Strategy):
     #: gc.freeze() the objects alive at start (models, frames, features) for the run: a
     #: full collection of the ~500k objects torch and pandas leave tracked costs 0.3-0.5 s
     freeze_heap = True
-    #: runonce: advance the lines of its own ``MTLPredictions`` in one loop per bar
-    #: (``mtl_bt.indicators.predictions.step_lines``) instead of Backtrader's per-indicator
-    #: ``advance`` calls: the same lengths, indexes and values on every bar (tested)
-    step_own_lines = True
+    #: runonce: the lines of its own ``MTLPredictions`` read their length and index off their
+    #: feeds (``mtl_bt.indicators.predictions.FollowingLine``) instead of Backtrader's
+    #: per-indicator ``advance`` on every bar: the same lengths, indexes and values (tested)
+    follow_own_lines = True
 
     # -- setup -----------------------------------------------------------
     def __init__(self) -> None:
@@ -190,8 +190,8 @@ class MTLStrategy(bt.Strategy):
         self.decisions = 0
         self.first_decision: float | None = None
         self._frozen = False  # gc.freeze() in start, undone in stop
-        #: runonce: (clock, lines) of the own indicators this strategy advances itself
-        self._line_steps: list[tuple[Any, list[Any]]] | None = None
+        #: runonce: the own indicators' lines that follow their feeds (None: not decided yet)
+        self._following: list[Any] | None = None
         self._own_taken: list[Any] = []  # Backtrader's indicator list before they left it
 
     # the model, its fold schedule and asset ids live in the engine (paper runs swap them)
@@ -394,44 +394,42 @@ class MTLStrategy(bt.Strategy):
 
     # -- Backtrader's runonce loop: its own indicators' lines -------------------
     def _oncepost(self, dt: float) -> None:
-        """Backtrader's per-bar step of a runonce run, with the lines of this strategy's own
-        indicators advanced first in one loop (``step_lines``), as Backtrader's indicator
-        loop would advance them before anything reads them (user indicators on those
-        lines come after, in Backtrader's loop)."""
-        steps = self._line_steps
-        if steps is None:
-            steps = self._take_own_lines()
-        if steps:
-            step_lines(steps)
+        """Backtrader's per-bar step of a runonce run; on the first one (the indicators'
+        ``once`` has filled their lines) the own indicators' lines start following their
+        feeds (``_follow_own_lines``)."""
+        if self._following is None:
+            self._follow_own_lines()
         super()._oncepost(dt)
 
-    def _take_own_lines(self) -> list[tuple[Any, list[Any]]]:
-        """On the first runonce step (their ``once`` has filled them): the own indicators
-        leave Backtrader's per-bar indicator list, stepped by ``_oncepost`` instead; put
-        back in ``_stop`` (plotting and ``getindicators()`` see them after the run)."""
-        self._line_steps = []
-        if not self.step_own_lines:
-            return []
+    def _follow_own_lines(self) -> None:
+        """The own indicators leave Backtrader's per-bar indicator list and their lines read
+        their length and index off their feeds (``FollowingLine``): no per-bar work for
+        them, the values Backtrader's ``advance`` would give. Both undone in ``_stop``
+        (plotting and ``getindicators()`` see them after the run)."""
+        self._following = []
+        if not self.follow_own_lines:
+            return
         own = self.predictions
-        steps = line_steps(own)
-        if steps is None:
-            return []
         listed = self._lineiterators[bt.LineIterator.IndType]
         ids = {id(p) for p in own}
         if sum(id(i) in ids for i in listed) != len(own):
-            return []  # not all listed once (a subclass moved them): Backtrader's path
+            return  # not all listed once (a subclass moved them): Backtrader's path
+        following = follow_feeds(own)
+        if following is None:
+            return
         self._own_taken = list(listed)  # the whole list, to restore its order
         listed[:] = [i for i in listed if id(i) not in ids]
-        self._line_steps = steps
-        return steps
+        self._following = following
 
     def _stop(self) -> None:
+        if self._following:
+            stop_following(self._following)
         if self._own_taken:  # back in their places (and whatever was added since)
             listed = self._lineiterators[bt.LineIterator.IndType]
             before = {id(i) for i in self._own_taken}
             listed[:] = self._own_taken + [i for i in listed if id(i) not in before]
             self._own_taken = []
-        self._line_steps = None
+        self._following = None
         super()._stop()
 
     # -- per bar ---------------------------------------------------------

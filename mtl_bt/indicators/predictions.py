@@ -37,7 +37,14 @@ import numpy as np
 from mtl_bt.errors import UserError
 from mtl_bt.indicators.engine import PredictionEngine
 
-__all__ = ["MTLPredictions", "line_name", "line_steps", "lines_class", "step_lines"]
+__all__ = [
+    "FollowingLine",
+    "MTLPredictions",
+    "follow_feeds",
+    "line_name",
+    "lines_class",
+    "stop_following",
+]
 
 #: Backtrader's mode of a line that keeps every bar (``LineBuffer.UnBounded``)
 _UNBOUNDED = bt.linebuffer.LineBuffer.UnBounded
@@ -217,28 +224,53 @@ class MTLPredictions(bt.Indicator, metaclass=_Meta):
         self.plotinfo.plotname = f"{first} ({self.symbol})"
 
 
-def line_steps(indicators: Sequence[MTLPredictions]) -> list[tuple[Any, list[Any]]] | None:
-    """``(clock buffer, line buffers)`` of each indicator, for advancing all their lines in
-    one loop per bar (``step_lines``); None when a line is not unbounded (``exactbars``
-    queues keep Backtrader's own ``advance``) or an indicator is not clocked by its feed."""
-    steps = []
+def _moved(self: Any, value: Any) -> None:
+    raise RuntimeError(
+        "an MTLPredictions line that follows its feed was moved during the run; its length "
+        "and index are its feed's (MTLStrategy.follow_own_lines)"
+    )
+
+
+class FollowingLine(bt.linebuffer.LineBuffer):
+    """A line of an ``MTLPredictions`` whose length and index are read off its feed instead
+    of being moved bar by bar: on the runonce path ``Indicator.advance`` gives an indicator
+    clocked by its feed exactly the feed's length on every bar (one bar on whenever the feed
+    moved), so the line needs no per-bar work at all. Set on a line's instance for a run
+    (``follow_feeds``), taken off after it (``stop_following``)."""
+
+    # the feed's own buffer (a data descriptor shadows the instance's stored values)
+    lencount = property(lambda self: self._feed_line.lencount, _moved)
+    _idx = property(lambda self: self._feed_line.lencount - 1, _moved)
+
+
+def follow_feeds(indicators: Sequence[MTLPredictions]) -> list[Any] | None:
+    """Make every line of ``indicators`` follow its feed (``FollowingLine``) and return the
+    lines; None (nothing changed) when one cannot: a line that is not unbounded (``exactbars``
+    queues keep Backtrader's own ``advance``), is not at its start, or an indicator that is
+    not clocked by its feed."""
+    lines: list[tuple[Any, Any]] = []
     for ind in indicators:
-        lines = list(ind.lines.lines)
-        if ind._clock is not ind.data or any(line.mode != _UNBOUNDED for line in lines):
-            return None
-        steps.append((ind._clock.lines.lines[0], lines))
-    return steps
+        feed_line = ind._clock.lines.lines[0] if ind._clock is ind.data else None
+        for line in ind.lines.lines:
+            if feed_line is None or type(line) is not bt.linebuffer.LineBuffer:
+                return None
+            if line.mode != _UNBOUNDED or line.lencount != 0 or line._idx != -1:
+                return None
+            lines.append((line, feed_line))
+    for line, feed_line in lines:
+        line._feed_line = feed_line
+        line.__class__ = FollowingLine
+    return [line for line, _ in lines]
 
 
-def step_lines(steps: list[tuple[Any, list[Any]]]) -> None:
-    """One bar of Backtrader's runonce loop for these indicators' lines: each whose feed
-    moved past it advances one bar (``Indicator.advance``: ``len(clock) > len(self)``),
-    its indexes moved in place as ``MTLPredictions.advance`` moves them."""
-    for clock, lines in steps:
-        if clock.lencount > lines[0].lencount:
-            for line in lines:
-                line._idx += 1
-                line.lencount += 1
+def stop_following(lines: Sequence[Any]) -> None:
+    """``follow_feeds`` undone: each line keeps the length and index it has now."""
+    for line in lines:
+        count = line.lencount
+        line.__class__ = bt.linebuffer.LineBuffer
+        line.lencount = count
+        line._idx = count - 1
+        del line._feed_line
 
 
 @cache

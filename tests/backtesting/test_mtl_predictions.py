@@ -446,7 +446,7 @@ class _MTLReader:
     def _record(self) -> None:
         self.seen.extend(_reads(self.predictions))
         self.seen.append((len(self.smooth), self.smooth[0] if len(self.smooth) else None))
-        self.stepped = bool(self._line_steps)  # its own loop moves the lines
+        self.stepped = bool(self._following)  # its own lines follow their feeds
 
     def prenext(self) -> None:
         self._record()
@@ -458,9 +458,11 @@ class _MTLReader:
 
 
 @pytest.mark.parametrize("mode", ["precomputed", "live"])
-def test_mtl_strategy_steps_its_own_lines_as_backtrader_does(frames, trained, mode):
-    """MTLStrategy advances its own indicators' lines in one loop per bar (runonce) instead
-    of Backtrader's per-indicator advance: a subclass reads the same lengths, indexes, [0]
+def test_mtl_strategy_own_lines_follow_their_feeds_as_backtrader_advances_them(
+    frames, trained, mode
+):
+    """MTLStrategy's own indicators' lines read their length and index off their feeds
+    (runonce) instead of Backtrader's per-indicator advance on every bar: a subclass reads the same lengths, indexes, [0]
     and [-1] on every bar (feeds of different lengths), a user indicator on one of those
     lines sees the same values, the orders are the same, and after the run the indicators
     are back in Backtrader's list in their places."""
@@ -471,7 +473,7 @@ def test_mtl_strategy_steps_its_own_lines_as_backtrader_does(frames, trained, mo
     uneven[first] = uneven[first].iloc[40:]
 
     def run_reader(own: bool):
-        reader = type("Reader", (_MTLReader, MTLStrategy), {"step_own_lines": own})
+        reader = type("Reader", (_MTLReader, MTLStrategy), {"follow_own_lines": own})
         cerebro = bt.Cerebro(stdstats=False)
         for name, frame in uneven.items():
             cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=name)
@@ -486,7 +488,11 @@ def test_mtl_strategy_steps_its_own_lines_as_backtrader_does(frames, trained, mo
     ]
     assert len(fast.broker.orders) > 0
     assert fast.stepped and not slow.stepped
-    assert fast._line_steps is None and not fast._own_taken  # put back after the run
+    assert fast._following is None and not fast._own_taken  # put back after the run
+    for ind in fast.predictions:  # plain buffers again, at their feeds' lengths
+        for line in ind.lines.lines:
+            assert type(line) is bt.linebuffer.LineBuffer
+            assert (len(line), line.idx) == (len(ind.data), len(ind.data) - 1)
     for strat in (fast, slow):  # the predictions first (made first), then the SMA
         listed = [id(i) for i in strat.getindicators()]
         assert listed == [id(i) for i in (*strat.predictions, strat.smooth)]
