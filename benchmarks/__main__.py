@@ -199,6 +199,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     ap.add_argument("--only", action="append", choices=NAMES, help="run only this (repeatable)")
+    ap.add_argument(
+        "--demo-instructions",
+        action="store_true",
+        help="also count the demo runs' instructions under valgrind's callgrind (~15 min)",
+    )
     ap.add_argument("--bars", type=int, help="bars per asset for the 1- and 5-asset backtests")
     ap.add_argument("--bars-50", type=int, help="bars per asset for the 50-asset backtest")
     ap.add_argument(
@@ -264,7 +269,12 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         weighting,
     )
 
-    step("demo", lambda: bench_demo.run(1 if args.quick else 3, log))
+    step(
+        "demo",
+        lambda: bench_demo.run(
+            1 if args.quick else 3, log, instructions=bool(args.demo_instructions)
+        ),
+    )
 
     step(
         "backtest",

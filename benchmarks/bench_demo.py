@@ -92,9 +92,11 @@ def child(variant: str, models: Path, plan_path: Path) -> dict[str, Any]:
     else:
         raise SystemExit(f"unknown variant {variant!r}")
     gc.collect()
+    os.getppid()  # a callgrind dump mark (--instructions): what follows is the run
     t0, c0 = time.perf_counter(), time.process_time()
     strat = cerebro.run()[0]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    os.getppid()  # the second mark: the dump between the two holds cerebro.run() alone
     out: dict[str, Any] = {"wall": wall, "cpu": cpu, "value": float(strat.broker.getvalue())}
     if variant in ("precomputed", "live"):
         out["decisions"] = int(strat.decisions)
@@ -108,10 +110,12 @@ def child(variant: str, models: Path, plan_path: Path) -> dict[str, Any]:
     return out
 
 
-def _spawn(variant: str, models: Path, plan: Path) -> dict[str, Any]:
+def _spawn(variant: str, models: Path, plan: Path, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     root = Path(__file__).resolve().parents[1]
     env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        PYTHONHASHSEED="0",  # the same dict and set orders in every child
     )
     cmd = [sys.executable, "-m", "benchmarks.bench_demo", "--child", variant]
     cmd += ["--models", str(models), "--plan", str(plan)]
@@ -121,9 +125,124 @@ def _spawn(variant: str, models: Path, plan: Path) -> dict[str, Any]:
     return json.loads(proc.stdout.split(MARK, 1)[1].strip().splitlines()[0])
 
 
-def run(repeats: int = 3, log: Any = print, models: Path | None = None) -> dict[str, Any]:
+#: callgrind's estimate of cycles from its simulated caches (its documented weights): an
+#: instruction 1, a first-level miss 10 more, a last-level miss 100 more
+_CYCLE_WEIGHTS = {
+    "Ir": 1,
+    "I1mr": 10,
+    "D1mr": 10,
+    "D1mw": 10,
+    "ILmr": 100,
+    "DLmr": 100,
+    "DLmw": 100,
+}
+
+
+def between_marks(
+    cmd: list[str], out_dir: Path, name: str, cache: bool = False, **run: Any
+) -> tuple[dict[str, int], subprocess.CompletedProcess]:
+    """Run ``cmd`` under valgrind's callgrind and return the counts of what it executed
+    between its two ``os.getppid()`` calls (the marks; callgrind dumps its counters at each,
+    so the dump between them holds that stretch alone), with the finished process.
+    Refused unless the command made exactly two marks."""
+    stem = out_dir / name
+    prefix = ["valgrind", "--tool=callgrind", "--dump-before=getppid"]
+    prefix += [f"--callgrind-out-file={stem}", *(["--cache-sim=yes"] if cache else [])]
+    proc = subprocess.run([*prefix, *cmd], capture_output=True, text=True, check=False, **run)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed under callgrind:\n{proc.stderr[-3000:]}")
+    dumps = sorted(d.name for d in out_dir.glob(f"{name}.*"))
+    if dumps != [f"{name}.1", f"{name}.2"]:
+        raise RuntimeError(f"{name}: expected two marks (os.getppid() calls), got dumps {dumps}")
+    text = (out_dir / f"{name}.2").read_text().splitlines()
+    events = next(line for line in text if line.startswith("events:")).split()[1:]
+    totals = next(line for line in text if line.startswith("totals:")).split()[1:]
+    return dict(zip(events, map(int, totals), strict=True)), proc
+
+
+def _instructions_of(
+    variant: str, models: Path, plan: Path, out_dir: Path, cache: bool = False
+) -> dict[str, Any]:
+    """One child under callgrind: the instructions executed by ``cerebro.run()`` alone (the
+    child marks its start and end; the imports and model loading before it are counted in
+    the dump before). Instruction counts do not depend on the host's speed: the same run
+    counts the same to a few parts per million."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        PYTHONHASHSEED="0",
+    )
+    cmd = [sys.executable, "-m", "benchmarks.bench_demo", "--child", variant]
+    cmd += ["--models", str(models), "--plan", str(plan)]
+    counts, proc = between_marks(cmd, out_dir, variant, cache, env=env, cwd=root)
+    result = json.loads(proc.stdout.split(MARK, 1)[1].strip().splitlines()[0])
+    result["instructions"] = counts["Ir"]
+    if cache:
+        result["cache"] = counts
+        result["estimated_cycles"] = sum(w * counts[k] for k, w in _CYCLE_WEIGHTS.items())
+    return result
+
+
+def count_instructions(
+    models: Path, jobs: int = 2, log: Any = print, cache: bool = False
+) -> dict[str, Any]:
+    """The four variants' ``cerebro.run()`` in instructions (valgrind's callgrind), ``jobs``
+    at a time: a measure of the strategy's own work that the host's drifting speed does
+    not move (a run under callgrind takes ~50x its time). Instructions are not seconds
+    (cache misses and branch mispredictions cost differently); the timed harness stays
+    the headline, this one says whether a change moved the work. ``cache``: also simulate
+    the caches (callgrind's own model of them, ~2x slower) and report its cycle estimate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with tempfile.TemporaryDirectory(prefix="mtlbt-demo-cg-") as tmp:
+        plan = Path(tmp) / "plan.pkl"
+        _spawn("precomputed", models, plan)  # writes the plan same_orders replays
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            runs = dict(
+                zip(
+                    VARIANTS,
+                    pool.map(
+                        lambda v: _instructions_of(v, models, plan, Path(tmp), cache), VARIANTS
+                    ),
+                    strict=True,
+                )
+            )
+    ins = {k: r["instructions"] for k, r in runs.items()}
+    floor = ins["same_orders"]
+    out = {
+        "instructions": ins,
+        "ratio_to_floor": {k: ins[k] / floor for k in ("precomputed", "live")},
+        "final_values": {k: r["value"] for k, r in runs.items()},
+        "decisions": {k: runs[k]["decisions"] for k in ("precomputed", "live")},
+    }
+    if cache:
+        cyc = {k: r["estimated_cycles"] for k, r in runs.items()}
+        out["cache"] = {k: r["cache"] for k, r in runs.items()}
+        out["estimated_cycles"] = cyc
+        out["cycles_ratio_to_floor"] = {
+            k: cyc[k] / cyc["same_orders"] for k in ("precomputed", "live")
+        }
+        log(
+            f"  callgrind's cycle estimate: precomputed "
+            f"{out['cycles_ratio_to_floor']['precomputed']:.3f}x the floor, live "
+            f"{out['cycles_ratio_to_floor']['live']:.3f}x"
+        )
+    log(
+        f"  demo workload (instructions of cerebro.run(), callgrind): empty "
+        f"{ins['empty'] / 1e9:.3f} G, same orders {floor / 1e9:.3f} G, precomputed "
+        f"{ins['precomputed'] / 1e9:.3f} G ({ins['precomputed'] / floor:.3f}x the floor), live "
+        f"{ins['live'] / 1e9:.3f} G ({ins['live'] / floor:.3f}x)"
+    )
+    return out
+
+
+def run(
+    repeats: int = 3, log: Any = print, models: Path | None = None, instructions: bool = False
+) -> dict[str, Any]:
     """Train the demo's fold models (or use ``models``, a folder ``train_walk_forward``
-    wrote for the demo config), then time the variants ``repeats`` times each."""
+    wrote for the demo config), then time the variants ``repeats`` times each
+    (``instructions``: and count them once under callgrind, ``count_instructions``)."""
     from mtl_bt import pipeline
     from mtl_bt.backtesting.runner import load_predictors
     from mtl_bt.training import train_walk_forward
@@ -137,6 +256,7 @@ def run(repeats: int = 3, log: Any = print, models: Path | None = None) -> dict[
         folds = len(load_predictors(models))  # also exports and caches the ONNX graphs
         plan = Path(tmp) / "plan.pkl"
         runs = _alternate(models, plan, repeats)
+        counted = count_instructions(models, log=log) if instructions else None
     wall = {k: [r["wall"] for r in v] for k, v in runs.items()}
     cpu = {k: [r["cpu"] for r in v] for k, v in runs.items()}
     med = {k: statistics.median(v) for k, v in wall.items()}
@@ -172,6 +292,8 @@ def run(repeats: int = 3, log: Any = print, models: Path | None = None) -> dict[
         k: [c / f for c, f in zip(cpu[k], cpu["same_orders"], strict=True)]
         for k in ("precomputed", "live")
     }
+    if counted is not None:
+        out["instructions"] = counted
     out["cpu_ratio_to_floor_by_round"] = paired
     out["cpu_ratio_to_floor_median_of_rounds"] = {
         k: statistics.median(v) for k, v in paired.items()
@@ -213,11 +335,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plan", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count cerebro.run()'s instructions under valgrind's callgrind instead of timing",
+    )
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="with --instructions: simulate the caches too and estimate cycles",
+    )
     args = parser.parse_args(argv)
     if args.child:
         result = child(args.child, args.models, args.plan)
         print(MARK)
         print(json.dumps(result))
+        return 0
+    if args.instructions:
+        if args.models is None:
+            raise SystemExit("--instructions needs --models DIR (the demo's trained fold models)")
+        print(json.dumps(count_instructions(args.models, cache=args.cache_sim), indent=1))
         return 0
     print(json.dumps(run(args.repeats, models=args.models), indent=1))
     return 0

@@ -699,6 +699,62 @@ def _demo_section(d: dict[str, Any]) -> list[str]:
                 f"live {_f(mid['live'], 3)} ({', '.join(_f(r) for r in by_round['live'])}).",
                 "",
             ]
+    cg = d.get("instructions")
+    if cg:
+        L += _demo_instructions(cg)
+    return L
+
+
+def _demo_instructions(cg: dict[str, Any]) -> list[str]:
+    """The demo variants' ``cerebro.run()`` counted in instructions (``bench_demo
+    --instructions``): a measure the host's drifting speed does not move."""
+    ins, ratio = cg["instructions"], cg["ratio_to_floor"]
+    head = ["measure", "empty", "same orders", "precomputed (ratio)", "live (ratio)"]
+    rows = [
+        [
+            "instructions (G)",
+            _f(ins["empty"] / 1e9, 3),
+            _f(ins["same_orders"] / 1e9, 3),
+            f"{_f(ins['precomputed'] / 1e9, 3)} ({_f(ratio['precomputed'], 3)})",
+            f"{_f(ins['live'] / 1e9, 3)} ({_f(ratio['live'], 3)})",
+        ]
+    ]
+    cyc = cg.get("estimated_cycles")
+    if cyc:
+        cr = cg["cycles_ratio_to_floor"]
+        rows.append(
+            [
+                "callgrind's cycle estimate (G)",
+                _f(cyc["empty"] / 1e9, 3),
+                _f(cyc["same_orders"] / 1e9, 3),
+                f"{_f(cyc['precomputed'] / 1e9, 3)} ({_f(cr['precomputed'], 3)})",
+                f"{_f(cyc['live'] / 1e9, 3)} ({_f(cr['live'], 3)})",
+            ]
+        )
+    L = [
+        "The same four runs counted in instructions (`python -m benchmarks.bench_demo "
+        "--instructions --models DIR`: each child under valgrind's callgrind, the dump between "
+        "two marks around `cerebro.run()`, so imports and model loading are not counted; the "
+        "same run counts the same to a few parts per million, whatever the host's speed). "
+        "Instructions are not seconds: a cache miss or a mispredicted branch costs many "
+        "instructions' time"
+        + (
+            "; the second row weights callgrind's simulated cache misses by its documented "
+            "cycle costs (10 a first-level miss, 100 a last-level miss), its model of the "
+            "caches, not this machine's."
+            if cyc
+            else "."
+        ),
+        "",
+    ]
+    L += _table(head, rows)
+    L += [
+        "",
+        f"Issue 27's goal in instructions: precomputed {_f(ratio['precomputed'], 3)} "
+        f"({_verdict(ratio['precomputed'], DEMO_FLOOR_GOAL)}), live {_f(ratio['live'], 3)} "
+        f"({_verdict(ratio['live'], DEMO_FLOOR_GOAL)}).",
+        "",
+    ]
     return L
 
 

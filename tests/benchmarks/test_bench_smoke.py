@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import sys
 
 import pytest
 
@@ -312,3 +314,54 @@ def test_asset_sweep_section_and_plot(tmp_path):
     page = "\n".join(report._scale_assets_section(sweep, "assets.png"))
     assert "| 100 x 2,500 | 3 | 300.0 | 600 | 1200.0 | 800.0 | 400.0 |" in page
     assert "![scale per asset-bar](assets.png)" in page
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_callgrind_counts_only_what_runs_between_the_two_marks(tmp_path):
+    """``between_marks``: the counts of the stretch between a command's two marks grow with
+    the work done there (twice the loop: about twice the instructions), the work around
+    them is not counted, and a command with one mark is refused."""
+    from benchmarks import bench_demo
+
+    def counted(inner: int, outer: int, marks: int = 2) -> int:
+        code = (
+            f"import os\nsum(range({outer}))\nos.getppid()\nsum(range({inner}))\n"
+            + "os.getppid()\n" * (marks - 1)
+            + f"sum(range({outer}))\n"
+        )
+        name = f"run{inner}_{outer}_{marks}"
+        counts, _ = bench_demo.between_marks([sys.executable, "-c", code], tmp_path, name)
+        return counts["Ir"]
+
+    small, double = counted(200_000, 0), counted(400_000, 0)
+    assert 1.9 < double / small < 2.1
+    # ten times the work outside the marks (counted, it would be ~21x): not counted; the
+    # stretch itself moves a little with the allocator's state the outside work leaves
+    assert 0.9 < counted(200_000, 2_000_000) / small < 1.2
+    with pytest.raises(RuntimeError, match="expected two marks"):
+        counted(1_000, 0, marks=1)
+
+
+def test_demo_section_shows_the_instruction_counts():
+    base = {
+        "assets": 5,
+        "bars": 8736,
+        "folds": 4,
+        "architecture": "shared_bottom",
+        "repeats": 3,
+        "seconds": {"empty": 10.0, "precomputed": 13.0, "live": 16.0},
+        "decisions": {"precomputed": 3273, "live": 3273},
+        "ratio_precomputed": 1.3,
+        "ratio_live": 1.6,
+    }
+    assert "instructions" not in "\n".join(report._demo_section(base))
+    ins = {"empty": 20e9, "same_orders": 22e9, "precomputed": 23.1e9, "live": 24.42e9}
+    cg = {"instructions": ins, "ratio_to_floor": {"precomputed": 1.05, "live": 1.11}}
+    text = "\n".join(report._demo_section(dict(base, instructions=cg)))
+    assert "| instructions (G) | 20.000 | 22.000 | 23.100 (1.050) | 24.420 (1.110) |" in text
+    assert "precomputed 1.050 (met), live 1.110 (missed)" in text
+    assert "cycle estimate" not in text
+    cyc = {"empty": 30e9, "same_orders": 33e9, "precomputed": 34e9, "live": 37e9}
+    cg = dict(cg, estimated_cycles=cyc, cycles_ratio_to_floor={"precomputed": 1.03, "live": 1.12})
+    text = "\n".join(report._demo_section(dict(base, instructions=cg)))
+    assert "| callgrind's cycle estimate (G) | 30.000 | 33.000 | 34.000 (1.030) |" in text
