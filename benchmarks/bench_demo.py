@@ -157,6 +157,7 @@ def between_marks(
     text = (out_dir / f"{name}.2").read_text().splitlines()
     events = next(line for line in text if line.startswith("events:")).split()[1:]
     totals = next(line for line in text if line.startswith("totals:")).split()[1:]
+    totals += ["0"] * (len(events) - len(totals))  # callgrind leaves trailing zeros out
     return dict(zip(events, map(int, totals), strict=True)), proc
 
 

@@ -340,6 +340,9 @@ def test_callgrind_counts_only_what_runs_between_the_two_marks(tmp_path):
     assert 0.9 < counted(200_000, 2_000_000) / small < 1.2
     with pytest.raises(RuntimeError, match="expected two marks"):
         counted(1_000, 0, marks=1)
+    code = "import os\nos.getppid()\nsum(range(1000))\nos.getppid()\n"
+    cached, _ = bench_demo.between_marks([sys.executable, "-c", code], tmp_path, "c", cache=True)
+    assert set(bench_demo._CYCLE_WEIGHTS) <= set(cached) and cached["Ir"] > 0
 
 
 def test_demo_section_shows_the_instruction_counts():
