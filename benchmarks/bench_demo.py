@@ -167,7 +167,7 @@ def _instructions_of(
     """One child under callgrind: the instructions executed by ``cerebro.run()`` alone (the
     child marks its start and end; the imports and model loading before it are counted in
     the dump before). Instruction counts do not depend on the host's speed: the same run
-    counts the same to a few parts per million."""
+    counts the same within 0.05% under the same command."""
     root = Path(__file__).resolve().parents[1]
     env = dict(
         os.environ,

@@ -235,6 +235,8 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         "make bench                                 # everything, writes this page",
         ".venv/bin/python -m benchmarks --quick     # small sizes, one repeat (~minutes)",
         ".venv/bin/python -m benchmarks --only backtest --only training",
+        "# the demo's runs in instructions (valgrind's callgrind; ~15 min, 2 at a time)",
+        ".venv/bin/python -m benchmarks.bench_demo --instructions --models DIR [--cache-sim]",
         "```",
         "",
         "Names for `--only`: demo (0), backtest (1 + 2), inference (2b), training (3), "
@@ -735,7 +737,9 @@ def _demo_instructions(cg: dict[str, Any]) -> list[str]:
         "The same four runs counted in instructions (`python -m benchmarks.bench_demo "
         "--instructions --models DIR`: each child under valgrind's callgrind, the dump between "
         "two marks around `cerebro.run()`, so imports and model loading are not counted; the "
-        "same run counts the same to a few parts per million, whatever the host's speed). "
+        "same command counts the same within 0.05%, whatever the host's speed; another "
+        "environment, such as another PYTHONPATH or three children at once, moved the counts "
+        "by up to 1% and their ratios by under 0.01). "
         "Instructions are not seconds: a cache miss or a mispredicted branch costs many "
         "instructions' time"
         + (
