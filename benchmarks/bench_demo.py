@@ -110,7 +110,8 @@ def child(variant: str, models: Path, plan_path: Path) -> dict[str, Any]:
     return out
 
 
-def _spawn(variant: str, models: Path, plan: Path, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+def _child(variant: str, models: Path, plan: Path) -> tuple[list[str], dict[str, Any]]:
+    """The command line of one child run of ``variant`` and how to run it (env, cwd)."""
     root = Path(__file__).resolve().parents[1]
     env = dict(
         os.environ,
@@ -119,10 +120,20 @@ def _spawn(variant: str, models: Path, plan: Path, prefix: tuple[str, ...] = ())
     )
     cmd = [sys.executable, "-m", "benchmarks.bench_demo", "--child", variant]
     cmd += ["--models", str(models), "--plan", str(plan)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=False)
+    return cmd, {"env": env, "cwd": root}
+
+
+def _child_result(variant: str, proc: subprocess.CompletedProcess) -> dict[str, Any]:
+    """The JSON result a child printed after ``MARK``."""
     if proc.returncode != 0 or MARK not in proc.stdout:
         raise RuntimeError(f"bench_demo child {variant} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.split(MARK, 1)[1].strip().splitlines()[0])
+
+
+def _spawn(variant: str, models: Path, plan: Path) -> dict[str, Any]:
+    cmd, how = _child(variant, models, plan)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **how)
+    return _child_result(variant, proc)
 
 
 #: callgrind's estimate of cycles from its simulated caches (its documented weights): an
@@ -168,16 +179,9 @@ def _instructions_of(
     child marks its start and end; the imports and model loading before it are counted in
     the dump before). Instruction counts do not depend on the host's speed: the same run
     counts the same within 0.05% under the same command."""
-    root = Path(__file__).resolve().parents[1]
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-        PYTHONHASHSEED="0",
-    )
-    cmd = [sys.executable, "-m", "benchmarks.bench_demo", "--child", variant]
-    cmd += ["--models", str(models), "--plan", str(plan)]
-    counts, proc = between_marks(cmd, out_dir, variant, cache, env=env, cwd=root)
-    result = json.loads(proc.stdout.split(MARK, 1)[1].strip().splitlines()[0])
+    cmd, how = _child(variant, models, plan)
+    counts, proc = between_marks(cmd, out_dir, variant, cache, **how)
+    result = _child_result(variant, proc)
     result["instructions"] = counts["Ir"]
     if cache:
         result["cache"] = counts

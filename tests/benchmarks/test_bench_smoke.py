@@ -235,20 +235,24 @@ def test_streaming_harness_times_every_engine_with_equal_rows(tmp_path):
     assert "| 9 |" in page and "(batch)" in page
 
 
+#: a demo result from before the floor, CPU and instruction figures were recorded
+_DEMO_BASE = {
+    "assets": 5,
+    "bars": 8736,
+    "folds": 4,
+    "architecture": "shared_bottom",
+    "repeats": 3,
+    "seconds": {"empty": 10.0, "precomputed": 13.0, "live": 16.0},
+    "decisions": {"precomputed": 3273, "live": 3273},
+    "ratio_precomputed": 1.3,
+    "ratio_live": 1.6,
+}
+
+
 def test_demo_section_shows_the_same_orders_floor_and_cpu_ratios():
     """The demo page section renders the floor and CPU-time table when the results have
     them, and still renders results from before they were recorded."""
-    base = {
-        "assets": 5,
-        "bars": 8736,
-        "folds": 4,
-        "architecture": "shared_bottom",
-        "repeats": 3,
-        "seconds": {"empty": 10.0, "precomputed": 13.0, "live": 16.0},
-        "decisions": {"precomputed": 3273, "live": 3273},
-        "ratio_precomputed": 1.3,
-        "ratio_live": 1.6,
-    }
+    base = dict(_DEMO_BASE)
     old = "\n".join(report._demo_section(base))
     assert "same orders" not in old and "1.30" in old
     new = dict(base, orders=1432, ratio_same_orders=1.25)
@@ -346,17 +350,7 @@ def test_callgrind_counts_only_what_runs_between_the_two_marks(tmp_path):
 
 
 def test_demo_section_shows_the_instruction_counts():
-    base = {
-        "assets": 5,
-        "bars": 8736,
-        "folds": 4,
-        "architecture": "shared_bottom",
-        "repeats": 3,
-        "seconds": {"empty": 10.0, "precomputed": 13.0, "live": 16.0},
-        "decisions": {"precomputed": 3273, "live": 3273},
-        "ratio_precomputed": 1.3,
-        "ratio_live": 1.6,
-    }
+    base = dict(_DEMO_BASE)
     assert "instructions" not in "\n".join(report._demo_section(base))
     ins = {"empty": 20e9, "same_orders": 22e9, "precomputed": 23.1e9, "live": 24.42e9}
     cg = {"instructions": ins, "ratio_to_floor": {"precomputed": 1.05, "live": 1.11}}
